@@ -1,0 +1,5 @@
+"""The `screen` command."""
+
+from screening.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,46 @@
+"""What every command needs: settings, a migrated database, and an active model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from screening.config import Settings, load_settings
+from screening.db.engine import make_engine, make_session_factory
+from screening.db.migrate import current_revision, head_revision, upgrade
+from screening.db.schema import ModelVersion
+from screening.model.released import ensure_active_model
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.database_url)
+
+    @cached_property
+    def session_factory(self) -> sessionmaker[Session]:
+        """Sessions on an up-to-date schema. The embedded SQLite database migrates itself;
+        a shared database is migrated deliberately, with `screen db upgrade`."""
+        if current_revision(self.engine) != head_revision():
+            if self.engine.dialect.name != "sqlite":
+                raise click.ClickException("the database schema is not up to date: run `screen db upgrade`")
+            upgrade(self.engine)
+        return make_session_factory(self.engine)
+
+    def active_model(self) -> ModelVersion:
+        with self.session_factory.begin() as session:
+            return ensure_active_model(session, self.settings.models_dir)
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def make_context() -> AppContext:
+    return AppContext(load_settings())

@@ -1,0 +1,74 @@
+"""`screen`: enqueue folders, run workers, read results, manage models."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from screening.cli.context import AppContext, make_context, pass_app
+from screening.cli.models import models, train, weights
+from screening.cli.screening import enqueue, preview, results, status
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log more (never file paths or patient data).")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """Chest X-ray pneumonia screening."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = make_context()
+
+
+@main.group()
+def db() -> None:
+    """The results database."""
+
+
+@db.command("upgrade")
+@pass_app
+def db_upgrade(app: AppContext) -> None:
+    """Create or migrate the schema to the newest revision (Alembic)."""
+    from screening.db.migrate import head_revision, upgrade
+
+    upgrade(app.engine)
+    click.echo(f"database at revision {head_revision()}")
+
+
+@main.command()
+@click.option("--concurrency", default=1, show_default=True, help="Worker processes (each loads the model once).")
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--hostname", default=None, help="Celery node name, e.g. worker1@%h.")
+@pass_app
+def worker(app: AppContext, concurrency: int, loglevel: str, hostname: str | None) -> None:
+    """Run a Celery worker on SCREEN_BROKER_URL."""
+    if not app.settings.distributed:
+        raise click.ClickException("set SCREEN_BROKER_URL (e.g. redis://localhost:6379/0) to run a worker")
+    app.active_model()  # registers the released model on a fresh database before tasks arrive
+    from screening.queue.celery_app import app as celery
+
+    argv = ["worker", "--pool=prefork", f"--concurrency={concurrency}", "--prefetch-multiplier=1",
+            f"--loglevel={loglevel}", "--task-events", "--queues=screening"]
+    celery.worker_main(argv + ([f"--hostname={hostname}"] if hostname else []))
+
+
+@main.command()
+@click.option("--port", default=5555, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True)
+@pass_app
+def flower(app: AppContext, port: int, address: str) -> None:
+    """Open the Flower dashboard on the same broker (same as `celery -A screening.queue.celery_app flower`)."""
+    if not app.settings.distributed:
+        raise click.ClickException("set SCREEN_BROKER_URL: Flower watches the broker")
+    from screening.queue.celery_app import app as celery
+
+    celery.start(["flower", f"--port={port}", f"--address={address}"])
+
+
+main.add_command(enqueue)
+main.add_command(status)
+main.add_command(results)
+main.add_command(preview)
+main.add_command(weights)
+main.add_command(models)
+main.add_command(train)

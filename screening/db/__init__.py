@@ -1,0 +1,1 @@
+"""The results store: model registry, batches and one result row per image and model version."""

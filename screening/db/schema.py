@@ -1,0 +1,122 @@
+"""Tables that radiologists' tools read. Alembic migrations in `migrations/` create them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ModelVersion(Base):
+    """A registered classifier: its artifact, how to preprocess for it, and how it scored."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    artifact_path: Mapped[str] = mapped_column(Text)
+    artifact_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    preprocessing: Mapped[dict] = mapped_column(JSON)
+    training_config: Mapped[dict] = mapped_column(JSON, default=dict)
+    data_manifest: Mapped[dict] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    threshold: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20), default="candidate")  # candidate|active|retired|rejected
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Batch(Base):
+    """One `screen enqueue` run."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    roots: Mapped[list] = mapped_column(JSON)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    mode: Mapped[str] = mapped_column(String(20))  # in-process | celery
+    enqueue_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BatchItem(Base):
+    """A file found by one batch; it points at the result that covers it once there is one."""
+
+    __tablename__ = "batch_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    kind: Mapped[str | None] = mapped_column(String(10))  # jpeg | png | dicom | None (unrecognised)
+    study_uid: Mapped[str | None] = mapped_column(String(64))
+    series_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_uid: Mapped[str | None] = mapped_column(String(64))
+    enqueue_error: Mapped[str | None] = mapped_column(Text)
+    reused_result: Mapped[bool] = mapped_column(Boolean, default=False)
+    result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"), index=True)
+
+
+class Result(Base):
+    """One image screened by one model version: exactly one row per pair, enforced here."""
+
+    __tablename__ = "results"
+    __table_args__ = (
+        UniqueConstraint("sha256", "model_version_id", name="uq_results_image_version"),
+        UniqueConstraint("sop_uid", "model_version_id", name="uq_results_sop_version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"))
+    path: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str | None] = mapped_column(String(10))
+    study_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    series_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_uid: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(10))  # done | skipped | failed
+    reason: Mapped[str | None] = mapped_column(Text)
+    probability: Mapped[float | None] = mapped_column(Float)
+    flagged: Mapped[bool | None] = mapped_column(Boolean)
+    read_ms: Mapped[float | None] = mapped_column(Float)
+    preprocess_ms: Mapped[float | None] = mapped_column(Float)
+    infer_ms: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Views are created by the migrations; this separate metadata only lets code query them.
+views = MetaData()
+study_results = Table(
+    "study_results",
+    views,
+    Column("study_uid", String(64)),
+    Column("model_version_id", Integer),
+    Column("images_screened", Integer),
+    Column("probability", Float),
+    Column("flagged", Integer),
+)

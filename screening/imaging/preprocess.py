@@ -1,0 +1,70 @@
+"""The preprocessing spec: named and versioned, stored with every model version it trained."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from screening.imaging.errors import NotScreenable
+
+INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """grayscale -> min-max -> Gaussian blur -> median -> CLAHE -> gamma -> 3 channels -> stretched resize.
+
+    The published seed pipeline. Resizing stretches (no aspect ratio kept) because the
+    training set was stretched to 224x224. Gamma follows the OpenCV recipe
+    out = 255 * (in / 255) ** (1 / gamma). The ImageNet normalisation the backbone needs
+    (keras' resnet50.preprocess_input) belongs to the model, not to this spec.
+    """
+
+    name: str = "cxr-seed-v1"
+    gaussian_kernel: int = 3
+    median_kernel: int = 3
+    clahe_clip_limit: float = 2.0
+    clahe_tile_grid: int = 8
+    gamma: float = 0.7
+    size: int = 224
+    interpolation: str = "area"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PreprocessSpec:
+        return cls(**values)
+
+
+_per_thread = threading.local()
+
+
+def _clahe(spec: PreprocessSpec) -> cv2.CLAHE:
+    # One CLAHE object per thread and spec: a shared instance corrupts memory under a thread pool.
+    cache = _per_thread.__dict__.setdefault("clahe", {})
+    if spec not in cache:
+        grid = (spec.clahe_tile_grid, spec.clahe_tile_grid)
+        cache[spec] = cv2.createCLAHE(clipLimit=spec.clahe_clip_limit, tileGridSize=grid)
+    return cache[spec]
+
+
+def _gamma_table(gamma: float) -> np.ndarray:
+    return np.clip(255.0 * (np.arange(256) / 255.0) ** (1.0 / gamma), 0, 255).astype(np.uint8)
+
+
+def preprocess(grayscale: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Turn one grayscale radiograph (any numeric dtype) into the uint8 HxWx3 image the model sees."""
+    low, high = float(grayscale.min()), float(grayscale.max())
+    if high <= low:
+        raise NotScreenable("blank image: every pixel has the same value")
+    image = ((grayscale.astype(np.float32) - low) * (255.0 / (high - low))).astype(np.uint8)
+    image = cv2.GaussianBlur(image, (spec.gaussian_kernel, spec.gaussian_kernel), 0)
+    image = cv2.medianBlur(image, spec.median_kernel)
+    image = _clahe(spec).apply(image)
+    image = cv2.LUT(image, _gamma_table(spec.gamma))
+    image = cv2.resize(image, (spec.size, spec.size), interpolation=INTERPOLATIONS[spec.interpolation])
+    return np.repeat(image[:, :, None], 3, axis=2)

@@ -1,0 +1,32 @@
+"""Batched inference: uint8 images as preprocessing produced them in, probabilities out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from screening.model.artifact import load_artifact
+from screening.model.network import imagenet_input
+
+
+@dataclass
+class Classifier:
+    model: keras.Model
+    manifest: dict
+    batch_size: int = 32
+
+    @classmethod
+    def load(cls, path: Path, expected_sha256: str | None, batch_size: int = 32) -> Classifier:
+        model, manifest = load_artifact(path, expected_sha256)
+        return cls(model, manifest, batch_size)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """P(pneumonia) for each image of an N x 224 x 224 x 3 uint8 array."""
+        out = [
+            self.model.predict_on_batch(imagenet_input(images[start : start + self.batch_size]))
+            for start in range(0, len(images), self.batch_size)
+        ]
+        return np.concatenate(out)[:, 0].astype(np.float64) if out else np.zeros(0)

@@ -1,0 +1,57 @@
+"""The classifier's architecture: ResNet50 (no top, average-pooled) -> dense -> dropout -> sigmoid."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+
+INPUT_SIZE = 224
+FEATURES = 2048
+
+
+@dataclass(frozen=True)
+class Architecture:
+    backbone: str = "resnet50"
+    head_units: int = 128
+    dropout: float = 0.3
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_backbone(imagenet: dict[str, np.ndarray] | None = None, include_top: bool = False) -> keras.Model:
+    """ResNet50; with `imagenet` arrays (from weights.load_imagenet_weights) set by layer name."""
+    backbone = keras.applications.ResNet50(
+        weights=None, include_top=include_top, pooling=None if include_top else "avg",
+        input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
+    )
+    if imagenet is not None:
+        for layer in backbone.layers:
+            if layer.weights:
+                layer.set_weights([imagenet[variable.path] for variable in layer.weights])
+    return backbone
+
+
+def build_head(architecture: Architecture) -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(architecture.head_units, activation="relu"),
+            keras.layers.Dropout(architecture.dropout),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ],
+        name="head",
+    )
+
+
+def build_classifier(backbone: keras.Model, head: keras.Model) -> keras.Model:
+    """Image (ImageNet-normalised) -> P(pneumonia). Backbone and head stay separately trainable."""
+    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3))
+    return keras.Model(inputs, head(backbone(inputs)), name="pneumonia_classifier")
+
+
+def imagenet_input(images_uint8: np.ndarray) -> np.ndarray:
+    """The normalisation the ImageNet backbone was trained with (caffe mode: BGR, mean-centred)."""
+    return keras.applications.resnet50.preprocess_input(images_uint8.astype(np.float32))

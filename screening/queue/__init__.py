@@ -1,0 +1,1 @@
+"""Finding images, recording batches, and handing chunks to workers through Redis."""

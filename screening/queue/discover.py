@@ -1,0 +1,82 @@
+"""Walk folders one entry at a time and describe each file: identity, kind, DICOM UIDs.
+
+Streaming: nothing holds more than the current directory iterator and a stack of folders, so
+a night of 100,000 files costs no more memory than ten. Symlinked folders are not followed
+(no loops); symlinked files are, and a broken or looping link is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import pydicom
+
+from screening.imaging.dicom import identity_of
+from screening.imaging.sniff import SNIFF_BYTES, sniff_kind
+
+UID_TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    path: str
+    sha256: str | None = None
+    kind: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    sop_uid: str | None = None
+    enqueue_error: str | None = None
+
+    def as_row(self) -> dict:
+        return dict(self.__dict__)
+
+
+def walk_files(roots: Iterable[str]) -> Iterator[str]:
+    for root in roots:
+        if not os.path.isdir(root):
+            yield root
+            continue
+        folders = [root]
+        while folders:
+            folder = folders.pop()
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            folders.append(entry.path)
+                        elif not entry.is_symlink() or not os.path.isdir(entry.path):
+                            yield entry.path
+            except OSError:
+                continue  # an unreadable folder: its files cannot be listed, so there is nothing to record
+
+
+def _hash_and_head(path: str) -> tuple[str, bytes]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        head = stream.read(SNIFF_BYTES)
+        digest.update(head)
+        for block in iter(lambda: stream.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest(), head
+
+
+def inspect_file(path: str) -> FoundFile:
+    try:
+        sha256, head = _hash_and_head(path)
+    except OSError as error:
+        return FoundFile(path, enqueue_error=f"cannot read file: {error.strerror or type(error).__name__}")
+    kind = sniff_kind(head)
+    if kind != "dicom":
+        return FoundFile(path, sha256, kind)
+    try:
+        identity = identity_of(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=UID_TAGS))
+    except Exception:  # the worker decodes it properly and records why it fails
+        return FoundFile(path, sha256, kind)
+    return FoundFile(path, sha256, kind, identity.study_uid, identity.series_uid, identity.sop_uid)
+
+
+def discover(roots: Iterable[str]) -> Iterator[FoundFile]:
+    return (inspect_file(path) for path in walk_files(roots))

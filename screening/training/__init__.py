@@ -1,0 +1,1 @@
+"""Training: patient-wise splits, cached backbone features, a head, thresholds, and artifacts."""

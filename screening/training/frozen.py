@@ -1,0 +1,95 @@
+"""The first model: ImageNet ResNet50 frozen, a small head trained on its cached features."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from screening.imaging.preprocess import PreprocessSpec
+from screening.model.artifact import as_stored, save_artifact
+from screening.model.infer import Classifier
+from screening.model.network import Architecture, build_backbone, build_classifier, build_head
+from screening.model.weights import backbone_checksum, load_imagenet_weights
+from screening.training.features import backbone_features, model_input
+from screening.training.metrics import binary_metrics, threshold_for_sensitivity
+from screening.training.split import list_examples, patient_split, split_manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FrozenTrainingConfig:
+    validation_fraction: float = 0.2
+    seed: int = 42
+    epochs: int = 80
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    patience: int = 10
+    target_sensitivity: float = 0.95
+
+
+def _class_weights(labels: np.ndarray) -> dict[int, float]:
+    counts = np.bincount(labels, minlength=2)
+    return {c: float(labels.size / (2 * counts[c])) for c in (0, 1)}
+
+
+def _label_from_name(path: Path) -> int:
+    return 0 if "NORMAL" in path.name.upper() else 1
+
+
+def train_frozen(
+    data_dir: Path, weights_file: Path, artifact_path: Path, cache_dir: Path,
+    config: FrozenTrainingConfig = FrozenTrainingConfig(), outside_check_dir: Path | None = None,
+    architecture: Architecture = Architecture(), spec: PreprocessSpec = PreprocessSpec(), progress=None,  # noqa: ANN001
+) -> dict:
+    """Train, choose the threshold on the patient-wise validation split, and write the artifact."""
+    keras.utils.set_random_seed(config.seed)
+    examples = list_examples(data_dir)
+    train, validation = patient_split(examples, config.validation_fraction, config.seed)
+    imagenet = load_imagenet_weights(weights_file)
+    backbone = build_backbone(imagenet)
+    as_stored(backbone)  # features from the weights exactly as the artifact will hold them
+    cache_file = cache_dir / f"features-{backbone_checksum(imagenet)[:12]}-{spec.name}.npz"
+
+    def features(subset):  # noqa: ANN001, ANN202
+        return backbone_features(backbone, [e.path for e in subset], [e.sha256 for e in subset], spec, cache_file, progress=progress)
+
+    train_x, validation_x = features(train), features(validation)
+    train_y = np.array([e.label for e in train])
+    validation_y = np.array([e.label for e in validation])
+
+    head = build_head(architecture)
+    head.compile(keras.optimizers.Adam(config.learning_rate), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+    stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.patience, restore_best_weights=True)
+    history = head.fit(
+        train_x, train_y, validation_data=(validation_x, validation_y), epochs=config.epochs,
+        batch_size=config.batch_size, class_weight=_class_weights(train_y), callbacks=[stop], verbose=0,
+    )
+    as_stored(head)
+    validation_scores = head.predict(validation_x, verbose=0)[:, 0]
+    threshold = threshold_for_sensitivity(validation_y, validation_scores, config.target_sensitivity)
+    metrics = {"validation": binary_metrics(validation_y, validation_scores, threshold), "epochs": len(history.epoch)}
+
+    classifier = build_classifier(backbone, head)
+    if outside_check_dir is not None:
+        paths = sorted(p for p in outside_check_dir.iterdir() if p.is_file())
+        scores = Classifier(classifier, {}).probabilities(np.stack([model_input(p, spec) for p in paths]))
+        metrics["official_val16"] = binary_metrics(np.array([_label_from_name(p) for p in paths]), scores, threshold)
+
+    manifest = {
+        "name": "resnet50-frozen-head",
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "architecture": architecture.to_dict(),
+        "preprocessing": spec.to_dict(),
+        "threshold": threshold,
+        "metrics": metrics,
+        "training_config": {"phase": "frozen-backbone head", **asdict(config)},
+        "data_manifest": split_manifest(train, validation),
+    }
+    manifest["artifact_sha256"] = save_artifact(classifier, manifest, artifact_path)
+    return manifest

@@ -1,0 +1,91 @@
+"""Patient-wise, stratified train/validation split: no patient, and no identical image, on both sides."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from screening.imaging.sniff import sniff_kind
+
+LABELS = {"NORMAL": 0, "PNEUMONIA": 1}
+_PATIENT_PATTERNS = (re.compile(r"^(person\d+)_"), re.compile(r"(?:^|-)IM-(\d+)-"))
+
+
+@dataclass(frozen=True)
+class Example:
+    path: Path
+    label: int
+    patient: str
+    sha256: str
+
+
+def patient_of(filename: str) -> str:
+    """`person12_virus_3.jpeg` -> person12; `IM-0115-0001.jpeg` and `NORMAL2-IM-0115-0001-0002.jpeg` -> IM-0115."""
+    for pattern in _PATIENT_PATTERNS:
+        match = pattern.search(filename)
+        if match:
+            return match.group(1) if match.group(1).startswith("person") else f"IM-{match.group(1)}"
+    raise ValueError(f"no patient id in file name {filename!r}")
+
+
+def list_examples(root: Path) -> list[Example]:
+    """Images under root/NORMAL and root/PNEUMONIA, recognised by content."""
+    examples = []
+    for class_name, label in LABELS.items():
+        for path in sorted((root / class_name).iterdir()):
+            data = path.read_bytes()
+            if sniff_kind(data[:132]):
+                examples.append(Example(path, label, patient_of(path.name), hashlib.sha256(data).hexdigest()))
+    return examples
+
+
+def _groups(examples: list[Example]) -> dict[str, str]:
+    """Union of patients that share a byte-identical image, so duplicates cannot straddle the split."""
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    first_patient_of_hash: dict[str, str] = {}
+    for example in examples:
+        other = first_patient_of_hash.setdefault(example.sha256, example.patient)
+        parent[find(example.patient)] = find(other)
+    return {example.patient: find(example.patient) for example in examples}
+
+
+def patient_split(examples: list[Example], validation_fraction: float = 0.2, seed: int = 42) -> tuple[list[Example], list[Example]]:
+    group_of = _groups(examples)
+    label_of_group: dict[str, int] = {}
+    for example in examples:  # a group with any pneumonia image is stratified as pneumonia
+        group = group_of[example.patient]
+        label_of_group[group] = max(label_of_group.get(group, 0), example.label)
+    rng = random.Random(seed)
+    validation_groups: set[str] = set()
+    for label in sorted(set(label_of_group.values())):
+        groups = sorted(g for g, lab in label_of_group.items() if lab == label)
+        rng.shuffle(groups)
+        validation_groups.update(groups[: round(len(groups) * validation_fraction)])
+    train = [e for e in examples if group_of[e.patient] not in validation_groups]
+    validation = [e for e in examples if group_of[e.patient] in validation_groups]
+    return train, validation
+
+
+def split_manifest(train: list[Example], validation: list[Example]) -> dict:
+    """What reproduces the split: every file's hash, label, patient and side."""
+    rows = [
+        {"sha256": e.sha256, "label": e.label, "patient": e.patient, "split": side, "file": e.path.name}
+        for side, examples in (("train", train), ("validation", validation))
+        for e in examples
+    ]
+    return {
+        "train_images": len(train),
+        "validation_images": len(validation),
+        "validation_patients": len({e.patient for e in validation}),
+        "train_patients": len({e.patient for e in train}),
+        "files": rows,
+    }

@@ -1,0 +1,1 @@
+"""Screening a chunk of queued images: read -> decode -> preprocess -> infer -> write."""

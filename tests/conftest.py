@@ -1,0 +1,144 @@
+"""Real services only: SQLite files, a fresh PostgreSQL database, the machine's Redis, real workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SCREEN_TEST_DATA", REPOSITORY.parent / "shared" / "data"))
+DICOM = DATA / "dicom"
+FULLRES = DATA / "cxr-fullres"
+CXR224 = DATA / "cxr224" / "train"
+POSTGRES_ADMIN_URL = os.environ.get("SCREEN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("SCREEN_TEST_REDIS", "redis://127.0.0.1:6379/13")
+SCREEN = [str(Path(sys.executable).parent / "screen")]
+
+# What ../shared/data/README.md says must become of each DICOM file.
+EXPECTED_DICOM_STATUS = {
+    "cr_chest_pa_monochrome1_jpegls.dcm": "done",
+    "cr_chest_pa_monochrome1_jpeg_lossless.dcm": "done",
+    "cr_chest_pa_monochrome2_jpeg_baseline.dcm": "done",
+    "cr_hip_jpegls_lossless.dcm": "skipped",
+    "ct_small_not_xray.dcm": "skipped",
+    "multiframe_2frame.dcm": "skipped",
+}
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    name = f"screening_test_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield str(sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name))
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _fresh_postgres_schema(url: str) -> str:
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'screening.db'}"
+    return _fresh_postgres_schema(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def redis_url():
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def screen_env(tmp_path):
+    """Environment for `screen` subprocesses: a data dir of the test's own, no broker."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCREEN_")}
+    env.update(SCREEN_DATA_DIR=str(tmp_path / "data"), TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    return env
+
+
+def run_screen(env: dict, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    completed = subprocess.run(SCREEN + list(args), env=env, capture_output=True, text=True, timeout=timeout,
+                               cwd=REPOSITORY)
+    if check and completed.returncode != 0:
+        raise AssertionError(f"screen {' '.join(args)} failed:\n{completed.stdout}\n{completed.stderr}")
+    return completed
+
+
+class WorkerProcess:
+    def __init__(self, env: dict, log_path: Path, name: str) -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.process = subprocess.Popen(SCREEN + ["worker", "--hostname", f"{name}@%h"], env=env,
+                                        stdout=self.log, stderr=subprocess.STDOUT, cwd=REPOSITORY)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log_path.read_text():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.5)
+        raise AssertionError(f"worker did not start:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+
+@pytest.fixture
+def start_worker(tmp_path):
+    workers: list[WorkerProcess] = []
+
+    def start(env: dict, name: str = "worker") -> WorkerProcess:
+        worker = WorkerProcess(env, tmp_path / f"{name}.log", name)
+        workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def sample_folder(tmp_path) -> Path:
+    """A night's folder: the six DICOM files, four full-size JPEGs, and a file that is no image."""
+    folder = tmp_path / "night"
+    shutil.copytree(DICOM, folder / "dicom")
+    jpegs = folder / "jpeg"
+    jpegs.mkdir()
+    for source in sorted((FULLRES / "train" / "NORMAL").iterdir())[:2] + sorted((FULLRES / "train" / "PNEUMONIA").iterdir())[:2]:
+        shutil.copy(source, jpegs / source.name)
+    (folder / "notes.txt").write_text("not an image")
+    return folder

@@ -1,0 +1,83 @@
+"""Real Redis, real `screen worker` processes, SQLite and PostgreSQL, and Flower's HTTP API."""
+
+import json
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+from conftest import REPOSITORY, SCREEN, run_screen
+from helpers import assert_sample_folder_screened, count_results
+
+
+@pytest.fixture
+def distributed_env(screen_env, database_url, redis_url):
+    env = {**screen_env, "SCREEN_BROKER_URL": redis_url, "SCREEN_DATABASE_URL": database_url}
+    run_screen(env, "db", "upgrade")
+    return env
+
+
+def test_worker_screens_a_batch_exactly_once(distributed_env, sample_folder, start_worker, database_url):
+    worker = start_worker(distributed_env)
+    run_screen(distributed_env, "enqueue", "--wait", str(sample_folder), timeout=300)
+    assert_sample_folder_screened(distributed_env)
+    assert count_results(database_url) == 11
+    rerun = run_screen(distributed_env, "enqueue", "--wait", str(sample_folder), timeout=300)
+    assert "11 already screened" in rerun.stdout and count_results(database_url) == 11
+    log = worker.output()
+    assert "succeeded" in log
+    for path in sample_folder.rglob("*"):  # no PHI in logs: not even a file name
+        assert path.name not in log
+
+
+def test_without_migration_a_shared_database_is_refused(screen_env, redis_url, postgres_url):
+    env = {**screen_env, "SCREEN_BROKER_URL": redis_url, "SCREEN_DATABASE_URL": postgres_url}
+    from conftest import _fresh_postgres_schema
+
+    _fresh_postgres_schema(postgres_url)
+    refused = run_screen(env, "status", check=False)
+    assert refused.returncode != 0 and "screen db upgrade" in refused.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_flower_sees_the_worker_and_its_finished_tasks(distributed_env, sample_folder, start_worker, tmp_path):
+    start_worker(distributed_env, name="flowerwatched")
+    port = free_port()
+    env = {**distributed_env, "FLOWER_UNAUTHENTICATED_API": "true"}
+    log = open(tmp_path / "flower.log", "w")
+    flower = subprocess.Popen(SCREEN + ["flower", "--port", str(port)], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, cwd=REPOSITORY)
+    try:
+        base = f"http://127.0.0.1:{port}/api"
+        workers = wait_for(lambda: requests.get(f"{base}/workers", timeout=5).json(), lambda w: any("flowerwatched" in n for n in w))
+        assert any(name.startswith("flowerwatched@") for name in workers)
+        run_screen(distributed_env, "enqueue", "--wait", str(sample_folder), timeout=300)
+        tasks = wait_for(lambda: requests.get(f"{base}/tasks", timeout=5).json(),
+                         lambda t: t and all(task["state"] == "SUCCESS" for task in t.values()))
+        assert {task["name"] for task in tasks.values()} == {"screening.screen_chunk"}
+        assert all(task["args"] == "[11 batch items]" for task in tasks.values())  # ids only, counted
+        assert sum(json.loads(task["result"].replace("'", '"'))["items"] for task in tasks.values()) == 11
+    finally:
+        flower.terminate()
+        flower.wait(30)
+        log.close()
+
+
+def wait_for(fetch, ready, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        try:
+            value = fetch()
+            if ready(value):
+                return value
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"not ready after {timeout}s: {value}")

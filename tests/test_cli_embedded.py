@@ -1,0 +1,50 @@
+"""The embedded default through the real `screen` command: SQLite, no broker, no configuration."""
+
+import json
+
+from conftest import DICOM, run_screen
+from helpers import assert_sample_folder_screened, count_results, image_is_chest_upright, results_by_name
+
+
+def test_enqueue_screens_in_process_and_a_rerun_adds_no_work(screen_env, sample_folder, tmp_path):
+    first = run_screen(screen_env, "enqueue", "--wait", str(sample_folder))
+    assert "No broker configured" in first.stderr and first.stdout.startswith("batch ")
+    rows = assert_sample_folder_screened(screen_env)
+    database = f"sqlite:///{tmp_path / 'data' / 'screening.db'}"
+    screened = count_results(database)
+    assert screened == 11  # every file once, notes.txt as skipped
+
+    second = run_screen(screen_env, "enqueue", "--wait", str(sample_folder))
+    assert "11 already screened by this model" in second.stdout
+    assert count_results(database) == screened
+    again = results_by_name(screen_env)
+    assert all(row["already_screened"] for row in again.values())
+    assert {n: r["probability"] for n, r in again.items()} == {n: r["probability"] for n, r in rows.items()}
+    assert "finished" in run_screen(screen_env, "status").stdout
+
+
+def test_results_export_flagged_studies_and_csv(screen_env, sample_folder):
+    run_screen(screen_env, "enqueue", str(sample_folder))
+    flagged = results_by_name(screen_env, "--flagged")
+    assert all(row["flagged"] for row in flagged.values())
+    studies = json.loads(run_screen(screen_env, "results", "--studies", "--format", "json").stdout)
+    assert len(studies) == 2  # the MONOCHROME1 study (two encodings) and the MONOCHROME2 study
+    assert max(s["images_screened"] for s in studies) == 2
+    csv_lines = run_screen(screen_env, "results", "--format", "csv").stdout.strip().splitlines()
+    assert csv_lines[0].startswith("path,status,probability,flagged,reason") and len(csv_lines) == 12
+
+
+def test_preview_writes_what_the_model_sees(screen_env, tmp_path):
+    for name in ("cr_chest_pa_monochrome1_jpegls.dcm", "cr_chest_pa_monochrome2_jpeg_baseline.dcm"):
+        out = tmp_path / f"{name}.png"
+        run_screen(screen_env, "preview", str(DICOM / name), "-o", str(out))
+        assert image_is_chest_upright(out), name
+    refused = run_screen(screen_env, "preview", str(DICOM / "ct_small_not_xray.dcm"), "-o", str(tmp_path / "ct.png"),
+                         check=False)
+    assert refused.returncode != 0 and "skipped: modality CT" in refused.stderr
+
+
+def test_models_list_shows_the_released_model_as_active(screen_env):
+    versions = json.loads(run_screen(screen_env, "models", "list", "--json").stdout)
+    assert len(versions) == 1 and versions[0]["status"] == "active"
+    assert versions[0]["sensitivity"] >= 0.95 and 0.0 < versions[0]["threshold"] < 1.0

@@ -1,0 +1,84 @@
+"""DICOM rules on the real files of ../shared/data/dicom and pydicom-data's Philips chest."""
+
+import numpy as np
+import pytest
+from conftest import DICOM, EXPECTED_DICOM_STATUS
+from pydicom.data import get_testdata_file
+
+from screening.imaging.errors import ImageRejected
+from screening.imaging.preprocess import PreprocessSpec, preprocess
+from screening.imaging.read import decode_radiograph
+
+MAX_PIXELS = 60_000_000
+
+
+def model_view(data: bytes) -> np.ndarray:
+    return preprocess(decode_radiograph(data, MAX_PIXELS).pixels, PreprocessSpec())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_DICOM_STATUS))
+def test_each_shared_dicom_is_screened_or_skipped_as_documented(name):
+    data = (DICOM / name).read_bytes()
+    try:
+        radiograph = decode_radiograph(data, MAX_PIXELS)
+        status = "done"
+        assert radiograph.pixels.ndim == 2 and radiograph.identity.sop_uid
+    except ImageRejected as problem:
+        status = problem.status
+    assert status == EXPECTED_DICOM_STATUS[name]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("cr_hip_jpegls_lossless.dcm", "body part HIP is not a chest"),
+        ("ct_small_not_xray.dcm", "modality CT is not a radiograph"),
+        ("multiframe_2frame.dcm", "modality US is not a radiograph"),
+    ],
+)
+def test_skip_reasons_say_why(name, reason):
+    with pytest.raises(ImageRejected, match=reason) as caught:
+        decode_radiograph((DICOM / name).read_bytes(), MAX_PIXELS)
+    assert caught.value.status == "skipped"
+
+
+def _upright(image: np.ndarray) -> bool:
+    """Chest PA in the model's view: the mediastinum and spine (centre) brighter than the lung fields."""
+    gray = image[:, :, 0].astype(float)
+    height, width = gray.shape
+    rows = slice(int(0.3 * height), int(0.6 * height))
+    centre = gray[rows, int(0.46 * width) : int(0.54 * width)].mean()
+    lungs = np.concatenate([gray[rows, int(0.2 * width) : int(0.35 * width)],
+                            gray[rows, int(0.65 * width) : int(0.8 * width)]]).mean()
+    return centre > lungs + 20
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["cr_chest_pa_monochrome1_jpegls.dcm", "cr_chest_pa_monochrome1_jpeg_lossless.dcm",
+     "cr_chest_pa_monochrome2_jpeg_baseline.dcm"],
+)
+def test_chest_dicoms_come_out_upright(name):
+    assert _upright(model_view((DICOM / name).read_bytes()))
+
+
+def test_monochrome1_would_be_upside_down_without_inversion():
+    image = model_view((DICOM / "cr_chest_pa_monochrome1_jpegls.dcm").read_bytes())
+    assert not _upright(255 - image)
+
+
+def test_jpeg_ls_and_jpeg_lossless_encodings_give_the_same_image():
+    near_lossless = model_view((DICOM / "cr_chest_pa_monochrome1_jpegls.dcm").read_bytes()).astype(int)
+    lossless = model_view((DICOM / "cr_chest_pa_monochrome1_jpeg_lossless.dcm").read_bytes()).astype(int)
+    assert np.abs(near_lossless - lossless).mean() < 1.0
+
+
+def test_jpeg_2000_decodes_to_the_uncompressed_pixels():
+    uncompressed = decode_radiograph(open(get_testdata_file("RG1_UNCR.dcm", download=False), "rb").read(), MAX_PIXELS)
+    jpeg2000 = decode_radiograph(open(get_testdata_file("RG1_J2KR.dcm", download=False), "rb").read(), MAX_PIXELS)
+    np.testing.assert_array_equal(uncompressed.pixels, jpeg2000.pixels)
+
+
+def test_dicom_pixels_scale_to_unit_range_from_the_stored_bit_depth():
+    pixels = decode_radiograph((DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm").read_bytes(), MAX_PIXELS).pixels
+    assert pixels.dtype == np.float32 and 0.0 <= pixels.min() and pixels.max() <= 1.0

@@ -1,0 +1,65 @@
+"""The seed preprocessing spec: geometry, determinism, thread safety, and serialisation."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from conftest import CXR224, FULLRES
+
+from screening.imaging.errors import NotScreenable
+from screening.imaging.preprocess import PreprocessSpec, preprocess
+from screening.imaging.read import decode_radiograph
+
+SPEC = PreprocessSpec()
+FULL_SIZE = sorted((FULLRES / "train" / "PNEUMONIA").iterdir())[:12]
+
+
+def pixels(path):
+    return decode_radiograph(path.read_bytes(), 60_000_000).pixels
+
+
+def test_output_is_224_square_three_identical_channels_uint8():
+    image = preprocess(pixels(FULL_SIZE[0]), SPEC)
+    assert image.shape == (224, 224, 3) and image.dtype == np.uint8
+    assert (image[:, :, 0] == image[:, :, 1]).all() and (image[:, :, 1] == image[:, :, 2]).all()
+
+
+def test_full_size_images_are_stretched_not_cropped():
+    """A wide image keeps both edges: its left and right halves map onto the halves of the output."""
+    wide = np.zeros((500, 1500), np.float32)
+    wide[:, :750] = 1.0
+    image = preprocess(wide, SPEC)[:, :, 0].astype(int)
+    assert image[:, :100].mean() > image[:, -100:].mean() + 100
+
+
+def test_training_images_already_224_keep_their_size():
+    source = pixels(sorted((CXR224 / "NORMAL").iterdir())[0])
+    assert source.shape == (224, 224) and preprocess(source, SPEC).shape == (224, 224, 3)
+
+
+def test_contrast_is_normalised_whatever_the_input_range():
+    source = pixels(FULL_SIZE[1])
+    np.testing.assert_array_equal(preprocess(source, SPEC), preprocess(source * 40.0 + 7.0, SPEC))
+
+
+def test_blank_image_is_not_screenable():
+    with pytest.raises(NotScreenable, match="blank image"):
+        preprocess(np.full((300, 300), 17.0, np.float32), SPEC)
+
+
+def test_parallel_preprocessing_matches_sequential():
+    """One CLAHE per thread: a shared instance corrupts results under a pool."""
+    sources = [pixels(path) for path in FULL_SIZE]
+    sequential = [preprocess(source, SPEC) for source in sources]
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(3):
+            parallel = list(pool.map(lambda s: preprocess(s, SPEC), sources))
+            for a, b in zip(sequential, parallel):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_spec_round_trips_through_its_stored_form():
+    stored = SPEC.to_dict()
+    assert stored["name"] == "cxr-seed-v1" and PreprocessSpec.from_dict(stored) == SPEC
+    different = PreprocessSpec.from_dict({**stored, "gamma": 1.0})
+    assert not np.array_equal(preprocess(pixels(FULL_SIZE[2]), different), preprocess(pixels(FULL_SIZE[2]), SPEC))

@@ -1,0 +1,65 @@
+"""Each pipeline stage alone: declared inputs and outputs, and what it does with real files."""
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DICOM, FULLRES, REPOSITORY
+
+from screening.imaging.preprocess import PreprocessSpec
+from screening.model.infer import Classifier
+from screening.model.released import RELEASED_ARTIFACT
+from screening.worker.stages import Decode, ImageJob, Infer, Preprocess, ReadFile, run_image_stages
+
+JPEG = sorted((FULLRES / "train" / "PNEUMONIA").iterdir())[0]
+STAGES = [ReadFile(10**9), Decode(60_000_000), Preprocess(PreprocessSpec())]
+
+
+def job_for(path: Path) -> ImageJob:
+    return ImageJob(str(path), hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+@pytest.mark.parametrize("stage", [ReadFile, Decode, Preprocess, Infer])
+def test_each_stage_declares_a_name_inputs_and_outputs(stage):
+    assert stage.name and stage.inputs and stage.outputs
+    assert set(stage.inputs) | set(stage.outputs) <= set(ImageJob.__dataclass_fields__)
+
+
+def test_stages_fill_exactly_their_outputs():
+    job = job_for(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
+    ReadFile(10**9)(job)
+    assert job.data is not None
+    Decode(60_000_000)(job)
+    assert job.kind == "dicom" and job.pixels.ndim == 2 and job.identity.sop_uid and job.data is None
+    Preprocess(PreprocessSpec())(job)
+    assert job.image.shape == (224, 224, 3) and job.pixels is None
+
+
+def test_a_file_changed_after_enqueue_is_not_screened_under_the_old_identity(tmp_path):
+    copy = tmp_path / "x.jpeg"
+    shutil.copy(JPEG, copy)
+    job = job_for(copy)
+    copy.write_bytes(copy.read_bytes() + b"\x00")
+    run_image_stages(job, STAGES)
+    assert (job.status, job.reason) == ("failed", "file changed since it was enqueued (SHA-256 differs); enqueue it again")
+
+
+def test_missing_and_oversized_files_are_recorded(tmp_path):
+    gone = ImageJob(str(tmp_path / "gone.jpeg"), "0" * 64)
+    run_image_stages(gone, STAGES)
+    assert gone.status == "failed" and "No such file" in gone.reason
+    big = run_image_stages(job_for(JPEG), [ReadFile(1000)] + STAGES[1:])
+    assert big.status == "skipped" and "file too large" in big.reason
+
+
+def test_infer_scores_the_good_jobs_and_leaves_the_rejected_ones():
+    classifier = Classifier.load(REPOSITORY / "models" / RELEASED_ARTIFACT, None)
+    good = run_image_stages(job_for(JPEG), STAGES)
+    bad = run_image_stages(job_for(DICOM / "ct_small_not_xray.dcm"), STAGES)
+    Infer(classifier, threshold=0.5)([good, bad])
+    assert good.status == "done" and 0.0 <= good.probability <= 1.0
+    assert good.flagged == (good.probability >= 0.5) and good.timings_ms["infer"] > 0
+    assert bad.status == "skipped" and bad.probability is None
+    assert np.isfinite(good.timings_ms["preprocess"])

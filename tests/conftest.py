@@ -79,8 +79,9 @@ def screen_env(tmp_path):
 
 
 def run_screen(env: dict, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    completed = subprocess.run(SCREEN + list(args), env=env, capture_output=True, text=True, timeout=timeout,
-                               cwd=REPOSITORY)
+    completed = subprocess.run(
+        SCREEN + list(args), env=env, capture_output=True, text=True, timeout=timeout, cwd=REPOSITORY
+    )
     if check and completed.returncode != 0:
         raise AssertionError(f"screen {' '.join(args)} failed:\n{completed.stdout}\n{completed.stderr}")
     return completed
@@ -90,8 +91,13 @@ class WorkerProcess:
     def __init__(self, env: dict, log_path: Path, name: str) -> None:
         self.log_path = log_path
         self.log = open(log_path, "w")
-        self.process = subprocess.Popen(SCREEN + ["worker", "--hostname", f"{name}@%h"], env=env,
-                                        stdout=self.log, stderr=subprocess.STDOUT, cwd=REPOSITORY)
+        self.process = subprocess.Popen(
+            SCREEN + ["worker", "--hostname", f"{name}@%h"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=REPOSITORY,
+        )
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -138,7 +144,9 @@ def sample_folder(tmp_path) -> Path:
     shutil.copytree(DICOM, folder / "dicom")
     jpegs = folder / "jpeg"
     jpegs.mkdir()
-    for source in sorted((FULLRES / "train" / "NORMAL").iterdir())[:2] + sorted((FULLRES / "train" / "PNEUMONIA").iterdir())[:2]:
+    for source in (
+        sorted((FULLRES / "train" / "NORMAL").iterdir())[:2] + sorted((FULLRES / "train" / "PNEUMONIA").iterdir())[:2]
+    ):
         shutil.copy(source, jpegs / source.name)
     (folder / "notes.txt").write_text("not an image")
     return folder

@@ -51,15 +51,20 @@ def test_flower_sees_the_worker_and_its_finished_tasks(distributed_env, sample_f
     port = free_port()
     env = {**distributed_env, "FLOWER_UNAUTHENTICATED_API": "true"}
     log = open(tmp_path / "flower.log", "w")
-    flower = subprocess.Popen(SCREEN + ["flower", "--port", str(port)], env=env, stdout=log,
-                              stderr=subprocess.STDOUT, cwd=REPOSITORY)
+    flower = subprocess.Popen(
+        SCREEN + ["flower", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPOSITORY
+    )
     try:
         base = f"http://127.0.0.1:{port}/api"
-        workers = wait_for(lambda: requests.get(f"{base}/workers", timeout=5).json(), lambda w: any("flowerwatched" in n for n in w))
+        workers = wait_for(
+            lambda: requests.get(f"{base}/workers", timeout=5).json(), lambda w: any("flowerwatched" in n for n in w)
+        )
         assert any(name.startswith("flowerwatched@") for name in workers)
         run_screen(distributed_env, "enqueue", "--wait", str(sample_folder), timeout=300)
-        tasks = wait_for(lambda: requests.get(f"{base}/tasks", timeout=5).json(),
-                         lambda t: t and all(task["state"] == "SUCCESS" for task in t.values()))
+        tasks = wait_for(
+            lambda: requests.get(f"{base}/tasks", timeout=5).json(),
+            lambda t: t and all(task["state"] == "SUCCESS" for task in t.values()),
+        )
         assert {task["name"] for task in tasks.values()} == {"screening.screen_chunk"}
         assert all(task["args"] == "[11 batch items]" for task in tasks.values())  # ids only, counted
         assert sum(json.loads(task["result"].replace("'", '"'))["items"] for task in tasks.values()) == 11

@@ -39,8 +39,9 @@ def test_preview_writes_what_the_model_sees(screen_env, tmp_path):
         out = tmp_path / f"{name}.png"
         run_screen(screen_env, "preview", str(DICOM / name), "-o", str(out))
         assert image_is_chest_upright(out), name
-    refused = run_screen(screen_env, "preview", str(DICOM / "ct_small_not_xray.dcm"), "-o", str(tmp_path / "ct.png"),
-                         check=False)
+    refused = run_screen(
+        screen_env, "preview", str(DICOM / "ct_small_not_xray.dcm"), "-o", str(tmp_path / "ct.png"), check=False
+    )
     assert refused.returncode != 0 and "skipped: modality CT" in refused.stderr
 
 

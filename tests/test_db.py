@@ -26,9 +26,21 @@ def register(session, sha="a" * 64):
 
 
 def row(sha, sop=None, study=None, probability=0.7):
-    return {"sha256": sha, "path": f"/n/{sha[:4]}", "kind": "dicom" if sop else "jpeg", "study_uid": study,
-            "series_uid": None, "sop_uid": sop, "status": "done", "reason": None, "probability": probability,
-            "flagged": probability >= 0.5, "read_ms": 1.0, "preprocess_ms": 1.0, "infer_ms": 1.0}
+    return {
+        "sha256": sha,
+        "path": f"/n/{sha[:4]}",
+        "kind": "dicom" if sop else "jpeg",
+        "study_uid": study,
+        "series_uid": None,
+        "sop_uid": sop,
+        "status": "done",
+        "reason": None,
+        "probability": probability,
+        "flagged": probability >= 0.5,
+        "read_ms": 1.0,
+        "preprocess_ms": 1.0,
+        "infer_ms": 1.0,
+    }
 
 
 def test_migrations_reach_head_and_create_the_study_view(database_url):
@@ -70,12 +82,16 @@ def test_items_link_to_results_and_progress_counts_them(sessions):
     with sessions.begin() as session:
         version = register(session)
         batch = create_batch(session, ["/n"], version.id, "in-process")
-        items = add_items(session, batch.id, [
-            {"path": "/n/a", "sha256": "1" * 64, "kind": "jpeg"},
-            {"path": "/n/b", "sha256": "3" * 64, "kind": "dicom", "sop_uid": "1.2.3"},
-            {"path": "/n/c", "sha256": "4" * 64, "kind": "jpeg"},
-            {"path": "/n/d", "enqueue_error": "cannot read file: Permission denied"},
-        ])
+        items = add_items(
+            session,
+            batch.id,
+            [
+                {"path": "/n/a", "sha256": "1" * 64, "kind": "jpeg"},
+                {"path": "/n/b", "sha256": "3" * 64, "kind": "dicom", "sop_uid": "1.2.3"},
+                {"path": "/n/c", "sha256": "4" * 64, "kind": "jpeg"},
+                {"path": "/n/d", "enqueue_error": "cannot read file: Permission denied"},
+            ],
+        )
         write_results(session, version.id, batch.id, [row("1" * 64), row("2" * 64, sop="1.2.3")])
         waiting = link_items(session, version.id, items[:3])
         assert [item.path for item in waiting] == ["/n/c"]
@@ -87,11 +103,16 @@ def test_study_score_is_the_highest_image_probability(sessions):
     with sessions.begin() as session:
         version = register(session)
         batch = create_batch(session, ["/n"], version.id, "in-process")
-        write_results(session, version.id, batch.id, [
-            row("1" * 64, sop="1.1", study="9.9", probability=0.2),
-            row("2" * 64, sop="1.2", study="9.9", probability=0.8),
-            row("3" * 64, sop="1.3", study="7.7", probability=0.1),
-        ])
+        write_results(
+            session,
+            version.id,
+            batch.id,
+            [
+                row("1" * 64, sop="1.1", study="9.9", probability=0.2),
+                row("2" * 64, sop="1.2", study="9.9", probability=0.8),
+                row("3" * 64, sop="1.3", study="7.7", probability=0.1),
+            ],
+        )
         studies = {s["study_uid"]: s for s in study_rows(session, version.id)}
         assert studies["9.9"]["probability"] == pytest.approx(0.8) and studies["9.9"]["flagged"] == 1
         assert studies["9.9"]["images_screened"] == 2

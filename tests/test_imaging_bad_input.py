@@ -58,8 +58,18 @@ def rejection(data: bytes) -> ImageRejected:
         (dicom_without_pixels, "skipped", "no pixel data"),
         (lambda: b"\x00" * 128 + b"DICM" + b"\x00" * 64, "failed", "not a readable DICOM file"),
     ],
-    ids=["empty", "random-bytes", "truncated-half", "truncated-header", "corrupt-header", "bomb-30000",
-         "over-limit", "truncated-dicom", "dicom-no-pixels", "dicom-garbage"],
+    ids=[
+        "empty",
+        "random-bytes",
+        "truncated-half",
+        "truncated-header",
+        "corrupt-header",
+        "bomb-30000",
+        "over-limit",
+        "truncated-dicom",
+        "dicom-no-pixels",
+        "dicom-garbage",
+    ],
 )
 def test_bad_input_is_rejected_with_a_reason(make, status, reason):
     problem = rejection(make())

@@ -48,15 +48,19 @@ def _upright(image: np.ndarray) -> bool:
     height, width = gray.shape
     rows = slice(int(0.3 * height), int(0.6 * height))
     centre = gray[rows, int(0.46 * width) : int(0.54 * width)].mean()
-    lungs = np.concatenate([gray[rows, int(0.2 * width) : int(0.35 * width)],
-                            gray[rows, int(0.65 * width) : int(0.8 * width)]]).mean()
+    lungs = np.concatenate(
+        [gray[rows, int(0.2 * width) : int(0.35 * width)], gray[rows, int(0.65 * width) : int(0.8 * width)]]
+    ).mean()
     return centre > lungs + 20
 
 
 @pytest.mark.parametrize(
     "name",
-    ["cr_chest_pa_monochrome1_jpegls.dcm", "cr_chest_pa_monochrome1_jpeg_lossless.dcm",
-     "cr_chest_pa_monochrome2_jpeg_baseline.dcm"],
+    [
+        "cr_chest_pa_monochrome1_jpegls.dcm",
+        "cr_chest_pa_monochrome1_jpeg_lossless.dcm",
+        "cr_chest_pa_monochrome2_jpeg_baseline.dcm",
+    ],
 )
 def test_chest_dicoms_come_out_upright(name):
     assert _upright(model_view((DICOM / name).read_bytes()))

@@ -54,7 +54,7 @@ def test_parallel_preprocessing_matches_sequential():
     with ThreadPoolExecutor(8) as pool:
         for _ in range(3):
             parallel = list(pool.map(lambda s: preprocess(s, SPEC), sources))
-            for a, b in zip(sequential, parallel):
+            for a, b in zip(sequential, parallel, strict=True):
                 np.testing.assert_array_equal(a, b)
 
 

@@ -43,7 +43,10 @@ def test_a_file_changed_after_enqueue_is_not_screened_under_the_old_identity(tmp
     job = job_for(copy)
     copy.write_bytes(copy.read_bytes() + b"\x00")
     run_image_stages(job, STAGES)
-    assert (job.status, job.reason) == ("failed", "file changed since it was enqueued (SHA-256 differs); enqueue it again")
+    assert (job.status, job.reason) == (
+        "failed",
+        "file changed since it was enqueued (SHA-256 differs); enqueue it again",
+    )
 
 
 def test_missing_and_oversized_files_are_recorded(tmp_path):

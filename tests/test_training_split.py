@@ -10,8 +10,12 @@ from screening.training.split import list_examples, patient_of, patient_split, s
 
 @pytest.mark.parametrize(
     ("name", "patient"),
-    [("person1000_bacteria_2931.jpeg", "person1000"), ("person1_virus_6.jpeg", "person1"),
-     ("IM-0115-0001.jpeg", "IM-0115"), ("NORMAL2-IM-0115-0001-0002.jpeg", "IM-0115")],
+    [
+        ("person1000_bacteria_2931.jpeg", "person1000"),
+        ("person1_virus_6.jpeg", "person1"),
+        ("IM-0115-0001.jpeg", "IM-0115"),
+        ("NORMAL2-IM-0115-0001-0002.jpeg", "IM-0115"),
+    ],
 )
 def test_patient_from_file_name(name, patient):
     assert patient_of(name) == patient

@@ -16,7 +16,9 @@ from screening.cli.screening import enqueue, preview, results, status
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """Chest X-ray pneumonia screening."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     ctx.obj = make_context()
 
 
@@ -47,8 +49,15 @@ def worker(app: AppContext, concurrency: int, loglevel: str, hostname: str | Non
     app.active_model()  # registers the released model on a fresh database before tasks arrive
     from screening.queue.celery_app import app as celery
 
-    argv = ["worker", "--pool=prefork", f"--concurrency={concurrency}", "--prefetch-multiplier=1",
-            f"--loglevel={loglevel}", "--task-events", "--queues=screening"]
+    argv = [
+        "worker",
+        "--pool=prefork",
+        f"--concurrency={concurrency}",
+        "--prefetch-multiplier=1",
+        f"--loglevel={loglevel}",
+        "--task-events",
+        "--queues=screening",
+    ]
     celery.worker_main(argv + ([f"--hostname={hostname}"] if hostname else []))
 
 

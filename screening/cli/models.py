@@ -11,6 +11,7 @@ from rich.table import Table
 
 from screening.cli.context import AppContext, pass_app
 from screening.db.registry import list_versions, promote
+from screening.model.card import render_model_card
 from screening.model.released import RELEASED_ARTIFACT, register_artifact
 
 
@@ -43,9 +44,15 @@ def models_list(app: AppContext, as_json: bool) -> None:
     app.active_model()
     with app.session_factory() as session:
         rows = [
-            {"id": v.id, "name": v.name, "status": v.status, "threshold": v.threshold,
-             **{k: v.metrics.get("validation", {}).get(k) for k in ("roc_auc", "sensitivity", "specificity")},
-             "created_at": v.created_at.isoformat(timespec="seconds"), "sha256": v.artifact_sha256[:12]}
+            {
+                "id": v.id,
+                "name": v.name,
+                "status": v.status,
+                "threshold": v.threshold,
+                **{k: v.metrics.get("validation", {}).get(k) for k in ("roc_auc", "sensitivity", "specificity")},
+                "created_at": v.created_at.isoformat(timespec="seconds"),
+                "sha256": v.artifact_sha256[:12],
+            }
             for v in list_versions(session)
         ]
     if as_json:
@@ -80,9 +87,15 @@ def models_promote(app: AppContext, version_id: int) -> None:
 
 @click.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help=f"Artifact path (default: models/{RELEASED_ARTIFACT}).")
-@click.option("--check-dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Extra labelled images (NORMAL in the name = normal) scored end to end as a sanity check.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None, help=f"Artifact path (default: models/{RELEASED_ARTIFACT})."
+)
+@click.option(
+    "--check-dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Extra labelled images (NORMAL in the name = normal) scored end to end as a sanity check.",
+)
 @click.option("--register/--no-register", default=True, show_default=True)
 @pass_app
 def train(app: AppContext, data_dir: str, out: str | None, check_dir: str | None, register: bool) -> None:
@@ -92,8 +105,14 @@ def train(app: AppContext, data_dir: str, out: str | None, check_dir: str | None
 
     artifact = Path(out) if out else app.settings.models_dir / RELEASED_ARTIFACT
     weights_file = fetch_imagenet_weights(app.settings.weights_dir)
-    manifest = train_frozen(Path(data_dir), weights_file, artifact, app.settings.data_dir / "cache",
-                            outside_check_dir=Path(check_dir) if check_dir else None)
+    manifest = train_frozen(
+        Path(data_dir),
+        weights_file,
+        artifact,
+        app.settings.data_dir / "cache",
+        outside_check_dir=Path(check_dir) if check_dir else None,
+    )
+    (artifact.parent / "MODEL_CARD.md").write_text(render_model_card(manifest, artifact.name))
     click.echo(json.dumps({k: manifest[k] for k in ("name", "threshold", "metrics", "artifact_sha256")}, indent=2))
     if register:
         with app.session_factory.begin() as session:

@@ -27,8 +27,14 @@ console = Console(stderr=True)
 
 
 def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def _celery_dispatch():  # noqa: ANN202
@@ -50,8 +56,10 @@ def _in_process_dispatch(app: AppContext):  # noqa: ANN202
 def _summary(progress: BatchProgress) -> str:
     parts = [f"{progress.total} files", f"{progress.studies} DICOM studies" if progress.studies else None]
     parts += [f"{count} {name}" for name, count in sorted(progress.by_status.items())]
-    parts += [f"{progress.reused} already screened by this model" if progress.reused else None,
-              f"{progress.pending} pending" if progress.pending else None]
+    parts += [
+        f"{progress.reused} already screened by this model" if progress.reused else None,
+        f"{progress.pending} pending" if progress.pending else None,
+    ]
     return ", ".join(p for p in parts if p)
 
 
@@ -71,8 +79,14 @@ def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool) -> None:
     dispatch = _celery_dispatch() if distributed else _in_process_dispatch(app)
     with _progress() as bar:
         task = bar.add_task("enqueued" if distributed else "screened", total=None)
-        enqueue_batch(app.session_factory, batch_id, roots, app.settings.chunk_size, dispatch,
-                      on_files=lambda n: bar.advance(task, n))
+        enqueue_batch(
+            app.session_factory,
+            batch_id,
+            roots,
+            app.settings.chunk_size,
+            dispatch,
+            on_files=lambda n: bar.advance(task, n),
+        )
     if distributed and wait:
         _wait_for(app, batch_id)
     with app.session_factory() as session:

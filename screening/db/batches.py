@@ -26,7 +26,9 @@ def add_items(session: Session, batch_id: str, rows: list[dict]) -> list[BatchIt
     return items
 
 
-def existing_results(session: Session, model_version_id: int, sha256s: list[str], sop_uids: list[str]) -> dict[str, Result]:
+def existing_results(
+    session: Session, model_version_id: int, sha256s: list[str], sop_uids: list[str]
+) -> dict[str, Result]:
     """Results this version already has for these images, keyed by sha256 and by SOPInstanceUID."""
     if not sha256s and not sop_uids:
         return {}
@@ -75,8 +77,12 @@ def batch_progress(session: Session, batch_id: str) -> BatchProgress:
         select(func.count(func.distinct(BatchItem.study_uid))).where(BatchItem.batch_id == batch_id)
     )
     return BatchProgress(
-        batch_id=batch_id, total=len(rows), pending=statuses.pop("pending", 0), by_status=dict(statuses),
-        reused=sum(1 for _, reused, _ in rows if reused), studies=studies or 0,
+        batch_id=batch_id,
+        total=len(rows),
+        pending=statuses.pop("pending", 0),
+        by_status=dict(statuses),
+        reused=sum(1 for _, reused, _ in rows if reused),
+        studies=studies or 0,
         enqueue_finished=batch.enqueue_finished_at is not None,
     )
 

@@ -12,17 +12,30 @@ class NoActiveModel(Exception):
     pass
 
 
-def register_version(session: Session, *, name: str, artifact_path: str, artifact_sha256: str, manifest: dict,
-                     parent_id: int | None = None) -> ModelVersion:
+def register_version(
+    session: Session,
+    *,
+    name: str,
+    artifact_path: str,
+    artifact_sha256: str,
+    manifest: dict,
+    parent_id: int | None = None,
+) -> ModelVersion:
     """Add a candidate version, or return the one already registered with this artifact."""
     existing = session.scalar(select(ModelVersion).where(ModelVersion.artifact_sha256 == artifact_sha256))
     if existing is not None:
         return existing
     version = ModelVersion(
-        name=name, artifact_path=artifact_path, artifact_sha256=artifact_sha256, parent_id=parent_id,
-        preprocessing=manifest["preprocessing"], training_config=manifest.get("training_config", {}),
-        data_manifest=manifest.get("data_manifest", {}), metrics=manifest.get("metrics", {}),
-        threshold=float(manifest["threshold"]), status="candidate",
+        name=name,
+        artifact_path=artifact_path,
+        artifact_sha256=artifact_sha256,
+        parent_id=parent_id,
+        preprocessing=manifest["preprocessing"],
+        training_config=manifest.get("training_config", {}),
+        data_manifest=manifest.get("data_manifest", {}),
+        metrics=manifest.get("metrics", {}),
+        threshold=float(manifest["threshold"]),
+        status="candidate",
     )
     session.add(version)
     session.flush()

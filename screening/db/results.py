@@ -10,8 +10,19 @@ from screening.db.batches import existing_results
 from screening.db.schema import BatchItem, ModelVersion, Result, study_results
 
 RESULT_FIELDS = (
-    "sha256", "path", "kind", "study_uid", "series_uid", "sop_uid", "status", "reason",
-    "probability", "flagged", "read_ms", "preprocess_ms", "infer_ms",
+    "sha256",
+    "path",
+    "kind",
+    "study_uid",
+    "series_uid",
+    "sop_uid",
+    "status",
+    "reason",
+    "probability",
+    "flagged",
+    "read_ms",
+    "preprocess_ms",
+    "infer_ms",
 )
 
 
@@ -58,18 +69,20 @@ def batch_rows(session: Session, batch_id: str, flagged_only: bool = False) -> l
     rows = []
     for item, result, version_name in session.execute(query):
         status = "failed" if item.enqueue_error else (result.status if result else "pending")
-        rows.append({
-            "path": item.path,
-            "status": status,
-            "probability": result.probability if result else None,
-            "flagged": result.flagged if result else None,
-            "reason": item.enqueue_error or (result.reason if result else None),
-            "model_version": f"{result.model_version_id}:{version_name}" if result else None,
-            "already_screened": item.reused_result,
-            "study_uid": item.study_uid,
-            "sop_uid": item.sop_uid,
-            "sha256": item.sha256,
-        })
+        rows.append(
+            {
+                "path": item.path,
+                "status": status,
+                "probability": result.probability if result else None,
+                "flagged": result.flagged if result else None,
+                "reason": item.enqueue_error or (result.reason if result else None),
+                "model_version": f"{result.model_version_id}:{version_name}" if result else None,
+                "already_screened": item.reused_result,
+                "study_uid": item.study_uid,
+                "sop_uid": item.sop_uid,
+                "sha256": item.sha256,
+            }
+        )
     return rows
 
 

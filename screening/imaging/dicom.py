@@ -80,7 +80,9 @@ def read_xray_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, DicomIden
         stored = ds.pixel_array
     except Exception as error:
         syntax = ds.file_meta.get("TransferSyntaxUID", "unknown transfer syntax")
-        raise Unreadable(f"pixel data could not be decoded ({getattr(syntax, 'name', syntax)}: {type(error).__name__})") from None
+        raise Unreadable(
+            f"pixel data could not be decoded ({getattr(syntax, 'name', syntax)}: {type(error).__name__})"
+        ) from None
 
     def to_display(values: np.ndarray) -> np.ndarray:
         return apply_voi_lut(apply_modality_lut(values, ds), ds).astype(np.float32)

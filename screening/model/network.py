@@ -24,7 +24,9 @@ class Architecture:
 def build_backbone(imagenet: dict[str, np.ndarray] | None = None, include_top: bool = False) -> keras.Model:
     """ResNet50; with `imagenet` arrays (from weights.load_imagenet_weights) set by layer name."""
     backbone = keras.applications.ResNet50(
-        weights=None, include_top=include_top, pooling=None if include_top else "avg",
+        weights=None,
+        include_top=include_top,
+        pooling=None if include_top else "avg",
         input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
     )
     if imagenet is not None:
@@ -35,12 +37,13 @@ def build_backbone(imagenet: dict[str, np.ndarray] | None = None, include_top: b
 
 
 def build_head(architecture: Architecture) -> keras.Model:
+    # Fixed layer names: weight paths must not depend on how many models this process built before.
     return keras.Sequential(
         [
             keras.Input((FEATURES,)),
-            keras.layers.Dense(architecture.head_units, activation="relu"),
-            keras.layers.Dropout(architecture.dropout),
-            keras.layers.Dense(1, activation="sigmoid"),
+            keras.layers.Dense(architecture.head_units, activation="relu", name="hidden"),
+            keras.layers.Dropout(architecture.dropout, name="dropout"),
+            keras.layers.Dense(1, activation="sigmoid", name="pneumonia"),
         ],
         name="head",
     )

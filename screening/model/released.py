@@ -16,8 +16,11 @@ RELEASED_ARTIFACT = "pneumonia_resnet50.zip"
 def register_artifact(session: Session, path: Path, activate: bool = False) -> ModelVersion:
     manifest = read_manifest(path)
     version = register_version(
-        session, name=manifest["name"], artifact_path=str(path.resolve()),
-        artifact_sha256=file_sha256(path), manifest=manifest,
+        session,
+        name=manifest["name"],
+        artifact_path=str(path.resolve()),
+        artifact_sha256=file_sha256(path),
+        manifest=manifest,
     )
     if activate:
         promote(session, version.id)

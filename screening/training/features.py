@@ -21,20 +21,25 @@ def model_input(path: Path, spec: PreprocessSpec) -> np.ndarray:
 
 
 def backbone_features(
-    backbone: keras.Model, paths: list[Path], keys: list[str], spec: PreprocessSpec,
-    cache_file: Path, batch_size: int = 64, progress=None,  # noqa: ANN001
+    backbone: keras.Model,
+    paths: list[Path],
+    keys: list[str],
+    spec: PreprocessSpec,
+    cache_file: Path,
+    batch_size: int = 64,
+    progress=None,  # noqa: ANN001
 ) -> np.ndarray:
     cached: dict[str, np.ndarray] = {}
     if cache_file.exists():
         with np.load(cache_file) as stored:
-            cached = dict(zip(stored["keys"], stored["features"]))
-    missing = [(p, k) for p, k in zip(paths, keys) if k not in cached]
+            cached = dict(zip(stored["keys"], stored["features"], strict=True))
+    missing = [(p, k) for p, k in zip(paths, keys, strict=True) if k not in cached]
     with ThreadPoolExecutor() as pool:
         for start in range(0, len(missing), batch_size):
             chunk = missing[start : start + batch_size]
             images = np.stack(list(pool.map(lambda item: model_input(item[0], spec), chunk)))
             features = backbone.predict_on_batch(imagenet_input(images))
-            cached.update({key: feature for (_, key), feature in zip(chunk, features)})
+            cached.update({key: feature for (_, key), feature in zip(chunk, features, strict=True)})
             if progress:
                 progress(len(chunk))
     if missing:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
@@ -43,9 +43,15 @@ def _label_from_name(path: Path) -> int:
 
 
 def train_frozen(
-    data_dir: Path, weights_file: Path, artifact_path: Path, cache_dir: Path,
-    config: FrozenTrainingConfig = FrozenTrainingConfig(), outside_check_dir: Path | None = None,
-    architecture: Architecture = Architecture(), spec: PreprocessSpec = PreprocessSpec(), progress=None,  # noqa: ANN001
+    data_dir: Path,
+    weights_file: Path,
+    artifact_path: Path,
+    cache_dir: Path,
+    config: FrozenTrainingConfig = FrozenTrainingConfig(),
+    outside_check_dir: Path | None = None,
+    architecture: Architecture = Architecture(),
+    spec: PreprocessSpec = PreprocessSpec(),
+    progress=None,  # noqa: ANN001
 ) -> dict:
     """Train, choose the threshold on the patient-wise validation split, and write the artifact."""
     keras.utils.set_random_seed(config.seed)
@@ -57,18 +63,28 @@ def train_frozen(
     cache_file = cache_dir / f"features-{backbone_checksum(imagenet)[:12]}-{spec.name}.npz"
 
     def features(subset):  # noqa: ANN001, ANN202
-        return backbone_features(backbone, [e.path for e in subset], [e.sha256 for e in subset], spec, cache_file, progress=progress)
+        return backbone_features(
+            backbone, [e.path for e in subset], [e.sha256 for e in subset], spec, cache_file, progress=progress
+        )
 
     train_x, validation_x = features(train), features(validation)
     train_y = np.array([e.label for e in train])
     validation_y = np.array([e.label for e in validation])
 
     head = build_head(architecture)
-    head.compile(keras.optimizers.Adam(config.learning_rate), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+    head.compile(
+        keras.optimizers.Adam(config.learning_rate), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")]
+    )
     stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.patience, restore_best_weights=True)
     history = head.fit(
-        train_x, train_y, validation_data=(validation_x, validation_y), epochs=config.epochs,
-        batch_size=config.batch_size, class_weight=_class_weights(train_y), callbacks=[stop], verbose=0,
+        train_x,
+        train_y,
+        validation_data=(validation_x, validation_y),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        class_weight=_class_weights(train_y),
+        callbacks=[stop],
+        verbose=0,
     )
     as_stored(head)
     validation_scores = head.predict(validation_x, verbose=0)[:, 0]
@@ -83,7 +99,7 @@ def train_frozen(
 
     manifest = {
         "name": "resnet50-frozen-head",
-        "created_at": datetime.now(timezone.utc).isoformat(),
+        "created_at": datetime.now(UTC).isoformat(),
         "architecture": architecture.to_dict(),
         "preprocessing": spec.to_dict(),
         "threshold": threshold,

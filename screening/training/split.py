@@ -58,7 +58,9 @@ def _groups(examples: list[Example]) -> dict[str, str]:
     return {example.patient: find(example.patient) for example in examples}
 
 
-def patient_split(examples: list[Example], validation_fraction: float = 0.2, seed: int = 42) -> tuple[list[Example], list[Example]]:
+def patient_split(
+    examples: list[Example], validation_fraction: float = 0.2, seed: int = 42
+) -> tuple[list[Example], list[Example]]:
     group_of = _groups(examples)
     label_of_group: dict[str, int] = {}
     for example in examples:  # a group with any pneumonia image is stratified as pneumonia

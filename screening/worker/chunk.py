@@ -59,8 +59,12 @@ class ChunkSummary:
 
     def as_dict(self) -> dict:
         """PHI-free: Celery logs a task's return value."""
-        return {"model_version_id": self.model_version_id, "items": self.items,
-                "already_screened": self.already_screened, "statuses": self.statuses}
+        return {
+            "model_version_id": self.model_version_id,
+            "items": self.items,
+            "already_screened": self.already_screened,
+            "statuses": self.statuses,
+        }
 
 
 def screen_chunk(runtime: WorkerRuntime, item_ids: list[int]) -> ChunkSummary:
@@ -73,18 +77,21 @@ def screen_chunk(runtime: WorkerRuntime, item_ids: list[int]) -> ChunkSummary:
 
     jobs = {item.sha256: ImageJob(item.path, item.sha256) for item in waiting}  # identical files once
     settings = runtime.settings
-    stages = [ReadFile(settings.max_file_bytes), Decode(settings.max_image_pixels),
-              Preprocess(PreprocessSpec.from_dict(version.preprocessing))]
+    stages = [
+        ReadFile(settings.max_file_bytes),
+        Decode(settings.max_image_pixels),
+        Preprocess(PreprocessSpec.from_dict(version.preprocessing)),
+    ]
     list(runtime.pool.map(lambda job: run_image_stages(job, stages), jobs.values()))
     Infer(classifier, version.threshold)(list(jobs.values()))
 
-    enqueued_identity = {
-        item.sha256: DicomIdentity(item.study_uid, item.series_uid, item.sop_uid) for item in waiting
-    }
+    enqueued_identity = {item.sha256: DicomIdentity(item.study_uid, item.series_uid, item.sop_uid) for item in waiting}
     rows = [job.result_row(enqueued_identity[key]) for key, job in jobs.items()]
     batch_of = {item.sha256: item.batch_id for item in waiting}
     with runtime.session_factory.begin() as session:
         for batch_id in set(batch_of.values()):
             write_results(session, version.id, batch_id, [r for r in rows if batch_of[r["sha256"]] == batch_id])
         link_items(session, version.id, items)
-    return ChunkSummary(version.id, len(items), len(items) - len(waiting), dict(Counter(j.status for j in jobs.values())))
+    return ChunkSummary(
+        version.id, len(items), len(items) - len(waiting), dict(Counter(j.status for j in jobs.values()))
+    )

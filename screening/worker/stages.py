@@ -42,11 +42,19 @@ class ImageJob:
     def result_row(self, fallback: DicomIdentity) -> dict:
         identity = self.identity or fallback
         return {
-            "sha256": self.sha256, "path": self.path, "kind": self.kind, "status": self.status,
-            "reason": self.reason, "probability": self.probability, "flagged": self.flagged,
-            "study_uid": identity.study_uid, "series_uid": identity.series_uid, "sop_uid": identity.sop_uid,
+            "sha256": self.sha256,
+            "path": self.path,
+            "kind": self.kind,
+            "status": self.status,
+            "reason": self.reason,
+            "probability": self.probability,
+            "flagged": self.flagged,
+            "study_uid": identity.study_uid,
+            "series_uid": identity.series_uid,
+            "sop_uid": identity.sop_uid,
             "read_ms": self.timings_ms.get("read", 0) + self.timings_ms.get("decode", 0),
-            "preprocess_ms": self.timings_ms.get("preprocess"), "infer_ms": self.timings_ms.get("infer"),
+            "preprocess_ms": self.timings_ms.get("preprocess"),
+            "infer_ms": self.timings_ms.get("infer"),
         }
 
 
@@ -137,7 +145,7 @@ class Infer:
         started = time.perf_counter()
         probabilities = self.classifier.probabilities(np.stack([job.image for job in ready]))
         per_image_ms = (time.perf_counter() - started) * 1000 / len(ready)
-        for job, probability in zip(ready, probabilities):
+        for job, probability in zip(ready, probabilities, strict=True):
             job.probability, job.flagged = float(probability), bool(probability >= self.threshold)
             job.status, job.image = "done", None
             job.timings_ms[self.name] = per_image_ms

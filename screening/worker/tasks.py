@@ -26,7 +26,12 @@ def _new_worker_process(**_: object) -> None:
     _runtime = None
 
 
-@app.task(name=SCREEN_CHUNK_TASK, autoretry_for=(OperationalError,), retry_backoff=True,
-          retry_backoff_max=60, max_retries=None)
+@app.task(
+    name=SCREEN_CHUNK_TASK,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=None,
+)
 def screen_chunk_task(item_ids: list[int]) -> dict:
     return screen_chunk(runtime(), item_ids).as_dict()

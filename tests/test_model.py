@@ -1,0 +1,90 @@
+"""The backbone is Keras' real ImageNet ResNet50; the artifact round-trips and refuses tampering."""
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+from conftest import REPOSITORY
+
+from screening.config import load_settings
+from screening.model.artifact import ArtifactError, file_sha256, load_artifact, read_manifest
+from screening.model.network import build_backbone, imagenet_input
+from screening.model.released import RELEASED_ARTIFACT
+from screening.model.weights import (
+    BACKBONE_PARAMETERS,
+    CACHE_NAME,
+    backbone_checksum,
+    keras3_layer_name,
+    load_imagenet_weights,
+    verify_backbone,
+)
+
+RELEASED = REPOSITORY / "models" / RELEASED_ARTIFACT
+
+
+@pytest.fixture(scope="module")
+def imagenet():
+    """Fetched by `screen weights fetch` (the README's test command runs it first)."""
+    return load_imagenet_weights(load_settings().weights_dir / CACHE_NAME)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("conv1", "conv1_conv"),
+        ("bn_conv1", "conv1_bn"),
+        ("res2a_branch1", "conv2_block1_0_conv"),
+        ("bn2a_branch2b", "conv2_block1_2_bn"),
+        ("res4f_branch2c", "conv4_block6_3_conv"),
+        ("fc1000", "predictions"),
+    ],
+)
+def test_keras2_layer_names_map_to_keras3(old, new):
+    assert keras3_layer_name(old) == new
+
+
+def test_cached_weights_are_the_pinned_imagenet_backbone(imagenet):
+    verify_backbone(imagenet)
+    assert sum(a.size for n, a in imagenet.items() if not n.startswith("predictions/")) == BACKBONE_PARAMETERS
+    tampered = dict(imagenet)
+    tampered["conv1_conv/bias"] = tampered["conv1_conv/bias"] + 1e-3
+    with pytest.raises(ValueError, match="checksum"):
+        verify_backbone(tampered)
+    assert backbone_checksum(tampered) != backbone_checksum(imagenet)
+
+
+@pytest.mark.parametrize(("photo", "classes"), [("chelsea", {281, 282, 285}), ("coffee", {967})])
+def test_full_imagenet_model_recognises_scikit_image_photos(imagenet, photo, classes):
+    """281 tabby, 282 tiger cat, 285 Egyptian cat; 967 espresso."""
+    model = build_backbone(imagenet, include_top=True)
+    image = cv2.resize(getattr(skimage.data, photo)(), (224, 224), interpolation=cv2.INTER_AREA)
+    probabilities = model.predict(imagenet_input(image[None]), verbose=0)[0]
+    assert int(np.argmax(probabilities)) in classes and probabilities.max() > 0.5
+
+
+def test_released_artifact_loads_and_carries_its_card_numbers():
+    model, manifest = load_artifact(RELEASED, file_sha256(RELEASED))
+    assert model.count_params() == BACKBONE_PARAMETERS + 2048 * 128 + 128 + 128 + 1
+    assert manifest["preprocessing"]["name"] == "cxr-seed-v1"
+    assert manifest["metrics"]["validation"]["sensitivity"] >= 0.95
+    assert RELEASED.stat().st_size < 100 * 2**20
+
+
+def test_an_artifact_that_differs_from_the_registry_is_refused(tmp_path):
+    copy = tmp_path / "model.zip"
+    shutil.copy(RELEASED, copy)
+    expected = file_sha256(copy)
+    with open(copy, "ab") as stream:
+        stream.write(b"tampered")
+    with pytest.raises(ArtifactError, match="SHA-256 differs"):
+        load_artifact(copy, expected)
+    assert read_manifest(copy)["threshold"] > 0
+
+
+def test_a_worker_process_can_load_one_artifact_after_another():
+    """A hot switch builds a second model in the same process: its weight names must still match."""
+    first, _ = load_artifact(RELEASED)
+    second, _ = load_artifact(RELEASED)
+    assert [v.path for v in first.weights] == [v.path for v in second.weights]

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from screening.config import Settings, load_settings
 from screening.db.engine import make_engine, make_session_factory
 from screening.db.migrate import current_revision, head_revision, upgrade
+from screening.db.registry import NoActiveModel
 from screening.db.schema import ModelVersion
 from screening.model.released import ensure_active_model
 
@@ -35,8 +36,11 @@ class AppContext:
         return make_session_factory(self.engine)
 
     def active_model(self) -> ModelVersion:
-        with self.session_factory.begin() as session:
-            return ensure_active_model(session, self.settings.models_dir)
+        try:
+            with self.session_factory.begin() as session:
+                return ensure_active_model(session, self.settings.models_dir)
+        except NoActiveModel as problem:
+            raise click.ClickException(str(problem)) from None
 
 
 pass_app = click.make_pass_decorator(AppContext)

@@ -34,6 +34,7 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict]) -> None:
 
 
 def write_results(session: Session, model_version_id: int, batch_id: str, rows: list[dict]) -> None:
+    """Insert the rows this version does not have yet; existing ones stay as they are."""
     if rows:
         _insert_ignoring_duplicates(
             session, [{**row, "model_version_id": model_version_id, "batch_id": batch_id} for row in rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -59,12 +59,7 @@ class ChunkSummary:
 
     def as_dict(self) -> dict:
         """PHI-free: Celery logs a task's return value."""
-        return {
-            "model_version_id": self.model_version_id,
-            "items": self.items,
-            "already_screened": self.already_screened,
-            "statuses": self.statuses,
-        }
+        return asdict(self)
 
 
 def screen_chunk(runtime: WorkerRuntime, item_ids: list[int]) -> ChunkSummary:
@@ -87,10 +82,9 @@ def screen_chunk(runtime: WorkerRuntime, item_ids: list[int]) -> ChunkSummary:
 
     enqueued_identity = {item.sha256: DicomIdentity(item.study_uid, item.series_uid, item.sop_uid) for item in waiting}
     rows = [job.result_row(enqueued_identity[key]) for key, job in jobs.items()]
-    batch_of = {item.sha256: item.batch_id for item in waiting}
     with runtime.session_factory.begin() as session:
-        for batch_id in set(batch_of.values()):
-            write_results(session, version.id, batch_id, [r for r in rows if batch_of[r["sha256"]] == batch_id])
+        if waiting:  # a chunk is cut from one batch by enqueue_batch
+            write_results(session, version.id, waiting[0].batch_id, rows)
         link_items(session, version.id, items)
     return ChunkSummary(
         version.id, len(items), len(items) - len(waiting), dict(Counter(j.status for j in jobs.values()))

@@ -21,6 +21,7 @@ class Settings:
     decode_threads: int
     max_file_bytes: int
     max_image_pixels: int
+    visibility_timeout_s: int
 
     @property
     def distributed(self) -> bool:
@@ -45,4 +46,5 @@ def load_settings() -> Settings:
         decode_threads=_int("SCREEN_DECODE_THREADS", os.cpu_count() or 1),
         max_file_bytes=_int("SCREEN_MAX_FILE_BYTES", 512 * 2**20),
         max_image_pixels=_int("SCREEN_MAX_IMAGE_PIXELS", 60_000_000),
+        visibility_timeout_s=_int("SCREEN_VISIBILITY_TIMEOUT", 3600),
     )

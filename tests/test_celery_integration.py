@@ -66,7 +66,7 @@ def test_flower_sees_the_worker_and_its_finished_tasks(distributed_env, sample_f
             lambda t: t and all(task["state"] == "SUCCESS" for task in t.values()),
         )
         assert {task["name"] for task in tasks.values()} == {"screening.screen_chunk"}
-        assert all(task["args"] == "[11 batch items]" for task in tasks.values())  # ids only, counted
+        assert all(task["args"] == "[11 images]" for task in tasks.values())  # ids only, counted
         assert sum(json.loads(task["result"].replace("'", '"'))["items"] for task in tasks.values()) == 11
     finally:
         flower.terminate()

@@ -1,6 +1,7 @@
 """screen_chunk, the function behind the Celery task, called directly: no broker needed."""
 
 import shutil
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -30,8 +31,8 @@ def runtime(database_url, monkeypatch):
 def queued_ids(runtime, folder) -> list[int]:
     chunks = []
     batch = start_batch(runtime.session_factory, [str(folder)], "in-process")
-    enqueue_batch(runtime.session_factory, batch, [str(folder)], 64, chunks.append)
-    return [item_id for chunk in chunks for item_id in chunk]
+    enqueue_batch(runtime.session_factory, batch, [str(folder)], 64, chunks.append, timedelta(hours=1))
+    return [result_id for chunk in chunks for result_id in chunk]
 
 
 def test_bad_files_do_not_stop_the_good_ones_and_redelivery_adds_nothing(runtime, tmp_path):
@@ -46,9 +47,9 @@ def test_bad_files_do_not_stop_the_good_ones_and_redelivery_adds_nothing(runtime
     shutil.copy(DICOM / "multiframe_2frame.dcm", tmp_path / "us.dcm")
     shutil.copy(good[1], tmp_path / "identical-copy.jpeg")  # same bytes as a good file: screened once
 
-    item_ids = queued_ids(runtime, tmp_path)
-    assert len(item_ids) == 8
-    summary = screen_chunk(runtime, item_ids)
+    result_ids = queued_ids(runtime, tmp_path)
+    assert len(result_ids) == 7  # eight files, two of them identical
+    summary = screen_chunk(runtime, result_ids)
     assert summary.statuses == {"done": 3, "failed": 2, "skipped": 2}
     with runtime.session_factory() as session:
         reasons = dict(session.execute(sa.select(Result.path, Result.reason)).all())
@@ -59,7 +60,7 @@ def test_bad_files_do_not_stop_the_good_ones_and_redelivery_adds_nothing(runtime
     assert by_name["random.dcm"] == "not a JPEG, PNG or DICOM file"
     assert by_name["us.dcm"].startswith("modality US")
 
-    again = screen_chunk(runtime, item_ids)  # a redelivered task
-    assert again.already_screened == 8 and again.statuses == {}
+    again = screen_chunk(runtime, result_ids)  # a redelivered task
+    assert again.already_screened == 7 and again.statuses == {}
     with runtime.session_factory() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Result)) == 7

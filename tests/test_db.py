@@ -1,4 +1,6 @@
-"""Schema, migrations, the registry, and exactly-once result writes on SQLite and PostgreSQL."""
+"""Schema, migrations, the registry, and exactly-once result rows on SQLite and PostgreSQL."""
+
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -7,10 +9,11 @@ from screening.db.batches import add_items, batch_progress, create_batch
 from screening.db.engine import make_engine, make_session_factory
 from screening.db.migrate import current_revision, head_revision, upgrade
 from screening.db.registry import NoActiveModel, active_version, promote, register_version
-from screening.db.results import link_items, study_rows, write_results
+from screening.db.results import claim_images, link_items, record_outcomes, study_rows
 from screening.db.schema import Result
 
 MANIFEST = {"preprocessing": {"name": "cxr-seed-v1"}, "threshold": 0.5, "metrics": {"validation": {"roc_auc": 0.9}}}
+AN_HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
@@ -25,22 +28,35 @@ def register(session, sha="a" * 64):
     return register_version(session, name="test", artifact_path="/x", artifact_sha256=sha, manifest=MANIFEST)
 
 
-def row(sha, sop=None, study=None, probability=0.7):
+def new_batch(session, version):
+    return create_batch(session, ["/n"], version.id, "in-process").id
+
+
+def items(session, batch_id, *specs):
+    """specs: (sha256, sop_uid, study_uid)."""
+    rows = [
+        {"path": f"/n/{i}", "sha256": sha, "kind": "dicom", "sop_uid": sop, "study_uid": study}
+        for i, (sha, sop, study) in enumerate(specs)
+    ]
+    return add_items(session, batch_id, rows)
+
+
+def outcome(result_id, probability):
     return {
-        "sha256": sha,
-        "path": f"/n/{sha[:4]}",
-        "kind": "dicom" if sop else "jpeg",
-        "study_uid": study,
-        "series_uid": None,
-        "sop_uid": sop,
+        "result_id": result_id,
         "status": "done",
         "reason": None,
         "probability": probability,
         "flagged": probability >= 0.5,
+        "kind": "dicom",
         "read_ms": 1.0,
         "preprocess_ms": 1.0,
         "infer_ms": 1.0,
     }
+
+
+def count(session):
+    return session.scalar(sa.select(sa.func.count()).select_from(Result))
 
 
 def test_migrations_reach_head_and_create_the_study_view(database_url):
@@ -64,55 +80,61 @@ def test_registry_promotes_one_active_version_at_a_time(sessions):
         assert session.get(type(first), first.id).status == "retired"
 
 
-def test_a_result_is_written_once_per_image_and_version(sessions):
+def test_an_image_is_claimed_once_per_version_by_content_or_sop_uid(sessions):
     with sessions.begin() as session:
         version = register(session)
-        batch = create_batch(session, ["/n"], version.id, "in-process")
-        for _ in range(3):  # a redelivered chunk, a concurrent batch...
-            write_results(session, version.id, batch.id, [row("1" * 64), row("2" * 64, sop="1.2.3")])
-        # same SOP instance in different bytes (another transfer syntax) counts as the same image
-        write_results(session, version.id, batch.id, [row("3" * 64, sop="1.2.3")])
-        assert session.scalar(sa.select(sa.func.count()).select_from(Result)) == 2
-        other = register(session, "f" * 64)
-        write_results(session, other.id, batch.id, [row("1" * 64)])
-        assert session.scalar(sa.select(sa.func.count()).select_from(Result)) == 3
+        first, second = new_batch(session, version), new_batch(session, version)
+        found = items(session, first, ("1" * 64, None, None), ("2" * 64, "1.2.3", None), ("1" * 64, None, None))
+        assert len(claim_images(session, version.id, first, found, AN_HOUR)) == 2  # identical files once
+        # the same images found again, one of them re-encoded (other bytes, same SOPInstanceUID)
+        again = items(session, second, ("1" * 64, None, None), ("3" * 64, "1.2.3", None))
+        assert claim_images(session, version.id, second, again, AN_HOUR) == []
+        link_items(session, version.id, found + again)
+        assert count(session) == 2
+        assert len({item.result_id for item in found + again}) == 2
+        other = register(session, "f" * 64)  # a new version screens everything again
+        assert len(claim_images(session, other.id, second, again, AN_HOUR)) == 2
 
 
-def test_items_link_to_results_and_progress_counts_them(sessions):
+def test_a_queued_row_is_filled_once_and_stale_claims_are_dispatched_again(sessions):
     with sessions.begin() as session:
         version = register(session)
-        batch = create_batch(session, ["/n"], version.id, "in-process")
-        items = add_items(
-            session,
-            batch.id,
-            [
-                {"path": "/n/a", "sha256": "1" * 64, "kind": "jpeg"},
-                {"path": "/n/b", "sha256": "3" * 64, "kind": "dicom", "sop_uid": "1.2.3"},
-                {"path": "/n/c", "sha256": "4" * 64, "kind": "jpeg"},
-                {"path": "/n/d", "enqueue_error": "cannot read file: Permission denied"},
-            ],
+        batch = new_batch(session, version)
+        found = items(session, batch, ("1" * 64, None, None), ("2" * 64, None, None))
+        first, second = claim_images(session, version.id, batch, found, AN_HOUR)
+        assert record_outcomes(session, [outcome(first, 0.9)]) == 1
+        assert record_outcomes(session, [outcome(first, 0.1)]) == 0  # a redelivered chunk changes nothing
+        assert session.get(Result, first).probability == pytest.approx(0.9)
+        # `second` stays queued (its task was lost): a re-run claims it again once it is stale
+        assert claim_images(session, version.id, batch, found, AN_HOUR) == []
+        assert claim_images(session, version.id, batch, found, timedelta(0)) == [second]
+
+
+def test_progress_counts_items_by_their_rows(sessions):
+    with sessions.begin() as session:
+        version = register(session)
+        batch = new_batch(session, version)
+        found = items(session, batch, ("1" * 64, None, None), ("2" * 64, None, None))
+        found += add_items(session, batch, [{"path": "/n/x", "enqueue_error": "cannot read file: Permission denied"}])
+        done, _ = claim_images(session, version.id, batch, found[:2], AN_HOUR)
+        link_items(session, version.id, found[:2])
+        record_outcomes(session, [outcome(done, 0.2)])
+        progress = batch_progress(session, batch)
+        assert (progress.total, progress.pending, progress.by_status, progress.finished) == (
+            3,
+            1,
+            {"done": 1, "failed": 1},
+            False,
         )
-        write_results(session, version.id, batch.id, [row("1" * 64), row("2" * 64, sop="1.2.3")])
-        waiting = link_items(session, version.id, items[:3])
-        assert [item.path for item in waiting] == ["/n/c"]
-        progress = batch_progress(session, batch.id)
-        assert (progress.total, progress.pending, progress.by_status) == (4, 1, {"done": 2, "failed": 1})
 
 
 def test_study_score_is_the_highest_image_probability(sessions):
     with sessions.begin() as session:
         version = register(session)
-        batch = create_batch(session, ["/n"], version.id, "in-process")
-        write_results(
-            session,
-            version.id,
-            batch.id,
-            [
-                row("1" * 64, sop="1.1", study="9.9", probability=0.2),
-                row("2" * 64, sop="1.2", study="9.9", probability=0.8),
-                row("3" * 64, sop="1.3", study="7.7", probability=0.1),
-            ],
-        )
+        batch = new_batch(session, version)
+        found = items(session, batch, ("1" * 64, "1.1", "9.9"), ("2" * 64, "1.2", "9.9"), ("3" * 64, "1.3", "7.7"))
+        ids = claim_images(session, version.id, batch, found, AN_HOUR)
+        record_outcomes(session, [outcome(i, p) for i, p in zip(ids, (0.2, 0.8, 0.1), strict=True)])
         studies = {s["study_uid"]: s for s in study_rows(session, version.id)}
         assert studies["9.9"]["probability"] == pytest.approx(0.8) and studies["9.9"]["flagged"] == 1
         assert studies["9.9"]["images_screened"] == 2

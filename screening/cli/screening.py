@@ -6,6 +6,7 @@ import csv
 import json
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -40,8 +41,8 @@ def _progress() -> Progress:
 def _celery_dispatch():  # noqa: ANN202
     from screening.queue.celery_app import SCREEN_CHUNK_TASK, app
 
-    def dispatch(item_ids: list[int]) -> None:
-        app.send_task(SCREEN_CHUNK_TASK, args=[item_ids], argsrepr=f"[{len(item_ids)} batch items]")
+    def dispatch(result_ids: list[int]) -> None:
+        app.send_task(SCREEN_CHUNK_TASK, args=[result_ids], argsrepr=f"[{len(result_ids)} images]")
 
     return dispatch
 
@@ -50,7 +51,7 @@ def _in_process_dispatch(app: AppContext):  # noqa: ANN202
     from screening.worker.chunk import WorkerRuntime, screen_chunk
 
     runtime = WorkerRuntime(app.settings, app.session_factory)
-    return lambda item_ids: screen_chunk(runtime, item_ids)
+    return lambda result_ids: screen_chunk(runtime, result_ids)
 
 
 def _summary(progress: BatchProgress) -> str:
@@ -85,6 +86,7 @@ def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool) -> None:
             roots,
             app.settings.chunk_size,
             dispatch,
+            stale_after=timedelta(seconds=app.settings.visibility_timeout_s),
             on_files=lambda n: bar.advance(task, n),
         )
     if distributed and wait:

@@ -6,7 +6,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from screening.db.schema import Batch, BatchItem, Result, utcnow
@@ -20,30 +20,10 @@ def create_batch(session: Session, roots: list[str], model_version_id: int, mode
 
 
 def add_items(session: Session, batch_id: str, rows: list[dict]) -> list[BatchItem]:
-    items = [BatchItem(batch_id=batch_id, reused_result=False, **row) for row in rows]
+    items = [BatchItem(batch_id=batch_id, **row) for row in rows]
     session.add_all(items)
     session.flush()
     return items
-
-
-def existing_results(
-    session: Session, model_version_id: int, sha256s: list[str], sop_uids: list[str]
-) -> dict[str, Result]:
-    """Results this version already has for these images, keyed by sha256 and by SOPInstanceUID."""
-    if not sha256s and not sop_uids:
-        return {}
-    found = session.scalars(
-        select(Result).where(
-            Result.model_version_id == model_version_id,
-            or_(Result.sha256.in_(sha256s), Result.sop_uid.in_(sop_uids)),
-        )
-    )
-    keyed: dict[str, Result] = {}
-    for result in found:
-        keyed[result.sha256] = result
-        if result.sop_uid:
-            keyed[result.sop_uid] = result
-    return keyed
 
 
 def finish_enqueue(session: Session, batch_id: str) -> None:
@@ -68,20 +48,20 @@ class BatchProgress:
 def batch_progress(session: Session, batch_id: str) -> BatchProgress:
     batch = session.get_one(Batch, batch_id)
     rows = session.execute(
-        select(BatchItem.enqueue_error, BatchItem.reused_result, Result.status)
+        select(BatchItem.enqueue_error, Result.batch_id, Result.status)
         .outerjoin(Result, Result.id == BatchItem.result_id)
         .where(BatchItem.batch_id == batch_id)
     ).all()
-    statuses = Counter("failed" if error else (status or "pending") for error, _, status in rows)
+    statuses = Counter("failed" if error else status for error, _, status in rows)
     studies = session.scalar(
         select(func.count(func.distinct(BatchItem.study_uid))).where(BatchItem.batch_id == batch_id)
     )
     return BatchProgress(
         batch_id=batch_id,
         total=len(rows),
-        pending=statuses.pop("pending", 0),
+        pending=statuses.pop("queued", 0),
         by_status=dict(statuses),
-        reused=sum(1 for _, reused, _ in rows if reused),
+        reused=sum(1 for error, claimed_by, _ in rows if not error and claimed_by != batch_id),
         studies=studies or 0,
         enqueue_finished=batch.enqueue_finished_at is not None,
     )

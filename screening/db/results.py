@@ -1,59 +1,109 @@
-"""Writing results exactly once per image and model version, and reading them back."""
+"""Exactly one result row per image and model version: claimed at enqueue, filled in by a worker.
+
+Claiming is an INSERT ... ON CONFLICT DO NOTHING RETURNING id against both unique keys
+(SHA-256 and SOPInstanceUID per version): of two batches that find the same image at the
+same moment, exactly one gets the row back and dispatches it; the other links to it. A
+worker fills a row only while it is still `queued`, so a redelivered chunk changes nothing.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from datetime import timedelta
+
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from screening.db.batches import existing_results
-from screening.db.schema import BatchItem, ModelVersion, Result, study_results
+from screening.db.schema import BatchItem, ModelVersion, Result, study_results, utcnow
 
-RESULT_FIELDS = (
-    "sha256",
-    "path",
-    "kind",
-    "study_uid",
-    "series_uid",
-    "sop_uid",
-    "status",
-    "reason",
-    "probability",
-    "flagged",
-    "read_ms",
-    "preprocess_ms",
-    "infer_ms",
-)
+OUTCOME_FIELDS = ("status", "reason", "probability", "flagged", "kind", "read_ms", "preprocess_ms", "infer_ms")
 
 
-def _insert_ignoring_duplicates(session: Session, rows: list[dict]) -> None:
-    # ON CONFLICT DO NOTHING against both unique keys: a redelivered or concurrent chunk adds nothing.
-    dialect = session.get_bind().dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    session.execute(insert(Result).values(rows).on_conflict_do_nothing())
+def _insert(session: Session):  # noqa: ANN202
+    return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[session.get_bind().dialect.name]
 
 
-def write_results(session: Session, model_version_id: int, batch_id: str, rows: list[dict]) -> None:
-    """Insert the rows this version does not have yet; existing ones stay as they are."""
-    if rows:
-        _insert_ignoring_duplicates(
-            session, [{**row, "model_version_id": model_version_id, "batch_id": batch_id} for row in rows]
-        )
+def claim_images(
+    session: Session, model_version_id: int, batch_id: str, items: list[BatchItem], stale_after: timedelta
+) -> list[int]:
+    """Create `queued` rows for images this version has no row for; return the ids to dispatch.
 
-
-def link_items(session: Session, model_version_id: int, items: list[BatchItem]) -> list[BatchItem]:
-    """Point each item at the result covering it; return the items still without one."""
-    keyed = existing_results(
-        session, model_version_id, [i.sha256 for i in items if i.sha256], [i.sop_uid for i in items if i.sop_uid]
+    Rows still queued after `stale_after` (their task was lost before it reached the broker)
+    are claimed again, so re-running `screen enqueue` finishes them."""
+    now = utcnow()
+    fresh = {
+        item.sha256: {
+            "sha256": item.sha256,
+            "path": item.path,
+            "kind": item.kind,
+            "study_uid": item.study_uid,
+            "series_uid": item.series_uid,
+            "sop_uid": item.sop_uid,
+            "status": "queued",
+            "model_version_id": model_version_id,
+            "batch_id": batch_id,
+            "created_at": now,
+            "dispatched_at": now,
+        }
+        for item in items
+    }
+    claimed: list[int] = []
+    if fresh:
+        statement = _insert(session)(Result).values(list(fresh.values())).on_conflict_do_nothing()
+        claimed = list(session.scalars(statement.returning(Result.id)))
+    stale = session.scalars(
+        update(Result)
+        .where(Result.model_version_id == model_version_id, Result.sha256.in_(list(fresh)))
+        .where(Result.status == "queued", Result.dispatched_at < now - stale_after)
+        .values(dispatched_at=now)
+        .returning(Result.id)
     )
-    waiting = []
+    return claimed + list(stale)
+
+
+def existing_results(session: Session, model_version_id: int, items: list[BatchItem]) -> dict[str, Result]:
+    """This version's rows for these items, keyed by SHA-256 and by SOPInstanceUID."""
+    sha256s = [item.sha256 for item in items if item.sha256]
+    sop_uids = [item.sop_uid for item in items if item.sop_uid]
+    found = session.scalars(
+        select(Result).where(
+            Result.model_version_id == model_version_id,
+            Result.sha256.in_(sha256s) | Result.sop_uid.in_(sop_uids),
+        )
+    )
+    keyed: dict[str, Result] = {}
+    for result in found:
+        keyed[result.sha256] = result
+        if result.sop_uid:
+            keyed[result.sop_uid] = result
+    return keyed
+
+
+def link_items(session: Session, model_version_id: int, items: list[BatchItem]) -> None:
+    """Point each item at the row that covers its image: by content, else by SOPInstanceUID."""
+    keyed = existing_results(session, model_version_id, items)
     for item in items:
-        result = keyed.get(item.sha256) or (keyed.get(item.sop_uid) if item.sop_uid else None)
-        if result is None:
-            waiting.append(item)
-        elif item.result_id != result.id:
-            session.execute(update(BatchItem).where(BatchItem.id == item.id).values(result_id=result.id))
-    return waiting
+        item.result_id = (keyed.get(item.sha256) or keyed[item.sop_uid]).id
+    session.flush()
+
+
+def record_outcomes(session: Session, outcomes: list[dict]) -> int:
+    """Fill in queued rows (each outcome has `result_id` and OUTCOME_FIELDS); return how many changed."""
+    if not outcomes:
+        return 0
+    table = Result.__table__
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("result_id"), table.c.status == "queued")
+        .values({field: bindparam(field) for field in (*OUTCOME_FIELDS, "screened_at")})
+    )
+    now = utcnow()
+    result = session.connection().execute(statement, [{**o, "screened_at": now} for o in outcomes])
+    return result.rowcount
+
+
+def queued_results(session: Session, result_ids: list[int]) -> list[Result]:
+    return list(session.scalars(select(Result).where(Result.id.in_(result_ids), Result.status == "queued")))
 
 
 def batch_rows(session: Session, batch_id: str, flagged_only: bool = False) -> list[dict]:
@@ -69,16 +119,15 @@ def batch_rows(session: Session, batch_id: str, flagged_only: bool = False) -> l
         query = query.where(Result.flagged.is_(True))
     rows = []
     for item, result, version_name in session.execute(query):
-        status = "failed" if item.enqueue_error else (result.status if result else "pending")
         rows.append(
             {
                 "path": item.path,
-                "status": status,
+                "status": "failed" if item.enqueue_error else result.status,
                 "probability": result.probability if result else None,
                 "flagged": result.flagged if result else None,
                 "reason": item.enqueue_error or (result.reason if result else None),
                 "model_version": f"{result.model_version_id}:{version_name}" if result else None,
-                "already_screened": item.reused_result,
+                "already_screened": bool(result and result.batch_id != batch_id),
                 "study_uid": item.study_uid,
                 "sop_uid": item.sop_uid,
                 "sha256": item.sha256,

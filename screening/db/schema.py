@@ -77,12 +77,14 @@ class BatchItem(Base):
     series_uid: Mapped[str | None] = mapped_column(String(64))
     sop_uid: Mapped[str | None] = mapped_column(String(64))
     enqueue_error: Mapped[str | None] = mapped_column(Text)
-    reused_result: Mapped[bool] = mapped_column(Boolean, default=False)
     result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"), index=True)
 
 
 class Result(Base):
-    """One image screened by one model version: exactly one row per pair, enforced here."""
+    """One image screened by one model version: exactly one row per pair, enforced here.
+
+    The row is created `queued` when a batch first claims the image, then filled in by a worker.
+    """
 
     __tablename__ = "results"
     __table_args__ = (
@@ -99,7 +101,7 @@ class Result(Base):
     study_uid: Mapped[str | None] = mapped_column(String(64), index=True)
     series_uid: Mapped[str | None] = mapped_column(String(64))
     sop_uid: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(10))  # done | skipped | failed
+    status: Mapped[str] = mapped_column(String(10), index=True)  # queued | done | skipped | failed
     reason: Mapped[str | None] = mapped_column(Text)
     probability: Mapped[float | None] = mapped_column(Float)
     flagged: Mapped[bool | None] = mapped_column(Boolean)
@@ -107,6 +109,8 @@ class Result(Base):
     preprocess_ms: Mapped[float | None] = mapped_column(Float)
     infer_ms: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    screened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # Views are created by the migrations; this separate metadata only lets code query them.

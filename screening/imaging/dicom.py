@@ -63,8 +63,8 @@ def _stored_range(ds: pydicom.Dataset) -> np.ndarray:
     return np.array([0, 2**bits - 1])
 
 
-def read_xray_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, DicomIdentity]:
-    """Return the radiograph as float32 in 0..1 (0 = black), and its UIDs."""
+def read_xray_dicom(data: bytes, max_pixels: int) -> np.ndarray:
+    """Return the radiograph as float32 in 0..1 (0 = black)."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -92,4 +92,4 @@ def read_xray_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, DicomIden
     if ds.PhotometricInterpretation == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE":
         pixels = low + high - pixels
     pixels = np.clip((pixels - low) / max(high - low, 1e-6), 0.0, 1.0)
-    return pixels.astype(np.float32), identity_of(ds)
+    return pixels.astype(np.float32)

@@ -1,4 +1,4 @@
-"""One entry point for every supported file: bytes in, a grayscale radiograph and its UIDs out."""
+"""One entry point for every supported file: bytes in, a grayscale radiograph out."""
 
 from __future__ import annotations
 
@@ -6,19 +6,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from screening.imaging.dicom import DicomIdentity, read_xray_dicom
+from screening.imaging.dicom import read_xray_dicom
 from screening.imaging.errors import NotScreenable, Unreadable
 from screening.imaging.raster import read_raster
 from screening.imaging.sniff import sniff_kind
-
-NO_IDENTITY = DicomIdentity(None, None, None)
 
 
 @dataclass(frozen=True)
 class Radiograph:
     kind: str
     pixels: np.ndarray  # one channel, higher = brighter
-    identity: DicomIdentity
 
 
 def decode_radiograph(data: bytes, max_pixels: int) -> Radiograph:
@@ -28,6 +25,5 @@ def decode_radiograph(data: bytes, max_pixels: int) -> Radiograph:
     if kind is None:
         raise NotScreenable("not a JPEG, PNG or DICOM file")
     if kind == "dicom":
-        pixels, identity = read_xray_dicom(data, max_pixels)
-        return Radiograph(kind, pixels, identity)
-    return Radiograph(kind, read_raster(data, kind, max_pixels), NO_IDENTITY)
+        return Radiograph(kind, read_xray_dicom(data, max_pixels))
+    return Radiograph(kind, read_raster(data, kind, max_pixels))

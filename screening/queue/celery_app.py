@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from celery import Celery
 
 from screening.config import Settings, load_settings
@@ -24,9 +22,7 @@ def make_celery(settings: Settings) -> Celery:
         task_send_sent_event=True,
         task_default_queue="screening",
         broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            "visibility_timeout": int(os.environ.get("SCREEN_VISIBILITY_TIMEOUT", 3600)),
-        },
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
     )
     return app
 

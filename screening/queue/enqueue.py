@@ -1,20 +1,20 @@
-"""Record a batch of found files and hand what still needs screening to a dispatcher, chunk by chunk."""
+"""Record a batch of found files, claim the images its model version has no row for, dispatch those."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
 from itertools import islice
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from screening.db.batches import add_items, create_batch, finish_enqueue
 from screening.db.registry import active_version
-from screening.db.results import link_items
-from screening.db.schema import BatchItem
+from screening.db.results import claim_images, link_items
+from screening.db.schema import Batch
 from screening.queue.discover import FoundFile, discover
 
-Dispatch = Callable[[list[int]], None]
+Dispatch = Callable[[list[int]], None]  # receives result ids to screen
 
 
 def _chunks(found: Iterable[FoundFile], size: int) -> Iterator[list[FoundFile]]:
@@ -24,6 +24,7 @@ def _chunks(found: Iterable[FoundFile], size: int) -> Iterator[list[FoundFile]]:
 
 
 def start_batch(session_factory: sessionmaker[Session], roots: list[str], mode: str) -> str:
+    """A batch is screened by the version active now; a later promotion applies to later batches."""
     with session_factory.begin() as session:
         return create_batch(session, roots, active_version(session).id, mode).id
 
@@ -34,21 +35,19 @@ def enqueue_batch(
     roots: list[str],
     chunk_size: int,
     dispatch: Dispatch,
+    stale_after: timedelta,
     on_files: Callable[[int], None] = lambda n: None,
 ) -> None:
-    """Record every file under `roots`; dispatch item ids whose image this model has not screened yet."""
+    """Record every file under `roots`; dispatch the images that no batch has claimed for this version."""
     for chunk in _chunks(discover(roots), chunk_size):
         with session_factory.begin() as session:
-            version_id = active_version(session).id
+            version_id = session.get_one(Batch, batch_id).model_version_id
             items = add_items(session, batch_id, [found.as_row() for found in chunk])
             readable = [item for item in items if item.enqueue_error is None]
-            waiting = link_items(session, version_id, readable)
-            reused = {item.id for item in readable} - {item.id for item in waiting}
-            if reused:
-                session.execute(update(BatchItem).where(BatchItem.id.in_(reused)).values(reused_result=True))
-            waiting_ids = [item.id for item in waiting]
-        if waiting_ids:
-            dispatch(waiting_ids)
+            claimed = claim_images(session, version_id, batch_id, readable, stale_after)
+            link_items(session, version_id, readable)
+        if claimed:  # after the commit, so a worker always finds the rows
+            dispatch(claimed)
         on_files(len(chunk))
     with session_factory.begin() as session:
         finish_enqueue(session, batch_id)

@@ -8,15 +8,12 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from screening.config import Settings
 from screening.db.engine import make_engine, make_session_factory
-from screening.db.registry import active_version
-from screening.db.results import link_items, write_results
-from screening.db.schema import BatchItem, ModelVersion
-from screening.imaging.dicom import DicomIdentity
+from screening.db.results import queued_results, record_outcomes
+from screening.db.schema import ModelVersion
 from screening.imaging.preprocess import PreprocessSpec
 from screening.worker.stages import Decode, ImageJob, Infer, Preprocess, ReadFile, run_image_stages
 
@@ -52,7 +49,7 @@ class WorkerRuntime:
 
 @dataclass(frozen=True)
 class ChunkSummary:
-    model_version_id: int
+    model_version_id: int | None
     items: int
     already_screened: int
     statuses: dict[str, int]
@@ -62,30 +59,24 @@ class ChunkSummary:
         return asdict(self)
 
 
-def screen_chunk(runtime: WorkerRuntime, item_ids: list[int]) -> ChunkSummary:
-    """Screen the batch items `item_ids` with the active model; safe to run again for the same ids."""
-    with runtime.session_factory.begin() as session:
-        version = active_version(session)
-        items = list(session.scalars(select(BatchItem).where(BatchItem.id.in_(item_ids))))
-        waiting = link_items(session, version.id, items)
+def screen_chunk(runtime: WorkerRuntime, result_ids: list[int]) -> ChunkSummary:
+    """Screen the queued result rows `result_ids`; rows already filled in (a redelivery) are left alone."""
+    with runtime.session_factory() as session:
+        queued = queued_results(session, result_ids)
+        if not queued:
+            return ChunkSummary(None, len(result_ids), len(result_ids), {})
+        version = session.get_one(ModelVersion, queued[0].model_version_id)  # claimed together: one version
     classifier = runtime.classifier_for(version)
 
-    jobs = {item.sha256: ImageJob(item.path, item.sha256) for item in waiting}  # identical files once
-    settings = runtime.settings
+    jobs = [ImageJob(row.path, row.sha256, row.id) for row in queued]
     stages = [
-        ReadFile(settings.max_file_bytes),
-        Decode(settings.max_image_pixels),
+        ReadFile(runtime.settings.max_file_bytes),
+        Decode(runtime.settings.max_image_pixels),
         Preprocess(PreprocessSpec.from_dict(version.preprocessing)),
     ]
-    list(runtime.pool.map(lambda job: run_image_stages(job, stages), jobs.values()))
-    Infer(classifier, version.threshold)(list(jobs.values()))
-
-    enqueued_identity = {item.sha256: DicomIdentity(item.study_uid, item.series_uid, item.sop_uid) for item in waiting}
-    rows = [job.result_row(enqueued_identity[key]) for key, job in jobs.items()]
+    list(runtime.pool.map(lambda job: run_image_stages(job, stages), jobs))
+    Infer(classifier, version.threshold)(jobs)
     with runtime.session_factory.begin() as session:
-        if waiting:  # a chunk is cut from one batch by enqueue_batch
-            write_results(session, version.id, waiting[0].batch_id, rows)
-        link_items(session, version.id, items)
-    return ChunkSummary(
-        version.id, len(items), len(items) - len(waiting), dict(Counter(j.status for j in jobs.values()))
-    )
+        record_outcomes(session, [job.outcome() for job in jobs])
+    statuses = dict(Counter(job.status for job in jobs))
+    return ChunkSummary(version.id, len(result_ids), len(result_ids) - len(queued), statuses)

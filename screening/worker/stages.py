@@ -14,7 +14,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from screening.imaging.dicom import DicomIdentity
 from screening.imaging.errors import ImageRejected, NotScreenable, Unreadable
 from screening.imaging.preprocess import PreprocessSpec, preprocess
 from screening.imaging.read import decode_radiograph
@@ -24,10 +23,10 @@ from screening.imaging.read import decode_radiograph
 class ImageJob:
     path: str
     sha256: str
+    result_id: int | None = None
     kind: str | None = None
     data: bytes | None = None
     pixels: np.ndarray | None = None
-    identity: DicomIdentity | None = None
     image: np.ndarray | None = None
     probability: float | None = None
     flagged: bool | None = None
@@ -39,19 +38,15 @@ class ImageJob:
         self.status, self.reason = problem.status, problem.reason
         self.data = self.pixels = self.image = None
 
-    def result_row(self, fallback: DicomIdentity) -> dict:
-        identity = self.identity or fallback
+    def outcome(self) -> dict:
+        """What the results row records (db.results.OUTCOME_FIELDS)."""
         return {
-            "sha256": self.sha256,
-            "path": self.path,
-            "kind": self.kind,
+            "result_id": self.result_id,
             "status": self.status,
             "reason": self.reason,
             "probability": self.probability,
             "flagged": self.flagged,
-            "study_uid": identity.study_uid,
-            "series_uid": identity.series_uid,
-            "sop_uid": identity.sop_uid,
+            "kind": self.kind,
             "read_ms": self.timings_ms.get("read", 0) + self.timings_ms.get("decode", 0),
             "preprocess_ms": self.timings_ms.get("preprocess"),
             "infer_ms": self.timings_ms.get("infer"),
@@ -86,7 +81,7 @@ class Decode:
 
     name: ClassVar[str] = "decode"
     inputs: ClassVar[tuple[str, ...]] = ("data",)
-    outputs: ClassVar[tuple[str, ...]] = ("kind", "pixels", "identity")
+    outputs: ClassVar[tuple[str, ...]] = ("kind", "pixels")
 
     def __init__(self, max_image_pixels: int) -> None:
         self.max_image_pixels = max_image_pixels
@@ -94,8 +89,6 @@ class Decode:
     def __call__(self, job: ImageJob) -> None:
         radiograph = decode_radiograph(job.data, self.max_image_pixels)
         job.kind, job.pixels, job.data = radiograph.kind, radiograph.pixels, None
-        if radiograph.kind == "dicom":
-            job.identity = radiograph.identity
 
 
 class Preprocess:

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers over screen_chunk. Messages carry batch-item ids only, never paths."""
+"""Celery tasks: thin wrappers over screen_chunk. Messages carry result-row ids only, never paths."""
 
 from __future__ import annotations
 
@@ -33,5 +33,5 @@ def _new_worker_process(**_: object) -> None:
     retry_backoff_max=60,
     max_retries=None,
 )
-def screen_chunk_task(item_ids: list[int]) -> dict:
-    return screen_chunk(runtime(), item_ids).as_dict()
+def screen_chunk_task(result_ids: list[int]) -> dict:
+    return screen_chunk(runtime(), result_ids).as_dict()

@@ -61,11 +61,14 @@ def upgrade() -> None:
         sa.Column("preprocess_ms", sa.Float),
         sa.Column("infer_ms", sa.Float),
         sa.Column("created_at", TZ_DATETIME, nullable=False),
+        sa.Column("dispatched_at", TZ_DATETIME),
+        sa.Column("screened_at", TZ_DATETIME),
         sa.UniqueConstraint("sha256", "model_version_id", name="uq_results_image_version"),
         sa.UniqueConstraint("sop_uid", "model_version_id", name="uq_results_sop_version"),
     )
     op.create_index("ix_results_model_version_id", "results", ["model_version_id"])
     op.create_index("ix_results_study_uid", "results", ["study_uid"])
+    op.create_index("ix_results_status", "results", ["status"])
     op.create_table(
         "batch_items",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -77,7 +80,6 @@ def upgrade() -> None:
         sa.Column("series_uid", sa.String(64)),
         sa.Column("sop_uid", sa.String(64)),
         sa.Column("enqueue_error", sa.Text),
-        sa.Column("reused_result", sa.Boolean, nullable=False),
         sa.Column("result_id", sa.Integer, sa.ForeignKey("results.id")),
     )
     op.create_index("ix_batch_items_batch_id", "batch_items", ["batch_id"])

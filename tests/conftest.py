@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -97,6 +98,7 @@ class WorkerProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             cwd=REPOSITORY,
+            start_new_session=True,  # its own process group: kill9() takes the pool children too
         )
 
     def wait_ready(self, timeout: float = 120) -> None:
@@ -109,13 +111,17 @@ class WorkerProcess:
             time.sleep(0.5)
         raise AssertionError(f"worker did not start:\n{self.log_path.read_text()}")
 
+    def kill9(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill9()
         self.log.close()
 
     def output(self) -> str:

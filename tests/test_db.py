@@ -80,20 +80,44 @@ def test_registry_promotes_one_active_version_at_a_time(sessions):
         assert session.get(type(first), first.id).status == "retired"
 
 
-def test_an_image_is_claimed_once_per_version_by_content_or_sop_uid(sessions):
+def test_an_image_is_claimed_once_per_version(sessions):
     with sessions.begin() as session:
         version = register(session)
         first, second = new_batch(session, version), new_batch(session, version)
-        found = items(session, first, ("1" * 64, None, None), ("2" * 64, "1.2.3", None), ("1" * 64, None, None))
+        found = items(session, first, ("1" * 64, None, None), ("2" * 64, None, None), ("1" * 64, None, None))
         assert len(claim_images(session, version.id, first, found, AN_HOUR)) == 2  # identical files once
-        # the same images found again, one of them re-encoded (other bytes, same SOPInstanceUID)
-        again = items(session, second, ("1" * 64, None, None), ("3" * 64, "1.2.3", None))
-        assert claim_images(session, version.id, second, again, AN_HOUR) == []
+        again = items(session, second, ("1" * 64, None, None), ("2" * 64, None, None))
+        assert claim_images(session, version.id, second, again, AN_HOUR) == []  # claimed by the first batch
         link_items(session, version.id, found + again)
-        assert count(session) == 2
-        assert len({item.result_id for item in found + again}) == 2
+        assert count(session) == 2 and len({item.result_id for item in found + again}) == 2
         other = register(session, "f" * 64)  # a new version screens everything again
         assert len(claim_images(session, other.id, second, again, AN_HOUR)) == 2
+
+
+def test_a_screened_sop_instance_in_other_bytes_is_not_screened_again(sessions):
+    with sessions.begin() as session:
+        version = register(session)
+        batch = new_batch(session, version)
+        (original,) = claim_images(
+            session, version.id, batch, items(session, batch, ("1" * 64, "1.2.3", None)), AN_HOUR
+        )
+        reencoded = items(session, batch, ("2" * 64, "1.2.3", None))
+        assert claim_images(session, version.id, batch, reencoded, AN_HOUR) != []  # not screened yet: no shortcut
+        record_outcomes(session, [outcome(original, 0.7)])
+        third = items(session, batch, ("3" * 64, "1.2.3", None))
+        assert claim_images(session, version.id, batch, third, AN_HOUR) == []
+        link_items(session, version.id, third)
+        assert third[0].result_id == original
+
+
+def test_a_broken_copy_of_an_instance_does_not_stand_for_a_good_one(sessions):
+    with sessions.begin() as session:
+        version = register(session)
+        batch = new_batch(session, version)
+        (broken,) = claim_images(session, version.id, batch, items(session, batch, ("1" * 64, "1.2.3", None)), AN_HOUR)
+        record_outcomes(session, [{**outcome(broken, 0.0), "status": "skipped", "probability": None}])
+        good = items(session, batch, ("2" * 64, "1.2.3", None))
+        assert len(claim_images(session, version.id, batch, good, AN_HOUR)) == 1
 
 
 def test_a_queued_row_is_filled_once_and_stale_claims_are_dispatched_again(sessions):

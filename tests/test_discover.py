@@ -44,3 +44,9 @@ def test_walking_is_streaming(tmp_path):
     tracemalloc.stop()
     assert first and peak < 200_000  # one entry, not a list of 5,000 paths
     assert sum(1 for _ in files) == 4999
+
+
+def test_a_fifo_is_recorded_not_opened(tmp_path):
+    os.mkfifo(tmp_path / "pipe.dcm")
+    (found,) = list(discover([str(tmp_path)]))
+    assert found.enqueue_error == "not a regular file (a FIFO, socket or device)" and found.sha256 is None

@@ -9,8 +9,8 @@ import skimage.data
 from conftest import REPOSITORY
 
 from screening.config import load_settings
-from screening.model.artifact import ArtifactError, file_sha256, load_artifact, read_manifest
-from screening.model.network import build_backbone, imagenet_input
+from screening.model.artifact import ArtifactError, file_sha256, read_manifest
+from screening.model.network import build_backbone, imagenet_input, load_classifier
 from screening.model.released import RELEASED_ARTIFACT
 from screening.model.weights import (
     BACKBONE_PARAMETERS,
@@ -65,7 +65,7 @@ def test_full_imagenet_model_recognises_scikit_image_photos(imagenet, photo, cla
 
 
 def test_released_artifact_loads_and_carries_its_card_numbers():
-    model, manifest = load_artifact(RELEASED, file_sha256(RELEASED))
+    model, manifest = load_classifier(RELEASED, file_sha256(RELEASED))
     assert model.count_params() == BACKBONE_PARAMETERS + 2048 * 128 + 128 + 128 + 1
     assert manifest["preprocessing"]["name"] == "cxr-seed-v1"
     assert manifest["metrics"]["validation"]["sensitivity"] >= 0.95
@@ -79,12 +79,12 @@ def test_an_artifact_that_differs_from_the_registry_is_refused(tmp_path):
     with open(copy, "ab") as stream:
         stream.write(b"tampered")
     with pytest.raises(ArtifactError, match="SHA-256 differs"):
-        load_artifact(copy, expected)
+        load_classifier(copy, expected)
     assert read_manifest(copy)["threshold"] > 0
 
 
 def test_a_worker_process_can_load_one_artifact_after_another():
     """A hot switch builds a second model in the same process: its weight names must still match."""
-    first, _ = load_artifact(RELEASED)
-    second, _ = load_artifact(RELEASED)
+    first, _ = load_classifier(RELEASED)
+    second, _ = load_classifier(RELEASED)
     assert [v.path for v in first.weights] == [v.path for v in second.weights]

@@ -1,9 +1,11 @@
 """Exactly one result row per image and model version: claimed at enqueue, filled in by a worker.
 
-Claiming is an INSERT ... ON CONFLICT DO NOTHING RETURNING id against both unique keys
-(SHA-256 and SOPInstanceUID per version): of two batches that find the same image at the
-same moment, exactly one gets the row back and dispatches it; the other links to it. A
-worker fills a row only while it is still `queued`, so a redelivered chunk changes nothing.
+An image is its content (SHA-256). Claiming is an INSERT ... ON CONFLICT DO NOTHING RETURNING
+id on the unique (sha256, version) key: of two batches that find the same image at the same
+moment, exactly one gets the row back and dispatches it; the other links to it. A DICOM file
+whose SOPInstanceUID this version already screened (the same instance in other bytes, say
+another transfer syntax) links to that result instead of being claimed. A worker fills a row
+only while it is still `queued`, so a redelivered chunk changes nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def claim_images(
     Rows still queued after `stale_after` (their task was lost before it reached the broker)
     are claimed again, so re-running `screen enqueue` finishes them."""
     now = utcnow()
+    screened = set(_screened_by_sop_uid(session, model_version_id, items))
     fresh = {
         item.sha256: {
             "sha256": item.sha256,
@@ -46,6 +49,7 @@ def claim_images(
             "dispatched_at": now,
         }
         for item in items
+        if item.sop_uid not in screened
     }
     claimed: list[int] = []
     if fresh:
@@ -61,29 +65,29 @@ def claim_images(
     return claimed + list(stale)
 
 
-def existing_results(session: Session, model_version_id: int, items: list[BatchItem]) -> dict[str, Result]:
-    """This version's rows for these items, keyed by SHA-256 and by SOPInstanceUID."""
-    sha256s = [item.sha256 for item in items if item.sha256]
+def _screened_by_sop_uid(session: Session, model_version_id: int, items: list[BatchItem]) -> dict[str, Result]:
     sop_uids = [item.sop_uid for item in items if item.sop_uid]
-    found = session.scalars(
+    done = session.scalars(
         select(Result).where(
-            Result.model_version_id == model_version_id,
-            Result.sha256.in_(sha256s) | Result.sop_uid.in_(sop_uids),
+            Result.model_version_id == model_version_id, Result.sop_uid.in_(sop_uids), Result.status == "done"
         )
     )
-    keyed: dict[str, Result] = {}
-    for result in found:
-        keyed[result.sha256] = result
-        if result.sop_uid:
-            keyed[result.sop_uid] = result
-    return keyed
+    return {result.sop_uid: result for result in done}
 
 
 def link_items(session: Session, model_version_id: int, items: list[BatchItem]) -> None:
-    """Point each item at the row that covers its image: by content, else by SOPInstanceUID."""
-    keyed = existing_results(session, model_version_id, items)
+    """Point each item at the row that covers its image: by content, else by a screened SOPInstanceUID."""
+    by_content = {
+        result.sha256: result
+        for result in session.scalars(
+            select(Result).where(
+                Result.model_version_id == model_version_id, Result.sha256.in_([item.sha256 for item in items])
+            )
+        )
+    }
+    by_sop_uid = _screened_by_sop_uid(session, model_version_id, items)
     for item in items:
-        item.result_id = (keyed.get(item.sha256) or keyed[item.sop_uid]).id
+        item.result_id = (by_content.get(item.sha256) or by_sop_uid[item.sop_uid]).id
     session.flush()
 
 

@@ -87,10 +87,7 @@ class Result(Base):
     """
 
     __tablename__ = "results"
-    __table_args__ = (
-        UniqueConstraint("sha256", "model_version_id", name="uq_results_image_version"),
-        UniqueConstraint("sop_uid", "model_version_id", name="uq_results_sop_version"),
-    )
+    __table_args__ = (UniqueConstraint("sha256", "model_version_id", name="uq_results_image_version"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64))
@@ -100,7 +97,7 @@ class Result(Base):
     kind: Mapped[str | None] = mapped_column(String(10))
     study_uid: Mapped[str | None] = mapped_column(String(64), index=True)
     series_uid: Mapped[str | None] = mapped_column(String(64))
-    sop_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_uid: Mapped[str | None] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(10), index=True)  # queued | done | skipped | failed
     reason: Mapped[str | None] = mapped_column(Text)
     probability: Mapped[float | None] = mapped_column(Float)

@@ -8,8 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from screening.model.artifact import load_artifact
-from screening.model.network import imagenet_input
+from screening.model.network import imagenet_input, load_classifier
 
 
 @dataclass
@@ -20,7 +19,7 @@ class Classifier:
 
     @classmethod
     def load(cls, path: Path, expected_sha256: str | None, batch_size: int = 32) -> Classifier:
-        model, manifest = load_artifact(path, expected_sha256)
+        model, manifest = load_classifier(path, expected_sha256)
         return cls(model, manifest, batch_size)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
+
+from screening.model.artifact import ArtifactError, compact, read_artifact, write_artifact
 
 INPUT_SIZE = 224
 FEATURES = 2048
@@ -58,3 +61,22 @@ def build_classifier(backbone: keras.Model, head: keras.Model) -> keras.Model:
 def imagenet_input(images_uint8: np.ndarray) -> np.ndarray:
     """The normalisation the ImageNet backbone was trained with (caffe mode: BGR, mean-centred)."""
     return keras.applications.resnet50.preprocess_input(images_uint8.astype(np.float32))
+
+
+def as_stored(model: keras.Model) -> None:
+    """Round the weights the way the artifact stores them, so measured metrics match the file."""
+    model.set_weights([compact(w).astype(np.float32) for w in model.get_weights()])
+
+
+def save_classifier(model: keras.Model, manifest: dict, path: Path) -> str:
+    return write_artifact(path, manifest, [v.path for v in model.weights], model.get_weights())
+
+
+def load_classifier(path: Path, expected_sha256: str | None = None) -> tuple[keras.Model, dict]:
+    manifest, arrays = read_artifact(path, expected_sha256)
+    architecture = Architecture(**manifest["architecture"])
+    model = build_classifier(build_backbone(), build_head(architecture))
+    if [v.path for v in model.weights] != manifest["weight_names"]:
+        raise ArtifactError(f"{path.name}: weights do not match architecture {architecture}")
+    model.set_weights(arrays)
+    return model, manifest

@@ -22,7 +22,15 @@ def make_celery(settings: Settings) -> Celery:
         task_send_sent_event=True,
         task_default_queue="screening",
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_max_retries=None,  # a worker waits out a broker restart, however long
+        # `screen enqueue` keeps publishing through a broker restart of up to about a minute.
+        task_publish_retry_policy={"max_retries": 40, "interval_start": 0, "interval_step": 0.5, "interval_max": 2},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # Look for chunks of vanished workers every few seconds, not kombu's default ~100 s.
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 5)),
+            "unacked_restore_throttle": 1,
+        },
     )
     return app
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -65,6 +66,8 @@ def _hash_and_head(path: str) -> tuple[str, bytes]:
 
 def inspect_file(path: str) -> FoundFile:
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+            return FoundFile(path, enqueue_error="not a regular file (a FIFO, socket or device)")
         sha256, head = _hash_and_head(path)
     except OSError as error:
         return FoundFile(path, enqueue_error=f"cannot read file: {error.strerror or type(error).__name__}")

@@ -11,9 +11,15 @@ import keras
 import numpy as np
 
 from screening.imaging.preprocess import PreprocessSpec
-from screening.model.artifact import as_stored, save_artifact
 from screening.model.infer import Classifier
-from screening.model.network import Architecture, build_backbone, build_classifier, build_head
+from screening.model.network import (
+    Architecture,
+    as_stored,
+    build_backbone,
+    build_classifier,
+    build_head,
+    save_classifier,
+)
 from screening.model.weights import backbone_checksum, load_imagenet_weights
 from screening.training.features import backbone_features, model_input
 from screening.training.metrics import binary_metrics, threshold_for_sensitivity
@@ -107,5 +113,5 @@ def train_frozen(
         "training_config": {"phase": "frozen-backbone head", **asdict(config)},
         "data_manifest": split_manifest(train, validation),
     }
-    manifest["artifact_sha256"] = save_artifact(classifier, manifest, artifact_path)
+    manifest["artifact_sha256"] = save_classifier(classifier, manifest, artifact_path)
     return manifest

@@ -64,11 +64,11 @@ def upgrade() -> None:
         sa.Column("dispatched_at", TZ_DATETIME),
         sa.Column("screened_at", TZ_DATETIME),
         sa.UniqueConstraint("sha256", "model_version_id", name="uq_results_image_version"),
-        sa.UniqueConstraint("sop_uid", "model_version_id", name="uq_results_sop_version"),
     )
     op.create_index("ix_results_model_version_id", "results", ["model_version_id"])
     op.create_index("ix_results_study_uid", "results", ["study_uid"])
     op.create_index("ix_results_status", "results", ["status"])
+    op.create_index("ix_results_sop_uid", "results", ["sop_uid"])
     op.create_table(
         "batch_items",
         sa.Column("id", sa.Integer, primary_key=True),

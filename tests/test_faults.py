@@ -1,0 +1,217 @@
+"""Real faults, real processes, loopback only: nothing is lost and nothing is screened twice."""
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+from conftest import CXR224, DICOM, FULLRES, REPOSITORY, SCREEN, _fresh_postgres_schema, run_screen
+from faults import OwnRedis, TcpProxy, result_statuses, wait_until
+from helpers import results_by_name
+from test_imaging_bad_input import dicom_without_pixels, png_header_only
+
+
+def copy_images(folder: Path, sources: list[Path]) -> Path:
+    folder.mkdir(parents=True)
+    for source in sources:
+        shutil.copy(source, folder / source.name)
+    return folder
+
+
+FULL_SIZE = sorted((FULLRES / "train" / "NORMAL").iterdir()) + sorted((FULLRES / "train" / "PNEUMONIA").iterdir())
+
+
+@pytest.fixture
+def env_for(screen_env):
+    def make(broker: str, database: str, **extra: str) -> dict:
+        env = {**screen_env, "SCREEN_BROKER_URL": broker, "SCREEN_DATABASE_URL": database, **extra}
+        run_screen(env, "db", "upgrade")
+        return env
+
+    return make
+
+
+def test_kill9_of_a_worker_mid_batch_loses_and_duplicates_nothing(
+    env_for, redis_url, postgres_url, start_worker, tmp_path
+):
+    database = _fresh_postgres_schema(postgres_url)
+    env = env_for(redis_url, database, SCREEN_VISIBILITY_TIMEOUT="5", SCREEN_CHUNK_SIZE="4")
+    folder = copy_images(tmp_path / "night", FULL_SIZE[:48])
+    victim = start_worker(env, "victim")
+    run_screen(env, "enqueue", str(folder))
+    wait_until(lambda: result_statuses(database).get("done", 0) >= 8, what="first chunks screened")
+    broker = redis.Redis.from_url(redis_url)
+    victim.kill9()
+    assert broker.hlen("unacked") >= 1  # the chunk it was screening was delivered and never acknowledged
+    assert result_statuses(database).get("queued", 0) > 0
+    start_worker(env, "rescuer")
+    wait_until(lambda: result_statuses(database) == {"done": 48}, what="all 48 screened")
+    wait_until(lambda: broker.hlen("unacked") == 0, 30, what="every chunk acknowledged")
+    engine = sa.create_engine(database)
+    with engine.connect() as connection:
+        distinct = connection.execute(sa.text("SELECT COUNT(DISTINCT sha256) FROM results")).scalar_one()
+    engine.dispose()
+    assert distinct == 48
+
+
+def test_redis_restart_loses_nothing_queued_and_everyone_reconnects(env_for, start_worker, tmp_path):
+    own_redis = OwnRedis(tmp_path / "redis")
+    own_redis.start()
+    try:
+        database = f"sqlite:///{tmp_path / 'screening.db'}"
+        env = env_for(own_redis.url, database, SCREEN_VISIBILITY_TIMEOUT="10", SCREEN_CHUNK_SIZE="4")
+        first = copy_images(tmp_path / "first", FULL_SIZE[:24])
+        second = copy_images(tmp_path / "second", FULL_SIZE[24:36])
+        start_worker(env)
+        run_screen(env, "enqueue", str(first))
+        wait_until(lambda: result_statuses(database).get("done", 0) >= 4, what="first chunk screened")
+        own_redis.stop()  # with chunks of the first batch still queued in it
+        late = subprocess.Popen(
+            SCREEN + ["enqueue", str(second)],
+            env=env,
+            cwd=REPOSITORY,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        time.sleep(4)
+        assert late.poll() is None  # still trying to publish
+        own_redis.start()
+        output, _ = late.communicate(timeout=90)
+        assert late.returncode == 0, output
+        wait_until(lambda: result_statuses(database) == {"done": 36}, what="both batches screened")
+    finally:
+        own_redis.stop()
+
+
+def test_database_outage_is_retried_until_the_results_arrive(env_for, redis_url, postgres_url, start_worker, tmp_path):
+    database = _fresh_postgres_schema(postgres_url)
+    env = env_for(redis_url, database)
+    proxy = TcpProxy(sa.engine.make_url(database).port or 5432)
+    proxy.start()
+    through_proxy = sa.engine.make_url(database).set(port=proxy.port).render_as_string(hide_password=False)
+    worker = start_worker({**env, "SCREEN_DATABASE_URL": through_proxy})
+    proxy.stop()  # connection refused, open connections dropped
+    try:
+        run_screen(env, "enqueue", str(copy_images(tmp_path / "night", FULL_SIZE[:8])))
+        wait_until(lambda: "retry: Retry in" in worker.output(), 60, what="a retry with back-off")
+        assert result_statuses(database) == {"queued": 8}
+    finally:
+        proxy.start()
+    wait_until(lambda: result_statuses(database) == {"done": 8}, what="results after the outage")
+
+
+def test_a_poison_batch_records_every_reason_and_screens_the_good_images(env_for, redis_url, start_worker, tmp_path):
+    folder = copy_images(tmp_path / "night", FULL_SIZE[:3])
+    good = FULL_SIZE[0].read_bytes()
+    (folder / "corrupt.jpeg").write_bytes(good[:3] + os.urandom(4000))
+    (folder / "truncated.jpeg").write_bytes(good[: len(good) // 2])
+    (folder / "empty.jpeg").write_bytes(b"")
+    (folder / "random.dcm").write_bytes(os.urandom(5000))
+    (folder / "nopixels.dcm").write_bytes(dicom_without_pixels())
+    (folder / "bomb.png").write_bytes(png_header_only(30_000, 30_000))
+    (folder / "vanishes.jpeg").write_bytes(good + b"\x00")
+    os.mkfifo(folder / "pipe.dcm")
+    os.symlink(folder / "loop_b", folder / "loop_a")
+    os.symlink(folder / "loop_a", folder / "loop_b")
+    os.symlink(folder, folder / "folder_loop")
+    shutil.copy(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm", folder / "chest.dcm")
+
+    env = env_for(redis_url, f"sqlite:///{tmp_path / 'screening.db'}", SCREEN_CHUNK_SIZE="64")
+    batch_id = run_screen(env, "enqueue", str(folder)).stdout.split()[1]  # one chunk; no worker yet
+    (folder / "vanishes.jpeg").unlink()  # unreadable by the time a worker opens it
+    start_worker(env)
+    run_screen(env, "enqueue", "--wait", str(folder / "chest.dcm"))  # waits behind the poison chunk
+    rows = results_by_name(env, batch_id)
+    expected = {
+        "corrupt.jpeg": ("failed", "corrupt or truncated image header"),
+        "truncated.jpeg": ("failed", "truncated JPEG"),
+        "empty.jpeg": ("failed", "empty file"),
+        "random.dcm": ("skipped", "not a JPEG, PNG or DICOM file"),
+        "nopixels.dcm": ("skipped", "no pixel data"),
+        "bomb.png": ("skipped", "image too large"),
+        "vanishes.jpeg": ("failed", "cannot read file: No such file or directory"),
+        "pipe.dcm": ("failed", "not a regular file"),
+        "loop_a": ("failed", "Too many levels of symbolic links"),
+        "loop_b": ("failed", "Too many levels of symbolic links"),
+    }
+    for name, (status, reason) in expected.items():
+        assert rows[name]["status"] == status and reason in rows[name]["reason"], (name, rows[name])
+    for source in FULL_SIZE[:3] + [DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm"]:
+        row = rows[source.name] if source.name in rows else rows["chest.dcm"]
+        assert row["status"] == "done" and row["probability"] is not None
+    assert "folder_loop" not in rows and len(rows) == 14
+
+
+def screened_by_worker(log: str) -> int:
+    """Images a worker actually screened, from the PHI-free summaries Celery logs per task."""
+    return sum(sum(ast.literal_eval(m).values()) for m in re.findall(r"'statuses': (\{[^}]*\})", log))
+
+
+def test_the_same_folder_enqueued_twice_at_once_is_screened_once(
+    env_for, redis_url, postgres_url, start_worker, tmp_path
+):
+    database = _fresh_postgres_schema(postgres_url)
+    env = env_for(redis_url, database, SCREEN_CHUNK_SIZE="4")
+    folder = copy_images(tmp_path / "night", FULL_SIZE[:24])
+    worker = start_worker(env)
+    shells = [
+        subprocess.Popen(
+            SCREEN + ["enqueue", "--wait", str(folder)],
+            env=env,
+            cwd=REPOSITORY,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [shell.communicate(timeout=120)[0] for shell in shells]
+    assert all(shell.returncode == 0 for shell in shells), outputs
+    assert result_statuses(database) == {"done": 24}
+    wait_until(lambda: screened_by_worker(worker.output()) >= 24, 30, what="worker summaries logged")
+    assert screened_by_worker(worker.output()) == 24  # not 48: the second shell found the images claimed
+
+
+def peak_rss_mb(command: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
+    process = subprocess.Popen(
+        command, env=env, cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    peak = 0
+    while process.poll() is None:
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            peak = max(peak, int(re.search(r"VmRSS:\s+(\d+)", status).group(1)))
+        except (FileNotFoundError, AttributeError):
+            pass
+        time.sleep(0.05)
+    output = process.stdout.read()
+    return peak / 1024, subprocess.CompletedProcess(command, process.returncode, output)
+
+
+def test_enqueue_memory_stays_flat_over_20000_files(env_for, redis_url, start_worker, tmp_path, capsys):
+    """20,000 files (hard links to 40 shared images) in 20 folders; memory compared with 2,000 files."""
+    sources = sorted((CXR224 / "NORMAL").iterdir())[:20] + sorted((CXR224 / "PNEUMONIA").iterdir())[:20]
+    night = tmp_path / "night"
+    for index in range(20_000):
+        folder = night / f"series{index // 1000:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        os.link(sources[index % 40], folder / f"{index:05d}.jpeg")
+    env = env_for(redis_url, f"sqlite:///{tmp_path / 'screening.db'}", SCREEN_CHUNK_SIZE="500")
+    start_worker(env)
+    small_peak, small = peak_rss_mb(
+        SCREEN + ["enqueue", "--wait", str(night / "series00"), str(night / "series01")], env
+    )
+    large_peak, large = peak_rss_mb(SCREEN + ["enqueue", "--wait", str(night)], env)
+    assert small.returncode == 0 and large.returncode == 0, large.stdout
+    assert "20000 files" in large.stdout and "20000 done" in large.stdout
+    assert result_statuses(f"sqlite:///{tmp_path / 'screening.db'}") == {"done": 40}
+    with capsys.disabled():
+        print(f"\nenqueue peak RSS: {small_peak:.0f} MB for 2,000 files, {large_peak:.0f} MB for 20,000 files")
+    assert large_peak < small_peak + 30

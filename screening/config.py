@@ -22,6 +22,7 @@ class Settings:
     max_file_bytes: int
     max_image_pixels: int
     visibility_timeout_s: int
+    dtype_policy: str
 
     @property
     def distributed(self) -> bool:
@@ -47,4 +48,5 @@ def load_settings() -> Settings:
         max_file_bytes=_int("SCREEN_MAX_FILE_BYTES", 512 * 2**20),
         max_image_pixels=_int("SCREEN_MAX_IMAGE_PIXELS", 60_000_000),
         visibility_timeout_s=_int("SCREEN_VISIBILITY_TIMEOUT", 3600),
+        dtype_policy=os.environ.get("SCREEN_DTYPE_POLICY", "float32"),
     )

@@ -18,7 +18,11 @@ class Classifier:
     batch_size: int = 32
 
     @classmethod
-    def load(cls, path: Path, expected_sha256: str | None, batch_size: int = 32) -> Classifier:
+    def load(
+        cls, path: Path, expected_sha256: str | None, batch_size: int = 32, dtype_policy: str = "float32"
+    ) -> Classifier:
+        """`dtype_policy` "mixed_bfloat16" or "mixed_float16" computes in half precision (for GPUs)."""
+        keras.config.set_dtype_policy(dtype_policy)
         model, manifest = load_classifier(path, expected_sha256)
         return cls(model, manifest, batch_size)
 

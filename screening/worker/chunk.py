@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -42,7 +43,10 @@ class WorkerRuntime:
 
             self._classifiers.clear()
             self._classifiers[version.id] = Classifier.load(
-                Path(version.artifact_path), version.artifact_sha256, self.settings.inference_batch_size
+                Path(version.artifact_path),
+                version.artifact_sha256,
+                self.settings.inference_batch_size,
+                self.settings.dtype_policy,
             )
         return self._classifiers[version.id]
 
@@ -53,6 +57,8 @@ class ChunkSummary:
     items: int
     already_screened: int
     statuses: dict[str, int]
+    elapsed_ms: float = 0.0
+    write_ms: float = 0.0
 
     def as_dict(self) -> dict:
         """PHI-free: Celery logs a task's return value."""
@@ -61,6 +67,7 @@ class ChunkSummary:
 
 def screen_chunk(runtime: WorkerRuntime, result_ids: list[int]) -> ChunkSummary:
     """Screen the queued result rows `result_ids`; rows already filled in (a redelivery) are left alone."""
+    started = time.perf_counter()
     with runtime.session_factory() as session:
         queued = queued_results(session, result_ids)
         if not queued:
@@ -74,9 +81,21 @@ def screen_chunk(runtime: WorkerRuntime, result_ids: list[int]) -> ChunkSummary:
         Decode(runtime.settings.max_image_pixels),
         Preprocess(PreprocessSpec.from_dict(version.preprocessing)),
     ]
-    list(runtime.pool.map(lambda job: run_image_stages(job, stages), jobs))
-    Infer(classifier, version.threshold)(jobs)
+    # Decode ahead in the pool while the model scores each sub-batch, so inference never waits for the whole chunk.
+    decoded = [runtime.pool.submit(run_image_stages, job, stages) for job in jobs]
+    infer, size = Infer(classifier, version.threshold), runtime.settings.inference_batch_size
+    for start in range(0, len(decoded), size):
+        infer([future.result() for future in decoded[start : start + size]])
+    writing = time.perf_counter()
     with runtime.session_factory.begin() as session:
         record_outcomes(session, [job.outcome() for job in jobs])
+    finished = time.perf_counter()
     statuses = dict(Counter(job.status for job in jobs))
-    return ChunkSummary(version.id, len(result_ids), len(result_ids) - len(queued), statuses)
+    return ChunkSummary(
+        version.id,
+        len(result_ids),
+        len(result_ids) - len(queued),
+        statuses,
+        elapsed_ms=round((finished - started) * 1000, 1),
+        write_ms=round((finished - writing) * 1000, 1),
+    )

@@ -1,0 +1,176 @@
+"""Throughput end to end (files on disk -> rows in the database) on this machine, printed as a table.
+
+  (a) the published projects' way: one file at a time, one `model.predict` per image, a commit per row;
+  (b) this product's embedded path: enqueue (hash, claim) + screen_chunk (decode and preprocessing in a
+      thread pool, batched inference, one bulk write per chunk), on the same SQLite database kind.
+
+    .venv/bin/python bench/throughput.py [--cxr224 256] [--full-size 128] [--dicom 24]
+
+Set KERAS_BACKEND, SCREEN_BATCH_SIZE, SCREEN_CHUNK_SIZE, SCREEN_DECODE_THREADS, SCREEN_DTYPE_POLICY to compare.
+"""
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+from datetime import timedelta
+from itertools import cycle, islice
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import sqlalchemy as sa
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+from screening.config import load_settings
+from screening.db.engine import make_engine, make_session_factory
+from screening.db.migrate import upgrade
+from screening.db.schema import Result
+from screening.imaging.preprocess import PreprocessSpec, preprocess
+from screening.imaging.read import decode_radiograph
+from screening.model.network import imagenet_input
+from screening.model.released import ensure_active_model
+from screening.queue.enqueue import enqueue_batch, start_batch
+from screening.worker.chunk import WorkerRuntime, screen_chunk
+
+DATA = Path(os.environ.get("SCREEN_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+CHEST_DICOMS = [
+    DATA / "dicom" / "cr_chest_pa_monochrome1_jpegls.dcm",
+    DATA / "dicom" / "cr_chest_pa_monochrome1_jpeg_lossless.dcm",
+    DATA / "dicom" / "cr_chest_pa_monochrome2_jpeg_baseline.dcm",
+]
+
+
+def make_sets(scratch: Path, n224: int, n_full: int, n_dicom: int) -> dict[str, Path]:
+    sets = {}
+    for name, sources in (
+        ("224-px JPEG", sorted((DATA / "cxr224" / "train" / "PNEUMONIA").iterdir())[:n224]),
+        ("full-size JPEG", sorted((DATA / "cxr-fullres" / "train").rglob("*.jpeg"))[:n_full]),
+    ):
+        folder = scratch / name.replace(" ", "_")
+        folder.mkdir()
+        for source in sources:
+            shutil.copy(source, folder / source.name)
+        sets[name] = folder
+    folder = scratch / "dicom"
+    folder.mkdir()
+    sources = CHEST_DICOMS + [Path(get_testdata_file(n, download=False)) for n in ("RG1_UNCR.dcm", "RG1_J2KR.dcm")]
+    for index, source in enumerate(islice(cycle(sources), n_dicom)):  # distinct instances, same pixels
+        dataset = pydicom.dcmread(source)
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        dataset.save_as(folder / f"{index:03d}.dcm")
+    sets["chest DICOM"] = folder
+    return sets
+
+
+def per_image_baseline(folder: Path, classifier, spec: PreprocessSpec, database: str) -> float:
+    """One file at a time, `model.predict` on a batch of one, one INSERT and commit per image."""
+    engine = sa.create_engine(database)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE IF NOT EXISTS baseline (path TEXT, probability REAL)"))
+    files = sorted(folder.iterdir())
+    started = time.perf_counter()
+    for path in files:
+        image = preprocess(decode_radiograph(path.read_bytes(), 60_000_000).pixels, spec)
+        probability = float(classifier.model.predict(imagenet_input(image[None]), verbose=0)[0, 0])
+        with engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO baseline VALUES (:p, :q)"), {"p": str(path), "q": probability})
+    engine.dispose()
+    return len(files) / (time.perf_counter() - started)
+
+
+def batched_pipeline(folder: Path, runtime: WorkerRuntime) -> tuple[float, dict]:
+    summaries = []
+    started = time.perf_counter()
+    batch = start_batch(runtime.session_factory, [str(folder)], "in-process")
+    enqueue_batch(
+        runtime.session_factory,
+        batch,
+        [str(folder)],
+        runtime.settings.chunk_size,
+        lambda ids: summaries.append(screen_chunk(runtime, ids)),
+        timedelta(hours=1),
+    )
+    elapsed = time.perf_counter() - started
+    with runtime.session_factory() as session:
+        rows = session.execute(
+            sa.select(Result.read_ms, Result.preprocess_ms, Result.infer_ms).where(
+                Result.batch_id == batch, Result.status == "done"
+            )
+        ).all()
+    n = len(rows)
+    chunk_s = sum(s.elapsed_ms for s in summaries) / 1000
+    times = np.array(rows, dtype=float).mean(axis=0)
+    return n / elapsed, {
+        "images": n,
+        "read+decode": times[0],
+        "preprocess": times[1],
+        "inference": times[2],
+        "write rows": sum(s.write_ms for s in summaries) / n,
+        "enqueue (hash, claim)": (elapsed - chunk_s) * 1000 / n,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cxr224", type=int, default=256)
+    parser.add_argument("--full-size", type=int, default=128)
+    parser.add_argument("--dicom", type=int, default=24)
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp())
+    settings = load_settings()
+    database = f"sqlite:///{scratch / 'bench.db'}"
+    engine = make_engine(database)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    with sessions.begin() as session:
+        version = ensure_active_model(session, settings.models_dir)
+    runtime = WorkerRuntime(settings, sessions)
+    classifier = runtime.classifier_for(version)
+    spec = PreprocessSpec.from_dict(version.preprocessing)
+    classifier.probabilities(np.zeros((settings.inference_batch_size, 224, 224, 3), np.uint8))  # warm up
+    classifier.model.predict(np.zeros((1, 224, 224, 3), np.float32), verbose=0)
+
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+        f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND', 'tensorflow')}; batch {settings.inference_batch_size}, "
+        f"chunk {settings.chunk_size}, decode threads {settings.decode_threads}, dtype {settings.dtype_policy}"
+    )
+    header = (
+        "set",
+        "images",
+        "(a) img/s",
+        "(b) img/s",
+        "(b)/(a)",
+        "read+decode",
+        "preprocess",
+        "inference",
+        "write rows",
+        "enqueue",
+    )
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for name, folder in make_sets(scratch, args.cxr224, args.full_size, args.dicom).items():
+        baseline = per_image_baseline(folder, classifier, spec, database)
+        rate, where = batched_pipeline(folder, runtime)
+        ms = [
+            f"{where[k]:.1f} ms"
+            for k in ("read+decode", "preprocess", "inference", "write rows", "enqueue (hash, claim)")
+        ]
+        print(
+            f"| {name} | {where['images']} | {baseline:.1f} | {rate:.1f} | {rate / baseline:.2f}x | "
+            + " | ".join(ms)
+            + " |",
+            flush=True,
+        )
+    print(
+        "per-image times of (b): read+decode and preprocess are thread time in the pool (they overlap);"
+        " inference is a batch's time divided by its images; write rows and enqueue are wall time per image."
+    )
+    shutil.rmtree(scratch)
+
+
+if __name__ == "__main__":
+    main()

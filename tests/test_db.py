@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from screening.db.batches import add_items, batch_progress, create_batch
 from screening.db.engine import make_engine, make_session_factory
 from screening.db.migrate import current_revision, head_revision, upgrade
-from screening.db.registry import NoActiveModel, active_version, promote, register_version
+from screening.db.registry import NoActiveModel, RegistryError, active_version, promote, register_version, rollback
 from screening.db.results import claim_images, link_items, record_outcomes, study_rows
-from screening.db.schema import Result
+from screening.db.schema import ModelVersion, Result
 
 MANIFEST = {"preprocessing": {"name": "cxr-seed-v1"}, "threshold": 0.5, "metrics": {"validation": {"roc_auc": 0.9}}}
 AN_HOUR = timedelta(hours=1)
@@ -78,6 +78,10 @@ def test_registry_promotes_one_active_version_at_a_time(sessions):
         promote(session, second.id)
         assert active_version(session).id == second.id
         assert session.get(type(first), first.id).status == "retired"
+        assert rollback(session).id == first.id and active_version(session).id == first.id
+        assert session.get(type(second), second.id).status == "retired"
+        with pytest.raises(RegistryError, match="no model version 99"):
+            promote(session, 99)
 
 
 def test_an_image_is_claimed_once_per_version(sessions):
@@ -163,3 +167,41 @@ def test_study_score_is_the_highest_image_probability(sessions):
         assert studies["9.9"]["probability"] == pytest.approx(0.8) and studies["9.9"]["flagged"] == 1
         assert studies["9.9"]["images_screened"] == 2
         assert studies["7.7"]["flagged"] == 0
+
+
+def test_workers_starting_together_register_the_released_model_once(database_url):
+    """Several processes on a fresh database: one version, one active, no crash."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import REPOSITORY
+
+    from screening.model.released import ensure_active_model
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+
+    def start_one(_):
+        with sessions.begin() as session:
+            return ensure_active_model(session, REPOSITORY / "models").id
+
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(start_one, range(4))) == {1}
+    with sessions.begin() as session:
+        assert [v.status for v in session.scalars(sa.select(ModelVersion))] == ["active"]
+        with pytest.raises(sa.exc.IntegrityError):
+            with session.begin_nested():
+                session.add(
+                    ModelVersion(
+                        name="x",
+                        artifact_path="/x",
+                        artifact_sha256="e" * 64,
+                        preprocessing={},
+                        training_config={},
+                        data_manifest={},
+                        metrics={},
+                        threshold=0.5,
+                        status="active",
+                    )
+                )
+    engine.dispose()

@@ -7,7 +7,7 @@ import logging
 import click
 
 from screening.cli.context import AppContext, make_context, pass_app
-from screening.cli.models import models, train, weights
+from screening.cli.models import evaluate, models, train, weights
 from screening.cli.screening import enqueue, preview, results, status
 
 
@@ -81,3 +81,4 @@ main.add_command(preview)
 main.add_command(weights)
 main.add_command(models)
 main.add_command(train)
+main.add_command(evaluate)

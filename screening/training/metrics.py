@@ -1,4 +1,4 @@
-"""Threshold choice and the metrics that go into a model version's record (scikit-learn)."""
+"""Threshold choice, metrics with bootstrap intervals, and calibration error (scikit-learn)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,38 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
         "sensitivity": float(tp / max(tp + fn, 1)),
         "specificity": float(tn / max(tn + fp, 1)),
         "precision": float(tp / max(tp + fp, 1)),
+        "f1": float(2 * tp / max(2 * tp + fp + fn, 1)),
+        "ece": expected_calibration_error(labels, scores),
         "threshold": float(threshold),
         "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
     }
+
+
+def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed pneumonia rate - mean probability| over equal-width probability bins, by bin size."""
+    which = np.minimum((scores * bins).astype(int), bins - 1)
+    error = 0.0
+    for index in range(bins):
+        members = which == index
+        if members.any():
+            error += members.mean() * abs(labels[members].mean() - scores[members].mean())
+    return float(error)
+
+
+BOOTSTRAPPED = ("roc_auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece")
+
+
+def bootstrap_intervals(
+    labels: np.ndarray, scores: np.ndarray, threshold: float, rounds: int = 1000, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """95% percentile intervals from resampling images with replacement (both classes kept in each draw)."""
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in BOOTSTRAPPED}
+    while len(draws["accuracy"]) < rounds:
+        pick = rng.integers(0, labels.size, labels.size)
+        if labels[pick].min() == labels[pick].max():
+            continue
+        metrics = binary_metrics(labels[pick], scores[pick], threshold)
+        for name in BOOTSTRAPPED:
+            draws[name].append(metrics[name])
+    return {name: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for name, v in draws.items()}

@@ -33,6 +33,14 @@ def upgrade() -> None:
         sa.Column("created_at", TZ_DATETIME, nullable=False),
         sa.Column("promoted_at", TZ_DATETIME),
     )
+    op.create_index(  # at most one active version, whatever promotes run at once
+        "uq_model_versions_one_active",
+        "model_versions",
+        ["status"],
+        unique=True,
+        postgresql_where=sa.text("status = 'active'"),
+        sqlite_where=sa.text("status = 'active'"),
+    )
     op.create_table(
         "batches",
         sa.Column("id", sa.String(32), primary_key=True),

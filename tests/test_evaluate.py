@@ -1,0 +1,52 @@
+"""`screen evaluate` and its metrics: the released model's card numbers come back, with intervals."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import FULLRES, REPOSITORY, run_screen
+
+from screening.model.artifact import read_manifest
+from screening.model.released import RELEASED_ARTIFACT
+from screening.training.evaluate import labelled_images
+from screening.training.metrics import bootstrap_intervals, expected_calibration_error
+
+
+def test_evaluate_reproduces_the_model_cards_official_validation_numbers(screen_env):
+    card = read_manifest(REPOSITORY / "models" / RELEASED_ARTIFACT)["metrics"]["official_val16"]
+    measured = json.loads(
+        run_screen(screen_env, "evaluate", "1", str(FULLRES / "val"), "--format", "json", "--bootstrap", "200").stdout
+    )
+    for name in ("images", "roc_auc", "accuracy", "sensitivity", "specificity", "confusion"):
+        assert measured[name] == pytest.approx(card[name], abs=1e-6), name
+    for name, (low, high) in measured["ci95"].items():
+        assert low <= measured[name] + 1e-9 and measured[name] <= high + 1e-9, name
+    table = run_screen(screen_env, "evaluate", "1", str(FULLRES / "val"), "--bootstrap", "50").stdout
+    assert "sensitivity" in table and "95% CI" in table
+
+
+def test_labels_come_from_class_folders_or_kermany_names():
+    flat = labelled_images(FULLRES / "val")
+    assert len(flat) == 16 and sum(label for _, label in flat) == 8
+    folders = labelled_images(FULLRES / "train")
+    assert len(folders) == 400 and sum(label for _, label in folders) == 280
+
+
+def test_calibration_error_is_small_for_calibrated_scores_and_large_for_overconfident_ones():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 1, 20_000)
+    calibrated = (rng.uniform(0, 1, scores.size) < scores).astype(int)
+    assert expected_calibration_error(calibrated, scores) < 0.02
+    assert expected_calibration_error(calibrated, np.round(scores)) > 0.2
+
+
+def test_bootstrap_intervals_narrow_with_more_images():
+    rng = np.random.default_rng(1)
+
+    def width(n):
+        labels = rng.integers(0, 2, n)
+        scores = np.clip(rng.normal(0.3 + 0.4 * labels, 0.2), 0, 1)
+        low, high = bootstrap_intervals(labels, scores, 0.5, rounds=200)["accuracy"]
+        return high - low
+
+    assert width(2000) < width(100) / 2

@@ -1,0 +1,56 @@
+"""A running worker serves each batch with the version active when it was enqueued: no restart."""
+
+import json
+
+import pytest
+from conftest import FULLRES, REPOSITORY, run_screen
+from helpers import results_by_name
+
+from screening.model.network import load_classifier, save_classifier
+from screening.model.released import RELEASED_ARTIFACT
+
+
+@pytest.fixture
+def second_model(tmp_path):
+    """A genuinely different model: the released one with its output bias raised by one logit."""
+    model, manifest = load_classifier(REPOSITORY / "models" / RELEASED_ARTIFACT)
+    output = model.get_layer("head").get_layer("pneumonia")
+    kernel, bias = output.get_weights()
+    output.set_weights([kernel, bias + 1.0])
+    manifest = {k: v for k, v in manifest.items() if k not in ("format", "weight_names")}
+    path = tmp_path / "shifted.zip"
+    save_classifier(model, {**manifest, "name": "released-plus-one-logit"}, path)
+    return path
+
+
+def test_promotion_and_rollback_reach_a_running_worker(screen_env, redis_url, start_worker, second_model, tmp_path):
+    env = {**screen_env, "SCREEN_BROKER_URL": redis_url, "SCREEN_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}"}
+    folder = tmp_path / "night"
+    folder.mkdir()
+    for source in sorted((FULLRES / "val").iterdir())[:4]:
+        (folder / source.name).write_bytes(source.read_bytes())
+    run_screen(env, "db", "upgrade")
+    worker = start_worker(env)
+    run_screen(env, "enqueue", "--wait", str(folder))
+    before = results_by_name(env)
+
+    assert (
+        "version 2 (released-plus-one-logit): candidate"
+        in run_screen(env, "models", "register", str(second_model)).stdout
+    )
+    run_screen(env, "models", "promote", "2")
+    run_screen(env, "enqueue", "--wait", str(folder))
+    after = results_by_name(env)
+    assert worker.process.poll() is None  # the same worker process, never restarted
+    for name, row in after.items():
+        assert row["model_version"] == "2:released-plus-one-logit" and not row["already_screened"]
+        assert row["probability"] > before[name]["probability"]  # the new model really scored it
+    versions = {v["id"]: v["status"] for v in json.loads(run_screen(env, "models", "list", "--json").stdout)}
+    assert versions == {1: "retired", 2: "active"}
+
+    assert "version 1" in run_screen(env, "models", "rollback").stdout
+    rerun = run_screen(env, "enqueue", "--wait", str(folder))
+    assert "4 already screened by this model" in rerun.stdout  # version 1's rows still stand
+    shown = json.loads(run_screen(env, "models", "show", "1").stdout)
+    assert shown["status"] == "active" and shown["data_manifest"]["files"] == 5216
+    assert shown["threshold"] == pytest.approx(shown["metrics"]["validation"]["threshold"])

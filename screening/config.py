@@ -23,6 +23,7 @@ class Settings:
     max_image_pixels: int
     visibility_timeout_s: int
     dtype_policy: str
+    retrain_schedule: str
 
     @property
     def distributed(self) -> bool:
@@ -49,4 +50,5 @@ def load_settings() -> Settings:
         max_image_pixels=_int("SCREEN_MAX_IMAGE_PIXELS", 60_000_000),
         visibility_timeout_s=_int("SCREEN_VISIBILITY_TIMEOUT", 3600),
         dtype_policy=os.environ.get("SCREEN_DTYPE_POLICY", "float32"),
+        retrain_schedule=os.environ.get("SCREEN_RETRAIN_SCHEDULE", "0 2 * * *"),  # cron: nightly at 02:00
     )

@@ -89,11 +89,11 @@ def run_screen(env: dict, *args: str, check: bool = True, timeout: int = 600) ->
 
 
 class WorkerProcess:
-    def __init__(self, env: dict, log_path: Path, name: str) -> None:
+    def __init__(self, env: dict, log_path: Path, name: str, queues: str = "screening") -> None:
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.process = subprocess.Popen(
-            SCREEN + ["worker", "--hostname", f"{name}@%h"],
+            SCREEN + ["worker", "--hostname", f"{name}@%h", "--queues", queues],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -132,8 +132,8 @@ class WorkerProcess:
 def start_worker(tmp_path):
     workers: list[WorkerProcess] = []
 
-    def start(env: dict, name: str = "worker") -> WorkerProcess:
-        worker = WorkerProcess(env, tmp_path / f"{name}.log", name)
+    def start(env: dict, name: str = "worker", queues: str = "screening") -> WorkerProcess:
+        worker = WorkerProcess(env, tmp_path / f"{name}.log", name, queues)
         workers.append(worker)
         worker.wait_ready()
         return worker

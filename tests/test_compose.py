@@ -24,10 +24,15 @@ def test_compose_file_is_valid_and_complete():
     assert completed.returncode == 0, completed.stderr
     config = yaml.safe_load(completed.stdout)
     services = config["services"]
-    assert {"redis", "postgres", "migrate", "worker", "flower", "enqueue"} <= set(services)
+    assert {"redis", "postgres", "migrate", "worker", "flower", "enqueue", "beat", "trainer"} <= set(services)
+    assert services["trainer"]["command"] == ["screen", "worker", "--queues", "training"]
     assert "--appendonly" in services["redis"]["command"]
-    for name in ("migrate", "worker", "flower", "enqueue"):
+    for name in ("migrate", "worker", "flower", "enqueue", "beat", "trainer"):
         environment = services[name]["environment"]
         assert environment["SCREEN_BROKER_URL"] == "redis://redis:6379/0"
         assert environment["SCREEN_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert any(
+            volume.endswith(":/var/lib/screening") or "screening-data" in str(volume)
+            for volume in services[name]["volumes"]
+        )  # retrained artifacts are visible to every worker
     assert services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from screening.config import Settings, load_settings
 from screening.db.engine import make_engine, make_session_factory
 from screening.db.migrate import current_revision, head_revision, upgrade
-from screening.db.registry import NoActiveModel
+from screening.db.registry import NoActiveModel, active_version
 from screening.db.schema import ModelVersion
 from screening.model.released import ensure_active_model
 
@@ -27,20 +27,28 @@ class AppContext:
 
     @cached_property
     def session_factory(self) -> sessionmaker[Session]:
-        """Sessions on an up-to-date schema. The embedded SQLite database migrates itself;
-        a shared database is migrated deliberately, with `screen db upgrade`."""
+        """Sessions on an up-to-date schema whose registry holds the released model.
+
+        The embedded SQLite database migrates itself; a shared database is migrated deliberately,
+        with `screen db upgrade`. On a fresh database the released model is registered and activated."""
         if current_revision(self.engine) != head_revision():
             if self.engine.dialect.name != "sqlite":
                 raise click.ClickException("the database schema is not up to date: run `screen db upgrade`")
             upgrade(self.engine)
-        return make_session_factory(self.engine)
+        sessions = make_session_factory(self.engine)
+        with sessions.begin() as session:
+            try:
+                ensure_active_model(session, self.settings.models_dir)
+            except NoActiveModel:
+                pass  # no released model to register: `screen models register` is the way out
+        return sessions
 
     def active_model(self) -> ModelVersion:
-        try:
-            with self.session_factory.begin() as session:
-                return ensure_active_model(session, self.settings.models_dir)
-        except NoActiveModel as problem:
-            raise click.ClickException(str(problem)) from None
+        with self.session_factory() as session:
+            try:
+                return active_version(session)
+            except NoActiveModel as problem:
+                raise click.ClickException(str(problem)) from None
 
 
 pass_app = click.make_pass_decorator(AppContext)

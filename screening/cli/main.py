@@ -7,6 +7,7 @@ import logging
 import click
 
 from screening.cli.context import AppContext, make_context, pass_app
+from screening.cli.feedback import label, retrain
 from screening.cli.models import evaluate, models, train, weights
 from screening.cli.screening import enqueue, preview, results, status
 
@@ -39,14 +40,17 @@ def db_upgrade(app: AppContext) -> None:
 
 @main.command()
 @click.option("--concurrency", default=1, show_default=True, help="Worker processes (each loads the model once).")
+@click.option(
+    "--queues", default="screening", show_default=True, help="`screening`, `training` (nightly retrain), or both."
+)
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--hostname", default=None, help="Celery node name, e.g. worker1@%h.")
 @pass_app
-def worker(app: AppContext, concurrency: int, loglevel: str, hostname: str | None) -> None:
+def worker(app: AppContext, concurrency: int, loglevel: str, hostname: str | None, queues: str) -> None:
     """Run a Celery worker on SCREEN_BROKER_URL."""
     if not app.settings.distributed:
         raise click.ClickException("set SCREEN_BROKER_URL (e.g. redis://localhost:6379/0) to run a worker")
-    app.active_model()  # registers the released model on a fresh database before tasks arrive
+    app.active_model()  # fail now, not on the first task, if there is no model to serve
     from screening.queue.celery_app import app as celery
 
     argv = [
@@ -56,9 +60,21 @@ def worker(app: AppContext, concurrency: int, loglevel: str, hostname: str | Non
         "--prefetch-multiplier=1",
         f"--loglevel={loglevel}",
         "--task-events",
-        "--queues=screening",
+        f"--queues={queues}",
     ]
     celery.worker_main(argv + ([f"--hostname={hostname}"] if hostname else []))
+
+
+@main.command()
+@pass_app
+def beat(app: AppContext) -> None:
+    """Run Celery beat: queues the nightly retrain at SCREEN_RETRAIN_SCHEDULE (cron, default 0 2 * * *)."""
+    if not app.settings.distributed:
+        raise click.ClickException("set SCREEN_BROKER_URL: beat publishes to the broker")
+    from screening.queue.celery_app import app as celery
+
+    app.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    celery.start(["beat", f"--schedule={app.settings.data_dir / 'celerybeat-schedule'}"])
 
 
 @main.command()
@@ -82,3 +98,5 @@ main.add_command(weights)
 main.add_command(models)
 main.add_command(train)
 main.add_command(evaluate)
+main.add_command(label)
+main.add_command(retrain)

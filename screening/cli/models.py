@@ -44,7 +44,6 @@ def models() -> None:
 @pass_app
 def models_list(app: AppContext, as_json: bool) -> None:
     """Versions, their validation metrics, and which one is active."""
-    app.active_model()
     with app.session_factory() as session:
         rows = [
             {
@@ -83,7 +82,6 @@ def models_register(app: AppContext, artifact: str, activate: bool) -> None:
 @pass_app
 def models_show(app: AppContext, version_id: int) -> None:
     """Everything the registry holds about one version (the split's file list summarised)."""
-    app.active_model()  # registers the released model on a fresh database
     with app.session_factory() as session, registry_errors():
         version = get_version(session, version_id)
         data = {key: value for key, value in version.data_manifest.items() if key != "files"}
@@ -149,7 +147,6 @@ def evaluate(app: AppContext, version_id: int, data_dir: str, bootstrap: int, ou
     from screening.model.infer import Classifier
     from screening.training.evaluate import evaluate as evaluate_version
 
-    app.active_model()  # registers the released model on a fresh database
     with app.session_factory() as session, registry_errors():
         version = get_version(session, version_id)
     classifier = Classifier.load(Path(version.artifact_path), version.artifact_sha256)

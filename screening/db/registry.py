@@ -69,6 +69,14 @@ def promote(session: Session, version_id: int) -> ModelVersion:
     return version
 
 
+def reject(session: Session, version_id: int, reason: str) -> ModelVersion:
+    """Keep a candidate on record, never to be served, with the reason."""
+    version = get_version(session, version_id)
+    version.status, version.status_reason = "rejected", reason
+    session.flush()
+    return version
+
+
 def rollback(session: Session) -> ModelVersion:
     """Re-activate the version that was active before the current one."""
     current = active_version(session)

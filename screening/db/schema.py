@@ -132,3 +132,15 @@ study_results = Table(
     Column("probability", Float),
     Column("flagged", Integer),
 )
+
+
+class Label(Base):
+    """A radiologist's ground truth for an image (by content), for evaluation and retraining."""
+
+    __tablename__ = "labels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    pneumonia: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(200))  # "cli" or the CSV file's name
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -13,7 +13,9 @@ from screening.model.artifact import file_sha256, read_manifest
 RELEASED_ARTIFACT = "pneumonia_resnet50.zip"
 
 
-def register_artifact(session: Session, path: Path, activate: bool = False) -> ModelVersion:
+def register_artifact(
+    session: Session, path: Path, activate: bool = False, parent_id: int | None = None
+) -> ModelVersion:
     manifest = read_manifest(path)
     version = register_version(
         session,
@@ -21,6 +23,7 @@ def register_artifact(session: Session, path: Path, activate: bool = False) -> M
         artifact_path=str(path.resolve()),
         artifact_sha256=file_sha256(path),
         manifest=manifest,
+        parent_id=parent_id,
     )
     if activate:
         promote(session, version.id)

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.schedules import crontab
 
 from screening.config import Settings, load_settings
 
 SCREEN_CHUNK_TASK = "screening.screen_chunk"
+NIGHTLY_RETRAIN_TASK = "screening.nightly_retrain"
+
+
+def cron(expression: str) -> crontab:
+    """A crontab line's five fields (minute hour day-of-month month day-of-week) as a Celery schedule."""
+    minute, hour, day_of_month, month, day_of_week = expression.split()
+    return crontab(minute, hour, day_of_week, day_of_month, month)
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -21,6 +29,9 @@ def make_celery(settings: Settings) -> Celery:
         worker_send_task_events=True,  # for Flower
         task_send_sent_event=True,
         task_default_queue="screening",
+        # Retraining runs on its own queue, so a `screen worker --queues training` takes it, not the screeners.
+        task_routes={NIGHTLY_RETRAIN_TASK: {"queue": "training"}},
+        beat_schedule={"nightly-retrain": {"task": NIGHTLY_RETRAIN_TASK, "schedule": cron(settings.retrain_schedule)}},
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a worker waits out a broker restart, however long
         # `screen enqueue` keeps publishing through a broker restart of up to about a minute.

@@ -24,7 +24,7 @@ from screening.model.weights import backbone_checksum, load_imagenet_weights
 from screening.training.evaluate import evaluate
 from screening.training.features import backbone_features
 from screening.training.metrics import binary_metrics, threshold_for_sensitivity
-from screening.training.split import list_examples, patient_split, split_manifest
+from screening.training.split import Example, list_examples, patient_split, split_manifest
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,40 @@ def train_frozen(
     spec: PreprocessSpec = PreprocessSpec(),
     progress=None,  # noqa: ANN001
 ) -> dict:
-    """Train, choose the threshold on the patient-wise validation split, and write the artifact."""
+    """Split DATA_DIR patient-wise, train, choose the threshold on the validation side, write the artifact."""
+    train, validation = patient_split(list_examples(data_dir), config.validation_fraction, config.seed)
+    return fit_frozen_head(
+        train,
+        validation,
+        weights_file,
+        artifact_path,
+        cache_dir,
+        config,
+        outside_check_dir,
+        architecture,
+        spec,
+        name="resnet50-frozen-head",
+        notes={"data_dir": str(data_dir.resolve())},
+        progress=progress,
+    )
+
+
+def fit_frozen_head(
+    train: list[Example],
+    validation: list[Example],
+    weights_file: Path,
+    artifact_path: Path,
+    cache_dir: Path,
+    config: FrozenTrainingConfig = FrozenTrainingConfig(),
+    outside_check_dir: Path | None = None,
+    architecture: Architecture = Architecture(),
+    spec: PreprocessSpec = PreprocessSpec(),
+    name: str = "resnet50-frozen-head",
+    notes: dict | None = None,
+    progress=None,  # noqa: ANN001
+) -> dict:
+    """Fit a head on frozen ImageNet features, threshold it on `validation`, and write the artifact."""
     keras.utils.set_random_seed(config.seed)
-    examples = list_examples(data_dir)
-    train, validation = patient_split(examples, config.validation_fraction, config.seed)
     imagenet = load_imagenet_weights(weights_file)
     backbone = build_backbone(imagenet)
     as_stored(backbone)  # features from the weights exactly as the artifact will hold them
@@ -99,13 +129,13 @@ def train_frozen(
         metrics["official_val16"] = evaluate(Classifier(classifier, {}), spec, threshold, outside_check_dir)
 
     manifest = {
-        "name": "resnet50-frozen-head",
+        "name": name,
         "created_at": datetime.now(UTC).isoformat(),
         "architecture": architecture.to_dict(),
         "preprocessing": spec.to_dict(),
         "threshold": threshold,
         "metrics": metrics,
-        "training_config": {"phase": "frozen-backbone head", **asdict(config)},
+        "training_config": {"phase": "frozen-backbone head", **asdict(config), **(notes or {})},
         "data_manifest": split_manifest(train, validation),
     }
     manifest["artifact_sha256"] = save_classifier(classifier, manifest, artifact_path)

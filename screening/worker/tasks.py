@@ -6,7 +6,7 @@ from celery.signals import worker_process_init
 from sqlalchemy.exc import OperationalError
 
 from screening.config import load_settings
-from screening.queue.celery_app import SCREEN_CHUNK_TASK, app
+from screening.queue.celery_app import NIGHTLY_RETRAIN_TASK, SCREEN_CHUNK_TASK, app
 from screening.worker.chunk import WorkerRuntime, screen_chunk
 
 _runtime: WorkerRuntime | None = None
@@ -35,3 +35,11 @@ def _new_worker_process(**_: object) -> None:
 )
 def screen_chunk_task(result_ids: list[int]) -> dict:
     return screen_chunk(runtime(), result_ids).as_dict()
+
+
+@app.task(name=NIGHTLY_RETRAIN_TASK)
+def nightly_retrain_task() -> str:
+    """What Celery beat runs each night: `screen retrain` with the active version's own training data."""
+    from screening.training.retrain import retrain_active  # loads a backend: only in the process that trains
+
+    return retrain_active(runtime().session_factory, runtime().settings).describe()

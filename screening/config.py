@@ -24,6 +24,7 @@ class Settings:
     visibility_timeout_s: int
     dtype_policy: str
     retrain_schedule: str
+    publish_max_retries: int
 
     @property
     def distributed(self) -> bool:
@@ -50,5 +51,6 @@ def load_settings() -> Settings:
         max_image_pixels=_int("SCREEN_MAX_IMAGE_PIXELS", 60_000_000),
         visibility_timeout_s=_int("SCREEN_VISIBILITY_TIMEOUT", 3600),
         dtype_policy=os.environ.get("SCREEN_DTYPE_POLICY", "float32"),
+        publish_max_retries=_int("SCREEN_PUBLISH_MAX_RETRIES", 40),
         retrain_schedule=os.environ.get("SCREEN_RETRAIN_SCHEDULE", "0 2 * * *"),  # cron: nightly at 02:00
     )

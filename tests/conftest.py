@@ -21,7 +21,8 @@ DICOM = DATA / "dicom"
 FULLRES = DATA / "cxr-fullres"
 CXR224 = DATA / "cxr224" / "train"
 POSTGRES_ADMIN_URL = os.environ.get("SCREEN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("SCREEN_TEST_REDIS", "redis://127.0.0.1:6379/13")
+# A database number per test session (1-13; 14 is the benchmarks'), so two suites on one machine never meet.
+REDIS_URL = os.environ.get("SCREEN_TEST_REDIS", f"redis://127.0.0.1:6379/{1 + os.getpid() % 13}")
 SCREEN = [str(Path(sys.executable).parent / "screen")]
 
 # What ../shared/data/README.md says must become of each DICOM file.

@@ -215,3 +215,27 @@ def test_enqueue_memory_stays_flat_over_20000_files(env_for, redis_url, start_wo
     with capsys.disabled():
         print(f"\nenqueue peak RSS: {small_peak:.0f} MB for 2,000 files, {large_peak:.0f} MB for 20,000 files")
     assert large_peak < small_peak + 30
+
+
+def test_requeue_recovers_a_batch_whose_messages_were_lost(env_for, redis_url, start_worker, tmp_path):
+    database = f"sqlite:///{tmp_path / 'screening.db'}"
+    env = env_for(redis_url, database, SCREEN_CHUNK_SIZE="4")
+    batch_id = run_screen(env, "enqueue", str(copy_images(tmp_path / "night", FULL_SIZE[:8]))).stdout.split()[1]
+    redis.Redis.from_url(redis_url).flushdb()  # a broker that lost its queue (no persistence, say)
+    start_worker(env)
+    time.sleep(3)
+    assert result_statuses(database) == {"queued": 8}  # nothing reaches the worker by itself
+    assert "8 images dispatched again" in run_screen(env, "requeue", batch_id).stdout
+    wait_until(lambda: result_statuses(database) == {"done": 8}, what="requeued batch screened")
+    assert "0 images dispatched again" in run_screen(env, "requeue").stdout
+
+
+def test_enqueue_says_how_to_recover_when_the_broker_stays_away(env_for, tmp_path):
+    from faults import free_port
+
+    env = env_for(
+        f"redis://127.0.0.1:{free_port()}/0", f"sqlite:///{tmp_path / 'screening.db'}", SCREEN_PUBLISH_MAX_RETRIES="1"
+    )
+    failed = run_screen(env, "enqueue", str(copy_images(tmp_path / "night", FULL_SIZE[:2])), check=False)
+    assert failed.returncode != 0 and "the broker could not be reached" in failed.stderr
+    assert "run `screen requeue" in failed.stderr and "Traceback" not in failed.stderr

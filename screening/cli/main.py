@@ -9,7 +9,7 @@ import click
 from screening.cli.context import AppContext, make_context, pass_app
 from screening.cli.feedback import label, retrain
 from screening.cli.models import evaluate, models, train, weights
-from screening.cli.screening import enqueue, preview, results, status
+from screening.cli.screening import enqueue, preview, requeue, results, status
 
 
 @click.group()
@@ -91,6 +91,7 @@ def flower(app: AppContext, port: int, address: str) -> None:
 
 
 main.add_command(enqueue)
+main.add_command(requeue)
 main.add_command(status)
 main.add_command(results)
 main.add_command(preview)

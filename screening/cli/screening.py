@@ -6,11 +6,14 @@ import csv
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import click
 import cv2
+from kombu.exceptions import OperationalError as KombuOperationalError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -22,7 +25,7 @@ from screening.db.schema import Batch
 from screening.imaging.errors import ImageRejected
 from screening.imaging.preprocess import PreprocessSpec, preprocess
 from screening.imaging.read import decode_radiograph
-from screening.queue.enqueue import enqueue_batch, start_batch
+from screening.queue.enqueue import enqueue_batch, requeue_batch, start_batch
 
 console = Console(stderr=True)
 
@@ -78,7 +81,7 @@ def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool) -> None:
     batch_id = start_batch(app.session_factory, roots, "celery" if distributed else "in-process")
     click.echo(f"batch {batch_id} (model version {version.id}: {version.name})")
     dispatch = _celery_dispatch() if distributed else _in_process_dispatch(app)
-    with _progress() as bar:
+    with _progress() as bar, _broker_errors(batch_id):
         task = bar.add_task("enqueued" if distributed else "screened", total=None)
         enqueue_batch(
             app.session_factory,
@@ -93,6 +96,31 @@ def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool) -> None:
         _wait_for(app, batch_id)
     with app.session_factory() as session:
         click.echo(_summary(batch_progress(session, batch_id)))
+
+
+@contextmanager
+def _broker_errors(batch_id: str) -> Iterator[None]:
+    try:
+        yield
+    except KombuOperationalError as problem:
+        raise click.ClickException(
+            f"the broker could not be reached ({problem}); batch {batch_id} is recorded: "
+            f"run `screen requeue {batch_id}` once the broker is back"
+        ) from None
+
+
+@click.command()
+@click.argument("batch_id", required=False)
+@pass_app
+def requeue(app: AppContext, batch_id: str | None) -> None:
+    """Dispatch again what a batch (default: the latest) claimed and nobody screened, e.g. after a broker loss."""
+    if not app.settings.distributed:
+        raise click.ClickException("set SCREEN_BROKER_URL: in-process batches never wait on a broker")
+    with app.session_factory() as session:
+        batch_id = _batch_or_latest(session, batch_id)
+    with _broker_errors(batch_id):
+        count = requeue_batch(app.session_factory, batch_id, app.settings.chunk_size, _celery_dispatch())
+    click.echo(f"batch {batch_id}: {count} images dispatched again")
 
 
 def _wait_for(app: AppContext, batch_id: str) -> None:

@@ -106,6 +106,15 @@ def record_outcomes(session: Session, outcomes: list[dict]) -> int:
     return result.rowcount
 
 
+def queued_claims(session: Session, batch_id: str) -> list[int]:
+    """Rows a batch claimed that no worker has filled in yet."""
+    return list(
+        session.scalars(
+            select(Result.id).where(Result.batch_id == batch_id, Result.status == "queued").order_by(Result.id)
+        )
+    )
+
+
 def queued_results(session: Session, result_ids: list[int]) -> list[Result]:
     return list(session.scalars(select(Result).where(Result.id.in_(result_ids), Result.status == "queued")))
 

@@ -35,7 +35,12 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a worker waits out a broker restart, however long
         # `screen enqueue` keeps publishing through a broker restart of up to about a minute.
-        task_publish_retry_policy={"max_retries": 40, "interval_start": 0, "interval_step": 0.5, "interval_max": 2},
+        task_publish_retry_policy={
+            "max_retries": settings.publish_max_retries,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 2,
+        },
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
             # Look for chunks of vanished workers every few seconds, not kombu's default ~100 s.

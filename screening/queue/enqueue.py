@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from screening.db.batches import add_items, create_batch, finish_enqueue
 from screening.db.registry import active_version
-from screening.db.results import claim_images, link_items
+from screening.db.results import claim_images, link_items, queued_claims
 from screening.db.schema import Batch
 from screening.queue.discover import FoundFile, discover
 
@@ -51,3 +51,14 @@ def enqueue_batch(
         on_files(len(chunk))
     with session_factory.begin() as session:
         finish_enqueue(session, batch_id)
+
+
+def requeue_batch(session_factory: sessionmaker[Session], batch_id: str, chunk_size: int, dispatch: Dispatch) -> int:
+    """Dispatch again every image the batch claimed and nobody screened (messages lost with a broker).
+
+    Safe to run at any time: a worker leaves rows that are already filled in alone."""
+    with session_factory() as session:
+        claimed = queued_claims(session, batch_id)
+    for start in range(0, len(claimed), chunk_size):
+        dispatch(claimed[start : start + chunk_size])
+    return len(claimed)

@@ -50,3 +50,20 @@ def test_bootstrap_intervals_narrow_with_more_images():
         return high - low
 
     assert width(2000) < width(100) / 2
+
+
+def test_temperature_scaling_makes_overconfident_probabilities_honest():
+    from scipy.special import expit
+
+    from screening.model.calibration import calibrate, fit_temperature
+
+    rng = np.random.default_rng(2)
+    true_logits = rng.normal(0, 2, 5000)
+    labels = (rng.uniform(0, 1, true_logits.size) < expit(true_logits)).astype(int)
+    overconfident = expit(3 * true_logits)  # right ranking, probabilities too extreme
+    temperature = fit_temperature(labels, overconfident)
+    assert temperature == pytest.approx(3, rel=0.15)
+    calibrated = calibrate(overconfident, temperature)
+    assert expected_calibration_error(labels, calibrated) < expected_calibration_error(labels, overconfident) / 3
+    order = np.argsort(overconfident, kind="stable")
+    assert np.all(np.diff(calibrated[order]) >= 0)  # monotone: the ranking, and so ROC AUC, is untouched

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import cv2
 import pytest
 import redis
 from celery.schedules import crontab
@@ -43,6 +44,12 @@ def test_labels_feed_a_retrained_candidate_that_is_promoted_or_rejected_with_its
 ):
     run_screen(screen_env, "train", str(small_training_set), "--out", str(tmp_path / "small.zip"))
     run_screen(screen_env, "models", "promote", "2")
+    report = tmp_path / "small-report"
+    for picture in ("curves.png", "roc_pr.png", "confusion.png", "mistakes.png"):
+        assert cv2.imread(str(report / picture)) is not None, picture
+    trained = json.loads(run_screen(screen_env, "models", "show", "2").stdout)
+    assert f"| roc_auc | {trained['metrics']['validation']['roc_auc']:.4f} |" in (report / "report.md").read_text()
+    assert trained["metrics"]["validation"]["ece"] <= trained["metrics"]["validation_ece_before_calibration"] + 1e-9
     run_screen(screen_env, "enqueue", "--wait", str(FULLRES / "val"))
 
     val = sorted((FULLRES / "val").iterdir())

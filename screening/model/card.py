@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def _row(name: str, metrics: dict) -> str:
-    cells = [metrics[k] for k in ("roc_auc", "accuracy", "sensitivity", "specificity", "precision")]
+    cells = [metrics[k] for k in ("roc_auc", "accuracy", "sensitivity", "specificity", "precision", "ece")]
     return f"| {name} | {metrics['images']} | " + " | ".join(f"{v:.3f}" for v in cells) + " |"
 
 
@@ -16,6 +16,7 @@ def render_model_card(manifest: dict, artifact_name: str) -> str:
         rows.append(_row("official validation split (16 images)", metrics["official_val16"]))
     config = manifest["training_config"]
     head = manifest["architecture"]
+    report = f"{artifact_name.rsplit('.', 1)[0]}-report"
     return "\n".join(
         [
             f"# Model card: {manifest['name']}",
@@ -29,11 +30,16 @@ def render_model_card(manifest: dict, artifact_name: str) -> str:
             f"- Split: patient-wise and stratified, seed {config['seed']}: {data['train_images']} training images "
             f"({data['train_patients']} patients), {data['validation_images']} validation images "
             f"({data['validation_patients']} patients); every file's SHA-256 is in the artifact's manifest.",
-            f"- Threshold: {manifest['threshold']:.4f}, the highest with validation sensitivity >= "
-            f"{config['target_sensitivity']:.0%}. A probability at or above it flags the image.",
+            f"- Calibration: temperature {manifest.get('temperature', 1.0):.3f} (fitted on the validation split); "
+            f"expected calibration error there {metrics['validation_ece_before_calibration']:.4f} before, "
+            f"{metrics['validation']['ece']:.4f} after.",
+            f"- Threshold: {manifest['threshold']:.4f} on calibrated probabilities, the highest with validation "
+            f"sensitivity >= {config['target_sensitivity']:.0%}. A probability at or above it flags the image.",
+            f"- Training report (curves, ROC/PR, confusion matrix, most confident mistakes): "
+            f"[{report}/report.md]({report}/report.md).",
             "",
-            "| data | images | ROC AUC | accuracy | sensitivity | specificity | precision |",
-            "|---|---|---|---|---|---|---|",
+            "| data | images | ROC AUC | accuracy | sensitivity | specificity | precision | ECE |",
+            "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             "Not for diagnosis: a screening aid that orders a radiologist's worklist. Trained on pediatric",

@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from screening.model.calibration import calibrate
 from screening.model.network import imagenet_input, load_classifier
 
 
@@ -27,9 +28,10 @@ class Classifier:
         return cls(model, manifest, batch_size)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """P(pneumonia) for each image of an N x 224 x 224 x 3 uint8 array."""
+        """Calibrated P(pneumonia) for each image of an N x 224 x 224 x 3 uint8 array."""
         out = [
             self.model.predict_on_batch(imagenet_input(images[start : start + self.batch_size]))
             for start in range(0, len(images), self.batch_size)
         ]
-        return np.concatenate(out)[:, 0].astype(np.float64) if out else np.zeros(0)
+        raw = np.concatenate(out)[:, 0].astype(np.float64) if out else np.zeros(0)
+        return calibrate(raw, self.manifest.get("temperature", 1.0))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +10,7 @@ import keras
 import numpy as np
 
 from screening.imaging.preprocess import PreprocessSpec
+from screening.model.calibration import calibrate, fit_temperature
 from screening.model.infer import Classifier
 from screening.model.network import (
     Architecture,
@@ -22,11 +22,10 @@ from screening.model.network import (
 )
 from screening.model.weights import backbone_checksum, load_imagenet_weights
 from screening.training.evaluate import evaluate
-from screening.training.features import backbone_features
-from screening.training.metrics import binary_metrics, threshold_for_sensitivity
+from screening.training.features import backbone_features, model_input
+from screening.training.metrics import binary_metrics, expected_calibration_error, threshold_for_sensitivity
+from screening.training.report import most_confident_mistakes, write_report
 from screening.training.split import Example, list_examples, patient_split, split_manifest
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,13 +119,20 @@ def fit_frozen_head(
         verbose=0,
     )
     as_stored(head)
-    validation_scores = head.predict(validation_x, verbose=0)[:, 0]
+    uncalibrated = head.predict(validation_x, verbose=0)[:, 0]
+    temperature = fit_temperature(validation_y, uncalibrated)
+    validation_scores = calibrate(uncalibrated, temperature)
     threshold = threshold_for_sensitivity(validation_y, validation_scores, config.target_sensitivity)
-    metrics = {"validation": binary_metrics(validation_y, validation_scores, threshold), "epochs": len(history.epoch)}
-
+    metrics = {
+        "validation": binary_metrics(validation_y, validation_scores, threshold),
+        "validation_ece_before_calibration": expected_calibration_error(validation_y, uncalibrated),
+        "epochs": len(history.epoch),
+    }
     classifier = build_classifier(backbone, head)
     if outside_check_dir is not None:
-        metrics["official_val16"] = evaluate(Classifier(classifier, {}), spec, threshold, outside_check_dir)
+        metrics["official_val16"] = evaluate(
+            Classifier(classifier, {"temperature": temperature}), spec, threshold, outside_check_dir
+        )
 
     manifest = {
         "name": name,
@@ -134,9 +140,25 @@ def fit_frozen_head(
         "architecture": architecture.to_dict(),
         "preprocessing": spec.to_dict(),
         "threshold": threshold,
+        "temperature": temperature,
         "metrics": metrics,
         "training_config": {"phase": "frozen-backbone head", **asdict(config), **(notes or {})},
         "data_manifest": split_manifest(train, validation),
     }
     manifest["artifact_sha256"] = save_classifier(classifier, manifest, artifact_path)
+    mistakes = [
+        (
+            model_input(validation[i].path, spec)[:, :, 0],
+            f"{'pneumonia' if validation_y[i] else 'normal'}, p={validation_scores[i]:.2f}",
+        )
+        for i in most_confident_mistakes(validation_y, validation_scores, threshold)
+    ]
+    write_report(
+        artifact_path.with_name(f"{artifact_path.stem}-report"),
+        manifest,
+        history.history,
+        validation_y,
+        validation_scores,
+        mistakes,
+    )
     return manifest

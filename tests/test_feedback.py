@@ -63,7 +63,7 @@ def test_labels_feed_a_retrained_candidate_that_is_promoted_or_rejected_with_its
     assert unknown.returncode != 0 and "no screened image" in unknown.stderr
 
     outcome = run_screen(screen_env, "retrain", "--data", str(small_training_set)).stdout
-    assert "version 3 (resnet50-frozen-head-retrained, parent 2, 7 labels)" in outcome
+    assert "version 3 (resnet50-pneumonia-retrained, parent 2, 7 labels)" in outcome
     shown = json.loads(run_screen(screen_env, "models", "show", "3").stdout)
     assert shown["parent_id"] == 2 and shown["training_config"]["radiologist_labels"] == 7
     candidate, active = (

@@ -173,21 +173,37 @@ def evaluate(app: AppContext, version_id: int, data_dir: str, bootstrap: int, ou
     default=None,
     help="Extra labelled images (NORMAL in the name = normal) scored end to end as a sanity check.",
 )
+@click.option(
+    "--fine-tune-epochs",
+    default=0,
+    show_default=True,
+    help="Phase 2: epochs fine-tuning the backbone's last stage on augmented images (0: head only).",
+)
+@click.option("--horizontal-flip", is_flag=True, help="Augment with left-right flips (it moves the heart).")
 @click.option("--register/--no-register", default=True, show_default=True)
 @pass_app
-def train(app: AppContext, data_dir: str, out: str | None, check_dir: str | None, register: bool) -> None:
-    """Train a frozen-backbone model on DATA_DIR/{NORMAL,PNEUMONIA} and register it as a candidate."""
+def train(
+    app: AppContext,
+    data_dir: str,
+    out: str | None,
+    check_dir: str | None,
+    fine_tune_epochs: int,
+    horizontal_flip: bool,
+    register: bool,
+) -> None:
+    """Train on DATA_DIR/{NORMAL,PNEUMONIA}, write the artifact, card and report, register it as a candidate."""
     from screening.model.weights import fetch_imagenet_weights
-    from screening.training.frozen import train_frozen
+    from screening.training.train import TrainingConfig, train_model
 
     artifact = Path(out) if out else app.settings.models_dir / RELEASED_ARTIFACT
-    weights_file = fetch_imagenet_weights(app.settings.weights_dir)
-    manifest = train_frozen(
+    manifest = train_model(
         Path(data_dir),
-        weights_file,
+        fetch_imagenet_weights(app.settings.weights_dir),
         artifact,
         app.settings.data_dir / "cache",
+        TrainingConfig(fine_tune_epochs=fine_tune_epochs, horizontal_flip=horizontal_flip),
         outside_check_dir=Path(check_dir) if check_dir else None,
+        progress=lambda message: click.echo(message, err=True),
     )
     (artifact.parent / "MODEL_CARD.md").write_text(render_model_card(manifest, artifact.name))
     click.echo(json.dumps({k: manifest[k] for k in ("name", "threshold", "metrics", "artifact_sha256")}, indent=2))

@@ -17,8 +17,8 @@ from screening.db.registry import active_version, promote, reject
 from screening.db.schema import utcnow
 from screening.model.released import register_artifact
 from screening.model.weights import fetch_imagenet_weights
-from screening.training.frozen import FrozenTrainingConfig, fit_frozen_head
 from screening.training.split import Example, list_examples
+from screening.training.train import TrainingConfig, fit_model
 
 GATED = ("roc_auc", "sensitivity")
 
@@ -63,21 +63,17 @@ def retrain(
         if sha not in held_out and Path(path).is_file()
     ]
     train = [example for sha, example in examples.items() if sha not in held_out] + feedback
-    config = FrozenTrainingConfig(
-        **{
-            k: v
-            for k, v in active_manifest["training_config"].items()
-            if k in FrozenTrainingConfig.__dataclass_fields__
-        }
+    config = TrainingConfig(
+        **{k: v for k, v in active_manifest["training_config"].items() if k in TrainingConfig.__dataclass_fields__}
     )
-    manifest = fit_frozen_head(
+    manifest = fit_model(
         train,
         validation,
         weights_file,
         artifact_path,
         cache_dir,
         config,
-        name=f"{active_manifest['name']}-retrained",
+        name=f"{active_manifest['name'].removesuffix('-retrained')}-retrained",
         notes={"data_dir": str(data_dir.resolve()), "radiologist_labels": len(feedback)},
     )
     return manifest, promotion_decision(

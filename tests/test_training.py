@@ -1,0 +1,45 @@
+"""`screen train` in two phases on small real data: what is fine-tuned, what stays ImageNet's."""
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import CXR224, run_screen
+
+from screening.config import load_settings
+from screening.model.artifact import read_artifact
+from screening.model.network import compact
+from screening.model.weights import CACHE_NAME, load_imagenet_weights
+
+
+@pytest.fixture
+def small_training_set(tmp_path):
+    for name in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        for source in sorted((CXR224 / name).iterdir())[40:80]:
+            shutil.copy(source, tmp_path / "train" / name / source.name)
+    return tmp_path / "train"
+
+
+def test_fine_tuning_changes_the_last_stage_only(screen_env, small_training_set, tmp_path):
+    artifact = tmp_path / "tuned.zip"
+    trained = run_screen(
+        screen_env, "train", str(small_training_set), "--out", str(artifact), "--fine-tune-epochs", "1", "--no-register"
+    )
+    assert "fine-tuning epoch 1: loss" in trained.stderr and "head epoch 1: loss" in trained.stderr
+    manifest, arrays = read_artifact(artifact)
+    assert manifest["training_config"]["phase"] == "head on frozen features, then fine-tuned from conv5_block1_1_conv"
+    weights = dict(zip(manifest["weight_names"], arrays, strict=True))
+    imagenet = load_imagenet_weights(load_settings().weights_dir / CACHE_NAME)
+
+    def as_imagenet(name):
+        return compact(imagenet[name]).astype(np.float32)
+
+    assert not np.allclose(weights["conv5_block3_3_conv/kernel"], as_imagenet("conv5_block3_3_conv/kernel"))
+    np.testing.assert_array_equal(weights["conv4_block6_3_conv/kernel"], as_imagenet("conv4_block6_3_conv/kernel"))
+    np.testing.assert_array_equal(
+        weights["conv5_block3_3_bn/moving_mean"], as_imagenet("conv5_block3_3_bn/moving_mean")
+    )
+    report = (tmp_path / "tuned-report" / "report.md").read_text()
+    assert f"{manifest['metrics']['epochs']} epochs" in report and "fine-tuned" in report
+    assert "fine-tuned from conv5_block1_1_conv" in (tmp_path / "MODEL_CARD.md").read_text()

@@ -62,9 +62,9 @@ def count(session):
 def test_migrations_reach_head_and_create_the_study_view(database_url):
     engine = make_engine(database_url)
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0001"
+    assert current_revision(engine) == head_revision() is not None
     names = set(sa.inspect(engine).get_table_names()) | set(sa.inspect(engine).get_view_names())
-    assert {"model_versions", "batches", "batch_items", "results", "study_results"} <= names
+    assert {"model_versions", "batches", "batch_items", "results", "study_results", "labels"} <= names
     engine.dispose()
 
 

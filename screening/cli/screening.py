@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import cv2
 from kombu.exceptions import OperationalError as KombuOperationalError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from screening.cli.context import AppContext, pass_app
 from screening.db.batches import BatchProgress, batch_progress, latest_batch_id
@@ -166,10 +167,10 @@ def results(app: AppContext, batch_id: str | None, flagged: bool, studies: bool,
     """Results of a batch (default: the latest)."""
     with app.session_factory() as session:
         batch_id = _batch_or_latest(session, batch_id)
+        batch = session.get_one(Batch, batch_id)
         rows = batch_rows(session, batch_id, flagged_only=flagged)
         if studies:
-            version_id = session.get_one(Batch, batch_id).model_version_id
-            rows = study_rows(session, version_id, sorted({r["study_uid"] for r in rows if r["study_uid"]}))
+            rows = study_rows(session, batch.model_version_id, sorted({r["study_uid"] for r in rows if r["study_uid"]}))
             rows = [r for r in rows if r["flagged"] or not flagged]
     columns = list(rows[0]) if studies and rows else RESULT_COLUMNS
     if output == "json":
@@ -179,16 +180,33 @@ def results(app: AppContext, batch_id: str | None, flagged: bool, studies: bool,
         writer.writeheader()
         writer.writerows(rows)
     else:
-        table = Table(*columns)
-        for row in rows:
-            table.add_row(*[_cell(row.get(c)) for c in columns])
-        Console().print(table)
+        title = f"batch {batch_id}, model version {batch.model_version_id}"
+        Console().print(_study_table(rows, title) if studies else _image_table(rows, batch.roots, title))
 
 
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return "" if value is None else str(value)
+def _image_table(rows: list[dict], roots: list[str], title: str) -> Table:
+    """For people: each file relative to what was enqueued, its call, and why when there is no score."""
+    base = os.path.commonpath(roots) if len(roots) > 1 else roots[0]
+    base = base if os.path.isdir(base) else os.path.dirname(base)
+    table = Table(
+        Column("file", overflow="fold"), "status", "P(pneumonia)", "flag", Column("note", overflow="fold"), title=title
+    )
+    for row in rows:
+        probability = "" if row["probability"] is None else f"{row['probability']:.3f}"
+        note = row["reason"] or ("already screened" if row["already_screened"] else "")
+        table.add_row(
+            os.path.relpath(row["path"], base), row["status"], probability, "FLAG" if row["flagged"] else "", note
+        )
+    return table
+
+
+def _study_table(rows: list[dict], title: str) -> Table:
+    table = Table(Column("study", overflow="fold"), "images", "P(pneumonia)", "flag", title=title)
+    for row in rows:
+        table.add_row(
+            row["study_uid"], str(row["images_screened"]), f"{row['probability']:.3f}", "FLAG" if row["flagged"] else ""
+        )
+    return table
 
 
 @click.command()

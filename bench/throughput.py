@@ -13,6 +13,7 @@ import argparse
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
 import time
 from datetime import timedelta
@@ -80,6 +81,24 @@ def per_image_baseline(folder: Path, classifier, spec: PreprocessSpec, database:
             connection.execute(sa.text("INSERT INTO baseline VALUES (:p, :q)"), {"p": str(path), "q": probability})
     engine.dispose()
     return len(files) / (time.perf_counter() - started)
+
+
+class GpuUtilisation:
+    """Mean GPU utilisation (nvidia-smi, every 100 ms) over a `with` block; "-" without an NVIDIA GPU."""
+
+    def __enter__(self) -> "GpuUtilisation":
+        self.samples: list[int] = []
+        query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "100"]
+        self.process = subprocess.Popen(query, stdout=subprocess.PIPE, text=True) if shutil.which(query[0]) else None
+        return self
+
+    def __exit__(self, *_) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.samples = [int(line) for line in self.process.communicate()[0].split() if line.isdigit()]
+
+    def __str__(self) -> str:
+        return f"{np.mean(self.samples):.0f}%" if self.samples else "-"
 
 
 def batched_pipeline(folder: Path, runtime: WorkerRuntime) -> tuple[float, dict]:
@@ -150,11 +169,13 @@ def main() -> None:
         "inference",
         "write rows",
         "enqueue",
+        "GPU util (b)",
     )
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for name, folder in make_sets(scratch, args.cxr224, args.full_size, args.dicom).items():
         baseline = per_image_baseline(folder, classifier, spec, database)
-        rate, where = batched_pipeline(folder, runtime)
+        with GpuUtilisation() as gpu:
+            rate, where = batched_pipeline(folder, runtime)
         ms = [
             f"{where[k]:.1f} ms"
             for k in ("read+decode", "preprocess", "inference", "write rows", "enqueue (hash, claim)")
@@ -162,7 +183,7 @@ def main() -> None:
         print(
             f"| {name} | {where['images']} | {baseline:.1f} | {rate:.1f} | {rate / baseline:.2f}x | "
             + " | ".join(ms)
-            + " |",
+            + f" | {gpu} |",
             flush=True,
         )
     print(

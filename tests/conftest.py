@@ -80,6 +80,20 @@ def screen_env(tmp_path):
     return env
 
 
+@pytest.fixture
+def jax_env(screen_env, tmp_path):
+    """`screen` as on the GPU machines: KERAS_BACKEND=jax, and TensorFlow cannot be imported."""
+    blocker = tmp_path / "no-tensorflow" / "tensorflow"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text('raise ImportError("TensorFlow is not installed on this machine")\n')
+    return {
+        **screen_env,
+        "KERAS_BACKEND": "jax",
+        "PYTHONPATH": str(blocker.parent),
+        "SCREEN_DATA_DIR": str(tmp_path / "jax-data"),
+    }
+
+
 def run_screen(env: dict, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
     completed = subprocess.run(
         SCREEN + list(args), env=env, capture_output=True, text=True, timeout=timeout, cwd=REPOSITORY

@@ -21,10 +21,13 @@ def small_training_set(tmp_path):
     return tmp_path / "train"
 
 
-def test_fine_tuning_changes_the_last_stage_only(screen_env, small_training_set, tmp_path):
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_fine_tuning_changes_the_last_stage_only(backend, request, small_training_set, tmp_path):
+    """Also with JAX and no TensorFlow at all, as on the GPU machines."""
+    env = request.getfixturevalue("screen_env" if backend == "tensorflow" else "jax_env")
     artifact = tmp_path / "tuned.zip"
     trained = run_screen(
-        screen_env, "train", str(small_training_set), "--out", str(artifact), "--fine-tune-epochs", "1", "--no-register"
+        env, "train", str(small_training_set), "--out", str(artifact), "--fine-tune-epochs", "1", "--no-register"
     )
     assert "fine-tuning epoch 1: loss" in trained.stderr and "head epoch 1: loss" in trained.stderr
     manifest, arrays = read_artifact(artifact)

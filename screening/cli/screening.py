@@ -77,7 +77,13 @@ def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool) -> None:
     version = app.active_model()
     distributed = app.settings.distributed
     if not distributed:
-        console.print("No broker configured (SCREEN_BROKER_URL unset): screening in this process.")
+        import keras  # this process runs the model: loading a backend here is no waste
+
+        console.print(
+            "No broker configured (SCREEN_BROKER_URL unset): screening in this process "
+            f"(Keras backend {keras.backend.backend()}).",
+            soft_wrap=True,
+        )
     roots = [str(Path(p).resolve()) for p in paths]
     batch_id = start_batch(app.session_factory, roots, "celery" if distributed else "in-process")
     click.echo(f"batch {batch_id} (model version {version.id}: {version.name})")

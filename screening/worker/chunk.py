@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,8 @@ from screening.db.results import queued_results, record_outcomes
 from screening.db.schema import ModelVersion
 from screening.imaging.preprocess import PreprocessSpec
 from screening.worker.stages import Decode, ImageJob, Infer, Preprocess, ReadFile, run_image_stages
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,7 +42,9 @@ class WorkerRuntime:
     def classifier_for(self, version: ModelVersion):  # noqa: ANN201
         """The model of `version`, loaded once per process; a newly promoted version replaces it."""
         if version.id not in self._classifiers:
-            from screening.model.infer import Classifier  # imported here: a backend must not load before fork
+            import keras  # imported here, as the classifier: a backend must not load before fork
+
+            from screening.model.infer import Classifier
 
             self._classifiers.clear()
             self._classifiers[version.id] = Classifier.load(
@@ -47,6 +52,13 @@ class WorkerRuntime:
                 version.artifact_sha256,
                 self.settings.inference_batch_size,
                 self.settings.dtype_policy,
+            )
+            logger.info(
+                "model version %s loaded: Keras backend %s, dtype policy %s, batch %s",
+                version.id,
+                keras.backend.backend(),
+                self.settings.dtype_policy,
+                self.settings.inference_batch_size,
             )
         return self._classifiers[version.id]
 

@@ -1,16 +1,29 @@
 """The GPU machines have JAX and no TensorFlow: the same commands must run there with KERAS_BACKEND=jax."""
 
+import numpy as np
 import pytest
 from conftest import run_screen
 from helpers import assert_sample_folder_screened
 
 
-def test_jax_without_tensorflow_screens_as_tensorflow_does(screen_env, jax_env, sample_folder):
-    with_tensorflow = run_screen(screen_env, "enqueue", "--wait", str(sample_folder))
-    with_jax = run_screen(jax_env, "enqueue", "--wait", str(sample_folder))
-    assert "Keras backend tensorflow" in with_tensorflow.stderr and "Keras backend jax" in with_jax.stderr
-    expected, rows = assert_sample_folder_screened(screen_env), assert_sample_folder_screened(jax_env)
+def _logit(p: float) -> float:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return float(np.log(p / (1 - p)))
+
+
+def test_jax_without_tensorflow_screens_as_tensorflow_does_in_float32_and_bfloat16(
+    screen_env, jax_env, sample_folder, tmp_path
+):
+    bfloat16_env = {**jax_env, "SCREEN_DTYPE_POLICY": "mixed_bfloat16", "SCREEN_DATA_DIR": str(tmp_path / "bf16")}
+    outputs = [run_screen(env, "enqueue", "--wait", str(sample_folder)) for env in (screen_env, jax_env, bfloat16_env)]
+    assert "Keras backend tensorflow" in outputs[0].stderr
+    assert "Keras backend jax" in outputs[1].stderr and "Keras backend jax" in outputs[2].stderr
+    expected = assert_sample_folder_screened(screen_env)
+    jax_rows, bfloat16_rows = assert_sample_folder_screened(jax_env), assert_sample_folder_screened(bfloat16_env)
     for name, row in expected.items():
-        assert (rows[name]["status"], rows[name]["flagged"]) == (row["status"], row["flagged"]), name
+        assert (jax_rows[name]["status"], jax_rows[name]["flagged"]) == (row["status"], row["flagged"]), name
+        assert bfloat16_rows[name]["status"] == row["status"], name
         if row["probability"] is not None:
-            assert rows[name]["probability"] == pytest.approx(row["probability"], abs=1e-4), name
+            assert jax_rows[name]["probability"] == pytest.approx(row["probability"], abs=1e-4), name
+            # on the logit scale: a saturating bfloat16 output would turn a 0.99 into a 0.99999
+            assert abs(_logit(bfloat16_rows[name]["probability"]) - _logit(row["probability"])) < 0.5, name

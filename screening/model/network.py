@@ -46,7 +46,8 @@ def build_head(architecture: Architecture) -> keras.Model:
             keras.Input((FEATURES,)),
             keras.layers.Dense(architecture.head_units, activation="relu", name="hidden"),
             keras.layers.Dropout(architecture.dropout, name="dropout"),
-            keras.layers.Dense(1, activation="sigmoid", name="pneumonia"),
+            # float32 under a mixed policy too: a bfloat16 sigmoid rounds every confident case to 1.0.
+            keras.layers.Dense(1, activation="sigmoid", name="pneumonia", dtype="float32"),
         ],
         name="head",
     )

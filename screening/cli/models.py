@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -174,12 +175,21 @@ def evaluate(app: AppContext, version_id: int, data_dir: str, bootstrap: int, ou
     help="Extra labelled images (NORMAL in the name = normal) scored end to end as a sanity check.",
 )
 @click.option(
-    "--fine-tune-epochs",
-    default=0,
-    show_default=True,
-    help="Phase 2: epochs fine-tuning the backbone's last stage on augmented images (0: head only).",
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="JSON object of TrainingConfig fields (epochs, learning rates, augmentation, ...).",
 )
-@click.option("--horizontal-flip", is_flag=True, help="Augment with left-right flips (it moves the heart).")
+@click.option(
+    "--fine-tune-epochs",
+    type=int,
+    default=None,
+    help="Phase 2: epochs fine-tuning the backbone's last stage on augmented images (0, the default: head only).",
+)
+@click.option(
+    "--horizontal-flip/--no-horizontal-flip", default=None, help="Augment with left-right flips (it moves the heart)."
+)
 @click.option("--register/--no-register", default=True, show_default=True)
 @pass_app
 def train(
@@ -187,21 +197,28 @@ def train(
     data_dir: str,
     out: str | None,
     check_dir: str | None,
-    fine_tune_epochs: int,
-    horizontal_flip: bool,
+    config_file: str | None,
+    fine_tune_epochs: int | None,
+    horizontal_flip: bool | None,
     register: bool,
 ) -> None:
     """Train on DATA_DIR/{NORMAL,PNEUMONIA}, write the artifact, card and report, register it as a candidate."""
     from screening.model.weights import fetch_imagenet_weights
     from screening.training.train import TrainingConfig, train_model
 
+    try:
+        config = TrainingConfig.from_json(Path(config_file).read_text()) if config_file else TrainingConfig()
+    except (ValueError, TypeError) as problem:
+        raise click.BadParameter(str(problem), param_hint="--config") from None
+    options = {"fine_tune_epochs": fine_tune_epochs, "horizontal_flip": horizontal_flip}
+    config = replace(config, **{name: value for name, value in options.items() if value is not None})
     artifact = Path(out) if out else app.settings.models_dir / RELEASED_ARTIFACT
     manifest = train_model(
         Path(data_dir),
         fetch_imagenet_weights(app.settings.weights_dir),
         artifact,
         app.settings.data_dir / "cache",
-        TrainingConfig(fine_tune_epochs=fine_tune_epochs, horizontal_flip=horizontal_flip),
+        config,
         outside_check_dir=Path(check_dir) if check_dir else None,
         progress=lambda message: click.echo(message, err=True),
     )

@@ -10,8 +10,9 @@ the threshold is chosen for the target sensitivity, and the artifact and its rep
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,6 +62,15 @@ class TrainingConfig:
     shear: float = 0.05
     zoom: float = 0.1
     horizontal_flip: bool = False
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainingConfig:
+        """A JSON object of any of the fields above; an unknown name is an error, not silently ignored."""
+        values = json.loads(text)
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
+        return cls(**values)
 
     @property
     def phase(self) -> str:

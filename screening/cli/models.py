@@ -207,7 +207,8 @@ def train(
     from screening.training.train import TrainingConfig, train_model
 
     try:
-        config = TrainingConfig.from_json(Path(config_file).read_text()) if config_file else TrainingConfig()
+        values = json.loads(Path(config_file).read_text()) if config_file else {}
+        config = TrainingConfig.from_dict(values)
     except (ValueError, TypeError) as problem:
         raise click.BadParameter(str(problem), param_hint="--config") from None
     options = {"fine_tune_epochs": fine_tune_epochs, "horizontal_flip": horizontal_flip}

@@ -63,9 +63,7 @@ def retrain(
         if sha not in held_out and Path(path).is_file()
     ]
     train = [example for sha, example in examples.items() if sha not in held_out] + feedback
-    config = TrainingConfig(
-        **{k: v for k, v in active_manifest["training_config"].items() if k in TrainingConfig.__dataclass_fields__}
-    )
+    config = TrainingConfig.from_dict(active_manifest["training_config"], ignore_unknown=True)
     manifest = fit_model(
         train,
         validation,

@@ -10,7 +10,6 @@ the threshold is chosen for the target sensitivity, and the artifact and its rep
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -64,13 +63,14 @@ class TrainingConfig:
     horizontal_flip: bool = False
 
     @classmethod
-    def from_json(cls, text: str) -> TrainingConfig:
-        """A JSON object of any of the fields above; an unknown name is an error, not silently ignored."""
-        values = json.loads(text)
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
+    def from_dict(cls, values: dict, ignore_unknown: bool = False) -> TrainingConfig:
+        """Any of the fields above. An unknown name is an error unless `ignore_unknown` (a manifest's
+        training_config also holds notes such as the phase and the data folder)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown and not ignore_unknown:
             raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
-        return cls(**values)
+        return cls(**{name: value for name, value in values.items() if name in known})
 
     @property
     def phase(self) -> str:

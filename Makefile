@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: sample test
+.PHONY: sample test test-tools
 
 $(BIN)/screen: pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,7 +16,12 @@ sample: $(BIN)/screen
 	$(BIN)/screen results --studies
 	$(BIN)/screen results
 
-test: $(BIN)/screen
+# What the tests run besides Python: a compose client to validate the compose files (Debian's package).
+test-tools:
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; }
+
+test: $(BIN)/screen test-tools
 	$(BIN)/screen weights fetch
 	$(BIN)/ruff check screening tests bench
 	$(BIN)/pytest

@@ -146,7 +146,7 @@ def main() -> None:
     upgrade(engine)
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
-        version = ensure_active_model(session, settings.models_dir)
+        version = ensure_active_model(session, settings.models_dir, settings.registry_dir)
     runtime = WorkerRuntime(settings, sessions)
     classifier = runtime.classifier_for(version)
     spec = PreprocessSpec.from_dict(version.preprocessing)

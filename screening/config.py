@@ -1,4 +1,9 @@
-"""Settings from SCREEN_* environment variables, with an embedded default that needs none."""
+"""Settings from SCREEN_* environment variables, with an embedded default that needs none.
+
+Every value is checked once, when the settings are loaded, and a bad one is refused with a
+message that names the variable: a typo must not surface later as a traceback or as a run
+that quietly screens nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from screening.errors import SettingsError
+
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+DATABASE_SCHEMES = ("sqlite", "postgresql")
+BROKER_SCHEMES = ("redis", "rediss")
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+DEVICES = ("auto", "cpu", "gpu")
 
 
 @dataclass(frozen=True)
@@ -22,7 +36,9 @@ class Settings:
     max_file_bytes: int
     max_image_pixels: int
     visibility_timeout_s: int
+    enqueue_lease_s: int
     dtype_policy: str
+    device: str
     retrain_schedule: str
     publish_max_retries: int
 
@@ -31,26 +47,77 @@ class Settings:
         """A broker means Celery workers do the screening; without one, the CLI does it in-process."""
         return self.broker_url is not None
 
+    @property
+    def registry_dir(self) -> Path:
+        """The registry's own copies of registered artifacts, named by their SHA-256: never written twice."""
+        return self.data_dir / "registry"
 
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1, not {value}")
+    return value
+
+
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = os.environ.get(name) or default
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    try:
+        scheme = make_url(value).get_backend_name()
+    except ArgumentError:
+        scheme = None
+    if scheme not in schemes:
+        examples = {
+            "SCREEN_DATABASE_URL": "postgresql+psycopg://user@host/db",
+            "SCREEN_BROKER_URL": "redis://host:6379/0",
+        }
+        raise SettingsError(
+            f"{name} must be a {' or '.join(schemes)} URL such as {examples[name]} (got a value of scheme "
+            f"{scheme or 'unknown'})"
+        )
+    return value
+
+
+def _cron(name: str, value: str) -> str:
+    if len(value.split()) != 5:
+        raise SettingsError(f"{name} must have the five cron fields (minute hour day month weekday), not {value!r}")
+    return value
 
 
 def load_settings() -> Settings:
-    data_dir = Path(os.environ.get("SCREEN_DATA_DIR", Path.home() / ".local/share/screening"))
+    """The settings of this process; raises SettingsError naming the variable that is wrong."""
+    data_dir = Path(os.environ.get("SCREEN_DATA_DIR") or Path.home() / ".local/share/screening")
+    database_url = os.environ.get("SCREEN_DATABASE_URL") or f"sqlite:///{data_dir / 'screening.db'}"
+    broker_url = os.environ.get("SCREEN_BROKER_URL") or None
+    chunk_size = _positive_int("SCREEN_CHUNK_SIZE", 64)
+    batch_size = _positive_int("SCREEN_BATCH_SIZE", 64)
     return Settings(
         data_dir=data_dir,
-        database_url=os.environ.get("SCREEN_DATABASE_URL") or f"sqlite:///{data_dir / 'screening.db'}",
-        broker_url=os.environ.get("SCREEN_BROKER_URL") or None,
-        models_dir=Path(os.environ.get("SCREEN_MODELS_DIR", REPOSITORY_ROOT / "models")),
-        weights_dir=Path(os.environ.get("SCREEN_WEIGHTS_DIR", Path.home() / ".cache/screening/weights")),
-        chunk_size=_int("SCREEN_CHUNK_SIZE", 64),
-        inference_batch_size=_int("SCREEN_BATCH_SIZE", 64),
-        decode_threads=_int("SCREEN_DECODE_THREADS", os.cpu_count() or 1),
-        max_file_bytes=_int("SCREEN_MAX_FILE_BYTES", 512 * 2**20),
-        max_image_pixels=_int("SCREEN_MAX_IMAGE_PIXELS", 60_000_000),
-        visibility_timeout_s=_int("SCREEN_VISIBILITY_TIMEOUT", 3600),
-        dtype_policy=os.environ.get("SCREEN_DTYPE_POLICY", "float32"),
-        publish_max_retries=_int("SCREEN_PUBLISH_MAX_RETRIES", 40),
-        retrain_schedule=os.environ.get("SCREEN_RETRAIN_SCHEDULE", "0 2 * * *"),  # cron: nightly at 02:00
+        database_url=_url("SCREEN_DATABASE_URL", database_url, DATABASE_SCHEMES),
+        broker_url=_url("SCREEN_BROKER_URL", broker_url, BROKER_SCHEMES) if broker_url else None,
+        models_dir=Path(os.environ.get("SCREEN_MODELS_DIR") or REPOSITORY_ROOT / "models"),
+        weights_dir=Path(os.environ.get("SCREEN_WEIGHTS_DIR") or Path.home() / ".cache/screening/weights"),
+        chunk_size=chunk_size,
+        inference_batch_size=min(batch_size, chunk_size),
+        decode_threads=_positive_int("SCREEN_DECODE_THREADS", os.cpu_count() or 1),
+        max_file_bytes=_positive_int("SCREEN_MAX_FILE_BYTES", 512 * 2**20),
+        max_image_pixels=_positive_int("SCREEN_MAX_IMAGE_PIXELS", 60_000_000),
+        visibility_timeout_s=_positive_int("SCREEN_VISIBILITY_TIMEOUT", 3600),
+        enqueue_lease_s=_positive_int("SCREEN_ENQUEUE_LEASE", 30),
+        dtype_policy=_choice("SCREEN_DTYPE_POLICY", "float32", DTYPE_POLICIES),
+        device=_choice("SCREEN_DEVICE", "auto", DEVICES),
+        publish_max_retries=_positive_int("SCREEN_PUBLISH_MAX_RETRIES", 40),
+        retrain_schedule=_cron("SCREEN_RETRAIN_SCHEDULE", os.environ.get("SCREEN_RETRAIN_SCHEDULE") or "0 2 * * *"),
     )

@@ -10,28 +10,28 @@ from conftest import DICOM, FULLRES, REPOSITORY
 from screening.config import load_settings
 from screening.db.engine import make_engine, make_session_factory
 from screening.db.migrate import upgrade
-from screening.db.schema import Result
+from screening.db.schema import ModelVersion, Result
 from screening.model.released import ensure_active_model
 from screening.queue.enqueue import enqueue_batch, start_batch
 from screening.worker.chunk import WorkerRuntime, screen_chunk
 
 
 @pytest.fixture
-def runtime(database_url, monkeypatch):
+def runtime(database_url, monkeypatch, tmp_path):
     monkeypatch.setenv("SCREEN_DATABASE_URL", database_url)
     engine = make_engine(database_url)
     upgrade(engine)
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
-        ensure_active_model(session, REPOSITORY / "models")
+        ensure_active_model(session, REPOSITORY / "models", tmp_path / "registry")
     yield WorkerRuntime(load_settings(), sessions)
     engine.dispose()
 
 
 def queued_ids(runtime, folder) -> list[int]:
     chunks = []
-    batch = start_batch(runtime.session_factory, [str(folder)], "in-process")
-    enqueue_batch(runtime.session_factory, batch, [str(folder)], 64, chunks.append, timedelta(hours=1))
+    batch = start_batch(runtime.session_factory, [str(folder)], "in-process", timedelta(minutes=1))
+    enqueue_batch(runtime.session_factory, batch, [str(folder)], 64, 2**30, chunks.append, timedelta(hours=1))
     return [result_id for chunk in chunks for result_id in chunk]
 
 
@@ -64,3 +64,63 @@ def test_bad_files_do_not_stop_the_good_ones_and_redelivery_adds_nothing(runtime
     assert again.already_screened == 7 and again.statuses == {}
     with runtime.session_factory() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Result)) == 7
+
+
+def scrambled_jpeg(data: bytes) -> bytes:
+    """Entropy-coded data overwritten in places, markers and the end-of-image marker intact."""
+    scrambled = bytearray(data)
+    start = data.rfind(b"\xff\xda") + 200
+    for index in range(start, len(data) - 2, 97):
+        scrambled[index] = (scrambled[index] * 7 + 13) % 256 or 1
+    return bytes(scrambled).replace(b"\xff\xd9", b"\xfe\xd9")[:-2] + b"\xff\xd9"
+
+
+def test_a_jpeg_with_scrambled_data_fails_with_the_decoders_reason(runtime, tmp_path):
+    good = sorted((FULLRES / "train" / "NORMAL").iterdir())[0].read_bytes()
+    folder = tmp_path / "night"
+    folder.mkdir()
+    (folder / "scrambled.jpeg").write_bytes(scrambled_jpeg(good))
+    summary = screen_chunk(runtime, queued_ids(runtime, folder))
+    assert summary.statuses == {"failed": 1}
+    with runtime.session_factory() as session:
+        (reason,) = session.scalars(sa.select(Result.reason))
+    assert reason.startswith("corrupt JPEG data: ")
+
+
+def test_identical_pixels_in_other_bytes_get_the_same_score(runtime, tmp_path):
+    import pydicom
+
+    folder = tmp_path / "night"
+    folder.mkdir()
+    shutil.copy(DICOM / "cr_chest_pa_monochrome1_jpeg_lossless.dcm", folder / "lossless.dcm")
+    uncompressed = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome1_jpeg_lossless.dcm")
+    uncompressed.decompress()
+    uncompressed.save_as(folder / "uncompressed.dcm")
+    jpeg = sorted((FULLRES / "train" / "NORMAL").iterdir())[0].read_bytes()
+    (folder / "a.jpeg").write_bytes(jpeg)
+    (folder / "b.jpeg").write_bytes(jpeg[:2] + b"\xff\xfe\x00\x07hello" + jpeg[2:])  # a comment: other bytes
+    assert screen_chunk(runtime, queued_ids(runtime, folder)).statuses == {"done": 4}
+    with runtime.session_factory() as session:
+        rows = {r.path.rsplit("/", 1)[1]: r for r in session.scalars(sa.select(Result))}
+    assert len({rows["lossless.dcm"].sha256, rows["uncompressed.dcm"].sha256}) == 2
+    assert rows["lossless.dcm"].pixel_sha256 == rows["uncompressed.dcm"].pixel_sha256
+    assert rows["lossless.dcm"].probability == rows["uncompressed.dcm"].probability
+    assert rows["a.jpeg"].probability == rows["b.jpeg"].probability
+    assert "identical pixels" in (rows["uncompressed.dcm"].reason or rows["lossless.dcm"].reason)
+
+
+def test_a_model_that_cannot_be_loaded_fails_every_row_with_the_reason(runtime, tmp_path):
+    folder = tmp_path / "night"
+    folder.mkdir()
+    for source in sorted((FULLRES / "train" / "NORMAL").iterdir())[:2]:
+        shutil.copy(source, folder / source.name)
+    result_ids = queued_ids(runtime, folder)
+    with runtime.session_factory.begin() as session:
+        version = session.scalars(sa.select(ModelVersion)).one()
+        version.artifact_sha256 = "0" * 64  # as if the file were changed after registration
+    summary = screen_chunk(runtime, result_ids)
+    assert summary.statuses == {"failed": 2}
+    with runtime.session_factory() as session:
+        reasons = set(session.scalars(sa.select(Result.reason)))
+    assert reasons == {"model version 1 could not be loaded: " + next(iter(reasons)).split(": ", 1)[1]}
+    assert "SHA-256 differs" in next(iter(reasons))

@@ -28,8 +28,11 @@ def test_results_export_flagged_studies_and_csv(screen_env, sample_folder):
     flagged = results_by_name(screen_env, "--flagged")
     assert all(row["flagged"] for row in flagged.values())
     studies = json.loads(run_screen(screen_env, "results", "--studies", "--format", "json").stdout)
-    assert len(studies) == 2  # the MONOCHROME1 study (two encodings) and the MONOCHROME2 study
-    assert max(s["images_screened"] for s in studies) == 2
+    scored = [s for s in studies if s["probability"] is not None]
+    assert len(scored) == 2  # the MONOCHROME1 study (two instances) and the MONOCHROME2 study
+    assert max(s["images_screened"] for s in scored) == 2
+    unscored = [s for s in studies if s["probability"] is None]  # the hip, the CT, the ultrasound: and why
+    assert len(unscored) == 3 and all(s["note"] == "no image could be screened: 1 skipped" for s in unscored)
     csv_lines = run_screen(screen_env, "results", "--format", "csv").stdout.strip().splitlines()
     assert csv_lines[0].startswith("path,status,probability,flagged,reason") and len(csv_lines) == 12
 

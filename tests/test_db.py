@@ -9,8 +9,17 @@ from screening.db.batches import add_items, batch_progress, create_batch
 from screening.db.engine import make_engine, make_session_factory
 from screening.db.migrate import current_revision, head_revision, upgrade
 from screening.db.registry import NoActiveModel, RegistryError, active_version, promote, register_version, rollback
-from screening.db.results import claim_images, link_items, record_outcomes, study_rows
-from screening.db.schema import ModelVersion, Result
+from screening.db.results import (
+    Outcome,
+    adopt_abandoned,
+    batch_studies,
+    claim_images,
+    link_items,
+    mark_dispatched,
+    record_outcomes,
+    study_rows,
+)
+from screening.db.schema import ImageStatus, ModelVersion, Result
 
 MANIFEST = {"preprocessing": {"name": "cxr-seed-v1"}, "threshold": 0.5, "metrics": {"validation": {"roc_auc": 0.9}}}
 AN_HOUR = timedelta(hours=1)
@@ -41,18 +50,16 @@ def items(session, batch_id, *specs):
     return add_items(session, batch_id, rows)
 
 
-def outcome(result_id, probability):
-    return {
-        "result_id": result_id,
-        "status": "done",
-        "reason": None,
-        "probability": probability,
-        "flagged": probability >= 0.5,
-        "kind": "dicom",
-        "read_ms": 1.0,
-        "preprocess_ms": 1.0,
-        "infer_ms": 1.0,
-    }
+def outcome(result_id, probability, status="done", reason=None):
+    scored = status == "done"
+    return Outcome(
+        result_id,
+        ImageStatus(status),
+        reason=reason,
+        probability=probability if scored else None,
+        flagged=probability >= 0.5 if scored else None,
+        kind="dicom",
+    )
 
 
 def count(session):
@@ -84,6 +91,20 @@ def test_registry_promotes_one_active_version_at_a_time(sessions):
             promote(session, 99)
 
 
+def test_rollback_walks_back_through_the_activation_history(sessions):
+    with sessions.begin() as session:
+        first, second, third = (register(session, c * 64) for c in "abc")
+        for version in (first, second, third):
+            promote(session, version.id)
+        assert rollback(session).id == second.id
+        assert rollback(session).id == first.id  # further back, never forth to the version just rolled back
+        with pytest.raises(RegistryError, match="no earlier active version"):
+            rollback(session)
+        assert active_version(session).id == first.id
+        promote(session, third.id)
+        assert rollback(session).id == first.id
+
+
 def test_an_image_is_claimed_once_per_version(sessions):
     with sessions.begin() as session:
         version = register(session)
@@ -98,30 +119,89 @@ def test_an_image_is_claimed_once_per_version(sessions):
         assert len(claim_images(session, other.id, second, again, AN_HOUR)) == 2
 
 
-def test_a_screened_sop_instance_in_other_bytes_is_not_screened_again(sessions):
+def test_one_instance_in_two_encodings_counts_once_in_its_study(sessions):
     with sessions.begin() as session:
         version = register(session)
         batch = new_batch(session, version)
-        (original,) = claim_images(
-            session, version.id, batch, items(session, batch, ("1" * 64, "1.2.3", None)), AN_HOUR
-        )
-        reencoded = items(session, batch, ("2" * 64, "1.2.3", None))
-        assert claim_images(session, version.id, batch, reencoded, AN_HOUR) != []  # not screened yet: no shortcut
-        record_outcomes(session, [outcome(original, 0.7)])
-        third = items(session, batch, ("3" * 64, "1.2.3", None))
-        assert claim_images(session, version.id, batch, third, AN_HOUR) == []
-        link_items(session, version.id, third)
-        assert third[0].result_id == original
+        found = items(session, batch, ("1" * 64, "1.2.3", "9.9"), ("2" * 64, "1.2.3", "9.9"))
+        first, second = claim_images(session, version.id, batch, found, AN_HOUR)  # each encoding its own row
+        record_outcomes(session, [outcome(first, 0.7), outcome(second, 0.7)])
+        (study,) = study_rows(session, version.id)
+        assert (study["images"], study["images_screened"], study["probability"]) == (1, 1, pytest.approx(0.7))
+
+
+def test_a_resent_instance_with_other_pixels_is_scored_and_the_study_reports_it(sessions):
+    with sessions.begin() as session:
+        version = register(session)
+        batch = new_batch(session, version)
+        (older,) = claim_images(session, version.id, batch, items(session, batch, ("1" * 64, "1.2.3", "9.9")), AN_HOUR)
+        record_outcomes(session, [outcome(older, 0.998)])
+        newer_items = items(session, batch, ("2" * 64, "1.2.3", "9.9"))
+        (newer,) = claim_images(session, version.id, batch, newer_items, AN_HOUR)  # same UID, other bytes: scored
+        record_outcomes(session, [outcome(newer, 0.014)])
+        (study,) = study_rows(session, version.id)
+        assert study["probability"] == pytest.approx(0.014) and not study["flagged"] and study["images"] == 1
 
 
 def test_a_broken_copy_of_an_instance_does_not_stand_for_a_good_one(sessions):
     with sessions.begin() as session:
         version = register(session)
         batch = new_batch(session, version)
-        (broken,) = claim_images(session, version.id, batch, items(session, batch, ("1" * 64, "1.2.3", None)), AN_HOUR)
-        record_outcomes(session, [{**outcome(broken, 0.0), "status": "skipped", "probability": None}])
-        good = items(session, batch, ("2" * 64, "1.2.3", None))
-        assert len(claim_images(session, version.id, batch, good, AN_HOUR)) == 1
+        (good,) = claim_images(session, version.id, batch, items(session, batch, ("1" * 64, "1.2.3", "9.9")), AN_HOUR)
+        record_outcomes(session, [outcome(good, 0.8)])
+        (broken,) = claim_images(session, version.id, batch, items(session, batch, ("2" * 64, "1.2.3", "9.9")), AN_HOUR)
+        record_outcomes(session, [outcome(broken, 0, "failed", "truncated DICOM file")])
+        (study,) = study_rows(session, version.id)
+        assert study["probability"] == pytest.approx(0.8) and study["flagged"]
+
+
+def test_a_study_none_of_whose_images_could_be_screened_is_listed_with_the_reason(sessions):
+    with sessions.begin() as session:
+        version = register(session)
+        batch = new_batch(session, version)
+        found = items(session, batch, ("1" * 64, "1.1", "9.9"), ("2" * 64, "1.2", "9.9"), ("3" * 64, "1.3", "7.7"))
+        ids = claim_images(session, version.id, batch, found, AN_HOUR)
+        link_items(session, version.id, found)
+        record_outcomes(session, [outcome(ids[0], 0, "failed"), outcome(ids[1], 0, "failed"), outcome(ids[2], 0.3)])
+        studies = {row["study_uid"]: row for row in batch_studies(session, batch)}
+        assert set(studies) == {"9.9", "7.7"}
+        assert (
+            studies["9.9"]["probability"] is None and studies["9.9"]["note"] == "no image could be screened: 2 failed"
+        )
+
+
+def test_an_image_whose_last_outcome_failed_is_screened_again_by_a_later_batch(sessions):
+    with sessions.begin() as session:
+        version = register(session)
+        first = new_batch(session, version)
+        (row,) = claim_images(session, version.id, first, items(session, first, ("1" * 64, None, None)), AN_HOUR)
+        record_outcomes(session, [outcome(row, 0, "failed", "file changed since it was enqueued")])
+        second = new_batch(session, version)
+        assert claim_images(session, version.id, second, items(session, second, ("1" * 64, None, None)), AN_HOUR) == [
+            row
+        ]
+        again = session.get(Result, row)
+        session.refresh(again)
+        assert (again.status, again.batch_id, again.reason) == ("queued", second, None)
+        record_outcomes(session, [outcome(row, 0.4)])
+        third = new_batch(session, version)  # done stays done
+        assert claim_images(session, version.id, third, items(session, third, ("1" * 64, None, None)), AN_HOUR) == []
+
+
+def test_claims_of_a_process_whose_lease_lapsed_are_adopted(sessions):
+    with sessions.begin() as session:
+        version = register(session)
+        dead = create_batch(session, ["/n"], version.id, "celery", lease=timedelta(seconds=-1)).id
+        alive = create_batch(session, ["/n"], version.id, "celery", lease=AN_HOUR).id
+        dead_found = items(session, dead, ("1" * 64, None, None), ("2" * 64, None, None))
+        undispatched, dispatched = claim_images(session, version.id, dead, dead_found, AN_HOUR)
+        mark_dispatched(session, [dispatched])  # in the broker's hands: the visibility timeout covers it
+        later = items(session, alive, ("1" * 64, None, None), ("2" * 64, None, None))
+        assert claim_images(session, version.id, alive, later, AN_HOUR) == []
+        link_items(session, version.id, later)
+        assert adopt_abandoned(session, alive) == [undispatched]
+        assert adopt_abandoned(session, dead) == []  # an adopter's own live lease protects its rows
+        assert batch_progress(session, dead).interrupted and not batch_progress(session, alive).interrupted
 
 
 def test_a_queued_row_is_filled_once_and_stale_claims_are_dispatched_again(sessions):
@@ -133,6 +213,7 @@ def test_a_queued_row_is_filled_once_and_stale_claims_are_dispatched_again(sessi
         assert record_outcomes(session, [outcome(first, 0.9)]) == 1
         assert record_outcomes(session, [outcome(first, 0.1)]) == 0  # a redelivered chunk changes nothing
         assert session.get(Result, first).probability == pytest.approx(0.9)
+        mark_dispatched(session, [second])
         # `second` stays queued (its task was lost): a re-run claims it again once it is stale
         assert claim_images(session, version.id, batch, found, AN_HOUR) == []
         assert claim_images(session, version.id, batch, found, timedelta(0)) == [second]
@@ -164,12 +245,12 @@ def test_study_score_is_the_highest_image_probability(sessions):
         ids = claim_images(session, version.id, batch, found, AN_HOUR)
         record_outcomes(session, [outcome(i, p) for i, p in zip(ids, (0.2, 0.8, 0.1), strict=True)])
         studies = {s["study_uid"]: s for s in study_rows(session, version.id)}
-        assert studies["9.9"]["probability"] == pytest.approx(0.8) and studies["9.9"]["flagged"] == 1
+        assert studies["9.9"]["probability"] == pytest.approx(0.8) and studies["9.9"]["flagged"]
         assert studies["9.9"]["images_screened"] == 2
-        assert studies["7.7"]["flagged"] == 0
+        assert not studies["7.7"]["flagged"]
 
 
-def test_workers_starting_together_register_the_released_model_once(database_url):
+def test_workers_starting_together_register_the_released_model_once(database_url, tmp_path):
     """Several processes on a fresh database: one version, one active, no crash."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -183,7 +264,7 @@ def test_workers_starting_together_register_the_released_model_once(database_url
 
     def start_one(_):
         with sessions.begin() as session:
-            return ensure_active_model(session, REPOSITORY / "models").id
+            return ensure_active_model(session, REPOSITORY / "models", tmp_path / "registry").id
 
     with ThreadPoolExecutor(4) as pool:
         assert set(pool.map(start_one, range(4))) == {1}

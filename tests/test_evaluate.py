@@ -1,6 +1,7 @@
 """`screen evaluate` and its metrics: the released model's card numbers come back, with intervals."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from conftest import FULLRES, REPOSITORY, run_screen
 
 from screening.model.artifact import read_manifest
 from screening.model.released import RELEASED_ARTIFACT
-from screening.training.evaluate import labelled_images
+from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.metrics import bootstrap_intervals, expected_calibration_error
 
 
@@ -25,11 +26,34 @@ def test_evaluate_reproduces_the_model_cards_official_validation_numbers(screen_
     assert "sensitivity" in table and "95% CI" in table
 
 
-def test_labels_come_from_class_folders_or_kermany_names():
-    flat = labelled_images(FULLRES / "val")
-    assert len(flat) == 16 and sum(label for _, label in flat) == 8
-    folders = labelled_images(FULLRES / "train")
+def test_labels_come_from_class_folders_or_exact_kermany_names_never_guesses(tmp_path):
+    folders = labelled_folder(FULLRES / "train")
     assert len(folders) == 400 and sum(label for _, label in folders) == 280
+    official = labelled_folder(FULLRES / "val")  # shipped flat, every file named the Kermany way
+    assert len(official) == 16 and sum(label for _, label in official) == 8
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    shutil.copy(sorted((FULLRES / "train" / "NORMAL").iterdir())[0], flat / "abnormal_pneumonia_case1.jpeg")
+    with pytest.raises(LabelledDataError, match="needs a NORMAL and a PNEUMONIA folder"):
+        labelled_folder(flat)
+
+
+def test_evaluate_refuses_one_class_empty_or_flat_folders_and_leaves_out_bad_images(screen_env, tmp_path):
+    one_class, empty = tmp_path / "one", tmp_path / "empty"
+    shutil.copytree(FULLRES / "train" / "NORMAL", one_class / "NORMAL")
+    (one_class / "PNEUMONIA").mkdir()
+    (empty / "NORMAL").mkdir(parents=True)
+    (empty / "PNEUMONIA").mkdir()
+    for folder in (one_class, empty, tmp_path):
+        refused = run_screen(screen_env, "evaluate", "1", str(folder), check=False, timeout=60)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert "of each class" in refused.stderr or "needs a NORMAL and a PNEUMONIA folder" in refused.stderr
+    mixed = tmp_path / "mixed"
+    shutil.copytree(FULLRES / "val", mixed)
+    (mixed / "IM-9999-0001.jpeg").write_bytes(b"\xff\xd8\xff" + b"\0" * 100)
+    scored = run_screen(screen_env, "evaluate", "1", str(mixed), "--bootstrap", "20", "--format", "json")
+    report = json.loads(scored.stdout)
+    assert report["images"] == 16 and [e["file"] for e in report["excluded"]] == ["IM-9999-0001.jpeg"]
 
 
 def test_calibration_error_is_small_for_calibrated_scores_and_large_for_overconfident_ones():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import click
 from sqlalchemy import Engine
@@ -14,6 +15,7 @@ from screening.db.engine import make_engine, make_session_factory
 from screening.db.migrate import current_revision, head_revision, upgrade
 from screening.db.registry import NoActiveModel, active_version
 from screening.db.schema import ModelVersion
+from screening.model.artifact import file_sha256
 from screening.model.released import ensure_active_model
 
 
@@ -38,7 +40,7 @@ class AppContext:
         sessions = make_session_factory(self.engine)
         with sessions.begin() as session:
             try:
-                ensure_active_model(session, self.settings.models_dir)
+                ensure_active_model(session, self.settings.models_dir, self.settings.registry_dir)
             except NoActiveModel:
                 pass  # no released model to register: `screen models register` is the way out
         return sessions
@@ -49,6 +51,23 @@ class AppContext:
                 return active_version(session)
             except NoActiveModel as problem:
                 raise click.ClickException(str(problem)) from None
+
+    def verified_active_model(self) -> ModelVersion:
+        """The active version, after checking its artifact is the file the registry recorded: a batch must not
+        be recorded, nor images claimed, for a model no worker can load."""
+        version = self.active_model()
+        path = Path(version.artifact_path)
+        if not path.is_file():
+            raise click.ClickException(
+                f"the active model version {version.id} has no artifact at its registered path: "
+                "register it again or `screen models rollback`"
+            )
+        if file_sha256(path) != version.artifact_sha256:
+            raise click.ClickException(
+                f"the active model version {version.id}'s artifact differs from the one registered (SHA-256): "
+                "it was changed after registration; refusing to screen with it (`screen models rollback`)"
+            )
+        return version
 
 
 pass_app = click.make_pass_decorator(AppContext)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import click
 
@@ -10,9 +11,22 @@ from screening.cli.context import AppContext, make_context, pass_app
 from screening.cli.feedback import label, retrain
 from screening.cli.models import evaluate, models, train, weights
 from screening.cli.screening import enqueue, preview, requeue, results, status
+from screening.errors import ScreeningError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-@click.group()
+class ScreenGroup(click.Group):
+    """Turns the product's own errors into a one-line message and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ScreeningError as problem:
+            raise click.ClickException(str(problem)) from None
+
+
+@click.group(cls=ScreenGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log more (never file paths or patient data).")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
@@ -43,7 +57,7 @@ def db_upgrade(app: AppContext) -> None:
 @click.option(
     "--queues", default="screening", show_default=True, help="`screening`, `training` (nightly retrain), or both."
 )
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--loglevel", default="INFO", show_default=True, help="Celery's log level.")
 @click.option("--hostname", default=None, help="Celery node name, e.g. worker1@%h.")
 @pass_app
 def worker(app: AppContext, concurrency: int, loglevel: str, hostname: str | None, queues: str) -> None:
@@ -78,13 +92,18 @@ def beat(app: AppContext) -> None:
 
 
 @main.command()
-@click.option("--port", default=5555, show_default=True)
-@click.option("--address", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5555, show_default=True, help="Port of the dashboard.")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless set.")
 @pass_app
 def flower(app: AppContext, port: int, address: str) -> None:
-    """Open the Flower dashboard on the same broker (same as `celery -A screening.queue.celery_app flower`)."""
+    """Open the Flower dashboard on the same broker (same as `celery -A screening.queue.celery_app flower`).
+
+    Beyond loopback it needs FLOWER_BASIC_AUTH=user:password (Flower reads it): a dashboard that can revoke
+    tasks is never served to a network without sign-in."""
     if not app.settings.distributed:
         raise click.ClickException("set SCREEN_BROKER_URL: Flower watches the broker")
+    if address not in LOOPBACK and ":" not in os.environ.get("FLOWER_BASIC_AUTH", ""):
+        raise click.ClickException(f"set FLOWER_BASIC_AUTH=user:password to serve Flower on {address}")
     from screening.queue.celery_app import app as celery
 
     celery.start(["flower", f"--port={port}", f"--address={address}"])

@@ -10,13 +10,14 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from screening.cli.context import AppContext, pass_app
+from screening.cli.tables import add_row, make_table, print_table
 from screening.db.registry import RegistryError, get_version, list_versions, promote, rollback
+from screening.db.schema import utcnow
 from screening.model.card import render_model_card
-from screening.model.released import RELEASED_ARTIFACT, register_artifact
+from screening.model.released import register_artifact, registered_file
+from screening.training.labelled import labelled_folder
 
 
 @click.group()
@@ -41,7 +42,7 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON for tools instead of a table.")
 @pass_app
 def models_list(app: AppContext, as_json: bool) -> None:
     """Versions, their validation metrics, and which one is active."""
@@ -61,10 +62,10 @@ def models_list(app: AppContext, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table(*rows[0].keys()) if rows else Table("no versions")
+    table = make_table(rows[0].keys() if rows else ["no versions"])
     for row in rows:
-        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()])
-    Console().print(table)
+        add_row(table, [f"{v:.3f}" if isinstance(v, float) else v for v in row.values()])
+    print_table(table)
 
 
 @models.command("register")
@@ -72,9 +73,12 @@ def models_list(app: AppContext, as_json: bool) -> None:
 @click.option("--activate", is_flag=True, help="Make it the active version.")
 @pass_app
 def models_register(app: AppContext, artifact: str, activate: bool) -> None:
-    """Register a model artifact as a candidate (or the active) version."""
+    """Register a model artifact as a candidate (or the active) version.
+
+    The artifact is loaded first (a file that is no model is refused), then copied into the registry's own
+    store under SCREEN_DATA_DIR, so later changes to ARTIFACT cannot change the registered model."""
     with app.session_factory.begin() as session:
-        version = register_artifact(session, Path(artifact), activate)
+        version = register_artifact(session, Path(artifact), app.settings.registry_dir, activate)
         click.echo(f"version {version.id} ({version.name}): {version.status}")
 
 
@@ -130,7 +134,7 @@ def models_promote(app: AppContext, version_id: int) -> None:
 @models.command("rollback")
 @pass_app
 def models_rollback(app: AppContext) -> None:
-    """Re-activate the version that was active before the current one."""
+    """Re-activate the version that was active before the current one; run again to go further back."""
     with app.session_factory.begin() as session, registry_errors():
         version = rollback(session)
         click.echo(f"rolled back: version {version.id} ({version.name}) is active")
@@ -139,40 +143,61 @@ def models_rollback(app: AppContext) -> None:
 @click.command()
 @click.argument("version_id", type=int)
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--bootstrap", default=1000, show_default=True, help="Resampling rounds for the 95% intervals.")
-@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--bootstrap",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(10),
+    help="Resampling rounds for the 95% intervals.",
+)
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for tools.",
+)
 @pass_app
 def evaluate(app: AppContext, version_id: int, data_dir: str, bootstrap: int, output: str) -> None:
     """Score labelled images (DATA_DIR/NORMAL, DATA_DIR/PNEUMONIA) with a version, at its stored threshold."""
+    with app.session_factory() as session, registry_errors():
+        version = get_version(session, version_id)
+    labelled_folder(Path(data_dir), minimum_per_class=1)  # before a backend loads
     from screening.imaging.preprocess import PreprocessSpec
     from screening.model.infer import Classifier
     from screening.training.evaluate import evaluate as evaluate_version
 
-    with app.session_factory() as session, registry_errors():
-        version = get_version(session, version_id)
     classifier = Classifier.load(Path(version.artifact_path), version.artifact_sha256)
     spec = PreprocessSpec.from_dict(version.preprocessing)
     metrics = evaluate_version(classifier, spec, version.threshold, Path(data_dir), bootstrap)
     if output == "json":
         click.echo(json.dumps({"model_version": version.id, **metrics}, indent=2))
         return
-    table = Table("metric", "value", "95% CI", title=f"version {version.id} at threshold {version.threshold:.4f}")
+    table = make_table(
+        ["metric", "value", "95% CI"], title=f"version {version.id} at threshold {version.threshold:.4f}"
+    )
     for name, (low, high) in metrics["ci95"].items():
-        table.add_row(name, f"{metrics[name]:.3f}", f"{low:.3f} - {high:.3f}")
-    Console().print(table)
+        add_row(table, [name, f"{metrics[name]:.3f}", f"{low:.3f} - {high:.3f}"])
+    print_table(table)
     click.echo(f"{metrics['images']} images; confusion {metrics['confusion']}")
+    for excluded in metrics["excluded"]:
+        click.echo(f"left out {excluded['file']}: {excluded['status']}: {excluded['reason']}", err=True)
 
 
 @click.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option(
-    "--out", type=click.Path(dir_okay=False), default=None, help=f"Artifact path (default: models/{RELEASED_ARTIFACT})."
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Artifact path (default: SCREEN_DATA_DIR/candidates/<name>-<time>.zip); never a registered artifact.",
 )
 @click.option(
     "--check-dir",
     type=click.Path(exists=True, file_okay=False),
     default=None,
-    help="Extra labelled images (NORMAL in the name = normal) scored end to end as a sanity check.",
+    help="Extra labelled images (DIR/NORMAL and DIR/PNEUMONIA, or Kermany-named files) scored end to end.",
 )
 @click.option(
     "--config",
@@ -190,7 +215,9 @@ def evaluate(app: AppContext, version_id: int, data_dir: str, bootstrap: int, ou
 @click.option(
     "--horizontal-flip/--no-horizontal-flip", default=None, help="Augment with left-right flips (it moves the heart)."
 )
-@click.option("--register/--no-register", default=True, show_default=True)
+@click.option(
+    "--register/--no-register", default=True, show_default=True, help="Register the result as a candidate version."
+)
 @pass_app
 def train(
     app: AppContext,
@@ -203,8 +230,8 @@ def train(
     register: bool,
 ) -> None:
     """Train on DATA_DIR/{NORMAL,PNEUMONIA}, write the artifact, card and report, register it as a candidate."""
-    from screening.model.weights import fetch_imagenet_weights
-    from screening.training.train import TrainingConfig, train_model
+    from screening.training.config import TrainingConfig
+    from screening.training.split import check_training_folder
 
     try:
         values = json.loads(Path(config_file).read_text()) if config_file else {}
@@ -213,7 +240,21 @@ def train(
         raise click.BadParameter(str(problem), param_hint="--config") from None
     options = {"fine_tune_epochs": fine_tune_epochs, "horizontal_flip": horizontal_flip}
     config = replace(config, **{name: value for name, value in options.items() if value is not None})
-    artifact = Path(out) if out else app.settings.models_dir / RELEASED_ARTIFACT
+    check_training_folder(Path(data_dir), config.validation_fraction)  # before a backend loads: seconds, not 30
+    if check_dir:
+        labelled_folder(Path(check_dir))
+    artifact = (
+        Path(out) if out else app.settings.data_dir / "candidates" / f"resnet50-pneumonia-{utcnow():%Y%m%dT%H%M%S}.zip"
+    )
+    with app.session_factory() as session:
+        taken = registered_file(session, artifact)
+    if taken is not None:
+        raise click.ClickException(
+            f"{artifact} is the artifact of registered model version {taken.id}: choose another --out"
+        )
+    from screening.model.weights import fetch_imagenet_weights
+    from screening.training.train import train_model
+
     manifest = train_model(
         Path(data_dir),
         fetch_imagenet_weights(app.settings.weights_dir),
@@ -227,5 +268,5 @@ def train(
     click.echo(json.dumps({k: manifest[k] for k in ("name", "threshold", "metrics", "artifact_sha256")}, indent=2))
     if register:
         with app.session_factory.begin() as session:
-            version = register_artifact(session, artifact)
+            version = register_artifact(session, artifact, app.settings.registry_dir, load_check=False)
             click.echo(f"registered as version {version.id} ({version.status})")

@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -17,18 +16,20 @@ import cv2
 from kombu.exceptions import OperationalError as KombuOperationalError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Column, Table
+from rich.table import Table
 
 from screening.cli.context import AppContext, pass_app
-from screening.db.batches import BatchProgress, batch_progress, latest_batch_id
-from screening.db.results import batch_rows, study_rows
-from screening.db.schema import Batch
+from screening.cli.tables import add_row, make_table, print_table
+from screening.db.batches import BatchProgress, batch_progress, latest_batch_id, renew_lease
+from screening.db.results import STUDY_COLUMNS, batch_rows, batch_studies
+from screening.db.schema import Batch, ImageStatus
 from screening.imaging.errors import ImageRejected
 from screening.imaging.preprocess import PreprocessSpec, preprocess
 from screening.imaging.read import decode_radiograph
-from screening.queue.enqueue import enqueue_batch, requeue_batch, start_batch
+from screening.queue.enqueue import Dispatch, enqueue_batch, held_lease, requeue_batch, start_batch, wait_for_batch
 
 console = Console(stderr=True)
+PREVIEW_FORMATS = (".png", ".jpg", ".jpeg")
 
 
 def _progress() -> Progress:
@@ -70,13 +71,19 @@ def _summary(progress: BatchProgress) -> str:
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--wait", is_flag=True, help="Show progress until every image is screened.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="With a broker: show progress until every image is screened (without one, enqueue always waits).",
+)
 @pass_app
 def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool) -> None:
-    """Find radiographs under PATHS and queue them for screening."""
-    version = app.active_model()
-    distributed = app.settings.distributed
-    if not distributed:
+    """Find radiographs under PATHS and queue them for screening.
+
+    Exits with status 1 when the batch ended with failed files (`screen results` says why), 0 otherwise."""
+    version = app.verified_active_model()
+    settings = app.settings
+    if not settings.distributed:
         import keras  # this process runs the model: loading a backend here is no waste
 
         console.print(
@@ -85,24 +92,36 @@ def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool) -> None:
             soft_wrap=True,
         )
     roots = [str(Path(p).resolve()) for p in paths]
-    batch_id = start_batch(app.session_factory, roots, "celery" if distributed else "in-process")
+    lease = timedelta(seconds=settings.enqueue_lease_s)
+    batch_id = start_batch(app.session_factory, roots, "celery" if settings.distributed else "in-process", lease)
     click.echo(f"batch {batch_id} (model version {version.id}: {version.name})")
-    dispatch = _celery_dispatch() if distributed else _in_process_dispatch(app)
-    with _progress() as bar, _broker_errors(batch_id):
-        task = bar.add_task("enqueued" if distributed else "screened", total=None)
-        enqueue_batch(
-            app.session_factory,
-            batch_id,
-            roots,
-            app.settings.chunk_size,
-            dispatch,
-            stale_after=timedelta(seconds=app.settings.visibility_timeout_s),
-            on_files=lambda n: bar.advance(task, n),
-        )
-    if distributed and wait:
-        _wait_for(app, batch_id)
+    dispatch = _celery_dispatch() if settings.distributed else _in_process_dispatch(app)
+    with held_lease(app.session_factory, batch_id, lease), _broker_errors(batch_id):
+        with _progress() as bar:
+            task = bar.add_task("enqueued" if settings.distributed else "screened", total=None)
+            enqueue_batch(
+                app.session_factory,
+                batch_id,
+                roots,
+                settings.chunk_size,
+                settings.max_file_bytes,
+                dispatch,
+                stale_after=timedelta(seconds=settings.visibility_timeout_s),
+                on_files=lambda n: bar.advance(task, n),
+            )
+        if wait or not settings.distributed:
+            _wait_for(app, batch_id, dispatch)
+    _report_and_exit(app, batch_id)
+
+
+def _report_and_exit(app: AppContext, batch_id: str) -> None:
     with app.session_factory() as session:
-        click.echo(_summary(batch_progress(session, batch_id)))
+        progress = batch_progress(session, batch_id)
+    click.echo(_summary(progress))
+    failed = progress.by_status.get(ImageStatus.FAILED, 0)
+    if progress.finished and failed:
+        click.echo(f"{failed} file(s) failed: `screen results {batch_id}` says why", err=True)
+        raise click.exceptions.Exit(1)
 
 
 @contextmanager
@@ -120,26 +139,35 @@ def _broker_errors(batch_id: str) -> Iterator[None]:
 @click.argument("batch_id", required=False)
 @pass_app
 def requeue(app: AppContext, batch_id: str | None) -> None:
-    """Dispatch again what a batch (default: the latest) claimed and nobody screened, e.g. after a broker loss."""
-    if not app.settings.distributed:
-        raise click.ClickException("set SCREEN_BROKER_URL: in-process batches never wait on a broker")
+    """Dispatch again what a batch (default: the latest) claimed and nobody screened: after a broker lost its
+    queue, or an enqueue that was stopped. Without a broker, screens those images in this process."""
+    settings = app.settings
     with app.session_factory() as session:
         batch_id = _batch_or_latest(session, batch_id)
-    with _broker_errors(batch_id):
-        count = requeue_batch(app.session_factory, batch_id, app.settings.chunk_size, _celery_dispatch())
-    click.echo(f"batch {batch_id}: {count} images dispatched again")
+        progress = batch_progress(session, batch_id)
+    if not settings.distributed and not (progress.lease_lapsed or progress.enqueue_finished):
+        raise click.ClickException(f"batch {batch_id} is still being screened by a running `screen enqueue`")
+    app.verified_active_model()
+    lease = timedelta(seconds=settings.enqueue_lease_s)
+    dispatch = _celery_dispatch() if settings.distributed else _in_process_dispatch(app)
+    with app.session_factory.begin() as session:
+        renew_lease(session, batch_id, lease)  # this process now answers for the batch's claims
+    with held_lease(app.session_factory, batch_id, lease), _broker_errors(batch_id):
+        count = requeue_batch(app.session_factory, batch_id, settings.chunk_size, dispatch)
+    verb = "dispatched again" if settings.distributed else "screened"
+    click.echo(f"batch {batch_id}: {count} images {verb}")
 
 
-def _wait_for(app: AppContext, batch_id: str) -> None:
-    with _progress() as bar, app.session_factory() as session:
+def _wait_for(app: AppContext, batch_id: str, dispatch: Dispatch) -> None:
+    with _progress() as bar:
         task = bar.add_task("screened", total=None)
-        while True:
-            progress = batch_progress(session, batch_id)
-            session.expire_all()
-            bar.update(task, total=progress.total, completed=progress.total - progress.pending)
-            if progress.finished:
-                return
-            time.sleep(1)
+        wait_for_batch(
+            app.session_factory,
+            batch_id,
+            app.settings.chunk_size,
+            dispatch,
+            on_progress=lambda done, total: bar.update(task, total=total, completed=done),
+        )
 
 
 def _batch_or_latest(session, batch_id: str | None) -> str:  # noqa: ANN001
@@ -156,75 +184,92 @@ def status(app: AppContext, batch_id: str | None) -> None:
     """Progress of a batch (default: the latest)."""
     with app.session_factory() as session:
         progress = batch_progress(session, _batch_or_latest(session, batch_id))
-    state = "finished" if progress.finished else "in progress"
-    click.echo(f"batch {progress.batch_id}: {state}: {_summary(progress)}")
+    click.echo(f"batch {progress.batch_id}: {progress.state}: {_summary(progress)}")
 
 
 RESULT_COLUMNS = ["path", "status", "probability", "flagged", "reason", "model_version", "already_screened"]
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (=HYPERLINK(...)) gets a leading apostrophe (OWASP)."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
 
 
 @click.command()
 @click.argument("batch_id", required=False)
-@click.option("--flagged", is_flag=True, help="Only images flagged for pneumonia.")
-@click.option("--studies", is_flag=True, help="One row per DICOM study: highest image probability.")
-@click.option("--format", "output", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--flagged", is_flag=True, help="Only images (or studies) flagged for pneumonia.")
+@click.option("--studies", is_flag=True, help="One row per DICOM study: highest image probability, and why none.")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people; csv (formula-safe for spreadsheets) or json for tools.",
+)
 @pass_app
 def results(app: AppContext, batch_id: str | None, flagged: bool, studies: bool, output: str) -> None:
     """Results of a batch (default: the latest)."""
     with app.session_factory() as session:
         batch_id = _batch_or_latest(session, batch_id)
         batch = session.get_one(Batch, batch_id)
-        rows = batch_rows(session, batch_id, flagged_only=flagged)
-        if studies:
-            rows = study_rows(session, batch.model_version_id, sorted({r["study_uid"] for r in rows if r["study_uid"]}))
-            rows = [r for r in rows if r["flagged"] or not flagged]
-    columns = list(rows[0]) if studies and rows else RESULT_COLUMNS
+        rows = batch_studies(session, batch_id) if studies else batch_rows(session, batch_id)
+    rows = [row for row in rows if row["flagged"] or not flagged]
+    columns = STUDY_COLUMNS if studies else RESULT_COLUMNS
     if output == "json":
         click.echo(json.dumps(rows, indent=2))
     elif output == "csv":
         writer = csv.DictWriter(sys.stdout, columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: spreadsheet_safe(value) for key, value in row.items()} for row in rows)
     else:
         title = f"batch {batch_id}, model version {batch.model_version_id}"
-        Console().print(_study_table(rows, title) if studies else _image_table(rows, batch.roots, title))
+        print_table(_study_table(rows, title) if studies else _image_table(rows, batch.roots, title))
 
 
 def _image_table(rows: list[dict], roots: list[str], title: str) -> Table:
     """For people: each file relative to what was enqueued, its call, and why when there is no score."""
     base = os.path.commonpath(roots) if len(roots) > 1 else roots[0]
     base = base if os.path.isdir(base) else os.path.dirname(base)
-    table = Table(
-        Column("file", overflow="fold"), "status", "P(pneumonia)", "flag", Column("note", overflow="fold"), title=title
-    )
+    table = make_table(["file", "status", "P(pneumonia)", "flag", "note"], title)
     for row in rows:
         probability = "" if row["probability"] is None else f"{row['probability']:.3f}"
         note = row["reason"] or ("already screened" if row["already_screened"] else "")
-        table.add_row(
-            os.path.relpath(row["path"], base), row["status"], probability, "FLAG" if row["flagged"] else "", note
-        )
+        add_row(table, [os.path.relpath(row["path"], base), row["status"], probability, _flag(row), note])
     return table
 
 
+def _flag(row: dict) -> str:
+    return "FLAG" if row["flagged"] else ""
+
+
 def _study_table(rows: list[dict], title: str) -> Table:
-    table = Table(Column("study", overflow="fold"), "images", "P(pneumonia)", "flag", title=title)
+    table = make_table(["study", "images", "screened", "P(pneumonia)", "flag", "note"], title)
     for row in rows:
-        table.add_row(
-            row["study_uid"], str(row["images_screened"]), f"{row['probability']:.3f}", "FLAG" if row["flagged"] else ""
-        )
+        probability = "" if row["probability"] is None else f"{row['probability']:.3f}"
+        add_row(table, [row["study_uid"], row["images"], row["images_screened"], probability, _flag(row), row["note"]])
     return table
 
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image to write: a .png (or .jpg) path."
+)
 @pass_app
 def preview(app: AppContext, file: str, output: str) -> None:
     """Write the exact 224x224 image the active model sees for FILE (before ImageNet normalisation)."""
+    target = Path(output)
+    if target.suffix.lower() not in PREVIEW_FORMATS:
+        raise click.BadParameter(f"{output} must end in {' or '.join(PREVIEW_FORMATS)}", param_hint="-o")
+    if not target.parent.is_dir():
+        raise click.BadParameter(f"folder {target.parent} does not exist", param_hint="-o")
     spec = PreprocessSpec.from_dict(app.active_model().preprocessing)
     try:
         image = preprocess(decode_radiograph(Path(file).read_bytes(), app.settings.max_image_pixels).pixels, spec)
     except ImageRejected as problem:
         raise click.ClickException(f"{problem.status}: {problem.reason}") from None
-    cv2.imwrite(output, image)
+    if not cv2.imwrite(str(target), image):
+        raise click.ClickException(f"could not write {output}")
     click.echo(f"wrote {output} ({spec.name}, {image.shape[1]}x{image.shape[0]})")

@@ -5,18 +5,32 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from screening.db.schema import Batch, BatchItem, Result, utcnow
+from screening.db.schema import Batch, BatchItem, ImageStatus, Result, utcnow
 
 
-def create_batch(session: Session, roots: list[str], model_version_id: int, mode: str) -> Batch:
-    batch = Batch(id=uuid.uuid4().hex, roots=roots, model_version_id=model_version_id, mode=mode)
+def create_batch(
+    session: Session, roots: list[str], model_version_id: int, mode: str, lease: timedelta = timedelta(seconds=30)
+) -> Batch:
+    batch = Batch(
+        id=uuid.uuid4().hex,
+        roots=roots,
+        model_version_id=model_version_id,
+        mode=mode,
+        lease_expires_at=utcnow() + lease,
+    )
     session.add(batch)
     session.flush()
     return batch
+
+
+def renew_lease(session: Session, batch_id: str, lease: timedelta) -> None:
+    """The claiming process is alive: nobody may adopt what it claimed for another `lease`."""
+    session.execute(update(Batch).where(Batch.id == batch_id).values(lease_expires_at=utcnow() + lease))
 
 
 def add_items(session: Session, batch_id: str, rows: list[dict]) -> list[BatchItem]:
@@ -39,32 +53,54 @@ class BatchProgress:
     reused: int
     studies: int
     enqueue_finished: bool
+    lease_lapsed: bool
 
     @property
     def finished(self) -> bool:
         return self.enqueue_finished and self.pending == 0
 
+    @property
+    def interrupted(self) -> bool:
+        """The enqueue process stopped (killed, or its broker failed) before it had recorded and dispatched all."""
+        return not self.enqueue_finished and self.lease_lapsed
+
+    @property
+    def state(self) -> str:
+        if self.finished:
+            return "finished"
+        if self.interrupted:
+            return "interrupted (its enqueue stopped early: run `screen enqueue` on the same folders again)"
+        return "in progress"
+
 
 def batch_progress(session: Session, batch_id: str) -> BatchProgress:
     batch = session.get_one(Batch, batch_id)
     rows = session.execute(
-        select(BatchItem.enqueue_error, Result.batch_id, Result.status)
+        select(BatchItem.enqueue_error, BatchItem.enqueue_status, Result.batch_id, Result.status)
         .outerjoin(Result, Result.id == BatchItem.result_id)
         .where(BatchItem.batch_id == batch_id)
     ).all()
-    statuses = Counter("failed" if error else status for error, _, status in rows)
+    statuses = Counter(
+        (enqueue_status or ImageStatus.FAILED) if error else status for error, enqueue_status, _, status in rows
+    )
     studies = session.scalar(
         select(func.count(func.distinct(BatchItem.study_uid))).where(BatchItem.batch_id == batch_id)
     )
     return BatchProgress(
         batch_id=batch_id,
         total=len(rows),
-        pending=statuses.pop("queued", 0),
-        by_status=dict(statuses),
-        reused=sum(1 for error, claimed_by, _ in rows if not error and claimed_by != batch_id),
+        pending=statuses.pop(ImageStatus.QUEUED, 0),
+        by_status={str(status): count for status, count in statuses.items()},
+        reused=sum(1 for error, _, claimed_by, _ in rows if not error and claimed_by != batch_id),
         studies=studies or 0,
         enqueue_finished=batch.enqueue_finished_at is not None,
+        lease_lapsed=batch.lease_expires_at is not None and _aware(batch.lease_expires_at) < utcnow(),
     )
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were written in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def latest_batch_id(session: Session) -> str | None:

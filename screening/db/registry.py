@@ -6,10 +6,15 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from screening.db.schema import ModelVersion, utcnow
+from screening.db.schema import ModelActivation, ModelVersion, VersionStatus, utcnow
+from screening.errors import ScreeningError
 
 
-class NoActiveModel(Exception):
+class RegistryError(ScreeningError):
+    pass
+
+
+class NoActiveModel(RegistryError):
     pass
 
 
@@ -38,7 +43,7 @@ def register_version(
         data_manifest=manifest.get("data_manifest", {}),
         metrics=manifest.get("metrics", {}),
         threshold=float(manifest["threshold"]),
-        status="candidate",
+        status=VersionStatus.CANDIDATE,
     )
     try:
         with session.begin_nested():
@@ -48,10 +53,6 @@ def register_version(
     return version
 
 
-class RegistryError(Exception):
-    pass
-
-
 def get_version(session: Session, version_id: int) -> ModelVersion:
     version = session.get(ModelVersion, version_id)
     if version is None:
@@ -59,40 +60,57 @@ def get_version(session: Session, version_id: int) -> ModelVersion:
     return version
 
 
+def _activate(session: Session, version: ModelVersion) -> ModelVersion:
+    session.execute(
+        update(ModelVersion)
+        .where(ModelVersion.status == VersionStatus.ACTIVE, ModelVersion.id != version.id)
+        .values(status=VersionStatus.RETIRED)
+    )
+    session.flush()
+    version.status = VersionStatus.ACTIVE
+    session.flush()
+    return version
+
+
 def promote(session: Session, version_id: int) -> ModelVersion:
     """Make one version active; the previously active one is retired. Batches enqueued from now on use it."""
     version = get_version(session, version_id)
-    session.execute(update(ModelVersion).where(ModelVersion.status == "active").values(status="retired"))
-    version.status = "active"
+    if version.status == VersionStatus.REJECTED:
+        raise RegistryError(f"version {version_id} was rejected ({version.status_reason}); register it again to use it")
     version.promoted_at = utcnow()
-    session.flush()
-    return version
+    session.add(ModelActivation(model_version_id=version.id, activated_at=version.promoted_at))
+    return _activate(session, version)
 
 
 def reject(session: Session, version_id: int, reason: str) -> ModelVersion:
     """Keep a candidate on record, never to be served, with the reason."""
     version = get_version(session, version_id)
-    version.status, version.status_reason = "rejected", reason
+    version.status, version.status_reason = VersionStatus.REJECTED, reason
     session.flush()
     return version
 
 
 def rollback(session: Session) -> ModelVersion:
-    """Re-activate the version that was active before the current one."""
+    """Re-activate the version that was active before the current one, walking back through the history:
+    a second rollback goes one step further back, never forth to the version just rolled back."""
     current = active_version(session)
-    previous = session.scalar(
-        select(ModelVersion)
-        .where(ModelVersion.status == "retired", ModelVersion.promoted_at.is_not(None), ModelVersion.id != current.id)
-        .order_by(ModelVersion.promoted_at.desc())
-        .limit(1)
+    history = list(
+        session.scalars(
+            select(ModelActivation).where(ModelActivation.rolled_back_at.is_(None)).order_by(ModelActivation.id.desc())
+        )
     )
-    if previous is None:
+    # The newest standing activation is the current one; the first earlier one of another version is the target.
+    earlier = [entry for entry in history[1:] if entry.model_version_id != current.id]
+    if not history or not earlier:
         raise RegistryError("no earlier active version to roll back to")
-    return promote(session, previous.id)
+    now = utcnow()
+    for entry in history[: history.index(earlier[0])]:
+        entry.rolled_back_at = now
+    return _activate(session, get_version(session, earlier[0].model_version_id))
 
 
 def active_version(session: Session) -> ModelVersion:
-    version = session.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
+    version = session.scalar(select(ModelVersion).where(ModelVersion.status == VersionStatus.ACTIVE))
     if version is None:
         raise NoActiveModel("no active model version: register one with `screen models register`")
     return version

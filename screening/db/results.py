@@ -2,27 +2,53 @@
 
 An image is its content (SHA-256). Claiming is an INSERT ... ON CONFLICT DO NOTHING RETURNING
 id on the unique (sha256, version) key: of two batches that find the same image at the same
-moment, exactly one gets the row back and dispatches it; the other links to it. A DICOM file
-whose SOPInstanceUID this version already screened (the same instance in other bytes, say
-another transfer syntax) links to that result instead of being claimed. A worker fills a row
-only while it is still `queued`, so a redelivered chunk changes nothing.
+moment, exactly one gets the row back and dispatches it; the other links to it. A worker fills
+a row only while it is still `queued`, so a redelivered chunk changes nothing.
+
+A row whose last outcome was `failed` is claimed again by a later batch (the file may be fixed).
+A row claimed by a process that died before handing it to a worker is adopted by the next batch
+that finds it, as soon as the dead process's lease lapses. The same DICOM instance in other bytes
+is its own row; the worker gives identical decoded pixels the score already computed for them,
+and the study view counts each instance once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
-from screening.db.schema import BatchItem, ModelVersion, Result, study_results, utcnow
-
-OUTCOME_FIELDS = ("status", "reason", "probability", "flagged", "kind", "read_ms", "preprocess_ms", "infer_ms")
+from screening.db.schema import Batch, BatchItem, ImageStatus, ModelVersion, Result, study_results, utcnow
 
 
-def _insert(session: Session):  # noqa: ANN202
-    return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[session.get_bind().dialect.name]
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker records for one result row."""
+
+    result_id: int
+    status: ImageStatus
+    reason: str | None = None
+    probability: float | None = None
+    flagged: bool | None = None
+    kind: str | None = None
+    pixel_sha256: str | None = None
+    read_ms: float | None = None
+    preprocess_ms: float | None = None
+    infer_ms: float | None = None
+
+
+OUTCOME_FIELDS = tuple(name for name in Outcome.__dataclass_fields__ if name != "result_id")
+RESET_FIELDS = {"reason": None, "probability": None, "flagged": None, "pixel_sha256": None, "screened_at": None}
+
+
+def insert_ignoring_conflict(session: Session, table: type) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING in this session's dialect (SQLite and PostgreSQL both have it)."""
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[session.get_bind().dialect.name]
+    return insert(table).on_conflict_do_nothing()
 
 
 def claim_images(
@@ -30,10 +56,9 @@ def claim_images(
 ) -> list[int]:
     """Create `queued` rows for images this version has no row for; return the ids to dispatch.
 
-    Rows still queued after `stale_after` (their task was lost before it reached the broker)
-    are claimed again, so re-running `screen enqueue` finishes them."""
+    Also claimed again: rows whose last outcome was `failed`, and rows still queued `stale_after` after
+    they were dispatched (their message was lost)."""
     now = utcnow()
-    screened = set(_screened_by_sop_uid(session, model_version_id, items))
     fresh = {
         item.sha256: {
             "sha256": item.sha256,
@@ -42,81 +67,124 @@ def claim_images(
             "study_uid": item.study_uid,
             "series_uid": item.series_uid,
             "sop_uid": item.sop_uid,
-            "status": "queued",
+            "status": ImageStatus.QUEUED,
             "model_version_id": model_version_id,
             "batch_id": batch_id,
             "created_at": now,
-            "dispatched_at": now,
         }
         for item in items
-        if item.sop_uid not in screened
     }
-    claimed: list[int] = []
-    if fresh:
-        statement = _insert(session)(Result).values(list(fresh.values())).on_conflict_do_nothing()
-        claimed = list(session.scalars(statement.returning(Result.id)))
+    if not fresh:
+        return []
+    statement = insert_ignoring_conflict(session, Result).values(list(fresh.values()))
+    claimed = list(session.scalars(statement.returning(Result.id)))
+    this_version = and_(Result.model_version_id == model_version_id, Result.sha256.in_(list(fresh)))
+    for sha256 in session.scalars(select(Result.sha256).where(this_version, Result.status == ImageStatus.FAILED)):
+        claimed += session.scalars(
+            update(Result)
+            .where(Result.model_version_id == model_version_id, Result.sha256 == sha256)
+            .where(Result.status == ImageStatus.FAILED)  # of two batches retrying it at once, one wins
+            .values(status=ImageStatus.QUEUED, batch_id=batch_id, path=fresh[sha256]["path"], dispatched_at=None)
+            .values(RESET_FIELDS)
+            .returning(Result.id)
+        )
     stale = session.scalars(
         update(Result)
-        .where(Result.model_version_id == model_version_id, Result.sha256.in_(list(fresh)))
-        .where(Result.status == "queued", Result.dispatched_at < now - stale_after)
-        .values(dispatched_at=now)
+        .where(this_version, Result.status == ImageStatus.QUEUED, Result.dispatched_at < now - stale_after)
+        .values(dispatched_at=None)
         .returning(Result.id)
     )
     return claimed + list(stale)
 
 
-def _screened_by_sop_uid(session: Session, model_version_id: int, items: list[BatchItem]) -> dict[str, Result]:
-    sop_uids = [item.sop_uid for item in items if item.sop_uid]
-    done = session.scalars(
-        select(Result).where(
-            Result.model_version_id == model_version_id, Result.sop_uid.in_(sop_uids), Result.status == "done"
+def mark_dispatched(session: Session, result_ids: list[int]) -> None:
+    """Handed to a worker (or screened in this process): from now on the broker, not the lease, keeps them."""
+    session.execute(
+        update(Result)
+        .where(Result.id.in_(result_ids), Result.status == ImageStatus.QUEUED)
+        .values(dispatched_at=utcnow())
+    )
+
+
+def adopt_abandoned(session: Session, batch_id: str) -> list[int]:
+    """Take over the queued rows this batch's files link to whose claiming process is gone (its lease lapsed)
+    before it handed them to a worker, or, in-process, before it screened them. Returns the ids to dispatch."""
+    now = utcnow()
+    lapsed = select(Batch.id).where(Batch.lease_expires_at < now, Batch.id != batch_id)
+    lapsed_in_process = lapsed.where(Batch.mode == "in-process")
+    linked = select(BatchItem.result_id).where(BatchItem.batch_id == batch_id, BatchItem.result_id.is_not(None))
+    return list(
+        session.scalars(
+            update(Result)
+            .where(Result.id.in_(linked), Result.status == ImageStatus.QUEUED)
+            .where(
+                or_(
+                    Result.batch_id.in_(lapsed_in_process),
+                    and_(Result.batch_id.in_(lapsed), Result.dispatched_at.is_(None)),
+                )
+            )
+            .values(batch_id=batch_id, dispatched_at=None)
+            .returning(Result.id)
         )
     )
-    return {result.sop_uid: result for result in done}
 
 
 def link_items(session: Session, model_version_id: int, items: list[BatchItem]) -> None:
-    """Point each item at the row that covers its image: by content, else by a screened SOPInstanceUID."""
-    by_content = {
-        result.sha256: result
-        for result in session.scalars(
-            select(Result).where(
-                Result.model_version_id == model_version_id, Result.sha256.in_([item.sha256 for item in items])
-            )
+    """Point each item at the row that covers its image (by content)."""
+    rows = session.execute(
+        select(Result.sha256, Result.id).where(
+            Result.model_version_id == model_version_id, Result.sha256.in_([item.sha256 for item in items])
         )
-    }
-    by_sop_uid = _screened_by_sop_uid(session, model_version_id, items)
+    )
+    by_content = {sha256: result_id for sha256, result_id in rows}
     for item in items:
-        item.result_id = (by_content.get(item.sha256) or by_sop_uid[item.sop_uid]).id
+        item.result_id = by_content[item.sha256]
     session.flush()
 
 
-def record_outcomes(session: Session, outcomes: list[dict]) -> int:
-    """Fill in queued rows (each outcome has `result_id` and OUTCOME_FIELDS); return how many changed."""
+def record_outcomes(session: Session, outcomes: list[Outcome]) -> int:
+    """Fill in queued rows; return how many changed (a redelivered chunk changes none)."""
     if not outcomes:
         return 0
     table = Result.__table__
     statement = (
         update(table)
-        .where(table.c.id == bindparam("result_id"), table.c.status == "queued")
+        .where(table.c.id == bindparam("row_id"), table.c.status == ImageStatus.QUEUED)
         .values({field: bindparam(field) for field in (*OUTCOME_FIELDS, "screened_at")})
     )
     now = utcnow()
-    result = session.connection().execute(statement, [{**o, "screened_at": now} for o in outcomes])
-    return result.rowcount
+    parameters = [
+        {"row_id": o.result_id, **{field: getattr(o, field) for field in OUTCOME_FIELDS}, "screened_at": now}
+        for o in outcomes
+    ]
+    return session.connection().execute(statement, parameters).rowcount
+
+
+def screened_pixels(session: Session, model_version_id: int, pixel_hashes: list[str]) -> dict[str, Result]:
+    """Done rows of this version with these decoded pixels: identical pixels get one score, whatever the encoding."""
+    done = session.scalars(
+        select(Result).where(
+            Result.model_version_id == model_version_id,
+            Result.pixel_sha256.in_(pixel_hashes),
+            Result.status == ImageStatus.DONE,
+        )
+    )
+    return {result.pixel_sha256: result for result in done}
 
 
 def queued_claims(session: Session, batch_id: str) -> list[int]:
     """Rows a batch claimed that no worker has filled in yet."""
     return list(
         session.scalars(
-            select(Result.id).where(Result.batch_id == batch_id, Result.status == "queued").order_by(Result.id)
+            select(Result.id)
+            .where(Result.batch_id == batch_id, Result.status == ImageStatus.QUEUED)
+            .order_by(Result.id)
         )
     )
 
 
 def queued_results(session: Session, result_ids: list[int]) -> list[Result]:
-    return list(session.scalars(select(Result).where(Result.id.in_(result_ids), Result.status == "queued")))
+    return list(session.scalars(select(Result).where(Result.id.in_(result_ids), Result.status == ImageStatus.QUEUED)))
 
 
 def batch_rows(session: Session, batch_id: str, flagged_only: bool = False) -> list[dict]:
@@ -135,7 +203,7 @@ def batch_rows(session: Session, batch_id: str, flagged_only: bool = False) -> l
         rows.append(
             {
                 "path": item.path,
-                "status": "failed" if item.enqueue_error else result.status,
+                "status": item.enqueue_status or (ImageStatus.FAILED if item.enqueue_error else result.status),
                 "probability": result.probability if result else None,
                 "flagged": result.flagged if result else None,
                 "reason": item.enqueue_error or (result.reason if result else None),
@@ -149,8 +217,44 @@ def batch_rows(session: Session, batch_id: str, flagged_only: bool = False) -> l
     return rows
 
 
+STUDY_COLUMNS = [
+    "study_uid",
+    "images",
+    "images_screened",
+    "images_skipped",
+    "images_failed",
+    "images_pending",
+    "probability",
+    "flagged",
+    "note",
+]
+
+
 def study_rows(session: Session, model_version_id: int, study_uids: list[str] | None = None) -> list[dict]:
+    """Each study's row of the study_results view, with a note saying why a study has no score."""
     query = select(study_results).where(study_results.c.model_version_id == model_version_id)
     if study_uids is not None:
         query = query.where(study_results.c.study_uid.in_(study_uids))
-    return [dict(row._mapping) for row in session.execute(query.order_by(study_results.c.study_uid))]
+    rows = [dict(row._mapping) for row in session.execute(query.order_by(study_results.c.study_uid))]
+    for row in rows:
+        row["flagged"] = bool(row["flagged"])
+        row["note"] = _study_note(row)
+    return rows
+
+
+def _study_note(row: dict) -> str | None:
+    if row["images_pending"]:
+        return f"{row['images_pending']} image(s) still being screened"
+    if row["images_screened"]:
+        return None
+    parts = [f"{row[f'images_{status}']} {status}" for status in ("failed", "skipped") if row[f"images_{status}"]]
+    return "no image could be screened: " + ", ".join(parts)
+
+
+def batch_studies(session: Session, batch_id: str) -> list[dict]:
+    """The studies a batch found, at the batch's model version (each instance counted once)."""
+    version_id = session.get_one(Batch, batch_id).model_version_id
+    uids = session.scalars(
+        select(BatchItem.study_uid).where(BatchItem.batch_id == batch_id, BatchItem.study_uid.is_not(None)).distinct()
+    )
+    return study_rows(session, version_id, sorted(uids))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
@@ -25,6 +26,20 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class ImageStatus(StrEnum):
+    QUEUED = "queued"
+    DONE = "done"
+    SKIPPED = "skipped"  # a valid file this product must not score
+    FAILED = "failed"  # a file that could not be read or decoded, or a model that could not be loaded
+
+
+class VersionStatus(StrEnum):
+    CANDIDATE = "candidate"
+    ACTIVE = "active"
+    RETIRED = "retired"
+    REJECTED = "rejected"
 
 
 class Base(DeclarativeBase):
@@ -72,6 +87,9 @@ class Batch(Base):
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     mode: Mapped[str] = mapped_column(String(20))  # in-process | celery
     enqueue_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Renewed by the process that claims and dispatches the batch's images; once it lapses, that process is
+    # gone and anyone may take over what it claimed but never handed to a worker.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class BatchItem(Base):
@@ -88,6 +106,7 @@ class BatchItem(Base):
     series_uid: Mapped[str | None] = mapped_column(String(64))
     sop_uid: Mapped[str | None] = mapped_column(String(64))
     enqueue_error: Mapped[str | None] = mapped_column(Text)
+    enqueue_status: Mapped[str | None] = mapped_column(String(10))  # skipped | failed, with enqueue_error
     result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"), index=True)
 
 
@@ -103,6 +122,7 @@ class Result(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64))
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    pixel_sha256: Mapped[str | None] = mapped_column(String(64), index=True)  # of the decoded pixels
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"))
     path: Mapped[str] = mapped_column(Text)
     kind: Mapped[str | None] = mapped_column(String(10))
@@ -128,7 +148,11 @@ study_results = Table(
     views,
     Column("study_uid", String(64)),
     Column("model_version_id", Integer),
+    Column("images", Integer),
     Column("images_screened", Integer),
+    Column("images_skipped", Integer),
+    Column("images_failed", Integer),
+    Column("images_pending", Integer),
     Column("probability", Float),
     Column("flagged", Integer),
 )
@@ -144,3 +168,26 @@ class Label(Base):
     pneumonia: Mapped[bool] = mapped_column(Boolean)
     source: Mapped[str] = mapped_column(String(200))  # "cli" or the CSV file's name
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelActivation(Base):
+    """Each promotion, in order; a rollback marks the newest as rolled back and re-activates the one before."""
+
+    __tablename__ = "model_activations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    activated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    rolled_back_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RetrainRun(Base):
+    """One nightly retrain per night: the row is claimed before training starts, so a redelivery is a no-op."""
+
+    __tablename__ = "retrain_runs"
+
+    night: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(Text)

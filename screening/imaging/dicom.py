@@ -9,6 +9,7 @@ bit depth allows after those LUTs, so "air dark, bone bright" holds for every fi
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -21,6 +22,22 @@ from screening.imaging.errors import NotScreenable, Unreadable
 SCREENED_MODALITIES = {"CR", "DX", "DR"}
 CHEST_BODY_PARTS = {"CHEST", "THORAX", "LUNG", "LUNGS", "CHEST_LAT", "CHEST_PA"}
 MONOCHROME = {"MONOCHROME1", "MONOCHROME2"}
+# Coded values a reason may quote (DICOM PS3.3 C.7.3.1.1.1 and PS3.16 Annex L); anything else is free text
+# that may hold a name ("DOE^JANE") and is never repeated.
+KNOWN_MODALITIES = SCREENED_MODALITIES | {
+    "CT", "MR", "US", "NM", "PT", "XA", "RF", "MG", "OT", "SC", "IO", "PX", "ES", "XC", "OP", "SR", "KO", "PR",
+    "RTIMAGE", "RTDOSE", "RTSTRUCT", "RTPLAN", "SEG", "DOC", "ECG", "BMD", "OCT", "IVUS", "OPT", "SM", "DG",
+}  # fmt: skip
+KNOWN_BODY_PARTS = {
+    "ABDOMEN", "ANKLE", "ARM", "BREAST", "CLAVICLE", "COCCYX", "CSPINE", "ELBOW", "EXTREMITY", "FOOT", "HAND",
+    "HEAD", "HEART", "HIP", "JAW", "KNEE", "LEG", "LSPINE", "NECK", "PELVIS", "SHOULDER", "SKULL", "SPINE",
+    "SSPINE", "TSPINE", "WHOLEBODY", "WRIST", "FINGER", "TOE", "FEMUR", "HUMERUS", "FOREARM", "SACRUM",
+    "ABDOMENPELVIS", "BRAIN", "FACE", "ORBIT", "SINUS", "TMJ", "ZYGOMA", "RIB", "SCAPULA", "STERNUM", "HEEL",
+}  # fmt: skip
+KNOWN_PHOTOMETRIC = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR", "YBR_PARTIAL_420"}
+
+# pydicom logs each pixel decoder's failure with its traceback before raising; the reason we record is enough.
+logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True)
@@ -37,23 +54,37 @@ def identity_of(dataset: pydicom.Dataset) -> DicomIdentity:
     return DicomIdentity(uid("StudyInstanceUID"), uid("SeriesInstanceUID"), uid("SOPInstanceUID"))
 
 
+def _coded(value: str, known: set[str], what: str) -> str:
+    return value if value in known else f"an unrecognised {what}"
+
+
 def _check_screenable(ds: pydicom.Dataset, max_pixels: int) -> None:
-    modality = str(ds.get("Modality", "") or "missing")
+    modality = str(ds.get("Modality", "") or "").strip().upper()
     if modality not in SCREENED_MODALITIES:
-        raise NotScreenable(f"modality {modality} is not a radiograph (CR, DX and DR are screened)")
-    body_part = str(ds.get("BodyPartExamined", "") or "").upper()
+        shown = f"modality {modality}" if modality in KNOWN_MODALITIES else "an unrecognised or missing modality"
+        raise NotScreenable(f"{shown} is not a radiograph (CR, DX and DR are screened)")
+    body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper()
     if body_part and body_part not in CHEST_BODY_PARTS:
-        raise NotScreenable(f"body part {body_part} is not a chest")
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise NotScreenable(f"multi-frame object ({ds.NumberOfFrames} frames)")
-    photometric = str(ds.get("PhotometricInterpretation", ""))
-    if int(ds.get("SamplesPerPixel", 1)) != 1 or photometric not in MONOCHROME:
-        raise NotScreenable(f"colour image ({photometric or 'no PhotometricInterpretation'})")
+        shown = f"body part {body_part}" if body_part in KNOWN_BODY_PARTS else "an unrecognised body part"
+        raise NotScreenable(f"{shown} is not a chest")
+    frames = _number(ds.get("NumberOfFrames", 1))
+    if frames > 1:
+        raise NotScreenable(f"multi-frame object ({frames} frames)")
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    if _number(ds.get("SamplesPerPixel", 1)) != 1 or photometric not in MONOCHROME:
+        raise NotScreenable(f"colour image ({_coded(photometric, KNOWN_PHOTOMETRIC, 'photometric interpretation')})")
     if "PixelData" not in ds:
         raise NotScreenable("no pixel data")
     pixels = int(ds.get("Rows", 0)) * int(ds.get("Columns", 0))
     if pixels > max_pixels:
         raise NotScreenable(f"image too large: {ds.Columns}x{ds.Rows} pixels exceeds the limit of {max_pixels}")
+
+
+def _number(value: object) -> int:
+    try:
+        return int(value or 1)
+    except (TypeError, ValueError):
+        raise Unreadable("a header field that must be a number is not one") from None
 
 
 def _stored_range(ds: pydicom.Dataset) -> np.ndarray:
@@ -63,8 +94,8 @@ def _stored_range(ds: pydicom.Dataset) -> np.ndarray:
     return np.array([0, 2**bits - 1])
 
 
-def read_xray_dicom(data: bytes, max_pixels: int) -> np.ndarray:
-    """Return the radiograph as float32 in 0..1 (0 = black)."""
+def read_xray_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, str | None]:
+    """Return the radiograph as float32 in 0..1 (0 = black), and a note when its VOI window had to be ignored."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -77,19 +108,57 @@ def read_xray_dicom(data: bytes, max_pixels: int) -> np.ndarray:
         raise Unreadable("not a readable DICOM file (no transfer syntax in its meta header)")
     _check_screenable(ds, max_pixels)
     try:
-        stored = ds.pixel_array
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # decoders warn on stderr; the outcome below is what we record
+            stored = ds.pixel_array
     except Exception as error:
         syntax = ds.file_meta.get("TransferSyntaxUID", "unknown transfer syntax")
         raise Unreadable(
             f"pixel data could not be decoded ({getattr(syntax, 'name', syntax)}: {type(error).__name__})"
         ) from None
+    if stored.ndim != 2:
+        raise NotScreenable(f"not a single grayscale frame (pixel array of {stored.ndim} dimensions)")
+    try:
+        return _display(ds, stored)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as error:
+        raise Unreadable(f"its LUT or window attributes are invalid ({type(error).__name__})") from None
 
-    def to_display(values: np.ndarray) -> np.ndarray:
-        return apply_voi_lut(apply_modality_lut(values, ds), ds).astype(np.float32)
 
-    pixels = to_display(stored)
-    low, high = np.sort(to_display(_stored_range(ds)))
+def _display(ds: pydicom.Dataset, stored: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Modality LUT, then the VOI window unless it is unusable: one of width 0, or one that puts every pixel at
+    the same grey although the stored values differ, is ignored (and said so); only a constant image is blank."""
+    modality = apply_modality_lut(stored, ds)
+    modality_range = apply_modality_lut(_stored_range(ds), ds)
+    pixels, (low, high), note = modality.astype(np.float32), np.sort(modality_range.astype(np.float32)), None
+    if _has_voi(ds):
+        if not _valid_window(ds):
+            note = "its VOI window is invalid (width 0 or missing); shown over the stored range instead"
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                windowed = apply_voi_lut(modality, ds).astype(np.float32)
+                window_range = apply_voi_lut(modality_range, ds).astype(np.float32)
+            if np.ptp(windowed) > 0 or np.ptp(stored) == 0:
+                pixels, (low, high) = windowed, np.sort(window_range)
+            else:
+                note = "its VOI window excludes every stored pixel value; shown over the stored range instead"
     if ds.PhotometricInterpretation == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE":
         pixels = low + high - pixels
     pixels = np.clip((pixels - low) / max(high - low, 1e-6), 0.0, 1.0)
-    return pixels.astype(np.float32)
+    return pixels.astype(np.float32), note
+
+
+def _has_voi(ds: pydicom.Dataset) -> bool:
+    return "VOILUTSequence" in ds or "WindowCenter" in ds or "WindowWidth" in ds
+
+
+def _valid_window(ds: pydicom.Dataset) -> bool:
+    if "VOILUTSequence" in ds:
+        return True
+    try:
+        width = ds.WindowWidth
+        first = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
+        _ = ds.WindowCenter
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return False
+    return first > 0

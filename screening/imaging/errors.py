@@ -1,8 +1,12 @@
-"""Why an input was not screened. The message is recorded in the results table, so keep it PHI-free."""
+"""Why an input was not screened. The message is recorded in the results table, so keep it PHI-free:
+quote only coded values from a known list, never free text from a file."""
+
+from screening.db.schema import ImageStatus
+from screening.errors import ScreeningError
 
 
-class ImageRejected(Exception):
-    status = "failed"
+class ImageRejected(ScreeningError):
+    status = ImageStatus.FAILED
 
     @property
     def reason(self) -> str:
@@ -12,10 +16,10 @@ class ImageRejected(Exception):
 class NotScreenable(ImageRejected):
     """A valid file that this product must not score: wrong modality or body part, colour, too large."""
 
-    status = "skipped"
+    status = ImageStatus.SKIPPED
 
 
 class Unreadable(ImageRejected):
     """A file that should be an image but cannot be decoded: corrupt, truncated, empty."""
 
-    status = "failed"
+    status = ImageStatus.FAILED

@@ -6,6 +6,7 @@ import io
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image
 
 from screening.imaging.errors import NotScreenable, Unreadable
@@ -35,11 +36,26 @@ def _check_complete(data: bytes, kind: str) -> None:
         raise Unreadable("truncated PNG: no IEND chunk at the end")
 
 
+def _decode_jpeg(data: bytes) -> np.ndarray:
+    """libjpeg-turbo in strict mode: a warning about corrupt data (scrambled entropy-coded segments decode
+    "successfully" into garbage) is an error, not a line on stderr."""
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True)[:, :, 0]
+    except ValueError as error:
+        raise Unreadable(f"corrupt JPEG data: {_decoder_message(error)}") from None
+
+
+def _decoder_message(error: Exception) -> str:
+    return str(error).strip().rstrip(".")[:120] or type(error).__name__
+
+
 def read_raster(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
-    """Decode a JPEG or PNG to one grayscale channel, keeping 16-bit PNG depth."""
+    """Decode a JPEG or PNG to one grayscale channel in its own depth (8 bits, or 16 for such PNGs)."""
     _header_size(data, max_pixels)
     _check_complete(data, kind)
+    if kind == "jpeg":
+        return _decode_jpeg(data)
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
     if pixels is None:
         raise Unreadable(f"corrupt {kind.upper()} data: the decoder rejected it")
-    return pixels.astype(np.float32)
+    return pixels

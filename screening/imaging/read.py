@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,21 +10,29 @@ import numpy as np
 from screening.imaging.dicom import read_xray_dicom
 from screening.imaging.errors import NotScreenable, Unreadable
 from screening.imaging.raster import read_raster
-from screening.imaging.sniff import sniff_kind
+from screening.imaging.sniff import SNIFF_BYTES, sniff_kind
 
 
 @dataclass(frozen=True)
 class Radiograph:
     kind: str
     pixels: np.ndarray  # one channel, higher = brighter
+    note: str | None = None  # how it was read when that departs from the file's own instructions
+
+    def pixel_sha256(self) -> str:
+        """Identity of the decoded image: the same pixels in any encoding get the same hash."""
+        digest = hashlib.sha256(f"{self.pixels.dtype}{self.pixels.shape}".encode())
+        digest.update(np.ascontiguousarray(self.pixels).data)
+        return digest.hexdigest()
 
 
 def decode_radiograph(data: bytes, max_pixels: int) -> Radiograph:
     if not data:
         raise Unreadable("empty file")
-    kind = sniff_kind(data[:132])
+    kind = sniff_kind(data[:SNIFF_BYTES])
     if kind is None:
         raise NotScreenable("not a JPEG, PNG or DICOM file")
     if kind == "dicom":
-        return Radiograph(kind, read_xray_dicom(data, max_pixels))
+        pixels, note = read_xray_dicom(data, max_pixels)
+        return Radiograph(kind, pixels, note)
     return Radiograph(kind, read_raster(data, kind, max_pixels))

@@ -16,11 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from screening.errors import ScreeningError
+
 FORMAT = "screening-model/1"
 FLOAT16_MAX = float(np.finfo(np.float16).max)
+REQUIRED_KEYS = ("name", "architecture", "preprocessing", "threshold", "weight_names")
 
 
-class ArtifactError(Exception):
+class ArtifactError(ScreeningError):
     pass
 
 
@@ -50,10 +53,25 @@ def write_artifact(path: Path, manifest: dict, names: list[str], arrays: list[np
 
 
 def read_manifest(path: Path) -> dict:
-    with zipfile.ZipFile(path) as archive:
-        manifest = json.loads(archive.read("manifest.json"))
-    if manifest.get("format") != FORMAT:
+    """The manifest, checked for the fields every reader relies on; ArtifactError says what is wrong."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            manifest = json.loads(archive.read("manifest.json"))
+    except (zipfile.BadZipFile, OSError):
+        raise ArtifactError(f"{path.name} is not a model artifact (not a readable zip file)") from None
+    except KeyError:
+        raise ArtifactError(f"{path.name} is not a model artifact (no manifest.json inside)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ArtifactError(f"{path.name}: manifest.json is not valid JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{path.name} is not a {FORMAT} artifact")
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise ArtifactError(f"{path.name}: manifest.json lacks {', '.join(missing)}")
+    try:
+        float(manifest["threshold"])
+    except (TypeError, ValueError):
+        raise ArtifactError(f"{path.name}: the threshold in manifest.json is not a number") from None
     return manifest
 
 
@@ -62,6 +80,9 @@ def read_artifact(path: Path, expected_sha256: str | None = None) -> tuple[dict,
     if expected_sha256 is not None and file_sha256(path) != expected_sha256:
         raise ArtifactError(f"{path.name}: SHA-256 differs from the registry's; refusing to load it")
     manifest = read_manifest(path)
-    with zipfile.ZipFile(path) as archive, np.load(io.BytesIO(archive.read("weights.npz"))) as stored:
-        arrays = [stored[f"arr_{i}"].astype(np.float32) for i in range(len(stored.files))]
+    try:
+        with zipfile.ZipFile(path) as archive, np.load(io.BytesIO(archive.read("weights.npz"))) as stored:
+            arrays = [stored[f"arr_{i}"].astype(np.float32) for i in range(len(stored.files))]
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
+        raise ArtifactError(f"{path.name}: weights.npz is missing or unreadable") from None
     return manifest, arrays

@@ -75,9 +75,13 @@ def save_classifier(model: keras.Model, manifest: dict, path: Path) -> str:
 
 def load_classifier(path: Path, expected_sha256: str | None = None) -> tuple[keras.Model, dict]:
     manifest, arrays = read_artifact(path, expected_sha256)
-    architecture = Architecture(**manifest["architecture"])
+    try:
+        architecture = Architecture(**manifest["architecture"])
+    except TypeError:
+        raise ArtifactError(f"{path.name}: unknown architecture {manifest['architecture']!r}") from None
     model = build_classifier(build_backbone(), build_head(architecture))
-    if [v.path for v in model.weights] != manifest["weight_names"]:
+    expected = [tuple(v.shape) for v in model.weights]
+    if [v.path for v in model.weights] != manifest["weight_names"] or [a.shape for a in arrays] != expected:
         raise ArtifactError(f"{path.name}: weights do not match architecture {architecture}")
     model.set_weights(arrays)
     return model, manifest

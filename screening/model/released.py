@@ -1,27 +1,75 @@
-"""The released model in the repository's models/ folder, registered on first use."""
+"""Registering artifacts: the released model in models/ on first use, and any artifact by hand or by training.
+
+Registration copies the artifact into the registry's own store, named by its SHA-256 and made read-only,
+so nothing written later where it came from (a training run, a careless copy) can change a registered
+model: the registry always points at the bytes it verified.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from screening.db.registry import NoActiveModel, active_version, promote, register_version
 from screening.db.schema import ModelVersion
-from screening.model.artifact import file_sha256, read_manifest
+from screening.model.artifact import ArtifactError, file_sha256, read_manifest
 
 RELEASED_ARTIFACT = "pneumonia_resnet50.zip"
 
 
+def store_artifact(path: Path, registry_dir: Path) -> tuple[Path, str]:
+    """Copy `path` into the content-addressed store (once); return the stored copy and its SHA-256."""
+    sha256 = file_sha256(path)
+    stored = registry_dir / f"{sha256}.zip"
+    if not stored.exists() or file_sha256(stored) != sha256:
+        registry_dir.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=registry_dir, suffix=".partial")
+        os.close(handle)
+        partial = Path(name)
+        shutil.copyfile(path, partial)
+        if file_sha256(partial) != sha256:
+            partial.unlink()
+            raise ArtifactError(f"{path.name} changed while it was being registered; try again")
+        partial.chmod(0o444)
+        partial.replace(stored)
+    return stored, sha256
+
+
+def check_loads(path: Path) -> None:
+    """Build the network from the artifact and set its weights: what a worker will do, done before registering."""
+    from screening.model.network import load_classifier  # loads a Keras backend: only when asked to
+
+    try:
+        load_classifier(path)
+    except ArtifactError:
+        raise
+    except Exception as error:  # a manifest that parses but describes no model we can build
+        raise ArtifactError(f"{path.name} cannot be loaded as a model ({type(error).__name__})") from None
+
+
 def register_artifact(
-    session: Session, path: Path, activate: bool = False, parent_id: int | None = None
+    session: Session,
+    path: Path,
+    registry_dir: Path,
+    activate: bool = False,
+    parent_id: int | None = None,
+    load_check: bool = True,
 ) -> ModelVersion:
+    """Validate (fully, unless `load_check` is off), store and register an artifact; optionally activate it."""
     manifest = read_manifest(path)
+    if load_check:
+        check_loads(path)
+    stored, sha256 = store_artifact(path, registry_dir)
     version = register_version(
         session,
         name=manifest["name"],
-        artifact_path=str(path.resolve()),
-        artifact_sha256=file_sha256(path),
+        artifact_path=str(stored.resolve()),
+        artifact_sha256=sha256,
         manifest=manifest,
         parent_id=parent_id,
     )
@@ -30,7 +78,21 @@ def register_artifact(
     return version
 
 
-def ensure_active_model(session: Session, models_dir: Path) -> ModelVersion:
+def registered_file(session: Session, path: Path) -> ModelVersion | None:
+    """The version whose artifact is `path` (by location or by content), if any: such a file is never overwritten."""
+    if not path.exists():
+        return None
+    by_path = session.scalar(select(ModelVersion).where(ModelVersion.artifact_path == str(path.resolve())))
+    if by_path is not None:
+        return by_path
+    try:
+        sha256 = file_sha256(path)
+    except OSError:
+        return None
+    return session.scalar(select(ModelVersion).where(ModelVersion.artifact_sha256 == sha256))
+
+
+def ensure_active_model(session: Session, models_dir: Path, registry_dir: Path) -> ModelVersion:
     """The active version; on a fresh database, the released artifact is registered and activated."""
     try:
         return active_version(session)
@@ -38,4 +100,4 @@ def ensure_active_model(session: Session, models_dir: Path) -> ModelVersion:
         released = models_dir / RELEASED_ARTIFACT
         if not released.exists():
             raise
-        return register_artifact(session, released, activate=True)
+        return register_artifact(session, released, registry_dir, activate=True, load_check=False)

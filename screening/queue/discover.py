@@ -2,7 +2,8 @@
 
 Streaming: nothing holds more than the current directory iterator and a stack of folders, so
 a night of 100,000 files costs no more memory than ten. Symlinked folders are not followed
-(no loops); symlinked files are, and a broken or looping link is reported, not fatal.
+(no loops); symlinked files are, and a broken or looping link is reported, not fatal. A folder
+that cannot be listed is reported in the batch too: nothing is skipped silently.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import pydicom
 
+from screening.db.schema import ImageStatus
 from screening.imaging.dicom import identity_of
 from screening.imaging.sniff import SNIFF_BYTES, sniff_kind
 
@@ -30,12 +32,22 @@ class FoundFile:
     series_uid: str | None = None
     sop_uid: str | None = None
     enqueue_error: str | None = None
+    enqueue_status: ImageStatus | None = None  # set with enqueue_error: skipped (too large) or failed
 
     def as_row(self) -> dict:
         return dict(self.__dict__)
 
 
-def walk_files(roots: Iterable[str]) -> Iterator[str]:
+def _refused(path: str, reason: str, status: ImageStatus = ImageStatus.FAILED) -> FoundFile:
+    return FoundFile(path, enqueue_error=reason, enqueue_status=status)
+
+
+def _why(error: OSError) -> str:
+    return error.strerror or type(error).__name__
+
+
+def walk(roots: Iterable[str]) -> Iterator[str | FoundFile]:
+    """Every file path under `roots`; a folder that cannot be listed is reported as a FoundFile with the reason."""
     for root in roots:
         if not os.path.isdir(root):
             yield root
@@ -50,8 +62,8 @@ def walk_files(roots: Iterable[str]) -> Iterator[str]:
                             folders.append(entry.path)
                         elif not entry.is_symlink() or not os.path.isdir(entry.path):
                             yield entry.path
-            except OSError:
-                continue  # an unreadable folder: its files cannot be listed, so there is nothing to record
+            except OSError as error:  # its files cannot be listed: say so, in the batch, and go on
+                yield _refused(folder, f"cannot read folder: {_why(error)}; its files were not screened")
 
 
 def _hash_and_head(path: str) -> tuple[str, bytes]:
@@ -64,13 +76,18 @@ def _hash_and_head(path: str) -> tuple[str, bytes]:
     return digest.hexdigest(), head
 
 
-def inspect_file(path: str) -> FoundFile:
+def inspect_file(path: str, max_file_bytes: int) -> FoundFile:
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
-            return FoundFile(path, enqueue_error="not a regular file (a FIFO, socket or device)")
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            return _refused(path, "not a regular file (a FIFO, socket or device)")
+        if info.st_size > max_file_bytes:  # before reading a byte of it
+            return _refused(
+                path, f"file too large: {info.st_size} bytes exceeds the limit of {max_file_bytes}", ImageStatus.SKIPPED
+            )
         sha256, head = _hash_and_head(path)
     except OSError as error:
-        return FoundFile(path, enqueue_error=f"cannot read file: {error.strerror or type(error).__name__}")
+        return _refused(path, f"cannot read file: {_why(error)}")
     kind = sniff_kind(head)
     if kind != "dicom":
         return FoundFile(path, sha256, kind)
@@ -81,5 +98,6 @@ def inspect_file(path: str) -> FoundFile:
     return FoundFile(path, sha256, kind, identity.study_uid, identity.series_uid, identity.sop_uid)
 
 
-def discover(roots: Iterable[str]) -> Iterator[FoundFile]:
-    return (inspect_file(path) for path in walk_files(roots))
+def discover(roots: Iterable[str], max_file_bytes: int) -> Iterator[FoundFile]:
+    for entry in walk(roots):
+        yield entry if isinstance(entry, FoundFile) else inspect_file(entry, max_file_bytes)

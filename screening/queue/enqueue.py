@@ -1,20 +1,29 @@
-"""Record a batch of found files, claim the images its model version has no row for, dispatch those."""
+"""Record a batch of found files, claim the images its model version has no row for, dispatch those.
+
+The enqueuing process holds a lease on its batch and renews it while it runs. If it dies (SIGTERM, a
+broker that cannot be reached) after claiming images and before handing them on, its lease lapses
+within seconds and the next enqueue or requeue that meets those images adopts and dispatches them.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from itertools import islice
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from screening.db.batches import add_items, create_batch, finish_enqueue
+from screening.db.batches import add_items, batch_progress, create_batch, finish_enqueue, renew_lease
 from screening.db.registry import active_version
-from screening.db.results import claim_images, link_items, queued_claims
+from screening.db.results import adopt_abandoned, claim_images, link_items, mark_dispatched, queued_claims
 from screening.db.schema import Batch
 from screening.queue.discover import FoundFile, discover
 
 Dispatch = Callable[[list[int]], None]  # receives result ids to screen
+Sessions = sessionmaker[Session]
 
 
 def _chunks(found: Iterable[FoundFile], size: int) -> Iterator[list[FoundFile]]:
@@ -23,42 +32,100 @@ def _chunks(found: Iterable[FoundFile], size: int) -> Iterator[list[FoundFile]]:
         yield chunk
 
 
-def start_batch(session_factory: sessionmaker[Session], roots: list[str], mode: str) -> str:
+def start_batch(session_factory: Sessions, roots: list[str], mode: str, lease: timedelta) -> str:
     """A batch is screened by the version active now; a later promotion applies to later batches."""
     with session_factory.begin() as session:
-        return create_batch(session, roots, active_version(session).id, mode).id
+        return create_batch(session, roots, active_version(session).id, mode, lease).id
+
+
+@contextmanager
+def held_lease(session_factory: Sessions, batch_id: str, lease: timedelta) -> Iterator[None]:
+    """Renew the batch's lease every third of its length while the block runs (a thread: inference may be long)."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease.total_seconds() / 3):
+            try:
+                with session_factory.begin() as session:
+                    renew_lease(session, batch_id, lease)
+            except Exception:  # a database blip: the next beat tries again; the lease is generous enough
+                continue
+
+    keeper = threading.Thread(target=renew, name=f"lease-{batch_id[:8]}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join()
+
+
+def _dispatch(session_factory: Sessions, dispatch: Dispatch, result_ids: list[int]) -> None:
+    if result_ids:
+        dispatch(result_ids)
+        with session_factory.begin() as session:
+            mark_dispatched(session, result_ids)
 
 
 def enqueue_batch(
-    session_factory: sessionmaker[Session],
+    session_factory: Sessions,
     batch_id: str,
     roots: list[str],
     chunk_size: int,
+    max_file_bytes: int,
     dispatch: Dispatch,
     stale_after: timedelta,
     on_files: Callable[[int], None] = lambda n: None,
 ) -> None:
     """Record every file under `roots`; dispatch the images that no batch has claimed for this version."""
-    for chunk in _chunks(discover(roots), chunk_size):
+    for chunk in _chunks(discover(roots, max_file_bytes), chunk_size):
         with session_factory.begin() as session:
             version_id = session.get_one(Batch, batch_id).model_version_id
             items = add_items(session, batch_id, [found.as_row() for found in chunk])
             readable = [item for item in items if item.enqueue_error is None]
             claimed = claim_images(session, version_id, batch_id, readable, stale_after)
             link_items(session, version_id, readable)
-        if claimed:  # after the commit, so a worker always finds the rows
-            dispatch(claimed)
+        _dispatch(session_factory, dispatch, claimed)  # after the commit, so a worker always finds the rows
         on_files(len(chunk))
+    adopt_and_dispatch(session_factory, batch_id, chunk_size, dispatch)
     with session_factory.begin() as session:
         finish_enqueue(session, batch_id)
 
 
-def requeue_batch(session_factory: sessionmaker[Session], batch_id: str, chunk_size: int, dispatch: Dispatch) -> int:
+def adopt_and_dispatch(session_factory: Sessions, batch_id: str, chunk_size: int, dispatch: Dispatch) -> int:
+    """Dispatch the images of this batch that a dead process claimed and never handed on; return how many."""
+    with session_factory.begin() as session:
+        adopted = adopt_abandoned(session, batch_id)
+    for start in range(0, len(adopted), chunk_size):
+        _dispatch(session_factory, dispatch, adopted[start : start + chunk_size])
+    return len(adopted)
+
+
+def wait_for_batch(
+    session_factory: Sessions,
+    batch_id: str,
+    chunk_size: int,
+    dispatch: Dispatch,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+    poll_s: float = 1.0,
+) -> None:
+    """Until every file of the batch has an outcome, adopting images whose claimer died on the way."""
+    while True:
+        adopt_and_dispatch(session_factory, batch_id, chunk_size, dispatch)
+        with session_factory() as session:
+            progress = batch_progress(session, batch_id)
+        on_progress(progress.total - progress.pending, progress.total)
+        if progress.finished:
+            return
+        time.sleep(poll_s)
+
+
+def requeue_batch(session_factory: Sessions, batch_id: str, chunk_size: int, dispatch: Dispatch) -> int:
     """Dispatch again every image the batch claimed and nobody screened (messages lost with a broker).
 
     Safe to run at any time: a worker leaves rows that are already filled in alone."""
     with session_factory() as session:
         claimed = queued_claims(session, batch_id)
     for start in range(0, len(claimed), chunk_size):
-        dispatch(claimed[start : start + chunk_size])
-    return len(claimed)
+        _dispatch(session_factory, dispatch, claimed[start : start + chunk_size])
+    return len(claimed) + adopt_and_dispatch(session_factory, batch_id, chunk_size, dispatch)

@@ -14,11 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from screening.config import Settings
 from screening.db.labels import labelled_images
 from screening.db.registry import active_version, promote, reject
-from screening.db.schema import utcnow
+from screening.db.results import insert_ignoring_conflict
+from screening.db.schema import RetrainRun, utcnow
 from screening.model.released import register_artifact
 from screening.model.weights import fetch_imagenet_weights
+from screening.training.config import TrainingConfig
 from screening.training.split import Example, list_examples
-from screening.training.train import TrainingConfig, fit_model
+from screening.training.train import fit_model
 
 GATED = ("roc_auc", "sensitivity")
 
@@ -122,9 +124,33 @@ def retrain_active(
         tolerance,
     )
     with session_factory.begin() as session:
-        version = register_artifact(session, artifact, parent_id=active.id)
+        version = register_artifact(session, artifact, settings.registry_dir, parent_id=active.id)
         if decision.promote:
             promote(session, version.id).status_reason = decision.reason
         else:
             reject(session, version.id, decision.reason)
         return RetrainOutcome(version.id, version.name, active.id, len(labelled), version.status, decision.reason)
+
+
+def nightly_retrain(session_factory: sessionmaker[Session], settings: Settings, task_id: str | None) -> str:
+    """The scheduled retrain: at most one per night (UTC date), however often its message is delivered.
+
+    The night is claimed in the database before training starts, so a redelivered, duplicated or overlapping
+    message finds it taken and does nothing; a run that died is not repeated that night (it says so)."""
+    night = utcnow().date().isoformat()
+    with session_factory.begin() as session:
+        claimed = session.scalar(
+            insert_ignoring_conflict(session, RetrainRun)
+            .values(night=night, task_id=task_id, started_at=utcnow())
+            .returning(RetrainRun.night)
+        )
+    if claimed is None:
+        return f"retrain for {night} already ran or is running: nothing done"
+    try:
+        outcome = retrain_active(session_factory, settings).describe()
+    except Exception as error:  # recorded for the morning; the task itself must not be retried tonight
+        outcome = f"failed: {error}"
+    with session_factory.begin() as session:
+        run = session.get_one(RetrainRun, night)
+        run.finished_at, run.outcome = utcnow(), outcome
+    return outcome

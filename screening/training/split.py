@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from screening.imaging.sniff import sniff_kind
+from screening.imaging.sniff import SNIFF_BYTES, sniff_kind
+from screening.training.labelled import LABELS, LabelledDataError, labelled_folder
 
-LABELS = {"NORMAL": 0, "PNEUMONIA": 1}
+MIN_PATIENTS_PER_CLASS = 5  # enough for a validation side with each class on it and a training side
 _PATIENT_PATTERNS = (re.compile(r"^(person\d+)_"), re.compile(r"(?:^|-)IM-(\d+)-"))
 
 
@@ -37,9 +39,25 @@ def list_examples(root: Path) -> list[Example]:
     for class_name, label in LABELS.items():
         for path in sorted((root / class_name).iterdir()):
             data = path.read_bytes()
-            if sniff_kind(data[:132]):
+            if sniff_kind(data[:SNIFF_BYTES]):
                 examples.append(Example(path, label, patient_of(path.name), hashlib.sha256(data).hexdigest()))
     return examples
+
+
+def check_training_folder(root: Path, validation_fraction: float) -> None:
+    """Refuse, before any backend loads, a folder that cannot give a patient-wise split of both classes."""
+    images = labelled_folder(root)
+    for name, label in LABELS.items():
+        try:
+            patients = {patient_of(path.name) for path, lab in images if lab == label}
+        except ValueError as problem:
+            raise LabelledDataError(f"{problem}: training needs Kermany-style names that say the patient") from None
+        needed = max(MIN_PATIENTS_PER_CLASS, math.ceil(2 / validation_fraction))
+        if len(patients) < needed:
+            raise LabelledDataError(
+                f"{root / name} has images of {len(patients)} patient(s); training needs at least {needed} per class "
+                "so that both sides of the patient-wise split hold each class"
+            )
 
 
 def _groups(examples: list[Example]) -> dict[str, str]:

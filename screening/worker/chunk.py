@@ -14,12 +14,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from screening.config import Settings
 from screening.db.engine import make_engine, make_session_factory
-from screening.db.results import queued_results, record_outcomes
-from screening.db.schema import ModelVersion
+from screening.db.results import queued_results, record_outcomes, screened_pixels
+from screening.db.schema import ImageStatus, ModelVersion
+from screening.imaging.errors import Unreadable
 from screening.imaging.preprocess import PreprocessSpec
-from screening.worker.stages import Decode, ImageJob, Infer, Preprocess, ReadFile, run_image_stages
+from screening.model.artifact import ArtifactError
+from screening.worker.stages import PENDING, Decode, ImageJob, Infer, Preprocess, ReadFile, run_image_stages
 
 logger = logging.getLogger(__name__)
+SAME_PIXELS = "identical pixels to an image already screened: same score"
 
 
 @dataclass
@@ -85,24 +88,20 @@ def screen_chunk(runtime: WorkerRuntime, result_ids: list[int]) -> ChunkSummary:
         if not queued:
             return ChunkSummary(None, len(result_ids), len(result_ids), {})
         version = session.get_one(ModelVersion, queued[0].model_version_id)  # claimed together: one version
-    classifier = runtime.classifier_for(version)
-
     jobs = [ImageJob(row.path, row.sha256, row.id) for row in queued]
-    stages = [
-        ReadFile(runtime.settings.max_file_bytes),
-        Decode(runtime.settings.max_image_pixels),
-        Preprocess(PreprocessSpec.from_dict(version.preprocessing)),
-    ]
-    # Decode ahead in the pool while the model scores each sub-batch, so inference never waits for the whole chunk.
-    decoded = [runtime.pool.submit(run_image_stages, job, stages) for job in jobs]
-    infer, size = Infer(classifier, version.threshold), runtime.settings.inference_batch_size
-    for start in range(0, len(decoded), size):
-        infer([future.result() for future in decoded[start : start + size]])
+    try:
+        classifier = runtime.classifier_for(version)
+    except ArtifactError as problem:  # every row says why, rather than a chunk dropped and a batch pending forever
+        logger.error("model version %s cannot be loaded: %s", version.id, problem)
+        for job in jobs:
+            job.reject(Unreadable(f"model version {version.id} could not be loaded: {problem}"))
+    else:
+        _screen(runtime, version, classifier, jobs)
     writing = time.perf_counter()
     with runtime.session_factory.begin() as session:
         record_outcomes(session, [job.outcome() for job in jobs])
     finished = time.perf_counter()
-    statuses = dict(Counter(job.status for job in jobs))
+    statuses = dict(Counter(str(job.status) for job in jobs))
     return ChunkSummary(
         version.id,
         len(result_ids),
@@ -111,3 +110,37 @@ def screen_chunk(runtime: WorkerRuntime, result_ids: list[int]) -> ChunkSummary:
         elapsed_ms=round((finished - started) * 1000, 1),
         write_ms=round((finished - writing) * 1000, 1),
     )
+
+
+def _screen(runtime: WorkerRuntime, version: ModelVersion, classifier: object, jobs: list[ImageJob]) -> None:
+    stages = [
+        ReadFile(runtime.settings.max_file_bytes),
+        Decode(runtime.settings.max_image_pixels),
+        Preprocess(PreprocessSpec.from_dict(version.preprocessing)),
+    ]
+    # Decode ahead in the pool while the model scores each sub-batch, so inference never waits for the whole chunk.
+    decoded = [runtime.pool.submit(run_image_stages, job, stages) for job in jobs]
+    infer, size = Infer(classifier, version.threshold), runtime.settings.inference_batch_size
+    scored: dict[str, float] = {}  # pixel hash -> the probability given to those pixels in this chunk
+    for start in range(0, len(decoded), size):
+        batch = [future.result() for future in decoded[start : start + size]]
+        _reuse_scores(runtime, version, batch, scored)
+        infer(batch)
+        for job in batch:  # a twin scored in the same sub-batch takes its first's score: one score per pixels
+            if job.status == ImageStatus.DONE and job.pixel_sha256 and job.timings_ms.get(infer.name) is not None:
+                if job.pixel_sha256 in scored:
+                    job.score(scored[job.pixel_sha256], version.threshold, SAME_PIXELS)
+                scored.setdefault(job.pixel_sha256, job.probability)
+
+
+def _reuse_scores(runtime: WorkerRuntime, version: ModelVersion, jobs: list[ImageJob], scored: dict) -> None:
+    """Identical decoded pixels get the score already given to them (another encoding of the same instance)."""
+    waiting = {job.pixel_sha256 for job in jobs if job.status == PENDING and job.pixel_sha256}
+    if not waiting:
+        return
+    with runtime.session_factory() as session:
+        earlier = {sha: row.probability for sha, row in screened_pixels(session, version.id, list(waiting)).items()}
+    known = earlier | scored
+    for job in jobs:
+        if job.status == PENDING and job.pixel_sha256 in known:
+            job.score(known[job.pixel_sha256], version.threshold, SAME_PIXELS)

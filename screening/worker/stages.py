@@ -14,9 +14,13 @@ from typing import ClassVar
 
 import numpy as np
 
+from screening.db.results import Outcome
+from screening.db.schema import ImageStatus
 from screening.imaging.errors import ImageRejected, NotScreenable, Unreadable
 from screening.imaging.preprocess import PreprocessSpec, preprocess
 from screening.imaging.read import decode_radiograph
+
+PENDING = "pending"  # in the pipeline; every job leaves it with an ImageStatus
 
 
 @dataclass
@@ -28,29 +32,36 @@ class ImageJob:
     data: bytes | None = None
     pixels: np.ndarray | None = None
     image: np.ndarray | None = None
+    pixel_sha256: str | None = None
     probability: float | None = None
     flagged: bool | None = None
-    status: str = "pending"
-    reason: str | None = None
+    status: str = PENDING
+    reason: str | None = None  # why it was not scored, or a note on how it was (a VOI window ignored)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def reject(self, problem: ImageRejected) -> None:
         self.status, self.reason = problem.status, problem.reason
         self.data = self.pixels = self.image = None
 
-    def outcome(self) -> dict:
-        """What the results row records (db.results.OUTCOME_FIELDS)."""
-        return {
-            "result_id": self.result_id,
-            "status": self.status,
-            "reason": self.reason,
-            "probability": self.probability,
-            "flagged": self.flagged,
-            "kind": self.kind,
-            "read_ms": self.timings_ms.get("read", 0) + self.timings_ms.get("decode", 0),
-            "preprocess_ms": self.timings_ms.get("preprocess"),
-            "infer_ms": self.timings_ms.get("infer"),
-        }
+    def score(self, probability: float, threshold: float, note: str | None = None) -> None:
+        self.probability, self.flagged = float(probability), bool(probability >= threshold)
+        self.status, self.image = ImageStatus.DONE, None
+        self.reason = "; ".join(text for text in (self.reason, note) if text) or None
+
+    def outcome(self) -> Outcome:
+        """What the results row records."""
+        return Outcome(
+            result_id=self.result_id,
+            status=ImageStatus(self.status),
+            reason=self.reason,
+            probability=self.probability,
+            flagged=self.flagged,
+            kind=self.kind,
+            pixel_sha256=self.pixel_sha256,
+            read_ms=self.timings_ms.get("read", 0) + self.timings_ms.get("decode", 0),
+            preprocess_ms=self.timings_ms.get("preprocess"),
+            infer_ms=self.timings_ms.get("infer"),
+        )
 
 
 class ReadFile:
@@ -89,6 +100,7 @@ class Decode:
     def __call__(self, job: ImageJob) -> None:
         radiograph = decode_radiograph(job.data, self.max_image_pixels)
         job.kind, job.pixels, job.data = radiograph.kind, radiograph.pixels, None
+        job.pixel_sha256, job.reason = radiograph.pixel_sha256(), radiograph.note
 
 
 class Preprocess:
@@ -116,7 +128,7 @@ def run_image_stages(job: ImageJob, stages: list) -> ImageJob:  # noqa: ANN001
         except Exception as error:  # a decoder crash on one file must not lose the chunk
             job.reject(Unreadable(f"{stage.name} failed: {type(error).__name__}: {str(error)[:200]}"))
         job.timings_ms[stage.name] = (time.perf_counter() - started) * 1000
-        if job.status != "pending":
+        if job.status != PENDING:
             return job
     return job
 
@@ -132,13 +144,12 @@ class Infer:
         self.classifier, self.threshold = classifier, threshold
 
     def __call__(self, jobs: list[ImageJob]) -> None:
-        ready = [job for job in jobs if job.status == "pending"]
+        ready = [job for job in jobs if job.status == PENDING]
         if not ready:
             return
         started = time.perf_counter()
         probabilities = self.classifier.probabilities(np.stack([job.image for job in ready]))
         per_image_ms = (time.perf_counter() - started) * 1000 / len(ready)
         for job, probability in zip(ready, probabilities, strict=True):
-            job.probability, job.flagged = float(probability), bool(probability >= self.threshold)
-            job.status, job.image = "done", None
+            job.score(probability, self.threshold)
             job.timings_ms[self.name] = per_image_ms

@@ -1,0 +1,39 @@
+"""Which Keras backend and which device this process computes on, said out loud at worker start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Device:
+    backend: str
+    accelerator: str | None  # e.g. "gpu: NVIDIA H200", None on the CPU
+
+    def describe(self) -> str:
+        return f"Keras backend {self.backend} on {self.accelerator or 'the CPU'}"
+
+
+def current_device() -> Device:
+    import keras  # the caller decides when a backend may load (after a fork, never before)
+
+    backend = keras.backend.backend()
+    return Device(backend, _accelerator(backend))
+
+
+def _accelerator(backend: str) -> str | None:
+    if backend == "jax":
+        import jax
+
+        devices = [device for device in jax.devices() if device.platform != "cpu"]
+        return f"{devices[0].platform}: {devices[0].device_kind}" if devices else None
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"gpu: {gpus[0].name}" if gpus else None
+    if backend == "torch":
+        import torch
+
+        return f"gpu: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else None
+    return None

@@ -1,0 +1,44 @@
+"""The training recipe's settings: a module without Keras, so the CLI can check a --config file in an instant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    validation_fraction: float = 0.2
+    seed: int = 42
+    target_sensitivity: float = 0.95
+    # phase 1: the head on frozen features
+    epochs: int = 80
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    patience: int = 10
+    # phase 2: fine-tuning from this backbone layer on (0 epochs: skip the phase)
+    fine_tune_epochs: int = 0
+    fine_tune_from: str = "conv5_block1_1_conv"
+    fine_tune_learning_rate: float = 1e-5
+    fine_tune_batch_size: int = 32
+    fine_tune_patience: int = 3
+    rotation_degrees: float = 10.0
+    shift: float = 0.05
+    shear: float = 0.05
+    zoom: float = 0.1
+    horizontal_flip: bool = False
+
+    @classmethod
+    def from_dict(cls, values: dict, ignore_unknown: bool = False) -> TrainingConfig:
+        """Any of the fields above. An unknown name is an error unless `ignore_unknown` (a manifest's
+        training_config also holds notes such as the phase and the data folder)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown and not ignore_unknown:
+            raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
+        return cls(**{name: value for name, value in values.items() if name in known})
+
+    @property
+    def phase(self) -> str:
+        if self.fine_tune_epochs:
+            return f"head on frozen features, then fine-tuned from {self.fine_tune_from}"
+        return "frozen-backbone head"

@@ -1,0 +1,396 @@
+"""What a new user, a careless user and an attacker broke, each reproduced through the real `screen` command."""
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import pydicom
+import pytest
+import requests
+from conftest import CXR224, DICOM, FULLRES, REPOSITORY, SCREEN, run_screen
+from faults import free_port, result_statuses, wait_until
+from helpers import results_by_name
+
+# Root without the capabilities that let it read anything: permission bits apply again, as for any user.
+WITHOUT_ROOT_OVERRIDE = [
+    "setpriv",
+    "--bounding-set=-dac_override,-dac_read_search",
+    "--inh-caps=-dac_override,-dac_read_search",
+]
+NORMALS = sorted((FULLRES / "train" / "NORMAL").iterdir())
+FULL_SIZE = NORMALS[:16]
+
+
+def night_of(folder: Path, sources: list[Path], names: list[str] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for source, name in zip(sources, names or [s.name for s in sources], strict=True):
+        shutil.copy(source, folder / name)
+    return folder
+
+
+def no_traceback(completed: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in completed.stdout + completed.stderr, completed.stderr
+
+
+# --- 1. a registered artifact is never written again --------------------------------------------------------
+
+
+def test_registration_copies_the_artifact_into_a_store_and_training_refuses_to_overwrite_it(screen_env, tmp_path):
+    shown = json.loads(run_screen(screen_env, "models", "show", "1").stdout)
+    stored = Path(shown["artifact_path"])
+    assert stored.parent == tmp_path / "data" / "registry" and stored.name == f"{shown['artifact_sha256']}.zip"
+    assert not os.access(stored, os.W_OK) or stored.stat().st_mode & 0o222 == 0  # read-only
+    training = tmp_path / "train"
+    for name in ("NORMAL", "PNEUMONIA"):
+        night_of(training / name, sorted((CXR224 / name).iterdir())[:30])
+    for target in (REPOSITORY / "models" / "pneumonia_resnet50.zip", stored):
+        refused = run_screen(screen_env, "train", str(training), "--out", str(target), check=False, timeout=60)
+        assert refused.returncode == 1 and "registered model version 1" in refused.stderr, refused.stderr
+        no_traceback(refused)
+
+
+# --- 2, 6, 13. tables, reasons and exports ---------------------------------------------------------------------
+
+
+def dicom_with(path: Path, **attributes) -> Path:
+    dataset = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
+    for name, value in attributes.items():
+        setattr(dataset, name, value)
+    dataset.SOPInstanceUID = pydicom.uid.generate_uid()
+    dataset.save_as(path)
+    return path
+
+
+def test_names_are_not_markup_tables_keep_cells_whole_and_csv_is_formula_safe(screen_env, tmp_path):
+    night = night_of(tmp_path / "night", NORMALS[:2], ["pt1 [left].jpeg", "pt1 [right].jpeg"])
+    (night / "scan[").mkdir()
+    shutil.copy(NORMALS[2], night / "scan[" / "]odd name that is rather long for a narrow table.jpeg")
+    dicom_with(night / "formula.dcm", StudyInstanceUID='=HYPERLINK("http://x")')
+    dicom_with(night / "markup.dcm", StudyInstanceUID="1.2.[/]3")
+    dicom_with(night / "name.dcm", StudyInstanceUID="1.2.3.4", BodyPartExamined="DOE^JANE")
+    broken = dicom_with(night / "broken.dcm", StudyInstanceUID="1.2.3.5")
+    broken.write_bytes(broken.read_bytes()[:2000])  # the only image of its study, and it fails
+    run_screen(screen_env, "enqueue", str(night), check=False)
+    table = run_screen(screen_env, "results").stdout  # a pipe: no terminal width to cut to
+    for name in ("pt1 [left].jpeg", "pt1 [right].jpeg", "scan[/]odd name that is rather long for a narrow table.jpeg"):
+        assert name in table
+    studies = run_screen(screen_env, "results", "--studies").stdout
+    assert "1.2.[/]3" in studies and "no image could be screened: 1 failed" in studies
+    rows = results_by_name(screen_env)
+    assert rows["name.dcm"]["reason"] == "an unrecognised body part is not a chest"
+    assert "DOE" not in json.dumps(rows)
+    exported = run_screen(screen_env, "results", "--studies", "--format", "csv").stdout
+    cells = [row["study_uid"] for row in csv.DictReader(io.StringIO(exported))]
+    assert '\'=HYPERLINK("http://x")' in cells and not any(cell.startswith("=") for cell in cells)
+    assert "1.2.3.5" in cells  # the study whose images all failed is listed
+    models = run_screen(screen_env, "models", "list").stdout
+    assert "resnet50-frozen-head" in models and "…" not in models
+
+
+# --- 4, 11, 14. folders, interrupted enqueues, settings ---------------------------------------------------------
+
+
+def test_an_unreadable_folder_is_in_the_batch_with_its_reason(screen_env, tmp_path):
+    night = night_of(tmp_path / "night", NORMALS[:1])
+    locked = night_of(night / "locked", NORMALS[1:2])
+    locked.chmod(0)
+    try:
+        completed = subprocess.run(
+            [*WITHOUT_ROOT_OVERRIDE, *SCREEN, "enqueue", str(night)],
+            env=screen_env,
+            capture_output=True,
+            text=True,
+            cwd=REPOSITORY,
+            timeout=300,
+        )
+    finally:
+        locked.chmod(0o755)
+    assert completed.returncode == 1, completed.stderr  # a file failed: the batch says so
+    rows = {row["path"]: row for row in json.loads(run_screen(screen_env, "results", "--format", "json").stdout)}
+    assert rows[str(locked)]["status"] == "failed"
+    assert rows[str(locked)]["reason"] == "cannot read folder: Permission denied; its files were not screened"
+    assert "2 files" in completed.stdout and "1 done" in completed.stdout
+
+
+def test_an_enqueue_killed_after_claiming_is_taken_over_at_once(screen_env, tmp_path):
+    env = {**screen_env, "SCREEN_ENQUEUE_LEASE": "2", "SCREEN_CHUNK_SIZE": "2", "SCREEN_BATCH_SIZE": "2"}
+    night = night_of(tmp_path / "night", FULL_SIZE)
+    victim = subprocess.Popen(
+        [*SCREEN, "enqueue", str(night)], env=env, cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    batch = victim.stdout.readline().decode().split()[1]
+    database = f"sqlite:///{tmp_path / 'data' / 'screening.db'}"
+    wait_until(lambda: result_statuses(database).get("done", 0) >= 2, 120, 0.1, "two images screened")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert result_statuses(database).get("done", 0) < len(FULL_SIZE)
+    time.sleep(2.5)  # the lease lapses
+    assert "interrupted" in run_screen(env, "status", batch).stdout
+    requeued = run_screen(env, "requeue", batch, timeout=300)  # embedded mode: screens what it had claimed
+    assert "images screened" in requeued.stdout
+    rerun = run_screen(env, "enqueue", str(night), timeout=300)
+    assert f"{len(FULL_SIZE)} files" in rerun.stdout and "pending" not in rerun.stdout
+    assert len(set(results_by_name(env))) == len(FULL_SIZE)
+    assert all(row["status"] == "done" for row in results_by_name(env).values())
+
+
+def test_an_enqueue_whose_broker_fails_leaves_nothing_stranded(screen_env, redis_url, start_worker, tmp_path):
+    night = night_of(tmp_path / "night", NORMALS[:3])
+    env = {**screen_env, "SCREEN_BROKER_URL": redis_url, "SCREEN_ENQUEUE_LEASE": "2"}
+    dead_broker = {**env, "SCREEN_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0", "SCREEN_PUBLISH_MAX_RETRIES": "1"}
+    failed = run_screen(dead_broker, "enqueue", str(night), check=False, timeout=120)
+    assert failed.returncode == 1 and "the broker could not be reached" in failed.stderr
+    no_traceback(failed)
+    worker = start_worker(env)
+    wait_until(lambda: "Keras backend tensorflow on the CPU" in worker.output(), 60, what="the device in the log")
+    time.sleep(2.5)
+    finished = run_screen(env, "enqueue", "--wait", str(night), timeout=180)  # adopts the stranded claims
+    assert "3 done" in finished.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SCREEN_CHUNK_SIZE", "abc", "SCREEN_CHUNK_SIZE must be a whole number, not 'abc'"),
+        ("SCREEN_CHUNK_SIZE", "-1", "SCREEN_CHUNK_SIZE must be at least 1, not -1"),
+        ("SCREEN_CHUNK_SIZE", "0", "SCREEN_CHUNK_SIZE must be at least 1, not 0"),
+        ("SCREEN_BATCH_SIZE", "0", "SCREEN_BATCH_SIZE must be at least 1, not 0"),
+        ("SCREEN_DATABASE_URL", "mysql://db/x", "SCREEN_DATABASE_URL must be a sqlite or postgresql URL"),
+        ("SCREEN_DATABASE_URL", "not a url", "SCREEN_DATABASE_URL must be a sqlite or postgresql URL"),
+        ("SCREEN_BROKER_URL", "amqp://guest@localhost//", "SCREEN_BROKER_URL must be a redis or rediss URL"),
+        ("SCREEN_DTYPE_POLICY", "float8", "SCREEN_DTYPE_POLICY must be one of float32"),
+    ],
+)
+def test_settings_are_checked_at_start_with_a_message_naming_the_variable(screen_env, variable, value, message):
+    refused = run_screen({**screen_env, variable: value}, "status", check=False, timeout=60)
+    assert refused.returncode == 1 and message in refused.stderr
+    no_traceback(refused)
+
+
+# --- 7, 8, 9, 12, 16, 17. statuses and messages -----------------------------------------------------------------
+
+
+def test_failures_are_retried_by_a_later_enqueue_and_a_tampered_model_fails_rows_not_the_batch(
+    screen_env, redis_url, start_worker, tmp_path
+):
+    env = {**screen_env, "SCREEN_BROKER_URL": redis_url}
+    night = night_of(tmp_path / "night", NORMALS[:2])
+    changing = night / NORMALS[0].name
+    run_screen(env, "enqueue", str(night))  # no worker yet: the chunk waits in Redis
+    changing.write_bytes(NORMALS[0].read_bytes() + b"\0")  # changed after enqueue
+    worker = start_worker(env)
+    first = run_screen(env, "enqueue", "--wait", str(night), check=False, timeout=180)
+    assert first.returncode == 0, first.stderr  # a new file (other bytes), while the old one failed
+    changing.write_bytes(NORMALS[0].read_bytes())  # restored
+    again = run_screen(env, "enqueue", "--wait", str(night), timeout=180)
+    assert "2 done" in again.stdout and "failed" not in again.stdout
+    worker.stop()
+
+    later = night_of(tmp_path / "later", NORMALS[2:4])
+    waiting = subprocess.Popen(
+        [*SCREEN, "enqueue", "--wait", str(later)],
+        env=env,
+        cwd=REPOSITORY,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    waiting.stdout.readline()  # the batch is recorded: the artifact verified when it started
+    stored = Path(json.loads(run_screen(env, "models", "show", "1").stdout)["artifact_path"])
+    original = stored.read_bytes()
+    stored.chmod(0o644)
+    stored.write_bytes(original + b"tampered")
+    start_worker(env, "fresh")
+    output, errors = waiting.communicate(timeout=180)
+    assert waiting.returncode == 1 and b"2 file(s) failed" in errors, errors
+    rows = results_by_name(env)
+    assert {rows[p.name]["reason"].split(":")[0] for p in NORMALS[2:4]} == {"model version 1 could not be loaded"}
+    refused = run_screen(env, "enqueue", str(night_of(tmp_path / "third", NORMALS[4:5])), check=False)
+    assert refused.returncode == 1 and "differs from the one registered" in refused.stderr
+    no_traceback(refused)
+
+
+def test_corrupt_compressed_dicom_fails_quietly_and_a_window_outside_the_pixels_is_not_blank(screen_env, tmp_path):
+    night = tmp_path / "night"
+    night.mkdir()
+    data = bytearray((DICOM / "cr_chest_pa_monochrome1_jpegls.dcm").read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4000] = os.urandom(4000)
+    (night / "corrupt.dcm").write_bytes(bytes(data))
+    sixteen_bit_outside_window(night / "window.dcm")
+    completed = run_screen(screen_env, "enqueue", str(night), check=False, timeout=300)
+    no_traceback(completed)
+    rows = results_by_name(screen_env)
+    assert rows["corrupt.dcm"]["status"] == "failed" and "could not be decoded" in rows["corrupt.dcm"]["reason"]
+    assert rows["window.dcm"]["status"] == "done"
+    assert "VOI window excludes every stored pixel value" in rows["window.dcm"]["reason"]
+
+
+def sixteen_bit_outside_window(path: Path, **attributes) -> Path:
+    dataset = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
+    dataset.decompress()
+    pixels = (dataset.pixel_array.astype("uint16") * 16).astype("uint16")
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 16, 12, 11, 0
+    dataset.PixelData = pixels.tobytes()
+    dataset.WindowCenter, dataset.WindowWidth = 60000, 100
+    dataset.SOPInstanceUID = pydicom.uid.generate_uid()
+    for name, value in attributes.items():
+        setattr(dataset, name, value)
+    dataset.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("attributes", "note"),
+    [
+        ({}, "VOI window excludes every stored pixel value"),
+        ({"WindowWidth": 0, "WindowCenter": 2000}, "VOI window is invalid"),
+        ({"Modality": "dx", "WindowCenter": 2000, "WindowWidth": 4000}, None),
+    ],
+)
+def test_dicom_windows_and_modality_case(tmp_path, attributes, note):
+    from screening.imaging.read import decode_radiograph
+
+    radiograph = decode_radiograph(sixteen_bit_outside_window(tmp_path / "x.dcm", **attributes).read_bytes(), 10**8)
+    assert radiograph.pixels.max() > radiograph.pixels.min()
+    assert (note is None and radiograph.note is None) or note in radiograph.note
+
+
+# --- 10, 14. commands refuse bad input with messages -----------------------------------------------------------
+
+
+def test_models_register_refuses_what_is_not_a_loadable_model(screen_env, tmp_path):
+    random_file = tmp_path / "random.zip"
+    random_file.write_bytes(os.urandom(1000))
+    other_zip, bad_json, nameless = tmp_path / "other.zip", tmp_path / "bad.zip", tmp_path / "nameless.zip"
+    with zipfile.ZipFile(other_zip, "w") as archive:
+        archive.writestr("hello.txt", "hi")
+    with zipfile.ZipFile(bad_json, "w") as archive:
+        archive.writestr("manifest.json", "{not json")
+    with zipfile.ZipFile(REPOSITORY / "models" / "pneumonia_resnet50.zip") as source:
+        manifest = json.loads(source.read("manifest.json"))
+        with zipfile.ZipFile(nameless, "w") as archive:
+            del manifest["name"]
+            archive.writestr("manifest.json", json.dumps(manifest))
+            archive.writestr("weights.npz", b"not weights")
+    expected = {
+        random_file: "not a readable zip file",
+        other_zip: "no manifest.json inside",
+        bad_json: "manifest.json is not valid JSON",
+        nameless: "manifest.json lacks name",
+    }
+    for artifact, message in expected.items():
+        refused = run_screen(screen_env, "models", "register", str(artifact), "--activate", check=False)
+        assert refused.returncode == 1 and message in refused.stderr, refused.stderr
+        no_traceback(refused)
+    assert json.loads(run_screen(screen_env, "models", "list", "--json").stdout)[0]["status"] == "active"
+
+
+def test_commands_refuse_bad_input_with_messages(screen_env, tmp_path):
+    training = tmp_path / "one-class" / "NORMAL"
+    night_of(training, sorted((CXR224 / "NORMAL").iterdir())[:3])
+    for folder in (training.parent, tmp_path / "one-class" / "NORMAL"):
+        refused = run_screen(screen_env, "train", str(folder), "--no-register", check=False, timeout=60)
+        assert refused.returncode == 1 and "PNEUMONIA" in refused.stderr, refused.stderr
+        no_traceback(refused)
+    (training.parent / "PNEUMONIA").mkdir()
+    night_of(training.parent / "PNEUMONIA", sorted((CXR224 / "PNEUMONIA").iterdir())[:3])
+    few = run_screen(screen_env, "train", str(training.parent), "--no-register", check=False, timeout=60)
+    assert few.returncode == 1 and "training needs at least" in few.stderr
+    image = str(NORMALS[0])
+    for output, message in ((tmp_path / "noextension", "must end in .png"), (tmp_path / "no" / "x.png", "does not")):
+        refused = run_screen(screen_env, "preview", image, "-o", str(output), check=False)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert not output.exists()
+
+
+def test_labels_from_a_spreadsheet_and_only_for_scored_images(screen_env, tmp_path):
+    night = night_of(tmp_path / "night", NORMALS[:2])
+    shutil.copy(DICOM / "ct_small_not_xray.dcm", night / "ct.dcm")
+    run_screen(screen_env, "enqueue", str(night))
+    first, second = (str(night / p.name) for p in NORMALS[:2])
+    sheets = {
+        "bom-semicolon.csv": ("\ufeffimage;truth\n" + f"{first};normal\n{second};PNEUMONIA\n", 0, "2 label(s)"),
+        "headers.csv": ("file,label\n" + f"{first},normal\n", 1, "must name the columns image and truth"),
+        "short.csv": ("image,truth\n" + f"{first}\n", 1, "line 2: needs both an image and a truth"),
+        "skipped.csv": ("image,truth\n" + f"{night / 'ct.dcm'},normal\n", 1, "only screened images can be labelled"),
+    }
+    for name, (text, code, message) in sheets.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        completed = run_screen(screen_env, "label", "--csv", str(tmp_path / name), check=False)
+        assert completed.returncode == code and message in completed.stdout + completed.stderr, completed.stderr
+        no_traceback(completed)
+
+
+# --- 5. Flower -------------------------------------------------------------------------------------------------
+
+
+def test_flower_needs_basic_auth_beyond_loopback_and_enforces_it(screen_env, redis_url, tmp_path):
+    env = {**screen_env, "SCREEN_BROKER_URL": redis_url}
+    refused = run_screen(env, "flower", "--address", "0.0.0.0", check=False, timeout=60)
+    assert refused.returncode == 1 and "FLOWER_BASIC_AUTH" in refused.stderr
+    port = free_port()
+    log = open(tmp_path / "flower.log", "w")
+    flower = subprocess.Popen(
+        [*SCREEN, "flower", "--port", str(port)],
+        env={**env, "FLOWER_BASIC_AUTH": "admin:secret"},
+        cwd=REPOSITORY,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/workers"
+
+        def status_code():  # a Response is falsy when it is an error, so wait on its code
+            try:
+                return requests.get(url, timeout=2).status_code
+            except requests.ConnectionError:
+                return None
+
+        assert wait_until(status_code, 60, what="Flower listening") == 401
+        assert requests.get(url, auth=("admin", "secret"), timeout=5).status_code == 200
+        assert requests.get(url, auth=("admin", "wrong"), timeout=5).status_code == 401
+    finally:
+        os.killpg(flower.pid, signal.SIGTERM)
+        flower.wait(30)
+        log.close()
+
+
+# --- 18. one retrain per night ---------------------------------------------------------------------------------
+
+
+def test_the_nightly_retrain_runs_once_per_night_whatever_is_delivered(tmp_path, monkeypatch):
+    from screening.config import load_settings
+    from screening.db.engine import make_engine, make_session_factory
+    from screening.db.migrate import upgrade
+    from screening.db.schema import RetrainRun
+    from screening.model.released import ensure_active_model
+    from screening.queue.celery_app import NIGHTLY_RETRAIN_TASK
+    from screening.training.retrain import nightly_retrain
+    from screening.worker.tasks import app
+
+    monkeypatch.setenv("SCREEN_DATA_DIR", str(tmp_path))
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    with sessions.begin() as session:
+        version = ensure_active_model(session, REPOSITORY / "models", settings.registry_dir)
+        version.training_config = {**version.training_config, "data_dir": str(tmp_path / "moved")}
+    first = nightly_retrain(sessions, settings, "task-1")  # its training folder has gone: a failed run, recorded
+    assert first.startswith("failed: ")
+    assert "already ran" in nightly_retrain(sessions, settings, "task-1")  # the same message, redelivered
+    assert "already ran" in nightly_retrain(sessions, settings, "task-2")  # a duplicate
+    with sessions() as session:
+        (run,) = session.query(RetrainRun).all()
+    assert run.task_id == "task-1" and run.outcome == first and run.finished_at is not None
+    task = app.tasks[NIGHTLY_RETRAIN_TASK]
+    assert task.acks_late is False and task.reject_on_worker_lost is False
+    engine.dispose()

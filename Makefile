@@ -24,4 +24,4 @@ test-tools:
 test: $(BIN)/screen test-tools
 	$(BIN)/screen weights fetch
 	$(BIN)/ruff check screening tests bench
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2   # two processes: most tests wait on workers, brokers and model loads

@@ -21,8 +21,18 @@ DICOM = DATA / "dicom"
 FULLRES = DATA / "cxr-fullres"
 CXR224 = DATA / "cxr224" / "train"
 POSTGRES_ADMIN_URL = os.environ.get("SCREEN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-# A database number per test session (1-13; 14 is the benchmarks'), so two suites on one machine never meet.
-REDIS_URL = os.environ.get("SCREEN_TEST_REDIS", f"redis://127.0.0.1:6379/{1 + os.getpid() % 13}")
+
+
+def _redis_database() -> int:
+    """A database number per test session and xdist worker (1-12; 14 is the benchmarks'): two suites on one
+    machine, or the two workers of `pytest -n 2`, never flush each other's queues."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1: children of one pytest process
+    if worker:
+        return 1 + (os.getppid() % 6) * 2 + int(worker.removeprefix("gw")) % 2
+    return 1 + (os.getpid() % 6) * 2
+
+
+REDIS_URL = os.environ.get("SCREEN_TEST_REDIS", f"redis://127.0.0.1:6379/{_redis_database()}")
 SCREEN = [str(Path(sys.executable).parent / "screen")]
 
 # What ../shared/data/README.md says must become of each DICOM file.

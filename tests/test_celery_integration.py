@@ -46,7 +46,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_flower_sees_the_worker_and_its_finished_tasks(distributed_env, sample_folder, start_worker, tmp_path):
+def test_flower_sees_the_worker_and_its_finished_tasks(screen_env, redis_url, sample_folder, start_worker, tmp_path):
+    distributed_env = {**screen_env, "SCREEN_BROKER_URL": redis_url}  # Flower never touches the database
     start_worker(distributed_env, name="flowerwatched")
     port = free_port()
     env = {**distributed_env, "FLOWER_UNAUTHENTICATED_API": "true"}
@@ -70,7 +71,11 @@ def test_flower_sees_the_worker_and_its_finished_tasks(distributed_env, sample_f
         assert sum(json.loads(task["result"].replace("'", '"'))["items"] for task in tasks.values()) == 11
     finally:
         flower.terminate()
-        flower.wait(30)
+        try:
+            flower.wait(15)
+        except subprocess.TimeoutExpired:  # tornado sometimes ignores SIGTERM while a request is open
+            flower.kill()
+            flower.wait()
         log.close()
 
 

@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: sample test test-tools
+.PHONY: sample test test-fast test-tools
 
 $(BIN)/screen: pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,3 +25,7 @@ test: $(BIN)/screen test-tools
 	$(BIN)/screen weights fetch
 	$(BIN)/ruff check screening tests bench
 	$(BIN)/pytest -n 2   # two processes: most tests wait on workers, brokers and model loads
+
+# The unit tier only (no Redis, PostgreSQL or `screen` processes): a minute, for the edit-test loop.
+test-fast: $(BIN)/screen
+	$(BIN)/pytest -n 2 -m unit -q

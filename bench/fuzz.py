@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
+import zlib
 from pathlib import Path
 
 import pydicom
@@ -32,6 +34,7 @@ SOURCES = {
     "png": sorted((DATA / "adult" / "train" / "NORMAL").glob("*.png"))[:20],
     "dicom": [DATA / "dicom" / "cr_chest_pa_monochrome2_jpeg_baseline.dcm", DATA / "dicom" / "ct_small_not_xray.dcm"],
 }
+NOT_RADIOGRAPHS = {"ct_small_not_xray.dcm"}  # an original that must end `skipped`
 DICOM_FIELDS = {
     "Rows": [0, 1, 65535],
     "Columns": [0, 3, 65535],
@@ -75,13 +78,29 @@ def chunk_swap(data: bytes, rng: random.Random) -> bytes:
     )
 
 
+def png_with_fresh_crcs(data: bytes) -> bytes:
+    """Recompute every chunk's CRC, so that a mutation reaches the decompressor instead of the checksum."""
+    out, offset = bytearray(data[:8]), 8
+    while offset + 12 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        body = data[offset + 4 : offset + 8 + length]
+        if offset + 12 + length > len(data):
+            break
+        out += data[offset : offset + 4] + body + zlib.crc32(body).to_bytes(4, "big")
+        offset += 12 + length
+    return bytes(out + data[offset:])
+
+
 def header_change(data: bytes, kind: str, rng: random.Random) -> bytes:
     """A plausible-looking header that lies: image size, depth, photometric, modality, window."""
     if kind == "dicom":
         dataset = pydicom.dcmread(io.BytesIO(data))
         for _ in range(rng.choice([1, 2, 3])):
             name = rng.choice(list(DICOM_FIELDS))
-            setattr(dataset, name, rng.choice(DICOM_FIELDS[name]))
+            try:
+                setattr(dataset, name, rng.choice(DICOM_FIELDS[name]))
+            except (ValueError, TypeError, OverflowError):  # pydicom refuses to hold it: try another field
+                continue
         buffer = io.BytesIO()
         try:
             dataset.save_as(buffer, enforce_file_format=True)
@@ -114,17 +133,20 @@ def make_mutants(folder: Path, per_kind: int, seed: int) -> dict[str, str]:
                 mutant = header_change(data, kind, rng)
             else:
                 mutant = {"bit flips": bit_flips, "truncation": truncation, "chunk swap": chunk_swap}[how](data, rng)
+            if kind == "png" and how in ("bit flips", "header change") and index % 8 < 4:
+                mutant, how = png_with_fresh_crcs(mutant), f"{how} (CRCs fixed)"
             name = f"{kind}-{index:04d}-{how.replace(' ', '_')}.{'dcm' if kind == 'dicom' else kind}"
             (folder / name).write_bytes(mutant)
             made[name] = f"{kind} {how}"
         for source in sources:
             name = f"original-{kind}-{source.name}"
             (folder / name).write_bytes(source.read_bytes())
-            made[name] = "original"
+            made[name] = "original (not a radiograph)" if source.name in NOT_RADIOGRAPHS else "original"
     return made
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore")  # pydicom warns about every invalid value we write on purpose
     parser = argparse.ArgumentParser()
     parser.add_argument("--per-kind", type=int, default=700)
     parser.add_argument("--seed", type=int, default=0)
@@ -176,7 +198,7 @@ def report(database: str, made: dict, log: str, enqueue: subprocess.CompletedPro
     reasons: collections.Counter = collections.Counter()
     for name, what in made.items():
         status, reason = by_name.get(name, ("missing", None))
-        counts[what.split()[0] if what != "original" else "original"][status] += 1
+        counts[what if what.startswith("original") else what.split()[0]][status] += 1
         if status in ("skipped", "failed"):
             reasons[(reason or "NO REASON").split(":")[0][:60]] += 1
     problems = {
@@ -185,6 +207,9 @@ def report(database: str, made: dict, log: str, enqueue: subprocess.CompletedPro
         ),
         "refusals without a reason": sum(1 for s, r in by_name.values() if s in ("skipped", "failed") and not r),
         "originals not screened": sum(1 for n, w in made.items() if w == "original" and by_name[n][0] != "done"),
+        "originals not skipped": sum(
+            1 for n, w in made.items() if w.startswith("original (") and by_name[n][0] != "skipped"
+        ),
         "tracebacks in the worker log": log.count("Traceback"),
         "worker processes lost": log.count("WorkerLostError") + log.count("exited with 'signal"),
         "worker died": int(not alive),

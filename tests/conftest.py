@@ -46,6 +46,26 @@ EXPECTED_DICOM_STATUS = {
 }
 
 
+# Test tiers, derived from what a test uses so that a tier can never be out of date:
+#   e2e          runs `screen` processes (the CLI, workers, Flower) or injects faults into them
+#   integration  talks to Redis or PostgreSQL
+#   unit         neither: plain functions, SQLite files and models in this process (`make test-fast`)
+E2E_FIXTURES = {"screen_env", "jax_env", "start_worker", "env_for"}
+INTEGRATION_FIXTURES = {"redis_url", "postgres_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        on_postgres = "postgresql" in getattr(getattr(item, "callspec", None), "params", {}).values()
+        if used & E2E_FIXTURES or item.path.name == "test_faults.py":
+            item.add_marker(pytest.mark.e2e)
+        elif used & INTEGRATION_FIXTURES or on_postgres:
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     name = f"screening_test_{uuid.uuid4().hex[:8]}"

@@ -56,6 +56,8 @@ INTEGRATION_FIXTURES = {"redis_url", "postgres_url"}
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if any(item.get_closest_marker(tier) for tier in ("unit", "integration", "e2e")):
+            continue  # said explicitly: a test that asks for its fixtures at run time
         used = set(getattr(item, "fixturenames", ()))
         on_postgres = "postgresql" in getattr(getattr(item, "callspec", None), "params", {}).values()
         if used & E2E_FIXTURES or item.path.name == "test_faults.py":

@@ -22,6 +22,7 @@ def small_training_set(tmp_path):
     return tmp_path / "train"
 
 
+@pytest.mark.e2e  # `screen train` processes, with the environment fixture of each backend
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_fine_tuning_changes_the_last_stage_only(backend, request, small_training_set, tmp_path):
     """Also with JAX and no TensorFlow at all, as on the GPU machines."""

@@ -1,13 +1,13 @@
 """Real Redis, real `screen worker` processes, SQLite and PostgreSQL, and Flower's HTTP API."""
 
 import json
-import socket
 import subprocess
 import time
 
 import pytest
 import requests
 from conftest import REPOSITORY, SCREEN, run_screen
+from faults import free_port
 from helpers import assert_sample_folder_screened, count_results
 
 
@@ -38,12 +38,6 @@ def test_without_migration_a_shared_database_is_refused(screen_env, redis_url, p
     _fresh_postgres_schema(postgres_url)
     refused = run_screen(env, "status", check=False)
     assert refused.returncode != 0 and "screen db upgrade" in refused.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_flower_sees_the_worker_and_its_finished_tasks(screen_env, redis_url, sample_folder, start_worker, tmp_path):

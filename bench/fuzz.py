@@ -215,7 +215,8 @@ def report(database: str, made: dict, log: str, enqueue: subprocess.CompletedPro
         "worker died": int(not alive),
     }
     print(
-        f"{len(made)} files ({len(made) - counts['original'].total()} mutants) in {elapsed:.0f} s; enqueue exit "
+        f"{len(made)} files ({sum(not w.startswith('original') for w in made.values())} mutants) in {elapsed:.0f} s; "
+        f"enqueue exit "
         f"{enqueue.returncode}"
     )
     print("| files | done | skipped | failed |\n|---|---|---|---|")

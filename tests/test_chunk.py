@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 from conftest import DICOM, FULLRES, REPOSITORY
+from helpers import scrambled_jpeg
 
 from screening.config import load_settings
 from screening.db.engine import make_engine, make_session_factory
@@ -64,15 +65,6 @@ def test_bad_files_do_not_stop_the_good_ones_and_redelivery_adds_nothing(runtime
     assert again.already_screened == 7 and again.statuses == {}
     with runtime.session_factory() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Result)) == 7
-
-
-def scrambled_jpeg(data: bytes) -> bytes:
-    """Entropy-coded data overwritten in places, markers and the end-of-image marker intact."""
-    scrambled = bytearray(data)
-    start = data.rfind(b"\xff\xda") + 200
-    for index in range(start, len(data) - 2, 97):
-        scrambled[index] = (scrambled[index] * 7 + 13) % 256 or 1
-    return bytes(scrambled).replace(b"\xff\xd9", b"\xfe\xd9")[:-2] + b"\xff\xd9"
 
 
 def test_a_jpeg_with_scrambled_data_fails_with_the_decoders_reason(runtime, tmp_path):

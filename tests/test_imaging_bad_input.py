@@ -9,6 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 from conftest import DICOM, FULLRES
+from helpers import scrambled_jpeg
 
 from screening.imaging.errors import ImageRejected
 from screening.imaging.read import decode_radiograph
@@ -88,3 +89,15 @@ def test_sixteen_bit_png_keeps_its_depth():
     ramp = np.tile(np.arange(0, 65536, 256, dtype=np.uint16), (64, 1))
     radiograph = decode_radiograph(cv2.imencode(".png", ramp)[1].tobytes(), MAX_PIXELS)
     assert radiograph.kind == "png" and radiograph.pixels.max() == 65280
+
+
+def test_a_dicom_whose_jpeg_baseline_data_is_scrambled_fails_with_the_decoders_reason():
+    from pydicom.encaps import encapsulate, generate_frames
+
+    dataset = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
+    frame = next(generate_frames(dataset.PixelData, number_of_frames=1))
+    dataset.PixelData = encapsulate([scrambled_jpeg(frame)])
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    problem = rejection(buffer.getvalue())
+    assert problem.status == "failed" and problem.reason.startswith("corrupt JPEG data: ")

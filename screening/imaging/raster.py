@@ -36,7 +36,7 @@ def _check_complete(data: bytes, kind: str) -> None:
         raise Unreadable("truncated PNG: no IEND chunk at the end")
 
 
-def _decode_jpeg(data: bytes) -> np.ndarray:
+def decode_jpeg_strict(data: bytes) -> np.ndarray:
     """libjpeg-turbo in strict mode: a warning about corrupt data (scrambled entropy-coded segments decode
     "successfully" into garbage) is an error, not a line on stderr."""
     try:
@@ -54,7 +54,7 @@ def read_raster(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
     _header_size(data, max_pixels)
     _check_complete(data, kind)
     if kind == "jpeg":
-        return _decode_jpeg(data)
+        return decode_jpeg_strict(data)
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
     if pixels is None:
         raise Unreadable(f"corrupt {kind.upper()} data: the decoder rejected it")

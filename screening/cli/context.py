@@ -15,7 +15,7 @@ from screening.db.engine import make_engine, make_session_factory
 from screening.db.migrate import current_revision, head_revision, upgrade
 from screening.db.registry import NoActiveModel, active_version
 from screening.db.schema import ModelVersion
-from screening.model.artifact import file_sha256
+from screening.model.artifact import ArtifactError, verify_artifact_file
 from screening.model.released import ensure_active_model
 
 
@@ -56,17 +56,12 @@ class AppContext:
         """The active version, after checking its artifact is the file the registry recorded: a batch must not
         be recorded, nor images claimed, for a model no worker can load."""
         version = self.active_model()
-        path = Path(version.artifact_path)
-        if not path.is_file():
+        try:
+            verify_artifact_file(Path(version.artifact_path), version.artifact_sha256)
+        except ArtifactError as problem:
             raise click.ClickException(
-                f"the active model version {version.id} has no artifact at its registered path: "
-                "register it again or `screen models rollback`"
-            )
-        if file_sha256(path) != version.artifact_sha256:
-            raise click.ClickException(
-                f"the active model version {version.id}'s artifact differs from the one registered (SHA-256): "
-                "it was changed after registration; refusing to screen with it (`screen models rollback`)"
-            )
+                f"the active model version {version.id} cannot be served: {problem} (`screen models rollback`)"
+            ) from None
         return version
 
 

@@ -101,7 +101,7 @@ def rollback(session: Session) -> ModelVersion:
     )
     # The newest standing activation is the current one; the first earlier one of another version is the target.
     earlier = [entry for entry in history[1:] if entry.model_version_id != current.id]
-    if not history or not earlier:
+    if not earlier:
         raise RegistryError("no earlier active version to roll back to")
     now = utcnow()
     for entry in history[: history.index(earlier[0])]:

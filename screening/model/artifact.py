@@ -75,10 +75,18 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
+def verify_artifact_file(path: Path, expected_sha256: str) -> None:
+    """Refuse a registered artifact that is gone, or whose bytes are not the ones the registry recorded."""
+    if not path.is_file():
+        raise ArtifactError(f"{path.name}: no artifact at its registered path")
+    if file_sha256(path) != expected_sha256:
+        raise ArtifactError(f"{path.name}: SHA-256 differs from the one registered; refusing to load it")
+
+
 def read_artifact(path: Path, expected_sha256: str | None = None) -> tuple[dict, list[np.ndarray]]:
     """The manifest and the weights as float32, after checking the file is the one registered."""
-    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
-        raise ArtifactError(f"{path.name}: SHA-256 differs from the registry's; refusing to load it")
+    if expected_sha256 is not None:
+        verify_artifact_file(path, expected_sha256)
     manifest = read_manifest(path)
     try:
         with zipfile.ZipFile(path) as archive, np.load(io.BytesIO(archive.read("weights.npz"))) as stored:

@@ -60,11 +60,13 @@ def held_lease(session_factory: Sessions, batch_id: str, lease: timedelta) -> It
         keeper.join()
 
 
-def _dispatch(session_factory: Sessions, dispatch: Dispatch, result_ids: list[int]) -> None:
-    if result_ids:
-        dispatch(result_ids)
+def _dispatch(session_factory: Sessions, dispatch: Dispatch, result_ids: list[int], chunk_size: int) -> None:
+    """Hand the ids on in chunks; each chunk is marked dispatched once `dispatch` returned."""
+    for start in range(0, len(result_ids), chunk_size):
+        chunk = result_ids[start : start + chunk_size]
+        dispatch(chunk)
         with session_factory.begin() as session:
-            mark_dispatched(session, result_ids)
+            mark_dispatched(session, chunk)
 
 
 def enqueue_batch(
@@ -85,7 +87,7 @@ def enqueue_batch(
             readable = [item for item in items if item.enqueue_error is None]
             claimed = claim_images(session, version_id, batch_id, readable, stale_after)
             link_items(session, version_id, readable)
-        _dispatch(session_factory, dispatch, claimed)  # after the commit, so a worker always finds the rows
+        _dispatch(session_factory, dispatch, claimed, chunk_size)  # after the commit: a worker finds the rows
         on_files(len(chunk))
     adopt_and_dispatch(session_factory, batch_id, chunk_size, dispatch)
     with session_factory.begin() as session:
@@ -96,8 +98,7 @@ def adopt_and_dispatch(session_factory: Sessions, batch_id: str, chunk_size: int
     """Dispatch the images of this batch that a dead process claimed and never handed on; return how many."""
     with session_factory.begin() as session:
         adopted = adopt_abandoned(session, batch_id)
-    for start in range(0, len(adopted), chunk_size):
-        _dispatch(session_factory, dispatch, adopted[start : start + chunk_size])
+    _dispatch(session_factory, dispatch, adopted, chunk_size)
     return len(adopted)
 
 
@@ -126,6 +127,5 @@ def requeue_batch(session_factory: Sessions, batch_id: str, chunk_size: int, dis
     Safe to run at any time: a worker leaves rows that are already filled in alone."""
     with session_factory() as session:
         claimed = queued_claims(session, batch_id)
-    for start in range(0, len(claimed), chunk_size):
-        _dispatch(session_factory, dispatch, claimed[start : start + chunk_size])
+    _dispatch(session_factory, dispatch, claimed, chunk_size)
     return len(claimed) + adopt_and_dispatch(session_factory, batch_id, chunk_size, dispatch)

@@ -24,6 +24,14 @@ DEVICES = ("auto", "cpu", "gpu")
 
 
 @dataclass(frozen=True)
+class ImageLimits:
+    """What one file may cost before it is refused, wherever it is read (worker, training, preview)."""
+
+    max_file_bytes: int = 512 * 2**20
+    max_image_pixels: int = 60_000_000
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -33,8 +41,7 @@ class Settings:
     chunk_size: int
     inference_batch_size: int
     decode_threads: int
-    max_file_bytes: int
-    max_image_pixels: int
+    image_limits: ImageLimits
     visibility_timeout_s: int
     enqueue_lease_s: int
     dtype_policy: str
@@ -112,8 +119,10 @@ def load_settings() -> Settings:
         chunk_size=chunk_size,
         inference_batch_size=min(batch_size, chunk_size),
         decode_threads=_positive_int("SCREEN_DECODE_THREADS", os.cpu_count() or 1),
-        max_file_bytes=_positive_int("SCREEN_MAX_FILE_BYTES", 512 * 2**20),
-        max_image_pixels=_positive_int("SCREEN_MAX_IMAGE_PIXELS", 60_000_000),
+        image_limits=ImageLimits(
+            max_file_bytes=_positive_int("SCREEN_MAX_FILE_BYTES", ImageLimits.max_file_bytes),
+            max_image_pixels=_positive_int("SCREEN_MAX_IMAGE_PIXELS", ImageLimits.max_image_pixels),
+        ),
         visibility_timeout_s=_positive_int("SCREEN_VISIBILITY_TIMEOUT", 3600),
         enqueue_lease_s=_positive_int("SCREEN_ENQUEUE_LEASE", 30),
         dtype_policy=_choice("SCREEN_DTYPE_POLICY", "float32", DTYPE_POLICIES),

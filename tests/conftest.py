@@ -4,47 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 import redis
 import sqlalchemy as sa
-
-REPOSITORY = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SCREEN_TEST_DATA", REPOSITORY.parent / "shared" / "data"))
-DICOM = DATA / "dicom"
-FULLRES = DATA / "cxr-fullres"
-CXR224 = DATA / "cxr224" / "train"
-POSTGRES_ADMIN_URL = os.environ.get("SCREEN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-def _redis_database() -> int:
-    """A database number per test session and xdist worker (1-12; 14 is the benchmarks'): two suites on one
-    machine, or the two workers of `pytest -n 2`, never flush each other's queues."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1: children of one pytest process
-    if worker:
-        return 1 + (os.getppid() % 6) * 2 + int(worker.removeprefix("gw")) % 2
-    return 1 + (os.getpid() % 6) * 2
-
-
-REDIS_URL = os.environ.get("SCREEN_TEST_REDIS", f"redis://127.0.0.1:6379/{_redis_database()}")
-SCREEN = [str(Path(sys.executable).parent / "screen")]
-
-# What ../shared/data/README.md says must become of each DICOM file.
-EXPECTED_DICOM_STATUS = {
-    "cr_chest_pa_monochrome1_jpegls.dcm": "done",
-    "cr_chest_pa_monochrome1_jpeg_lossless.dcm": "done",
-    "cr_chest_pa_monochrome2_jpeg_baseline.dcm": "done",
-    "cr_hip_jpegls_lossless.dcm": "skipped",
-    "ct_small_not_xray.dcm": "skipped",
-    "multiframe_2frame.dcm": "skipped",
-}
-
+from helpers import DICOM, FULLRES, POSTGRES_ADMIN_URL, REDIS_URL, WorkerProcess, fresh_postgres_schema
 
 # Test tiers, derived from what a test uses so that a tier can never be out of date:
 #   e2e          runs `screen` processes (the CLI, workers, Flower) or injects faults into them
@@ -80,19 +46,11 @@ def postgres_url():
     admin.dispose()
 
 
-def _fresh_postgres_schema(url: str) -> str:
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
-    return url
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'screening.db'}"
-    return _fresh_postgres_schema(request.getfixturevalue("postgres_url"))
+    return fresh_postgres_schema(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
@@ -124,55 +82,6 @@ def jax_env(screen_env, tmp_path):
         "PYTHONPATH": str(blocker.parent),
         "SCREEN_DATA_DIR": str(tmp_path / "jax-data"),
     }
-
-
-def run_screen(env: dict, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    completed = subprocess.run(
-        SCREEN + list(args), env=env, capture_output=True, text=True, timeout=timeout, cwd=REPOSITORY
-    )
-    if check and completed.returncode != 0:
-        raise AssertionError(f"screen {' '.join(args)} failed:\n{completed.stdout}\n{completed.stderr}")
-    return completed
-
-
-class WorkerProcess:
-    def __init__(self, env: dict, log_path: Path, name: str, queues: str = "screening") -> None:
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        self.process = subprocess.Popen(
-            SCREEN + ["worker", "--hostname", f"{name}@%h", "--queues", queues],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=REPOSITORY,
-            start_new_session=True,  # its own process group: kill9() takes the pool children too
-        )
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if " ready." in self.log_path.read_text():
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.5)
-        raise AssertionError(f"worker did not start:\n{self.log_path.read_text()}")
-
-    def kill9(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        self.log.close()
-
-    def output(self) -> str:
-        return self.log_path.read_text()
 
 
 @pytest.fixture

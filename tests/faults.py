@@ -3,26 +3,10 @@
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(condition, timeout: float = 90, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout}s")
+from helpers import free_port, wait_until
 
 
 def result_statuses(database_url: str) -> dict[str, int]:

@@ -1,11 +1,151 @@
-"""Checks shared by the end-to-end tests."""
+"""Everything the tests share: where the data is, how to run `screen` and workers, waiting, test inputs, checks.
 
+Fixtures live in conftest.py (pytest finds them); everything a test imports comes from here.
+"""
+
+from __future__ import annotations
+
+import io
 import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import cv2
+import pydicom
 import sqlalchemy as sa
-from conftest import EXPECTED_DICOM_STATUS, run_screen
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SCREEN_TEST_DATA", REPOSITORY.parent / "shared" / "data"))
+DICOM = DATA / "dicom"
+FULLRES = DATA / "cxr-fullres"
+CXR224 = DATA / "cxr224" / "train"
+POSTGRES_ADMIN_URL = os.environ.get("SCREEN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def _redis_database() -> int:
+    """A database number per test session and xdist worker (1-12; 14 is the benchmarks'): two suites on one
+    machine, or the two workers of `pytest -n 2`, never flush each other's queues."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1: children of one pytest process
+    if worker:
+        return 1 + (os.getppid() % 6) * 2 + int(worker.removeprefix("gw")) % 2
+    return 1 + (os.getpid() % 6) * 2
+
+
+REDIS_URL = os.environ.get("SCREEN_TEST_REDIS", f"redis://127.0.0.1:6379/{_redis_database()}")
+SCREEN = [str(Path(sys.executable).parent / "screen")]
+
+# What ../shared/data/README.md says must become of each DICOM file.
+EXPECTED_DICOM_STATUS = {
+    "cr_chest_pa_monochrome1_jpegls.dcm": "done",
+    "cr_chest_pa_monochrome1_jpeg_lossless.dcm": "done",
+    "cr_chest_pa_monochrome2_jpeg_baseline.dcm": "done",
+    "cr_hip_jpegls_lossless.dcm": "skipped",
+    "ct_small_not_xray.dcm": "skipped",
+    "multiframe_2frame.dcm": "skipped",
+}
+
+
+def run_screen(env: dict, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    completed = subprocess.run(
+        SCREEN + list(args), env=env, capture_output=True, text=True, timeout=timeout, cwd=REPOSITORY
+    )
+    if check and completed.returncode != 0:
+        raise AssertionError(f"screen {' '.join(args)} failed:\n{completed.stdout}\n{completed.stderr}")
+    return completed
+
+
+class WorkerProcess:
+    def __init__(self, env: dict, log_path: Path, name: str, queues: str = "screening") -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.process = subprocess.Popen(
+            SCREEN + ["worker", "--hostname", f"{name}@%h", "--queues", queues],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=REPOSITORY,
+            start_new_session=True,  # its own process group: kill9() takes the pool children too
+        )
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log_path.read_text():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.5)
+        raise AssertionError(f"worker did not start:\n{self.log_path.read_text()}")
+
+    def kill9(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self.log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition, timeout: float = 90, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+def copy_training_set(target: Path, start: int = 0, per_class: int = 40) -> Path:
+    """`per_class` NORMAL and PNEUMONIA images of the 224-px training split (from the `start`-th): real data,
+    small enough for the suite."""
+    for name in ("NORMAL", "PNEUMONIA"):
+        (target / name).mkdir(parents=True)
+        for source in sorted((CXR224 / name).iterdir())[start : start + per_class]:
+            shutil.copy(source, target / name / source.name)
+    return target
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height: a decompression bomb's header."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + header
+    ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    idat_data = zlib.compress(b"\x00" * 100)
+    idat = struct.pack(">I", len(idat_data)) + b"IDAT" + idat_data + struct.pack(">I", zlib.crc32(b"IDAT" + idat_data))
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + idat + iend
+
+
+def dicom_without_pixels() -> bytes:
+    dataset = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
+    del dataset.PixelData
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
 
 
 def results_by_name(env: dict, *extra: str) -> dict[str, dict]:
@@ -51,3 +191,21 @@ def scrambled_jpeg(data: bytes) -> bytes:
     for index in range(start, len(data) - 2, 97):
         scrambled[index] = (scrambled[index] * 7 + 13) % 256 or 1
     return bytes(scrambled).replace(b"\xff\xd9", b"\xfe\xd9")[:-2] + b"\xff\xd9"
+
+
+def fresh_postgres_schema(url: str) -> str:
+    """The database at `url` emptied: a schema of its own for one test."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+def artifact_with(source: Path, target: Path, **manifest_changes: object) -> Path:
+    """A copy of the artifact `source` whose manifest.json has `manifest_changes` (its weights untouched)."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as copy:
+        manifest = json.loads(original.read("manifest.json"))
+        copy.writestr("manifest.json", json.dumps({**manifest, **manifest_changes}))
+        copy.writestr("weights.npz", original.read("weights.npz"))
+    return target

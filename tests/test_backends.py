@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import run_screen
-from helpers import assert_sample_folder_screened
+from helpers import assert_sample_folder_screened, run_screen
 
 
 def _logit(p: float) -> float:

@@ -2,13 +2,18 @@
 
 import json
 import subprocess
-import time
 
 import pytest
 import requests
-from conftest import REPOSITORY, SCREEN, run_screen
-from faults import free_port
-from helpers import assert_sample_folder_screened, count_results
+from helpers import (
+    REPOSITORY,
+    SCREEN,
+    assert_sample_folder_screened,
+    count_results,
+    free_port,
+    run_screen,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -33,9 +38,9 @@ def test_worker_screens_a_batch_exactly_once(distributed_env, sample_folder, sta
 
 def test_without_migration_a_shared_database_is_refused(screen_env, redis_url, postgres_url):
     env = {**screen_env, "SCREEN_BROKER_URL": redis_url, "SCREEN_DATABASE_URL": postgres_url}
-    from conftest import _fresh_postgres_schema
+    from helpers import fresh_postgres_schema
 
-    _fresh_postgres_schema(postgres_url)
+    fresh_postgres_schema(postgres_url)
     refused = run_screen(env, "status", check=False)
     assert refused.returncode != 0 and "screen db upgrade" in refused.stderr
 
@@ -51,14 +56,16 @@ def test_flower_sees_the_worker_and_its_finished_tasks(screen_env, redis_url, sa
     )
     try:
         base = f"http://127.0.0.1:{port}/api"
-        workers = wait_for(
-            lambda: requests.get(f"{base}/workers", timeout=5).json(), lambda w: any("flowerwatched" in n for n in w)
+        workers = wait_until(
+            lambda: (w := api(f"{base}/workers")) and any("flowerwatched" in n for n in w) and w, 120, 1, "worker seen"
         )
         assert any(name.startswith("flowerwatched@") for name in workers)
         run_screen(distributed_env, "enqueue", "--wait", str(sample_folder), timeout=300)
-        tasks = wait_for(
-            lambda: requests.get(f"{base}/tasks", timeout=5).json(),
-            lambda t: t and all(task["state"] == "SUCCESS" for task in t.values()),
+        tasks = wait_until(
+            lambda: (t := api(f"{base}/tasks")) and all(task["state"] == "SUCCESS" for task in t.values()) and t,
+            120,
+            1,
+            "tasks succeeded",
         )
         assert {task["name"] for task in tasks.values()} == {"screening.screen_chunk"}
         assert all(task["args"] == "[11 images]" for task in tasks.values())  # ids only, counted
@@ -73,15 +80,9 @@ def test_flower_sees_the_worker_and_its_finished_tasks(screen_env, redis_url, sa
         log.close()
 
 
-def wait_for(fetch, ready, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        try:
-            value = fetch()
-            if ready(value):
-                return value
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"not ready after {timeout}s: {value}")
+def api(url: str) -> dict | None:
+    """Flower's JSON, or None while it is not answering yet."""
+    try:
+        return requests.get(url, timeout=5).json()
+    except requests.RequestException:
+        return None

@@ -5,8 +5,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import DICOM, FULLRES, REPOSITORY
-from helpers import scrambled_jpeg
+from helpers import DICOM, FULLRES, REPOSITORY, scrambled_jpeg
 
 from screening.config import load_settings
 from screening.db.engine import make_engine, make_session_factory
@@ -14,7 +13,7 @@ from screening.db.migrate import upgrade
 from screening.db.schema import ModelVersion, Result
 from screening.model.released import ensure_active_model
 from screening.queue.enqueue import enqueue_batch, start_batch
-from screening.worker.chunk import WorkerRuntime, screen_chunk
+from screening.usecases.screen_chunk import WorkerRuntime, screen_chunk
 
 
 @pytest.fixture
@@ -114,5 +113,5 @@ def test_a_model_that_cannot_be_loaded_fails_every_row_with_the_reason(runtime, 
     assert summary.statuses == {"failed": 2}
     with runtime.session_factory() as session:
         reasons = set(session.scalars(sa.select(Result.reason)))
-    assert reasons == {"model version 1 could not be loaded: " + next(iter(reasons)).split(": ", 1)[1]}
+    assert reasons == {f"model version {version.id} could not be loaded: " + next(iter(reasons)).split(": ", 1)[1]}
     assert "SHA-256 differs" in next(iter(reasons))

@@ -2,8 +2,14 @@
 
 import json
 
-from conftest import DICOM, run_screen
-from helpers import assert_sample_folder_screened, count_results, image_is_chest_upright, results_by_name
+from helpers import (
+    DICOM,
+    assert_sample_folder_screened,
+    count_results,
+    image_is_chest_upright,
+    results_by_name,
+    run_screen,
+)
 
 
 def test_enqueue_screens_in_process_and_a_rerun_adds_no_work(screen_env, sample_folder, tmp_path):

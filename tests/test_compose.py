@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import REPOSITORY
+from helpers import REPOSITORY
 
 SECRETS = {
     "REDIS_PASSWORD": "redis-secret",

@@ -21,7 +21,13 @@ from screening.db.results import (
 )
 from screening.db.schema import ImageStatus, ModelVersion, Result
 
-MANIFEST = {"preprocessing": {"name": "cxr-seed-v1"}, "threshold": 0.5, "metrics": {"validation": {"roc_auc": 0.9}}}
+MANIFEST = {
+    "preprocessing": {"name": "cxr-seed-v1"},
+    "threshold": 0.5,
+    "metrics": {"validation": {"roc_auc": 0.9}},
+    "training_config": {},
+    "data_manifest": {},
+}
 AN_HOUR = timedelta(hours=1)
 
 
@@ -34,7 +40,7 @@ def sessions(database_url):
 
 
 def register(session, sha="a" * 64):
-    return register_version(session, name="test", artifact_path="/x", artifact_sha256=sha, manifest=MANIFEST)
+    return register_version(session, name="test", artifact_path="/x", artifact_sha256=sha, **MANIFEST)
 
 
 def new_batch(session, version):
@@ -127,7 +133,7 @@ def test_one_instance_in_two_encodings_counts_once_in_its_study(sessions):
         first, second = claim_images(session, version.id, batch, found, AN_HOUR)  # each encoding its own row
         record_outcomes(session, [outcome(first, 0.7), outcome(second, 0.7)])
         (study,) = study_rows(session, version.id)
-        assert (study["images"], study["images_screened"], study["probability"]) == (1, 1, pytest.approx(0.7))
+        assert (study.images, study.images_screened, study.probability) == (1, 1, pytest.approx(0.7))
 
 
 def test_a_resent_instance_with_other_pixels_is_scored_and_the_study_reports_it(sessions):
@@ -140,7 +146,7 @@ def test_a_resent_instance_with_other_pixels_is_scored_and_the_study_reports_it(
         (newer,) = claim_images(session, version.id, batch, newer_items, AN_HOUR)  # same UID, other bytes: scored
         record_outcomes(session, [outcome(newer, 0.014)])
         (study,) = study_rows(session, version.id)
-        assert study["probability"] == pytest.approx(0.014) and not study["flagged"] and study["images"] == 1
+        assert study.probability == pytest.approx(0.014) and not study.flagged and study.images == 1
 
 
 def test_a_broken_copy_of_an_instance_does_not_stand_for_a_good_one(sessions):
@@ -152,7 +158,7 @@ def test_a_broken_copy_of_an_instance_does_not_stand_for_a_good_one(sessions):
         (broken,) = claim_images(session, version.id, batch, items(session, batch, ("2" * 64, "1.2.3", "9.9")), AN_HOUR)
         record_outcomes(session, [outcome(broken, 0, "failed", "truncated DICOM file")])
         (study,) = study_rows(session, version.id)
-        assert study["probability"] == pytest.approx(0.8) and study["flagged"]
+        assert study.probability == pytest.approx(0.8) and study.flagged
 
 
 def test_a_study_none_of_whose_images_could_be_screened_is_listed_with_the_reason(sessions):
@@ -163,11 +169,9 @@ def test_a_study_none_of_whose_images_could_be_screened_is_listed_with_the_reaso
         ids = claim_images(session, version.id, batch, found, AN_HOUR)
         link_items(session, version.id, found)
         record_outcomes(session, [outcome(ids[0], 0, "failed"), outcome(ids[1], 0, "failed"), outcome(ids[2], 0.3)])
-        studies = {row["study_uid"]: row for row in batch_studies(session, batch)}
+        studies = {row.study_uid: row for row in batch_studies(session, batch)}
         assert set(studies) == {"9.9", "7.7"}
-        assert (
-            studies["9.9"]["probability"] is None and studies["9.9"]["note"] == "no image could be screened: 2 failed"
-        )
+        assert studies["9.9"].probability is None and studies["9.9"].note == "no image could be screened: 2 failed"
 
 
 def test_an_image_whose_last_outcome_failed_is_screened_again_by_a_later_batch(sessions):
@@ -244,17 +248,17 @@ def test_study_score_is_the_highest_image_probability(sessions):
         found = items(session, batch, ("1" * 64, "1.1", "9.9"), ("2" * 64, "1.2", "9.9"), ("3" * 64, "1.3", "7.7"))
         ids = claim_images(session, version.id, batch, found, AN_HOUR)
         record_outcomes(session, [outcome(i, p) for i, p in zip(ids, (0.2, 0.8, 0.1), strict=True)])
-        studies = {s["study_uid"]: s for s in study_rows(session, version.id)}
-        assert studies["9.9"]["probability"] == pytest.approx(0.8) and studies["9.9"]["flagged"]
-        assert studies["9.9"]["images_screened"] == 2
-        assert not studies["7.7"]["flagged"]
+        studies = {s.study_uid: s for s in study_rows(session, version.id)}
+        assert studies["9.9"].probability == pytest.approx(0.8) and studies["9.9"].flagged
+        assert studies["9.9"].images_screened == 2
+        assert not studies["7.7"].flagged
 
 
 def test_workers_starting_together_register_the_released_model_once(database_url, tmp_path):
     """Several processes on a fresh database: one version, one active, no crash."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from conftest import REPOSITORY
+    from helpers import REPOSITORY
 
     from screening.model.released import ensure_active_model
 

@@ -4,7 +4,7 @@ import os
 import shutil
 import tracemalloc
 
-from conftest import DICOM, FULLRES
+from helpers import DICOM, FULLRES
 
 from screening.queue.discover import discover, walk
 

@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import FULLRES, REPOSITORY, run_screen
+from helpers import FULLRES, REPOSITORY, run_screen
 
 from screening.model.artifact import read_manifest
 from screening.model.released import RELEASED_ARTIFACT
@@ -79,15 +79,16 @@ def test_bootstrap_intervals_narrow_with_more_images():
 def test_temperature_scaling_makes_overconfident_probabilities_honest():
     from scipy.special import expit
 
-    from screening.model.calibration import calibrate, fit_temperature
+    from screening.model.calibration import fit_temperature, probabilities
 
     rng = np.random.default_rng(2)
     true_logits = rng.normal(0, 2, 5000)
     labels = (rng.uniform(0, 1, true_logits.size) < expit(true_logits)).astype(int)
-    overconfident = expit(3 * true_logits)  # right ranking, probabilities too extreme
-    temperature = fit_temperature(labels, overconfident)
+    network_logits = 3 * true_logits  # right ranking, probabilities too extreme
+    overconfident = probabilities(network_logits, 1.0)
+    temperature = fit_temperature(labels, network_logits)
     assert temperature == pytest.approx(3, rel=0.15)
-    calibrated = calibrate(overconfident, temperature)
+    calibrated = probabilities(network_logits, temperature)
     assert expected_calibration_error(labels, calibrated) < expected_calibration_error(labels, overconfident) / 3
     order = np.argsort(overconfident, kind="stable")
     assert np.all(np.diff(calibrated[order]) >= 0)  # monotone: the ranking, and so ROC AUC, is untouched

@@ -11,10 +11,20 @@ from pathlib import Path
 import pytest
 import redis
 import sqlalchemy as sa
-from conftest import CXR224, DICOM, FULLRES, REPOSITORY, SCREEN, _fresh_postgres_schema, run_screen
-from faults import OwnRedis, TcpProxy, result_statuses, wait_until
-from helpers import results_by_name
-from test_imaging_bad_input import dicom_without_pixels, png_header_only
+from faults import OwnRedis, TcpProxy, result_statuses
+from helpers import (
+    CXR224,
+    DICOM,
+    FULLRES,
+    REPOSITORY,
+    SCREEN,
+    dicom_without_pixels,
+    fresh_postgres_schema,
+    png_header_only,
+    results_by_name,
+    run_screen,
+    wait_until,
+)
 
 
 def copy_images(folder: Path, sources: list[Path]) -> Path:
@@ -40,7 +50,7 @@ def env_for(screen_env):
 def test_kill9_of_a_worker_mid_batch_loses_and_duplicates_nothing(
     env_for, redis_url, postgres_url, start_worker, tmp_path
 ):
-    database = _fresh_postgres_schema(postgres_url)
+    database = fresh_postgres_schema(postgres_url)
     env = env_for(redis_url, database, SCREEN_VISIBILITY_TIMEOUT="5", SCREEN_CHUNK_SIZE="4")
     folder = copy_images(tmp_path / "night", FULL_SIZE[:48])
     victim = start_worker(env, "victim")
@@ -91,7 +101,7 @@ def test_redis_restart_loses_nothing_queued_and_everyone_reconnects(env_for, sta
 
 
 def test_database_outage_is_retried_until_the_results_arrive(env_for, redis_url, postgres_url, start_worker, tmp_path):
-    database = _fresh_postgres_schema(postgres_url)
+    database = fresh_postgres_schema(postgres_url)
     env = env_for(redis_url, database)
     proxy = TcpProxy(sa.engine.make_url(database).port or 5432)
     proxy.start()
@@ -157,7 +167,7 @@ def screened_by_worker(log: str) -> int:
 def test_the_same_folder_enqueued_twice_at_once_is_screened_once(
     env_for, redis_url, postgres_url, start_worker, tmp_path
 ):
-    database = _fresh_postgres_schema(postgres_url)
+    database = fresh_postgres_schema(postgres_url)
     env = env_for(redis_url, database, SCREEN_CHUNK_SIZE="4")
     folder = copy_images(tmp_path / "night", FULL_SIZE[:24])
     worker = start_worker(env)
@@ -231,7 +241,7 @@ def test_requeue_recovers_a_batch_whose_messages_were_lost(env_for, redis_url, s
 
 
 def test_enqueue_says_how_to_recover_when_the_broker_stays_away(env_for, tmp_path):
-    from faults import free_port
+    from helpers import free_port
 
     env = env_for(
         f"redis://127.0.0.1:{free_port()}/0", f"sqlite:///{tmp_path / 'screening.db'}", SCREEN_PUBLISH_MAX_RETRIES="1"

@@ -9,11 +9,10 @@ import cv2
 import pytest
 import redis
 from celery.schedules import crontab
-from conftest import CXR224, FULLRES, REPOSITORY, run_screen
-from faults import wait_until
+from helpers import CXR224, FULLRES, REPOSITORY, run_screen, wait_until
 
 from screening.config import load_settings
-from screening.model.artifact import file_sha256
+from screening.hashing import sha256_hex
 from screening.queue.celery_app import NIGHTLY_RETRAIN_TASK, make_celery
 from screening.training.retrain import promotion_decision
 
@@ -58,7 +57,7 @@ def test_labels_feed_a_retrained_candidate_that_is_promoted_or_rejected_with_its
         "image,truth\n" + "".join(f"{path},{'normal' if 'NORMAL' in path.name else 'pneumonia'}\n" for path in val[:6])
     )
     assert "6 label(s) recorded" in run_screen(screen_env, "label", "--csv", str(sheet)).stdout
-    run_screen(screen_env, "label", file_sha256(val[-1]), "--truth", "pneumonia")
+    run_screen(screen_env, "label", sha256_hex(val[-1]), "--truth", "pneumonia")
     unknown = run_screen(screen_env, "label", "0" * 64, "--truth", "normal", check=False)
     assert unknown.returncode != 0 and "no screened image" in unknown.stderr
 

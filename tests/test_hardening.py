@@ -15,9 +15,19 @@ from pathlib import Path
 import pydicom
 import pytest
 import requests
-from conftest import CXR224, DICOM, FULLRES, REPOSITORY, SCREEN, run_screen
-from faults import free_port, result_statuses, wait_until
-from helpers import results_by_name
+from faults import result_statuses
+from helpers import (
+    CXR224,
+    DICOM,
+    FULLRES,
+    REPOSITORY,
+    SCREEN,
+    artifact_with,
+    free_port,
+    results_by_name,
+    run_screen,
+    wait_until,
+)
 
 # Root without the capabilities that let it read anything: permission bits apply again, as for any user.
 WITHOUT_ROOT_OVERRIDE = [
@@ -374,29 +384,25 @@ def test_flower_needs_basic_auth_beyond_loopback_and_enforces_it(screen_env, red
 
 def test_the_nightly_retrain_runs_once_per_night_whatever_is_delivered(tmp_path, monkeypatch):
     from screening.config import load_settings
-    from screening.db.engine import make_engine, make_session_factory
-    from screening.db.migrate import upgrade
     from screening.db.schema import RetrainRun
-    from screening.model.released import ensure_active_model
     from screening.queue.celery_app import NIGHTLY_RETRAIN_TASK
-    from screening.training.retrain import nightly_retrain
-    from screening.worker.tasks import app
+    from screening.tasks import app
+    from screening.usecases.context import bootstrap
+    from screening.usecases.models import register_model
+    from screening.usecases.retrain import nightly_retrain
 
     monkeypatch.setenv("SCREEN_DATA_DIR", str(tmp_path))
-    settings = load_settings()
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    sessions = make_session_factory(engine)
-    with sessions.begin() as session:
-        version = ensure_active_model(session, REPOSITORY / "models", settings.registry_dir)
-        version.training_config = {**version.training_config, "data_dir": str(tmp_path / "moved")}
-    first = nightly_retrain(sessions, settings, "task-1")  # its training folder has gone: a failed run, recorded
+    services = bootstrap(load_settings())
+    released = REPOSITORY / "models" / "pneumonia_resnet50.zip"
+    moved = artifact_with(released, tmp_path / "moved.zip", training_config={"data_dir": str(tmp_path / "moved")})
+    register_model(services, moved, activate=True)
+    first = nightly_retrain(services, "task-1")  # its training folder has gone: a failed run, recorded
     assert first.startswith("failed: ")
-    assert "already ran" in nightly_retrain(sessions, settings, "task-1")  # the same message, redelivered
-    assert "already ran" in nightly_retrain(sessions, settings, "task-2")  # a duplicate
-    with sessions() as session:
+    assert "already ran" in nightly_retrain(services, "task-1")  # the same message, redelivered
+    assert "already ran" in nightly_retrain(services, "task-2")  # a duplicate
+    with services.sessions() as session:
         (run,) = session.query(RetrainRun).all()
     assert run.task_id == "task-1" and run.outcome == first and run.finished_at is not None
     task = app.tasks[NIGHTLY_RETRAIN_TASK]
     assert task.acks_late is False and task.reject_on_worker_lost is False
-    engine.dispose()
+    services.engine.dispose()

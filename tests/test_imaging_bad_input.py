@@ -1,15 +1,12 @@
 """Bad input gets a clear reason and a status, never an unhandled exception."""
 
 import io
-import struct
-import zlib
 
 import cv2
 import numpy as np
 import pydicom
 import pytest
-from conftest import DICOM, FULLRES
-from helpers import scrambled_jpeg
+from helpers import DICOM, FULLRES, dicom_without_pixels, png_header_only, scrambled_jpeg
 
 from screening.imaging.errors import ImageRejected
 from screening.imaging.read import decode_radiograph
@@ -18,25 +15,6 @@ from screening.imaging.sniff import sniff_kind
 MAX_PIXELS = 60_000_000
 CHEST_DICOM = DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm"
 A_JPEG = sorted((FULLRES / "train" / "NORMAL").iterdir())[0]
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims width x height: a decompression bomb's header."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = b"IHDR" + header
-    ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-    idat_data = zlib.compress(b"\x00" * 100)
-    idat = struct.pack(">I", len(idat_data)) + b"IDAT" + idat_data + struct.pack(">I", zlib.crc32(b"IDAT" + idat_data))
-    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
-    return b"\x89PNG\r\n\x1a\n" + ihdr + idat + iend
-
-
-def dicom_without_pixels() -> bytes:
-    dataset = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
-    del dataset.PixelData
-    buffer = io.BytesIO()
-    dataset.save_as(buffer)
-    return buffer.getvalue()
 
 
 def rejection(data: bytes) -> ImageRejected:

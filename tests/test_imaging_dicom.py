@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import DICOM, EXPECTED_DICOM_STATUS
+from helpers import DICOM, EXPECTED_DICOM_STATUS
 from pydicom.data import get_testdata_file
 
 from screening.imaging.errors import ImageRejected

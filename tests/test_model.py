@@ -6,11 +6,12 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-from conftest import REPOSITORY
+from helpers import REPOSITORY
 
 from screening.config import load_settings
-from screening.model.artifact import ArtifactError, file_sha256, read_manifest
-from screening.model.network import build_backbone, imagenet_input, load_classifier
+from screening.hashing import sha256_hex
+from screening.model.artifact import ArtifactError, read_manifest
+from screening.model.network import build_backbone, load_classifier, with_normalisation
 from screening.model.released import RELEASED_ARTIFACT
 from screening.model.weights import (
     BACKBONE_PARAMETERS,
@@ -58,29 +59,29 @@ def test_cached_weights_are_the_pinned_imagenet_backbone(imagenet):
 @pytest.mark.parametrize(("photo", "classes"), [("chelsea", {281, 282, 285}), ("coffee", {967})])
 def test_full_imagenet_model_recognises_scikit_image_photos(imagenet, photo, classes):
     """281 tabby, 282 tiger cat, 285 Egyptian cat; 967 espresso."""
-    model = build_backbone(imagenet, include_top=True)
+    model = with_normalisation(build_backbone(imagenet, include_top=True))  # the classifier's own normalisation layer
     image = cv2.resize(getattr(skimage.data, photo)(), (224, 224), interpolation=cv2.INTER_AREA)
-    probabilities = model.predict(imagenet_input(image[None]), verbose=0)[0]
+    probabilities = model.predict(image[None], verbose=0)[0]
     assert int(np.argmax(probabilities)) in classes and probabilities.max() > 0.5
 
 
 def test_released_artifact_loads_and_carries_its_card_numbers():
-    model, manifest = load_classifier(RELEASED, file_sha256(RELEASED))
+    model, manifest = load_classifier(RELEASED, sha256_hex(RELEASED))
     assert model.count_params() == BACKBONE_PARAMETERS + 2048 * 128 + 128 + 128 + 1
-    assert manifest["preprocessing"]["name"] == "cxr-seed-v1"
-    assert manifest["metrics"]["validation"]["sensitivity"] >= 0.95
+    assert manifest.preprocessing["name"] == "cxr-seed-v1"
+    assert manifest.validation_metrics["sensitivity"] >= 0.95
     assert RELEASED.stat().st_size < 100 * 2**20
 
 
 def test_an_artifact_that_differs_from_the_registry_is_refused(tmp_path):
     copy = tmp_path / "model.zip"
     shutil.copy(RELEASED, copy)
-    expected = file_sha256(copy)
+    expected = sha256_hex(copy)
     with open(copy, "ab") as stream:
         stream.write(b"tampered")
     with pytest.raises(ArtifactError, match="SHA-256 differs"):
         load_classifier(copy, expected)
-    assert read_manifest(copy)["threshold"] > 0
+    assert read_manifest(copy).threshold > 0
 
 
 def test_a_worker_process_can_load_one_artifact_after_another():

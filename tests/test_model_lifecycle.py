@@ -3,8 +3,7 @@
 import json
 
 import pytest
-from conftest import FULLRES, REPOSITORY, run_screen
-from helpers import results_by_name
+from helpers import FULLRES, REPOSITORY, results_by_name, run_screen
 
 from screening.model.network import load_classifier, save_classifier
 from screening.model.released import RELEASED_ARTIFACT

@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import CXR224, FULLRES
+from helpers import CXR224, FULLRES
 
 from screening.imaging.errors import NotScreenable
 from screening.imaging.preprocess import PreprocessSpec, preprocess

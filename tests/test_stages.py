@@ -1,27 +1,28 @@
 """Each pipeline stage alone: declared inputs and outputs, and what it does with real files."""
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DICOM, FULLRES, REPOSITORY
+from helpers import DICOM, FULLRES, REPOSITORY
 
+from screening.config import ImageLimits
+from screening.hashing import sha256_hex
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.infer import Classifier
 from screening.model.released import RELEASED_ARTIFACT
-from screening.worker.stages import Decode, ImageJob, Infer, Preprocess, ReadFile, run_image_stages
+from screening.worker.stages import ImageJob, Infer, Prepare, ReadFile, run_image_stages
 
 JPEG = sorted((FULLRES / "train" / "PNEUMONIA").iterdir())[0]
-STAGES = [ReadFile(10**9), Decode(60_000_000), Preprocess(PreprocessSpec())]
+STAGES = [ReadFile(ImageLimits()), Prepare(PreprocessSpec(), ImageLimits())]
 
 
 def job_for(path: Path) -> ImageJob:
-    return ImageJob(str(path), hashlib.sha256(path.read_bytes()).hexdigest())
+    return ImageJob(str(path), sha256_hex(path))
 
 
-@pytest.mark.parametrize("stage", [ReadFile, Decode, Preprocess, Infer])
+@pytest.mark.parametrize("stage", [ReadFile, Prepare, Infer])
 def test_each_stage_declares_a_name_inputs_and_outputs(stage):
     assert stage.name and stage.inputs and stage.outputs
     assert set(stage.inputs) | set(stage.outputs) <= set(ImageJob.__dataclass_fields__)
@@ -29,12 +30,11 @@ def test_each_stage_declares_a_name_inputs_and_outputs(stage):
 
 def test_stages_fill_exactly_their_outputs():
     job = job_for(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
-    ReadFile(10**9)(job)
-    assert job.data is not None
-    Decode(60_000_000)(job)
-    assert job.kind == "dicom" and job.pixels.ndim == 2 and job.data is None
-    Preprocess(PreprocessSpec())(job)
-    assert job.image.shape == (224, 224, 3) and job.pixels is None
+    ReadFile(ImageLimits())(job)
+    assert job.data is not None and job.image is None
+    Prepare(PreprocessSpec(), ImageLimits())(job)
+    assert job.kind == "dicom" and job.image.shape == (224, 224, 3) and job.data is None
+    assert job.pixel_sha256 and {"decode", "preprocess"} <= set(job.timings_ms)
 
 
 def test_a_file_changed_after_enqueue_is_not_screened_under_the_old_identity(tmp_path):
@@ -53,7 +53,7 @@ def test_missing_and_oversized_files_are_recorded(tmp_path):
     gone = ImageJob(str(tmp_path / "gone.jpeg"), "0" * 64)
     run_image_stages(gone, STAGES)
     assert gone.status == "failed" and "No such file" in gone.reason
-    big = run_image_stages(job_for(JPEG), [ReadFile(1000)] + STAGES[1:])
+    big = run_image_stages(job_for(JPEG), [ReadFile(ImageLimits(max_file_bytes=1000))] + STAGES[1:])
     assert big.status == "skipped" and "file too large" in big.reason
 
 

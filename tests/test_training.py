@@ -1,11 +1,10 @@
 """`screen train` in two phases on small real data: what is fine-tuned, what stays ImageNet's."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
-from conftest import CXR224, run_screen
+from helpers import copy_training_set, run_screen
 
 from screening.config import load_settings
 from screening.model.artifact import read_artifact
@@ -15,11 +14,7 @@ from screening.model.weights import CACHE_NAME, load_imagenet_weights
 
 @pytest.fixture
 def small_training_set(tmp_path):
-    for name in ("NORMAL", "PNEUMONIA"):
-        (tmp_path / "train" / name).mkdir(parents=True)
-        for source in sorted((CXR224 / name).iterdir())[40:80]:
-            shutil.copy(source, tmp_path / "train" / name / source.name)
-    return tmp_path / "train"
+    return copy_training_set(tmp_path / "train", start=40)
 
 
 @pytest.mark.e2e  # `screen train` processes, with the environment fixture of each backend

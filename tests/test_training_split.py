@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import CXR224
+from helpers import CXR224
 
 from screening.training.metrics import binary_metrics, threshold_for_sensitivity
-from screening.training.split import list_examples, patient_of, patient_split, split_manifest
+from screening.training.split import list_examples, patient_of, patient_split
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,8 @@ def test_patient_from_file_name(name, patient):
 @pytest.fixture(scope="module")
 def split():
     examples = list_examples(CXR224)
-    return examples, *patient_split(examples, 0.2, seed=42)
+    split = patient_split(examples, 0.2, seed=42)
+    return examples, split.train, split.validation
 
 
 def test_split_keeps_every_patient_and_every_identical_image_on_one_side(split):
@@ -39,13 +40,12 @@ def test_split_is_stratified_and_reproducible(split):
     share = lambda subset: np.mean([e.label for e in subset])  # noqa: E731
     assert abs(share(train) - share(validation)) < 0.05
     assert 0.15 < len(validation) / len(examples) < 0.25
-    again = patient_split(examples, 0.2, seed=42)[1]
+    again = patient_split(examples, 0.2, seed=42).validation
     assert [e.path for e in again] == [e.path for e in validation]
 
 
 def test_manifest_lists_every_file_by_hash(split):
-    _, train, validation = split
-    manifest = split_manifest(train, validation)
+    manifest = patient_split(split[0], 0.2, seed=42).manifest()
     assert len(manifest["files"]) == 5216
     assert {row["split"] for row in manifest["files"]} == {"train", "validation"}
 

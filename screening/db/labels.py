@@ -6,9 +6,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from screening.db.schema import Label, Result, utcnow
+from screening.errors import ScreeningError
 
 
-class UnknownImage(Exception):
+class UnknownImage(ScreeningError):
     pass
 
 
@@ -33,7 +34,7 @@ def record_label(session: Session, sha256: str, pneumonia: bool, source: str) ->
     return label
 
 
-def labelled_images(session: Session) -> list[tuple[str, str, bool]]:
+def radiologist_labels(session: Session) -> list[tuple[str, str, bool]]:
     """(sha256, path, pneumonia) for every labelled image, with the path of its newest result."""
     newest_path = {
         sha: path

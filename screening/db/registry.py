@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,7 +26,11 @@ def register_version(
     name: str,
     artifact_path: str,
     artifact_sha256: str,
-    manifest: dict,
+    threshold: float,
+    preprocessing: dict[str, Any],
+    training_config: dict[str, Any],
+    data_manifest: dict[str, Any],
+    metrics: dict[str, Any],
     parent_id: int | None = None,
 ) -> ModelVersion:
     """Add a candidate version, or return the one already registered with this artifact.
@@ -38,11 +44,11 @@ def register_version(
         artifact_path=artifact_path,
         artifact_sha256=artifact_sha256,
         parent_id=parent_id,
-        preprocessing=manifest["preprocessing"],
-        training_config=manifest.get("training_config", {}),
-        data_manifest=manifest.get("data_manifest", {}),
-        metrics=manifest.get("metrics", {}),
-        threshold=float(manifest["threshold"]),
+        preprocessing=preprocessing,
+        training_config=training_config,
+        data_manifest=data_manifest,
+        metrics=metrics,
+        threshold=threshold,
         status=VersionStatus.CANDIDATE,
     )
     try:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
@@ -47,8 +48,9 @@ RESET_FIELDS = {"reason": None, "probability": None, "flagged": None, "pixel_sha
 
 def insert_ignoring_conflict(session: Session, table: type) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING in this session's dialect (SQLite and PostgreSQL both have it)."""
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[session.get_bind().dialect.name]
-    return insert(table).on_conflict_do_nothing()
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def claim_images(
@@ -136,7 +138,7 @@ def link_items(session: Session, model_version_id: int, items: list[BatchItem]) 
             Result.model_version_id == model_version_id, Result.sha256.in_([item.sha256 for item in items])
         )
     )
-    by_content = {sha256: result_id for sha256, result_id in rows}
+    by_content: dict[str | None, int] = {sha256: result_id for sha256, result_id in rows}
     for item in items:
         item.result_id = by_content[item.sha256]
     session.flush()
@@ -146,7 +148,7 @@ def record_outcomes(session: Session, outcomes: list[Outcome]) -> int:
     """Fill in queued rows; return how many changed (a redelivered chunk changes none)."""
     if not outcomes:
         return 0
-    table = Result.__table__
+    table = cast(Table, Result.__table__)
     statement = (
         update(table)
         .where(table.c.id == bindparam("row_id"), table.c.status == ImageStatus.QUEUED)
@@ -169,7 +171,7 @@ def screened_pixels(session: Session, model_version_id: int, pixel_hashes: list[
             Result.status == ImageStatus.DONE,
         )
     )
-    return {result.pixel_sha256: result for result in done}
+    return {result.pixel_sha256: result for result in done if result.pixel_sha256}
 
 
 def queued_claims(session: Session, batch_id: str) -> list[int]:
@@ -187,7 +189,23 @@ def queued_results(session: Session, result_ids: list[int]) -> list[Result]:
     return list(session.scalars(select(Result).where(Result.id.in_(result_ids), Result.status == ImageStatus.QUEUED)))
 
 
-def batch_rows(session: Session, batch_id: str, flagged_only: bool = False) -> list[dict]:
+@dataclass(frozen=True)
+class ImageRow:
+    """One file of a batch, whatever became of it."""
+
+    path: str
+    status: ImageStatus
+    probability: float | None
+    flagged: bool | None
+    reason: str | None
+    model_version: str | None  # "id:name"
+    already_screened: bool  # scored by an earlier batch at the same version
+    study_uid: str | None
+    sop_uid: str | None
+    sha256: str | None
+
+
+def batch_rows(session: Session, batch_id: str, flagged_only: bool = False) -> list[ImageRow]:
     """One row per file of the batch, whatever became of it."""
     query = (
         select(BatchItem, Result, ModelVersion.name)
@@ -201,60 +219,75 @@ def batch_rows(session: Session, batch_id: str, flagged_only: bool = False) -> l
     rows = []
     for item, result, version_name in session.execute(query):
         rows.append(
-            {
-                "path": item.path,
-                "status": item.enqueue_status or (ImageStatus.FAILED if item.enqueue_error else result.status),
-                "probability": result.probability if result else None,
-                "flagged": result.flagged if result else None,
-                "reason": item.enqueue_error or (result.reason if result else None),
-                "model_version": f"{result.model_version_id}:{version_name}" if result else None,
-                "already_screened": bool(result and result.batch_id != batch_id),
-                "study_uid": item.study_uid,
-                "sop_uid": item.sop_uid,
-                "sha256": item.sha256,
-            }
+            ImageRow(
+                path=item.path,
+                status=ImageStatus(
+                    item.enqueue_status or (ImageStatus.FAILED if item.enqueue_error else result.status)
+                ),
+                probability=result.probability if result else None,
+                flagged=result.flagged if result else None,
+                reason=item.enqueue_error or (result.reason if result else None),
+                model_version=f"{result.model_version_id}:{version_name}" if result else None,
+                already_screened=bool(result and result.batch_id != batch_id),
+                study_uid=item.study_uid,
+                sop_uid=item.sop_uid,
+                sha256=item.sha256,
+            )
         )
     return rows
 
 
-STUDY_COLUMNS = [
-    "study_uid",
-    "images",
-    "images_screened",
-    "images_skipped",
-    "images_failed",
-    "images_pending",
-    "probability",
-    "flagged",
-    "note",
-]
+@dataclass(frozen=True)
+class StudyRow:
+    """One DICOM study at one model version: its highest image probability, and why there is none."""
+
+    study_uid: str
+    images: int
+    images_screened: int
+    images_skipped: int
+    images_failed: int
+    images_pending: int
+    probability: float | None
+    flagged: bool
+    note: str | None
+
+    @classmethod
+    def from_view(cls, row: dict) -> StudyRow:
+        counts = {name: int(row[name] or 0) for name in ("images_screened", "images_skipped", "images_failed")}
+        pending = int(row["images_pending"] or 0)
+        return cls(
+            study_uid=row["study_uid"],
+            images=int(row["images"]),
+            images_pending=pending,
+            probability=row["probability"],
+            flagged=bool(row["flagged"]),
+            note=_study_note(counts, pending),
+            **counts,
+        )
 
 
-def study_rows(session: Session, model_version_id: int, study_uids: list[str] | None = None) -> list[dict]:
+def study_rows(session: Session, model_version_id: int, study_uids: list[str] | None = None) -> list[StudyRow]:
     """Each study's row of the study_results view, with a note saying why a study has no score."""
     query = select(study_results).where(study_results.c.model_version_id == model_version_id)
     if study_uids is not None:
         query = query.where(study_results.c.study_uid.in_(study_uids))
-    rows = [dict(row._mapping) for row in session.execute(query.order_by(study_results.c.study_uid))]
-    for row in rows:
-        row["flagged"] = bool(row["flagged"])
-        row["note"] = _study_note(row)
-    return rows
+    rows = session.execute(query.order_by(study_results.c.study_uid))
+    return [StudyRow.from_view(dict(row._mapping)) for row in rows]
 
 
-def _study_note(row: dict) -> str | None:
-    if row["images_pending"]:
-        return f"{row['images_pending']} image(s) still being screened"
-    if row["images_screened"]:
+def _study_note(counts: dict[str, int], pending: int) -> str | None:
+    if pending:
+        return f"{pending} image(s) still being screened"
+    if counts["images_screened"]:
         return None
-    parts = [f"{row[f'images_{status}']} {status}" for status in ("failed", "skipped") if row[f"images_{status}"]]
+    parts = [f"{counts[f'images_{status}']} {status}" for status in ("failed", "skipped") if counts[f"images_{status}"]]
     return "no image could be screened: " + ", ".join(parts)
 
 
-def batch_studies(session: Session, batch_id: str) -> list[dict]:
+def batch_studies(session: Session, batch_id: str) -> list[StudyRow]:
     """The studies a batch found, at the batch's model version (each instance counted once)."""
     version_id = session.get_one(Batch, batch_id).model_version_id
     uids = session.scalars(
         select(BatchItem.study_uid).where(BatchItem.batch_id == batch_id, BatchItem.study_uid.is_not(None)).distinct()
     )
-    return study_rows(session, version_id, sorted(uids))
+    return study_rows(session, version_id, sorted(uid for uid in uids if uid))

@@ -12,6 +12,7 @@ import io
 import logging
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -82,7 +83,7 @@ def _check_screenable(ds: pydicom.Dataset, max_pixels: int) -> None:
         raise NotScreenable(f"image too large: {ds.Columns}x{ds.Rows} pixels exceeds the limit of {max_pixels}")
 
 
-def _number(value: object) -> int:
+def _number(value: Any) -> int:  # a pydicom element value: int, str, MultiValue, None
     try:
         return int(value or 1)
     except (TypeError, ValueError):

@@ -61,7 +61,7 @@ def preprocess(grayscale: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     low, high = float(grayscale.min()), float(grayscale.max())
     if high <= low:
         raise NotScreenable("blank image: every pixel has the same value")
-    image = ((grayscale.astype(np.float32) - low) * (255.0 / (high - low))).astype(np.uint8)
+    image: np.ndarray = ((grayscale.astype(np.float32) - low) * (255.0 / (high - low))).astype(np.uint8)
     image = cv2.GaussianBlur(image, (spec.gaussian_kernel, spec.gaussian_kernel), 0)
     image = cv2.medianBlur(image, spec.median_kernel)
     image = _clahe(spec).apply(image)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from screening.hashing import sha256_hex
 from screening.imaging.dicom import read_xray_dicom
 from screening.imaging.errors import NotScreenable, Unreadable
 from screening.imaging.raster import read_raster
@@ -21,9 +21,7 @@ class Radiograph:
 
     def pixel_sha256(self) -> str:
         """Identity of the decoded image: the same pixels in any encoding get the same hash."""
-        digest = hashlib.sha256(f"{self.pixels.dtype}{self.pixels.shape}".encode())
-        digest.update(np.ascontiguousarray(self.pixels).data)
-        return digest.hexdigest()
+        return sha256_hex(f"{self.pixels.dtype}{self.pixels.shape}".encode(), np.ascontiguousarray(self.pixels).data)
 
 
 def decode_radiograph(data: bytes, max_pixels: int) -> Radiograph:

@@ -8,7 +8,6 @@ knows the file format only (no Keras), so the CLI can read manifests without loa
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import zipfile
@@ -17,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from screening.errors import ScreeningError
+from screening.hashing import sha256_hex
+from screening.model.manifest import FORMAT, ModelManifest
 
-FORMAT = "screening-model/1"
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 REQUIRED_KEYS = ("name", "architecture", "preprocessing", "threshold", "weight_names")
 
@@ -27,32 +27,24 @@ class ArtifactError(ScreeningError):
     pass
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def compact(array: np.ndarray) -> np.ndarray:
     """Float16 halves the file; arrays it cannot hold (a BatchNorm variance reaches 83,615) stay float32."""
     return array.astype(np.float16) if np.abs(array).max(initial=0) < FLOAT16_MAX else array
 
 
-def write_artifact(path: Path, manifest: dict, names: list[str], arrays: list[np.ndarray]) -> str:
+def write_artifact(path: Path, manifest: ModelManifest, arrays: list[np.ndarray]) -> str:
     """Write the artifact and return its SHA-256."""
     weights = io.BytesIO()
     np.savez(weights, *[compact(a) for a in arrays])
-    full_manifest = {"format": FORMAT, **manifest, "weight_names": names}
+    full_manifest = {key: value for key, value in manifest.to_dict().items() if key != "artifact_sha256"}
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("manifest.json", json.dumps(full_manifest, indent=2, sort_keys=True))
         archive.writestr("weights.npz", weights.getvalue())
-    return file_sha256(path)
+    return sha256_hex(path)
 
 
-def read_manifest(path: Path) -> dict:
+def read_manifest(path: Path) -> ModelManifest:
     """The manifest, checked for the fields every reader relies on; ArtifactError says what is wrong."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -72,18 +64,21 @@ def read_manifest(path: Path) -> dict:
         float(manifest["threshold"])
     except (TypeError, ValueError):
         raise ArtifactError(f"{path.name}: the threshold in manifest.json is not a number") from None
-    return manifest
+    try:
+        return ModelManifest.from_dict(manifest)
+    except (TypeError, ValueError):
+        raise ArtifactError(f"{path.name}: unknown architecture {manifest['architecture']!r}") from None
 
 
 def verify_artifact_file(path: Path, expected_sha256: str) -> None:
     """Refuse a registered artifact that is gone, or whose bytes are not the ones the registry recorded."""
     if not path.is_file():
         raise ArtifactError(f"{path.name}: no artifact at its registered path")
-    if file_sha256(path) != expected_sha256:
+    if sha256_hex(path) != expected_sha256:
         raise ArtifactError(f"{path.name}: SHA-256 differs from the one registered; refusing to load it")
 
 
-def read_artifact(path: Path, expected_sha256: str | None = None) -> tuple[dict, list[np.ndarray]]:
+def read_artifact(path: Path, expected_sha256: str | None = None) -> tuple[ModelManifest, list[np.ndarray]]:
     """The manifest and the weights as float32, after checking the file is the one registered."""
     if expected_sha256 is not None:
         verify_artifact_file(path, expected_sha256)

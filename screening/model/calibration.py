@@ -1,32 +1,26 @@
-"""Temperature scaling: one number, fitted on validation data, so that a probability means what it says.
+"""From the network's logit to a probability: temperature scaling, one number fitted on validation data.
 
-It divides the model's logit; ranking (ROC AUC) is unchanged, probabilities become honest.
+Dividing the logit by the temperature leaves the ranking (ROC AUC) unchanged and makes a
+probability mean what it says. This is the only place a logit becomes a probability.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import expit
-
-EPSILON = 1e-7
+from scipy.special import expit, log_expit
 
 
-def logits(probabilities: np.ndarray) -> np.ndarray:
-    p = np.clip(probabilities, EPSILON, 1 - EPSILON)
-    return np.log(p / (1 - p))
+def probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
+    return expit(np.asarray(logits, np.float64) / temperature)
 
 
-def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    return expit(logits(probabilities) / temperature)
-
-
-def fit_temperature(labels: np.ndarray, probabilities: np.ndarray) -> float:
+def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:
     """The temperature that minimises the negative log-likelihood of `labels`."""
-    z = logits(probabilities)
+    z = np.asarray(logits, np.float64)
 
     def negative_log_likelihood(log_temperature: float) -> float:
-        q = np.clip(expit(z / np.exp(log_temperature)), EPSILON, 1 - EPSILON)
-        return float(-np.mean(labels * np.log(q) + (1 - labels) * np.log(1 - q)))
+        scaled = z / np.exp(log_temperature)
+        return float(-np.mean(labels * log_expit(scaled) + (1 - labels) * log_expit(-scaled)))
 
     return float(np.exp(minimize_scalar(negative_log_likelihood, bounds=(-4, 4), method="bounded").x))

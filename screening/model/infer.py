@@ -1,4 +1,4 @@
-"""Batched inference: uint8 images as preprocessing produced them in, probabilities out."""
+"""Batched inference: the one loop that runs a network over many images, and the classifier that uses it."""
 
 from __future__ import annotations
 
@@ -8,14 +8,24 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from screening.model.calibration import calibrate
-from screening.model.network import imagenet_input, load_classifier
+from screening.model.calibration import probabilities
+from screening.model.manifest import ModelManifest
+from screening.model.network import load_classifier
+
+
+def predict_in_batches(network: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """`network` over N images, `batch_size` at a time (bounded memory), as float32 rows."""
+    outputs = [
+        np.asarray(network.predict_on_batch(images[start : start + batch_size]), np.float32)
+        for start in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(outputs) if outputs else np.zeros((0,) + tuple(network.output_shape[1:]), np.float32)
 
 
 @dataclass
 class Classifier:
-    model: keras.Model
-    manifest: dict
+    model: keras.Model  # 0-255 RGB images in, the pneumonia logit out
+    manifest: ModelManifest
     batch_size: int = 32
 
     @classmethod
@@ -27,11 +37,10 @@ class Classifier:
         model, manifest = load_classifier(path, expected_sha256)
         return cls(model, manifest, batch_size)
 
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """The network's logit for each image of an N x 224 x 224 x 3 uint8 array."""
+        return predict_in_batches(self.model, images, self.batch_size)[:, 0].astype(np.float64)
+
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Calibrated P(pneumonia) for each image of an N x 224 x 224 x 3 uint8 array."""
-        out = [
-            self.model.predict_on_batch(imagenet_input(images[start : start + self.batch_size]))
-            for start in range(0, len(images), self.batch_size)
-        ]
-        raw = np.concatenate(out)[:, 0].astype(np.float64) if out else np.zeros(0)
-        return calibrate(raw, self.manifest.get("temperature", 1.0))
+        """Calibrated P(pneumonia) for each image."""
+        return probabilities(self.logits(images), self.manifest.temperature)

@@ -1,31 +1,40 @@
-"""The classifier's architecture: ResNet50 (no top, average-pooled) -> dense -> dropout -> sigmoid."""
+"""The classifier's graph: uint8-range image -> ImageNet normalisation -> ResNet50 -> dense -> dropout -> logit.
+
+The normalisation is a layer of the graph (as in Keras' transfer-learning guide), so no caller can
+forget it; the network ends in a logit, and the sigmoid with the version's temperature is applied
+in one place (model.calibration). An artifact stores weights only: the graph is rebuilt from its
+Architecture, so artifacts written when the head ended in a sigmoid load unchanged (a sigmoid has
+no weights).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from screening.model.artifact import ArtifactError, compact, read_artifact, write_artifact
+from screening.model.manifest import Architecture, ModelManifest
 
 INPUT_SIZE = 224
 FEATURES = 2048
+# keras.applications.resnet50.preprocess_input ("caffe" mode): RGB -> BGR, then these means subtracted.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
-@dataclass(frozen=True)
-class Architecture:
-    backbone: str = "resnet50"
-    head_units: int = 128
-    dropout: float = 0.3
+@keras.saving.register_keras_serializable(package="screening")
+class ImageNetNormalisation(keras.layers.Layer):
+    """What the ImageNet ResNet50 weights were trained on: BGR channel order, mean-centred, 0-255 scale."""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def call(self, images):  # noqa: ANN001, ANN201
+        bgr = keras.ops.flip(keras.ops.cast(images, self.compute_dtype), axis=-1)
+        return bgr - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype=self.compute_dtype)
 
 
 def build_backbone(imagenet: dict[str, np.ndarray] | None = None, include_top: bool = False) -> keras.Model:
-    """ResNet50; with `imagenet` arrays (from weights.load_imagenet_weights) set by layer name."""
+    """ResNet50 on normalised input; with `imagenet` arrays (from weights.load_imagenet_weights) set by layer name."""
     backbone = keras.applications.ResNet50(
         weights=None,
         include_top=include_top,
@@ -39,6 +48,15 @@ def build_backbone(imagenet: dict[str, np.ndarray] | None = None, include_top: b
     return backbone
 
 
+def with_normalisation(*networks: keras.Model, name: str | None = None) -> keras.Model:
+    """The `networks` in sequence, taking 0-255 RGB images (any numeric dtype) instead of normalised ones."""
+    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3))
+    outputs = ImageNetNormalisation(name="imagenet_normalisation")(inputs)
+    for network in networks:
+        outputs = network(outputs)
+    return keras.Model(inputs, outputs, name=name)
+
+
 def build_head(architecture: Architecture) -> keras.Model:
     # Fixed layer names: weight paths must not depend on how many models this process built before.
     return keras.Sequential(
@@ -46,22 +64,16 @@ def build_head(architecture: Architecture) -> keras.Model:
             keras.Input((FEATURES,)),
             keras.layers.Dense(architecture.head_units, activation="relu", name="hidden"),
             keras.layers.Dropout(architecture.dropout, name="dropout"),
-            # float32 under a mixed policy too: a bfloat16 sigmoid rounds every confident case to 1.0.
-            keras.layers.Dense(1, activation="sigmoid", name="pneumonia", dtype="float32"),
+            # float32 under a mixed policy too: the logit feeds a sigmoid that must tell 0.999 from 0.9999.
+            keras.layers.Dense(1, name="pneumonia", dtype="float32"),
         ],
         name="head",
     )
 
 
 def build_classifier(backbone: keras.Model, head: keras.Model) -> keras.Model:
-    """Image (ImageNet-normalised) -> P(pneumonia). Backbone and head stay separately trainable."""
-    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3))
-    return keras.Model(inputs, head(backbone(inputs)), name="pneumonia_classifier")
-
-
-def imagenet_input(images_uint8: np.ndarray) -> np.ndarray:
-    """The normalisation the ImageNet backbone was trained with (caffe mode: BGR, mean-centred)."""
-    return keras.applications.resnet50.preprocess_input(images_uint8.astype(np.float32))
+    """0-255 RGB image -> the pneumonia logit. Backbone and head stay separately trainable."""
+    return with_normalisation(backbone, head, name="pneumonia_classifier")
 
 
 def as_stored(model: keras.Model) -> None:
@@ -69,19 +81,17 @@ def as_stored(model: keras.Model) -> None:
     model.set_weights([compact(w).astype(np.float32) for w in model.get_weights()])
 
 
-def save_classifier(model: keras.Model, manifest: dict, path: Path) -> str:
-    return write_artifact(path, manifest, [v.path for v in model.weights], model.get_weights())
+def save_classifier(model: keras.Model, manifest: ModelManifest, path: Path) -> str:
+    """Write the artifact (the manifest gets the weights' names) and return its SHA-256."""
+    named = replace(manifest, weight_names=[v.path for v in model.weights])
+    return write_artifact(path, named, model.get_weights())
 
 
-def load_classifier(path: Path, expected_sha256: str | None = None) -> tuple[keras.Model, dict]:
+def load_classifier(path: Path, expected_sha256: str | None = None) -> tuple[keras.Model, ModelManifest]:
     manifest, arrays = read_artifact(path, expected_sha256)
-    try:
-        architecture = Architecture(**manifest["architecture"])
-    except TypeError:
-        raise ArtifactError(f"{path.name}: unknown architecture {manifest['architecture']!r}") from None
-    model = build_classifier(build_backbone(), build_head(architecture))
+    model = build_classifier(build_backbone(), build_head(manifest.architecture))
     expected = [tuple(v.shape) for v in model.weights]
-    if [v.path for v in model.weights] != manifest["weight_names"] or [a.shape for a in arrays] != expected:
-        raise ArtifactError(f"{path.name}: weights do not match architecture {architecture}")
+    if [v.path for v in model.weights] != manifest.weight_names or [a.shape for a in arrays] != expected:
+        raise ArtifactError(f"{path.name}: weights do not match architecture {manifest.architecture}")
     model.set_weights(arrays)
     return model, manifest

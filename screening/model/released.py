@@ -17,22 +17,23 @@ from sqlalchemy.orm import Session
 
 from screening.db.registry import NoActiveModel, active_version, promote, register_version
 from screening.db.schema import ModelVersion
-from screening.model.artifact import ArtifactError, file_sha256, read_manifest
+from screening.hashing import sha256_hex
+from screening.model.artifact import ArtifactError, read_manifest
 
 RELEASED_ARTIFACT = "pneumonia_resnet50.zip"
 
 
 def store_artifact(path: Path, registry_dir: Path) -> tuple[Path, str]:
     """Copy `path` into the content-addressed store (once); return the stored copy and its SHA-256."""
-    sha256 = file_sha256(path)
+    sha256 = sha256_hex(path)
     stored = registry_dir / f"{sha256}.zip"
-    if not stored.exists() or file_sha256(stored) != sha256:
+    if not stored.exists() or sha256_hex(stored) != sha256:
         registry_dir.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(dir=registry_dir, suffix=".partial")
         os.close(handle)
         partial = Path(name)
         shutil.copyfile(path, partial)
-        if file_sha256(partial) != sha256:
+        if sha256_hex(partial) != sha256:
             partial.unlink()
             raise ArtifactError(f"{path.name} changed while it was being registered; try again")
         partial.chmod(0o444)
@@ -67,10 +68,14 @@ def register_artifact(
     stored, sha256 = store_artifact(path, registry_dir)
     version = register_version(
         session,
-        name=manifest["name"],
+        name=manifest.name,
         artifact_path=str(stored.resolve()),
         artifact_sha256=sha256,
-        manifest=manifest,
+        threshold=manifest.threshold,
+        preprocessing=manifest.preprocessing,
+        training_config=manifest.training_config,
+        data_manifest=manifest.data_manifest,
+        metrics=manifest.metrics,
         parent_id=parent_id,
     )
     if activate:
@@ -86,7 +91,7 @@ def registered_file(session: Session, path: Path) -> ModelVersion | None:
     if by_path is not None:
         return by_path
     try:
-        sha256 = file_sha256(path)
+        sha256 = sha256_hex(path)
     except OSError:
         return None
     return session.scalar(select(ModelVersion).where(ModelVersion.artifact_sha256 == sha256))

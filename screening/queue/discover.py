@@ -8,15 +8,16 @@ that cannot be listed is reported in the batch too: nothing is skipped silently.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pydicom
 
 from screening.db.schema import ImageStatus
+from screening.hashing import sha256_hex
 from screening.imaging.dicom import identity_of
 from screening.imaging.sniff import SNIFF_BYTES, sniff_kind
 
@@ -66,16 +67,6 @@ def walk(roots: Iterable[str]) -> Iterator[str | FoundFile]:
                 yield _refused(folder, f"cannot read folder: {_why(error)}; its files were not screened")
 
 
-def _hash_and_head(path: str) -> tuple[str, bytes]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        head = stream.read(SNIFF_BYTES)
-        digest.update(head)
-        for block in iter(lambda: stream.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest(), head
-
-
 def inspect_file(path: str, max_file_bytes: int) -> FoundFile:
     try:
         info = os.stat(path)
@@ -85,7 +76,9 @@ def inspect_file(path: str, max_file_bytes: int) -> FoundFile:
             return _refused(
                 path, f"file too large: {info.st_size} bytes exceeds the limit of {max_file_bytes}", ImageStatus.SKIPPED
             )
-        sha256, head = _hash_and_head(path)
+        sha256 = sha256_hex(Path(path))
+        with open(path, "rb") as stream:
+            head = stream.read(SNIFF_BYTES)
     except OSError as error:
         return _refused(path, f"cannot read file: {_why(error)}")
     kind = sniff_kind(head)

@@ -3,50 +3,51 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from screening.config import ImageLimits
 from screening.imaging.errors import ImageRejected
+from screening.imaging.pipeline import prepare_file
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.infer import Classifier
-from screening.training.features import model_input
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.metrics import binary_metrics, bootstrap_intervals
 
 
-def score_images(classifier: Classifier, spec: PreprocessSpec, paths: list[Path], batch: int = 64) -> np.ndarray:
-    return np.concatenate(
-        [
-            classifier.probabilities(np.stack([model_input(p, spec) for p in paths[i : i + batch]]))
-            for i in range(0, len(paths), batch)
-        ]
-    )
-
-
-def _screenable(images: list[tuple[Path, int]], spec: PreprocessSpec) -> tuple[list[tuple[Path, int]], list[dict]]:
-    """The images the worker would score; the others (corrupt, not a radiograph) with the reason it would record."""
-    kept, excluded = [], []
-    for path, label in images:
+def score_labelled_folder(
+    classifier: Classifier, spec: PreprocessSpec, folder: Path, limits: ImageLimits = ImageLimits()
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
+    """Labels and calibrated probabilities of the images the worker would score, and the others (corrupt, not a
+    radiograph) with the reason it would record."""
+    labels, images, excluded = [], [], []
+    for path, label in labelled_folder(folder):
         try:
-            model_input(path, spec)
+            images.append(prepare_file(path, spec, limits).image)
         except ImageRejected as problem:
             excluded.append({"file": path.name, "status": str(problem.status), "reason": problem.reason})
         else:
-            kept.append((path, label))
-    return kept, excluded
-
-
-def evaluate(classifier: Classifier, spec: PreprocessSpec, threshold: float, data: Path, rounds: int = 1000) -> dict:
-    """Metrics with 95% intervals on DATA/NORMAL and DATA/PNEUMONIA; files the worker would not score are listed
-    under `excluded`, and both classes must remain."""
-    images, excluded = _screenable(labelled_folder(data), spec)
-    labels = np.array([label for _, label in images])
-    if labels.size == 0 or labels.min() == labels.max():
+            labels.append(label)
+    if not labels or min(labels) == max(labels):
         raise LabelledDataError(
-            f"after leaving out {len(excluded)} file(s) that cannot be scored, {data} no longer has images of both "
+            f"after leaving out {len(excluded)} file(s) that cannot be scored, {folder} no longer has images of both "
             "classes"
         )
-    scores = score_images(classifier, spec, [path for path, _ in images])
+    return np.array(labels), classifier.probabilities(np.stack(images)), excluded
+
+
+def folder_metrics(
+    classifier: Classifier,
+    spec: PreprocessSpec,
+    threshold: float,
+    folder: Path,
+    rounds: int = 1000,
+    limits: ImageLimits = ImageLimits(),
+) -> dict[str, Any]:
+    """Metrics with 95% intervals on FOLDER/NORMAL and FOLDER/PNEUMONIA; files the worker would not score are
+    listed under `excluded`, and both classes must remain."""
+    labels, scores, excluded = score_labelled_folder(classifier, spec, folder, limits)
     return {
         **binary_metrics(labels, scores, threshold),
         "ci95": bootstrap_intervals(labels, scores, threshold, rounds),

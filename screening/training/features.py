@@ -1,34 +1,36 @@
-"""Backbone features for the frozen phase, computed once per image and cached by content hash."""
+"""Backbone features for the head's phase, computed once per image and cached by content hash."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from screening.imaging.preprocess import PreprocessSpec, preprocess
-from screening.imaging.read import decode_radiograph
-from screening.model.network import imagenet_input
+from screening.config import ImageLimits
+from screening.imaging.pipeline import prepare_file
+from screening.imaging.preprocess import PreprocessSpec
+from screening.model.infer import predict_in_batches
 
-MAX_PIXELS = 60_000_000
 
-
-def model_input(path: Path, spec: PreprocessSpec) -> np.ndarray:
-    """Exactly what the worker feeds the model for this file."""
-    return preprocess(decode_radiograph(path.read_bytes(), MAX_PIXELS).pixels, spec)
+def model_inputs(paths: list[Path], spec: PreprocessSpec, limits: ImageLimits, pool: ThreadPoolExecutor) -> np.ndarray:
+    """The images the worker would feed the model for these files (the shared pipeline), decoded in parallel."""
+    return np.stack(list(pool.map(lambda path: prepare_file(path, spec, limits).image, paths)))
 
 
 def backbone_features(
-    backbone: keras.Model,
+    extractor: keras.Model,
     paths: list[Path],
     keys: list[str],
     spec: PreprocessSpec,
+    limits: ImageLimits,
     cache_file: Path,
     batch_size: int = 64,
-    progress=None,  # noqa: ANN001
+    on_images: Callable[[int], None] | None = None,
 ) -> np.ndarray:
+    """`extractor` (0-255 images in, features out) over the files, reusing features cached under their keys."""
     cached: dict[str, np.ndarray] = {}
     if cache_file.exists():
         with np.load(cache_file) as stored:
@@ -37,11 +39,11 @@ def backbone_features(
     with ThreadPoolExecutor() as pool:
         for start in range(0, len(missing), batch_size):
             chunk = missing[start : start + batch_size]
-            images = np.stack(list(pool.map(lambda item: model_input(item[0], spec), chunk)))
-            features = backbone.predict_on_batch(imagenet_input(images))
+            images = model_inputs([path for path, _ in chunk], spec, limits, pool)
+            features = predict_in_batches(extractor, images, batch_size)
             cached.update({key: feature for (_, key), feature in zip(chunk, features, strict=True)})
-            if progress:
-                progress(len(chunk))
+            if on_images:
+                on_images(len(chunk))
     if missing:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache_file, keys=np.array(list(cached)), features=np.stack(list(cached.values())))

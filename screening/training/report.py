@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
 
+from screening.model.manifest import ModelManifest  # noqa: E402
+
 
 def _curves(history: dict[str, list[float]], path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -68,7 +70,7 @@ def _mistakes(images: list[np.ndarray], captions: list[str], path: Path) -> None
 
 def write_report(
     directory: Path,
-    manifest: dict,
+    manifest: ModelManifest,
     history: dict[str, list[float]],
     labels: np.ndarray,
     scores: np.ndarray,
@@ -76,22 +78,22 @@ def write_report(
 ) -> Path:
     """Write the PNGs and report.md into `directory`; return the Markdown file."""
     directory.mkdir(parents=True, exist_ok=True)
-    threshold = manifest["threshold"]
+    threshold = manifest.threshold
     _curves(history, directory / "curves.png")
     _roc_pr(labels, scores, directory / "roc_pr.png")
     _confusion(labels, scores, threshold, directory / "confusion.png")
     _mistakes([image for image, _ in mistakes], [caption for _, caption in mistakes], directory / "mistakes.png")
-    validation = manifest["metrics"]["validation"]
+    validation = manifest.validation_metrics
     table = "\n".join(
         f"| {name} | {validation[name]:.4f} |"
         for name in ("roc_auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece")
     )
     markdown = directory / "report.md"
-    markdown.write_text(f"""# Training report: {manifest["name"]}
+    markdown.write_text(f"""# Training report: {manifest.name}
 
-{manifest["training_config"]["phase"]}, {len(history["loss"])} epochs; threshold {threshold:.4f} for
-sensitivity >= {manifest["training_config"]["target_sensitivity"]:.0%} on the validation split
-({validation["images"]} images); temperature {manifest.get("temperature", 1.0):.3f}.
+{manifest.training_config["phase"]}, {len(history["loss"])} epochs; threshold {threshold:.4f} for
+sensitivity >= {manifest.training_config["target_sensitivity"]:.0%} on the validation split
+({validation["images"]} images); temperature {manifest.temperature:.3f}.
 
 | metric | validation |
 |---|---|

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from screening.hashing import sha256_hex
 from screening.imaging.sniff import SNIFF_BYTES, sniff_kind
 from screening.training.labelled import LABELS, LabelledDataError, labelled_folder
 
@@ -40,7 +42,7 @@ def list_examples(root: Path) -> list[Example]:
         for path in sorted((root / class_name).iterdir()):
             data = path.read_bytes()
             if sniff_kind(data[:SNIFF_BYTES]):
-                examples.append(Example(path, label, patient_of(path.name), hashlib.sha256(data).hexdigest()))
+                examples.append(Example(path, label, patient_of(path.name), sha256_hex(data)))
     return examples
 
 
@@ -76,9 +78,33 @@ def _groups(examples: list[Example]) -> dict[str, str]:
     return {example.patient: find(example.patient) for example in examples}
 
 
-def patient_split(
-    examples: list[Example], validation_fraction: float = 0.2, seed: int = 42
-) -> tuple[list[Example], list[Example]]:
+@dataclass(frozen=True)
+class Split:
+    """The two sides of one training run: never a patient, nor an identical image, on both."""
+
+    train: list[Example]
+    validation: list[Example]
+
+    def labels(self, side: str) -> np.ndarray:
+        return np.array([example.label for example in getattr(self, side)])
+
+    def manifest(self) -> dict:
+        """What reproduces the split: every file's hash, label, patient and side."""
+        rows = [
+            {"sha256": e.sha256, "label": e.label, "patient": e.patient, "split": side, "file": e.path.name}
+            for side, examples in (("train", self.train), ("validation", self.validation))
+            for e in examples
+        ]
+        return {
+            "train_images": len(self.train),
+            "validation_images": len(self.validation),
+            "validation_patients": len({e.patient for e in self.validation}),
+            "train_patients": len({e.patient for e in self.train}),
+            "files": rows,
+        }
+
+
+def patient_split(examples: list[Example], validation_fraction: float = 0.2, seed: int = 42) -> Split:
     group_of = _groups(examples)
     label_of_group: dict[str, int] = {}
     for example in examples:  # a group with any pneumonia image is stratified as pneumonia
@@ -92,20 +118,4 @@ def patient_split(
         validation_groups.update(groups[: round(len(groups) * validation_fraction)])
     train = [e for e in examples if group_of[e.patient] not in validation_groups]
     validation = [e for e in examples if group_of[e.patient] in validation_groups]
-    return train, validation
-
-
-def split_manifest(train: list[Example], validation: list[Example]) -> dict:
-    """What reproduces the split: every file's hash, label, patient and side."""
-    rows = [
-        {"sha256": e.sha256, "label": e.label, "patient": e.patient, "split": side, "file": e.path.name}
-        for side, examples in (("train", train), ("validation", validation))
-        for e in examples
-    ]
-    return {
-        "train_images": len(train),
-        "validation_images": len(validation),
-        "validation_patients": len({e.patient for e in validation}),
-        "train_patients": len({e.patient for e in train}),
-        "files": rows,
-    }
+    return Split(train, validation)

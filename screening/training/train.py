@@ -1,44 +1,108 @@
-"""Transfer learning from ImageNet ResNet50 in two phases, as the published projects do.
+"""Transfer learning from ImageNet ResNet50, as named steps that pass one TrainingRun along.
 
-1. The head alone, on cached features of the frozen backbone (fast on a CPU).
-2. Optionally, the top of the backbone fine-tuned at a low learning rate on augmented images
+features -> head -> fine-tune -> calibrate -> package:
+
+1. features: the frozen backbone's features of every image, cached by content hash.
+2. head: the dense head alone on those features (fast on a CPU).
+3. fine-tune (optional): the top of the backbone at a low learning rate on augmented images
    (rotation, shift, shear, zoom; horizontal flip only on request: it moves the heart).
-Both phases weigh the classes against the 1:3 imbalance, stop early and keep the best epoch; the
-second also lowers its learning rate on a plateau. Then the probabilities are temperature-scaled,
-the threshold is chosen for the target sensitivity, and the artifact and its report are written.
+4. calibrate: the temperature on the validation side's logits, then the threshold for the target
+   sensitivity, and the metrics (also on any extra labelled folders, scored end to end).
+5. package: the artifact and its training report.
+Both training steps weigh the classes against the 1:3 imbalance, stop early and keep the best
+epoch; fine-tuning also lowers its learning rate on a plateau.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 
+from screening.config import ImageLimits
+from screening.imaging.pipeline import prepare_file
 from screening.imaging.preprocess import PreprocessSpec
-from screening.model.calibration import calibrate, fit_temperature
-from screening.model.infer import Classifier
+from screening.model.calibration import fit_temperature, probabilities
+from screening.model.infer import Classifier, predict_in_batches
+from screening.model.manifest import Architecture, ModelManifest
 from screening.model.network import (
-    Architecture,
     as_stored,
     build_backbone,
     build_classifier,
     build_head,
-    imagenet_input,
     save_classifier,
+    with_normalisation,
 )
 from screening.model.weights import backbone_checksum, load_imagenet_weights
 from screening.training.config import TrainingConfig
-from screening.training.evaluate import evaluate
-from screening.training.features import backbone_features, model_input
+from screening.training.evaluate import folder_metrics
+from screening.training.features import backbone_features, model_inputs
 from screening.training.metrics import binary_metrics, expected_calibration_error, threshold_for_sensitivity
 from screening.training.report import most_confident_mistakes, write_report
-from screening.training.split import Example, list_examples, patient_split, split_manifest
+from screening.training.split import Example, Split
 
-Progress = Callable[[str], None]
+Say = Callable[[str], None]  # where a step reports what it did (the CLI prints it)
+HISTORY_KEYS = ("loss", "auc", "val_loss", "val_auc")
+
+
+@dataclass
+class TrainingRun:
+    """One training run: its inputs, then what each step adds (read top to bottom, in step order)."""
+
+    split: Split
+    weights_file: Path
+    artifact_path: Path
+    cache_dir: Path
+    config: TrainingConfig = TrainingConfig()
+    limits: ImageLimits = ImageLimits()
+    name: str = "resnet50-pneumonia"
+    notes: dict[str, Any] = field(default_factory=dict)  # recorded with the training config (data folder, labels)
+    checks: dict[str, Path] = field(default_factory=dict)  # extra labelled folders, by name, scored end to end
+    architecture: Architecture = Architecture()
+    spec: PreprocessSpec = PreprocessSpec()
+    say: Say = lambda message: None
+    # features
+    backbone: keras.Model | None = None
+    train_features: np.ndarray | None = None
+    validation_features: np.ndarray | None = None
+    # head, fine-tune
+    head: keras.Model | None = None
+    classifier: keras.Model | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+    # calibrate
+    temperature: float = 1.0
+    threshold: float = 0.5
+    validation_scores: np.ndarray | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def train(run: TrainingRun) -> ModelManifest:
+    """Every step in order; returns the manifest of the artifact written to run.artifact_path."""
+    keras.utils.set_random_seed(run.config.seed)
+    for step in (features, fit_head, fine_tune, calibrate):
+        step(run)
+    return package(run)
+
+
+def features(run: TrainingRun) -> None:
+    """The frozen backbone's features (from the weights exactly as the artifact will hold them), cached."""
+    imagenet = load_imagenet_weights(run.weights_file)
+    run.backbone = build_backbone(imagenet)
+    as_stored(run.backbone)
+    extractor = with_normalisation(run.backbone)
+    cache_file = run.cache_dir / f"features-{backbone_checksum(imagenet)[:12]}-{run.spec.name}.npz"
+
+    def of(examples: list[Example]) -> np.ndarray:
+        paths, keys = [e.path for e in examples], [e.sha256 for e in examples]
+        return backbone_features(extractor, paths, keys, run.spec, run.limits, cache_file)
+
+    run.validation_features, run.train_features = of(run.split.validation), of(run.split.train)
 
 
 def _class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -46,11 +110,38 @@ def _class_weights(labels: np.ndarray) -> dict[int, float]:
     return {c: float(labels.size / (2 * counts[c])) for c in (0, 1)}
 
 
-def _epoch_log(phase: str, progress: Progress) -> keras.callbacks.Callback:
+def _epoch_log(phase: str, say: Say) -> keras.callbacks.Callback:
     def log(epoch: int, logs: dict) -> None:
-        progress(f"{phase} epoch {epoch + 1}: loss {logs['loss']:.4f}, validation AUC {logs['val_auc']:.4f}")
+        say(f"{phase} epoch {epoch + 1}: loss {logs['loss']:.4f}, validation AUC {logs['val_auc']:.4f}")
 
     return keras.callbacks.LambdaCallback(on_epoch_end=log)
+
+
+def _compile(network: keras.Model, learning_rate: float) -> None:
+    network.compile(
+        keras.optimizers.Adam(learning_rate),
+        keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[keras.metrics.AUC(name="auc", from_logits=True)],
+    )
+
+
+def fit_head(run: TrainingRun) -> None:
+    """The head alone on the cached features; the classifier is backbone + head from here on."""
+    config, train_y = run.config, run.split.labels("train")
+    run.head = build_head(run.architecture)
+    _compile(run.head, config.learning_rate)
+    stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.patience, restore_best_weights=True)
+    run.history = run.head.fit(
+        run.train_features,
+        train_y,
+        validation_data=(run.validation_features, run.split.labels("validation")),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        class_weight=_class_weights(train_y),
+        callbacks=[stop, _epoch_log("head", run.say)],
+        verbose=0,
+    ).history
+    run.classifier = build_classifier(run.backbone, run.head)
 
 
 def _augmentation(config: TrainingConfig) -> keras.Sequential:
@@ -63,164 +154,95 @@ def _augmentation(config: TrainingConfig) -> keras.Sequential:
     return keras.Sequential(layers + ([keras.layers.RandomFlip("horizontal")] if config.horizontal_flip else []))
 
 
-def _fine_tune(
-    classifier: keras.Model,
-    backbone: keras.Model,
-    train: tuple,
-    validation: tuple,
-    config: TrainingConfig,
-    progress: Progress,
-) -> keras.callbacks.History:
-    """Unfreeze the backbone from config.fine_tune_from on (BatchNorm stays frozen) and train on augmented images."""
+def fine_tune(run: TrainingRun) -> None:
+    """With config.fine_tune_epochs: unfreeze the backbone from config.fine_tune_from on (BatchNorm stays frozen)
+    and train backbone and head on augmented images."""
+    config = run.config
+    if not config.fine_tune_epochs:
+        return
+    assert run.backbone is not None and run.classifier is not None
     unfrozen = False
-    for layer in backbone.layers:
+    for layer in run.backbone.layers:
         unfrozen = unfrozen or layer.name == config.fine_tune_from
         layer.trainable = unfrozen and not isinstance(layer, keras.layers.BatchNormalization)
-    trainer = keras.Sequential([keras.Input(classifier.input_shape[1:]), _augmentation(config), classifier])
-    trainer.compile(
-        keras.optimizers.Adam(config.fine_tune_learning_rate),
-        "binary_crossentropy",
-        metrics=[keras.metrics.AUC(name="auc")],
-    )
+    with ThreadPoolExecutor() as pool:
+        train_x = model_inputs([e.path for e in run.split.train], run.spec, run.limits, pool)
+        validation_x = model_inputs([e.path for e in run.split.validation], run.spec, run.limits, pool)
+    trainer = keras.Sequential([keras.Input(run.classifier.input_shape[1:]), _augmentation(config), run.classifier])
+    _compile(trainer, config.fine_tune_learning_rate)
     callbacks = [
         keras.callbacks.EarlyStopping(
             "val_auc", mode="max", patience=config.fine_tune_patience, restore_best_weights=True
         ),
         keras.callbacks.ReduceLROnPlateau("val_auc", mode="max", factor=0.3, patience=1),
-        _epoch_log("fine-tuning", progress),
+        _epoch_log("fine-tuning", run.say),
     ]
-    return trainer.fit(
-        *train,
-        validation_data=validation,
+    train_y = run.split.labels("train")
+    tuned = trainer.fit(
+        train_x.astype(np.float32),
+        train_y,
+        validation_data=(validation_x.astype(np.float32), run.split.labels("validation")),
         epochs=config.fine_tune_epochs,
         batch_size=config.fine_tune_batch_size,
-        class_weight=_class_weights(train[1]),
+        class_weight=_class_weights(train_y),
         callbacks=callbacks,
         verbose=0,
-    )
-
-
-def train_model(
-    data_dir: Path,
-    weights_file: Path,
-    artifact_path: Path,
-    cache_dir: Path,
-    config: TrainingConfig = TrainingConfig(),
-    outside_check_dir: Path | None = None,
-    progress: Progress = lambda message: None,
-) -> dict:
-    """Split DATA_DIR patient-wise, train, choose the threshold on the validation side, write the artifact."""
-    train, validation = patient_split(list_examples(data_dir), config.validation_fraction, config.seed)
-    return fit_model(
-        train,
-        validation,
-        weights_file,
-        artifact_path,
-        cache_dir,
-        config,
-        outside_check_dir,
-        notes={"data_dir": str(data_dir.resolve())},
-        progress=progress,
-    )
-
-
-def fit_model(
-    train: list[Example],
-    validation: list[Example],
-    weights_file: Path,
-    artifact_path: Path,
-    cache_dir: Path,
-    config: TrainingConfig = TrainingConfig(),
-    outside_check_dir: Path | None = None,
-    name: str = "resnet50-pneumonia",
-    notes: dict | None = None,
-    architecture: Architecture = Architecture(),
-    spec: PreprocessSpec = PreprocessSpec(),
-    progress: Progress = lambda message: None,
-) -> dict:
-    """Both phases on the given split, then calibration, threshold, metrics, artifact and report."""
-    keras.utils.set_random_seed(config.seed)
-    imagenet = load_imagenet_weights(weights_file)
-    backbone = build_backbone(imagenet)
-    as_stored(backbone)  # features from the weights exactly as the artifact will hold them
-    cache_file = cache_dir / f"features-{backbone_checksum(imagenet)[:12]}-{spec.name}.npz"
-
-    def features(subset: list[Example]) -> np.ndarray:
-        return backbone_features(backbone, [e.path for e in subset], [e.sha256 for e in subset], spec, cache_file)
-
-    train_y = np.array([e.label for e in train])
-    validation_y = np.array([e.label for e in validation])
-    validation_x = features(validation)
-    head = build_head(architecture)
-    head.compile(
-        keras.optimizers.Adam(config.learning_rate), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")]
-    )
-    stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.patience, restore_best_weights=True)
-    history = head.fit(
-        features(train),
-        train_y,
-        validation_data=(validation_x, validation_y),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        class_weight=_class_weights(train_y),
-        callbacks=[stop, _epoch_log("head", progress)],
-        verbose=0,
     ).history
-    classifier = build_classifier(backbone, head)
+    run.history = {key: run.history[key] + tuned[key] for key in HISTORY_KEYS}
 
-    if config.fine_tune_epochs:
 
-        def images(subset: list[Example]) -> np.ndarray:
-            return imagenet_input(np.stack([model_input(e.path, spec) for e in subset]))
-
-        validation_images = images(validation)
-        tuned = _fine_tune(
-            classifier, backbone, (images(train), train_y), (validation_images, validation_y), config, progress
-        ).history
-        history = {key: history[key] + tuned[key] for key in ("loss", "auc", "val_loss", "val_auc")}
-        as_stored(classifier)
-        uncalibrated = classifier.predict(validation_images, verbose=0)[:, 0]
+def calibrate(run: TrainingRun) -> None:
+    """Temperature and threshold from the validation side, at the weights as stored; metrics there and on checks."""
+    assert run.classifier is not None and run.head is not None and run.validation_features is not None
+    as_stored(run.classifier)
+    if run.config.fine_tune_epochs:  # the backbone changed: its cached features no longer hold
+        with ThreadPoolExecutor() as pool:
+            images = model_inputs([e.path for e in run.split.validation], run.spec, run.limits, pool)
+        logits = predict_in_batches(run.classifier, images, run.config.fine_tune_batch_size)[:, 0]
     else:
-        as_stored(classifier)
-        uncalibrated = head.predict(validation_x, verbose=0)[:, 0]
+        logits = predict_in_batches(run.head, run.validation_features, run.config.batch_size)[:, 0]
+    labels = run.split.labels("validation")
+    run.temperature = fit_temperature(labels, logits)
+    run.validation_scores = probabilities(logits, run.temperature)
+    run.threshold = threshold_for_sensitivity(labels, run.validation_scores, run.config.target_sensitivity)
+    run.metrics = {
+        "validation": binary_metrics(labels, run.validation_scores, run.threshold),
+        "validation_ece_before_calibration": expected_calibration_error(labels, probabilities(logits, 1.0)),
+        "epochs": len(run.history["loss"]),
+    }
+    provisional = ModelManifest(run.name, run.architecture, run.spec.to_dict(), run.threshold, run.temperature)
+    scorer = Classifier(run.classifier, provisional)
+    run.metrics["checks"] = {
+        name: folder_metrics(scorer, run.spec, run.threshold, folder, limits=run.limits)
+        for name, folder in run.checks.items()
+    }
 
-    temperature = fit_temperature(validation_y, uncalibrated)
-    validation_scores = calibrate(uncalibrated, temperature)
-    threshold = threshold_for_sensitivity(validation_y, validation_scores, config.target_sensitivity)
-    metrics = {
-        "validation": binary_metrics(validation_y, validation_scores, threshold),
-        "validation_ece_before_calibration": expected_calibration_error(validation_y, uncalibrated),
-        "epochs": len(history["loss"]),
-    }
-    if outside_check_dir is not None:
-        metrics["official_val16"] = evaluate(
-            Classifier(classifier, {"temperature": temperature}), spec, threshold, outside_check_dir
-        )
-    manifest = {
-        "name": name,
-        "created_at": datetime.now(UTC).isoformat(),
-        "architecture": architecture.to_dict(),
-        "preprocessing": spec.to_dict(),
-        "threshold": threshold,
-        "temperature": temperature,
-        "metrics": metrics,
-        "training_config": {"phase": config.phase, **asdict(config), **(notes or {})},
-        "data_manifest": split_manifest(train, validation),
-    }
-    manifest["artifact_sha256"] = save_classifier(classifier, manifest, artifact_path)
+
+def package(run: TrainingRun) -> ModelManifest:
+    """The artifact (its SHA-256 in the returned manifest) and the training report beside it."""
+    manifest = ModelManifest(
+        name=run.name,
+        architecture=run.architecture,
+        preprocessing=run.spec.to_dict(),
+        threshold=run.threshold,
+        temperature=run.temperature,
+        created_at=datetime.now(UTC).isoformat(),
+        metrics=run.metrics,
+        training_config={"phase": run.config.phase, **asdict(run.config), **run.notes},
+        data_manifest=run.split.manifest(),
+    )
+    assert run.classifier is not None and run.validation_scores is not None
+    sha256 = save_classifier(run.classifier, manifest, run.artifact_path)
+    manifest = replace(manifest, artifact_sha256=sha256)
+    labels, scores = run.split.labels("validation"), run.validation_scores
     mistakes = [
         (
-            model_input(validation[i].path, spec)[:, :, 0],
-            f"{'pneumonia' if validation_y[i] else 'normal'}, p={validation_scores[i]:.2f}",
+            prepare_file(run.split.validation[i].path, run.spec, run.limits).image[:, :, 0],
+            f"{'pneumonia' if labels[i] else 'normal'}, p={scores[i]:.2f}",
         )
-        for i in most_confident_mistakes(validation_y, validation_scores, threshold)
+        for i in most_confident_mistakes(labels, scores, run.threshold)
     ]
     write_report(
-        artifact_path.with_name(f"{artifact_path.stem}-report"),
-        manifest,
-        history,
-        validation_y,
-        validation_scores,
-        mistakes,
+        run.artifact_path.with_name(f"{run.artifact_path.stem}-report"), manifest, run.history, labels, scores, mistakes
     )
     return manifest

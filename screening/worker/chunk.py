@@ -1,25 +1,30 @@
-"""screen_chunk: the plain function behind the Celery task, callable without a broker."""
+"""Scoring a chunk of images in one process: the runtime a worker keeps, and the pipeline over a chunk.
+
+Decoding runs ahead in a thread pool while the model scores each sub-batch; identical decoded pixels
+get one score. The use case around it (usecases.screen_chunk) reads and writes the rows.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from screening.config import Settings
-from screening.db.engine import make_engine, make_session_factory
-from screening.db.results import queued_results, record_outcomes, screened_pixels
-from screening.db.schema import ImageStatus, ModelVersion
+from screening.db.results import screened_pixels
+from screening.db.schema import ModelVersion
 from screening.imaging.errors import Unreadable
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.artifact import ArtifactError
-from screening.worker.stages import PENDING, Decode, ImageJob, Infer, Preprocess, ReadFile, run_image_stages
+from screening.worker.stages import ImageJob, Infer, Prepare, ReadFile, run_image_stages
+
+if TYPE_CHECKING:
+    from screening.model.infer import Classifier
 
 logger = logging.getLogger(__name__)
 SAME_PIXELS = "identical pixels to an image already screened: same score"
@@ -31,18 +36,14 @@ class WorkerRuntime:
 
     settings: Settings
     session_factory: sessionmaker[Session]
-    _classifiers: dict[int, object] = field(default_factory=dict)
-
-    @classmethod
-    def create(cls, settings: Settings) -> WorkerRuntime:
-        return cls(settings, make_session_factory(make_engine(settings.database_url)))
+    _classifiers: dict[int, Classifier] = field(default_factory=dict)
 
     @cached_property
     def pool(self) -> ThreadPoolExecutor:
         # OpenCV releases the GIL, so decode and preprocessing of a chunk run in parallel.
         return ThreadPoolExecutor(self.settings.decode_threads, thread_name_prefix="decode")
 
-    def classifier_for(self, version: ModelVersion):  # noqa: ANN201
+    def classifier_for(self, version: ModelVersion) -> Classifier:
         """The model of `version`, loaded once per process; a newly promoted version replaces it."""
         if version.id not in self._classifiers:
             import keras  # imported here, as the classifier: a backend must not load before fork
@@ -66,57 +67,23 @@ class WorkerRuntime:
         return self._classifiers[version.id]
 
 
-@dataclass(frozen=True)
-class ChunkSummary:
-    model_version_id: int | None
-    items: int
-    already_screened: int
-    statuses: dict[str, int]
-    elapsed_ms: float = 0.0
-    write_ms: float = 0.0
-
-    def as_dict(self) -> dict:
-        """PHI-free: Celery logs a task's return value."""
-        return asdict(self)
-
-
-def screen_chunk(runtime: WorkerRuntime, result_ids: list[int]) -> ChunkSummary:
-    """Screen the queued result rows `result_ids`; rows already filled in (a redelivery) are left alone."""
-    started = time.perf_counter()
-    with runtime.session_factory() as session:
-        queued = queued_results(session, result_ids)
-        if not queued:
-            return ChunkSummary(None, len(result_ids), len(result_ids), {})
-        version = session.get_one(ModelVersion, queued[0].model_version_id)  # claimed together: one version
-    jobs = [ImageJob(row.path, row.sha256, row.id) for row in queued]
+def score_jobs(runtime: WorkerRuntime, version: ModelVersion, jobs: list[ImageJob]) -> None:
+    """Give every job a status: scored, or rejected with the reason (all of them when the model cannot load)."""
     try:
         classifier = runtime.classifier_for(version)
     except ArtifactError as problem:  # every row says why, rather than a chunk dropped and a batch pending forever
         logger.error("model version %s cannot be loaded: %s", version.id, problem)
         for job in jobs:
             job.reject(Unreadable(f"model version {version.id} could not be loaded: {problem}"))
-    else:
-        _screen(runtime, version, classifier, jobs)
-    writing = time.perf_counter()
-    with runtime.session_factory.begin() as session:
-        record_outcomes(session, [job.outcome() for job in jobs])
-    finished = time.perf_counter()
-    statuses = dict(Counter(str(job.status) for job in jobs))
-    return ChunkSummary(
-        version.id,
-        len(result_ids),
-        len(result_ids) - len(queued),
-        statuses,
-        elapsed_ms=round((finished - started) * 1000, 1),
-        write_ms=round((finished - writing) * 1000, 1),
-    )
+        return
+    _score(runtime, version, classifier, jobs)
 
 
-def _screen(runtime: WorkerRuntime, version: ModelVersion, classifier: object, jobs: list[ImageJob]) -> None:
-    stages = [
-        ReadFile(runtime.settings.max_file_bytes),
-        Decode(runtime.settings.max_image_pixels),
-        Preprocess(PreprocessSpec.from_dict(version.preprocessing)),
+def _score(runtime: WorkerRuntime, version: ModelVersion, classifier: Classifier, jobs: list[ImageJob]) -> None:
+    limits = runtime.settings.image_limits
+    stages: list[ReadFile | Prepare] = [
+        ReadFile(limits),
+        Prepare(PreprocessSpec.from_dict(version.preprocessing), limits),
     ]
     # Decode ahead in the pool while the model scores each sub-batch, so inference never waits for the whole chunk.
     decoded = [runtime.pool.submit(run_image_stages, job, stages) for job in jobs]
@@ -127,20 +94,21 @@ def _screen(runtime: WorkerRuntime, version: ModelVersion, classifier: object, j
         _reuse_scores(runtime, version, batch, scored)
         infer(batch)
         for job in batch:  # a twin scored in the same sub-batch takes its first's score: one score per pixels
-            if job.status == ImageStatus.DONE and job.pixel_sha256 and job.timings_ms.get(infer.name) is not None:
-                if job.pixel_sha256 in scored:
-                    job.score(scored[job.pixel_sha256], version.threshold, SAME_PIXELS)
-                scored.setdefault(job.pixel_sha256, job.probability)
+            if job.probability is None or not job.pixel_sha256 or job.timings_ms.get(infer.name) is None:
+                continue
+            if job.pixel_sha256 in scored:
+                job.score(scored[job.pixel_sha256], version.threshold, SAME_PIXELS)
+            scored.setdefault(job.pixel_sha256, job.probability)
 
 
 def _reuse_scores(runtime: WorkerRuntime, version: ModelVersion, jobs: list[ImageJob], scored: dict) -> None:
     """Identical decoded pixels get the score already given to them (another encoding of the same instance)."""
-    waiting = {job.pixel_sha256 for job in jobs if job.status == PENDING and job.pixel_sha256}
+    waiting = {job.pixel_sha256 for job in jobs if job.pending and job.pixel_sha256}
     if not waiting:
         return
     with runtime.session_factory() as session:
         earlier = {sha: row.probability for sha, row in screened_pixels(session, version.id, list(waiting)).items()}
     known = earlier | scored
     for job in jobs:
-        if job.status == PENDING and job.pixel_sha256 in known:
+        if job.pending and job.pixel_sha256 in known:
             job.score(known[job.pixel_sha256], version.threshold, SAME_PIXELS)

@@ -6,7 +6,6 @@ runner records that as the job's status and reason, so one bad file never stops 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +13,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from screening.config import ImageLimits
 from screening.db.results import Outcome
 from screening.db.schema import ImageStatus
-from screening.imaging.errors import ImageRejected, NotScreenable, Unreadable
-from screening.imaging.preprocess import PreprocessSpec, preprocess
-from screening.imaging.read import decode_radiograph
-
-PENDING = "pending"  # in the pipeline; every job leaves it with an ImageStatus
+from screening.imaging.errors import ImageRejected, Unreadable
+from screening.imaging.pipeline import prepare, read_image_file
+from screening.imaging.preprocess import PreprocessSpec
 
 
 @dataclass
@@ -30,35 +28,39 @@ class ImageJob:
     result_id: int | None = None
     kind: str | None = None
     data: bytes | None = None
-    pixels: np.ndarray | None = None
     image: np.ndarray | None = None
     pixel_sha256: str | None = None
     probability: float | None = None
     flagged: bool | None = None
-    status: str = PENDING
+    status: ImageStatus | None = None  # None while in the pipeline; every job leaves it with one
     reason: str | None = None  # why it was not scored, or a note on how it was (a VOI window ignored)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def reject(self, problem: ImageRejected) -> None:
         self.status, self.reason = problem.status, problem.reason
-        self.data = self.pixels = self.image = None
+        self.data = self.image = None
 
     def score(self, probability: float, threshold: float, note: str | None = None) -> None:
         self.probability, self.flagged = float(probability), bool(probability >= threshold)
         self.status, self.image = ImageStatus.DONE, None
         self.reason = "; ".join(text for text in (self.reason, note) if text) or None
 
+    @property
+    def pending(self) -> bool:
+        return self.status is None
+
     def outcome(self) -> Outcome:
         """What the results row records."""
+        assert self.result_id is not None and self.status is not None
         return Outcome(
             result_id=self.result_id,
-            status=ImageStatus(self.status),
+            status=self.status,
             reason=self.reason,
             probability=self.probability,
             flagged=self.flagged,
             kind=self.kind,
             pixel_sha256=self.pixel_sha256,
-            read_ms=self.timings_ms.get("read", 0) + self.timings_ms.get("decode", 0),
+            read_ms=self.timings_ms.get("read", 0) + self.timings_ms.get("decode", 0),  # the prepare stage's parts
             preprocess_ms=self.timings_ms.get("preprocess"),
             infer_ms=self.timings_ms.get("infer"),
         )
@@ -71,53 +73,37 @@ class ReadFile:
     inputs: ClassVar[tuple[str, ...]] = ("path", "sha256")
     outputs: ClassVar[tuple[str, ...]] = ("data",)
 
-    def __init__(self, max_file_bytes: int) -> None:
-        self.max_file_bytes = max_file_bytes
+    def __init__(self, limits: ImageLimits) -> None:
+        self.limits = limits
 
     def __call__(self, job: ImageJob) -> None:
-        path = Path(job.path)
-        try:
-            size = path.stat().st_size
-            if size > self.max_file_bytes:
-                raise NotScreenable(f"file too large: {size} bytes exceeds the limit of {self.max_file_bytes}")
-            job.data = path.read_bytes()
-        except OSError as error:
-            raise Unreadable(f"cannot read file: {error.strerror or type(error).__name__}") from None
-        if hashlib.sha256(job.data).hexdigest() != job.sha256:
-            raise Unreadable("file changed since it was enqueued (SHA-256 differs); enqueue it again")
+        job.data = read_image_file(Path(job.path), self.limits, job.sha256)
 
 
-class Decode:
-    """Pixels and DICOM UIDs from JPEG, PNG or DICOM bytes (see imaging.dicom for the rules)."""
+class Prepare:
+    """Decode and preprocess with the model version's spec: the pipeline every scorer shares."""
 
-    name: ClassVar[str] = "decode"
+    name: ClassVar[str] = "prepare"
     inputs: ClassVar[tuple[str, ...]] = ("data",)
-    outputs: ClassVar[tuple[str, ...]] = ("kind", "pixels")
+    outputs: ClassVar[tuple[str, ...]] = ("kind", "image", "pixel_sha256")
 
-    def __init__(self, max_image_pixels: int) -> None:
-        self.max_image_pixels = max_image_pixels
-
-    def __call__(self, job: ImageJob) -> None:
-        radiograph = decode_radiograph(job.data, self.max_image_pixels)
-        job.kind, job.pixels, job.data = radiograph.kind, radiograph.pixels, None
-        job.pixel_sha256, job.reason = radiograph.pixel_sha256(), radiograph.note
-
-
-class Preprocess:
-    """The model version's preprocessing spec, applied to one radiograph."""
-
-    name: ClassVar[str] = "preprocess"
-    inputs: ClassVar[tuple[str, ...]] = ("pixels",)
-    outputs: ClassVar[tuple[str, ...]] = ("image",)
-
-    def __init__(self, spec: PreprocessSpec) -> None:
-        self.spec = spec
+    def __init__(self, spec: PreprocessSpec, limits: ImageLimits) -> None:
+        self.spec, self.limits = spec, limits
 
     def __call__(self, job: ImageJob) -> None:
-        job.image, job.pixels = preprocess(job.pixels, self.spec), None
+        data, job.data = job.data, None
+        assert data is not None  # ReadFile ran
+        prepared = prepare(data, self.spec, self.limits)
+        job.kind, job.image, job.pixel_sha256, job.reason = (
+            prepared.kind,
+            prepared.image,
+            prepared.pixel_sha256,
+            prepared.note,
+        )
+        job.timings_ms.update(prepared.timings_ms)
 
 
-def run_image_stages(job: ImageJob, stages: list) -> ImageJob:  # noqa: ANN001
+def run_image_stages(job: ImageJob, stages: list[ReadFile | Prepare]) -> ImageJob:
     """Run per-image stages in order; bad input (or a decoder bug) becomes the job's recorded reason."""
     for stage in stages:
         started = time.perf_counter()
@@ -128,7 +114,7 @@ def run_image_stages(job: ImageJob, stages: list) -> ImageJob:  # noqa: ANN001
         except Exception as error:  # a decoder crash on one file must not lose the chunk
             job.reject(Unreadable(f"{stage.name} failed: {type(error).__name__}: {str(error)[:200]}"))
         job.timings_ms[stage.name] = (time.perf_counter() - started) * 1000
-        if job.status != PENDING:
+        if not job.pending:
             return job
     return job
 
@@ -144,12 +130,12 @@ class Infer:
         self.classifier, self.threshold = classifier, threshold
 
     def __call__(self, jobs: list[ImageJob]) -> None:
-        ready = [job for job in jobs if job.status == PENDING]
+        ready = [(job, job.image) for job in jobs if job.pending and job.image is not None]
         if not ready:
             return
         started = time.perf_counter()
-        probabilities = self.classifier.probabilities(np.stack([job.image for job in ready]))
+        probabilities = self.classifier.probabilities(np.stack([image for _, image in ready]))
         per_image_ms = (time.perf_counter() - started) * 1000 / len(ready)
-        for job, probability in zip(ready, probabilities, strict=True):
+        for (job, _), probability in zip(ready, probabilities, strict=True):
             job.score(probability, self.threshold)
             job.timings_ms[self.name] = per_image_ms

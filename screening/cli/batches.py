@@ -1,0 +1,180 @@
+"""enqueue, requeue, status, results, preview: the commands a night's screening is run and read with."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from screening.cli.context import AppContext, pass_app
+from screening.cli.tables import add_row, make_table, print_table
+from screening.usecases.enqueue import DispatchMode, EnqueueEvents, dispatch_mode, enqueue_folders, requeue
+from screening.usecases.preview import write_preview
+from screening.usecases.results import BatchProgress, ImageRow, StudyRow, batch_results, batch_status
+
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _summary(progress: BatchProgress) -> str:
+    parts = [f"{progress.total} files", f"{progress.studies} DICOM studies" if progress.studies else None]
+    parts += [f"{count} {name}" for name, count in sorted(progress.by_status.items())]
+    parts += [
+        f"{progress.reused} already screened by this model" if progress.reused else None,
+        f"{progress.pending} pending" if progress.pending else None,
+    ]
+    return ", ".join(p for p in parts if p)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="With a broker: show progress until every image is screened (without one, enqueue always waits).",
+)
+@pass_app
+def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool) -> None:
+    """Find radiographs under PATHS and queue them for screening.
+
+    Exits with status 1 when the batch ended with failed files (`screen results` says why), 0 otherwise."""
+    services = app.services
+    in_process = dispatch_mode(services) == DispatchMode.IN_PROCESS
+    with _progress() as bar:
+        found = bar.add_task("screened" if in_process else "enqueued", total=None)
+        screened = bar.add_task("screened", total=None, visible=False)
+
+        def started(batch_id: str, version_id: int, version_name: str) -> None:
+            if in_process:
+                import keras  # this process runs the model: loading a backend here is no waste
+
+                console.print(
+                    "No broker configured (SCREEN_BROKER_URL unset): screening in this process "
+                    f"(Keras backend {keras.backend.backend()}).",
+                    soft_wrap=True,
+                )
+            click.echo(f"batch {batch_id} (model version {version_id}: {version_name})")
+
+        def progress(done: int, total: int) -> None:
+            bar.update(found, visible=False)
+            bar.update(screened, visible=True, total=total, completed=done)
+
+        events = EnqueueEvents(started, lambda count: bar.advance(found, count), progress)
+        outcome = enqueue_folders(services, [Path(p) for p in paths], wait, events)
+    click.echo(_summary(outcome.progress))
+    if outcome.failed:
+        click.echo(f"{outcome.failed} file(s) failed: `screen results {outcome.progress.batch_id}` says why", err=True)
+        raise click.exceptions.Exit(1)
+
+
+@click.command("requeue")
+@click.argument("batch_id", required=False)
+@pass_app
+def requeue_command(app: AppContext, batch_id: str | None) -> None:
+    """Dispatch again what a batch (default: the latest) claimed and nobody screened: after a broker lost its
+    queue, or an enqueue that was stopped. Without a broker, screens those images in this process."""
+    batch_id, count = requeue(app.services, batch_id)
+    verb = "dispatched again" if app.settings.distributed else "screened"
+    click.echo(f"batch {batch_id}: {count} images {verb}")
+
+
+@click.command()
+@click.argument("batch_id", required=False)
+@pass_app
+def status(app: AppContext, batch_id: str | None) -> None:
+    """Progress of a batch (default: the latest)."""
+    progress = batch_status(app.services, batch_id)
+    click.echo(f"batch {progress.batch_id}: {progress.state}: {_summary(progress)}")
+
+
+RESULT_COLUMNS = ["path", "status", "probability", "flagged", "reason", "model_version", "already_screened"]
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (=HYPERLINK(...)) gets a leading apostrophe (OWASP)."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
+
+
+@click.command()
+@click.argument("batch_id", required=False)
+@click.option("--flagged", is_flag=True, help="Only images (or studies) flagged for pneumonia.")
+@click.option("--studies", is_flag=True, help="One row per DICOM study: highest image probability, and why none.")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people; csv (formula-safe for spreadsheets) or json for tools.",
+)
+@pass_app
+def results(app: AppContext, batch_id: str | None, flagged: bool, studies: bool, output: str) -> None:
+    """Results of a batch (default: the latest)."""
+    found = batch_results(app.services, batch_id, flagged_only=flagged)
+    rows: list[ImageRow] | list[StudyRow] = found.studies if studies else found.images
+    records = [asdict(row) for row in rows]
+    if output == "json":
+        click.echo(json.dumps(records, indent=2))
+    elif output == "csv":
+        columns = [f.name for f in fields(StudyRow)] if studies else RESULT_COLUMNS
+        writer = csv.DictWriter(sys.stdout, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({key: spreadsheet_safe(value) for key, value in record.items()} for record in records)
+    else:
+        title = f"batch {found.batch_id}, model version {found.model_version_id}"
+        print_table(_study_table(found.studies, title) if studies else _image_table(found.images, found.roots, title))
+
+
+def _probability(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def _image_table(rows: list[ImageRow], roots: list[str], title: str) -> Table:
+    """For people: each file relative to what was enqueued, its call, and why when there is no score."""
+    base = os.path.commonpath(roots) if len(roots) > 1 else roots[0]
+    base = base if os.path.isdir(base) else os.path.dirname(base)
+    table = make_table(["file", "status", "P(pneumonia)", "flag", "note"], title)
+    for row in rows:
+        note = row.reason or ("already screened" if row.already_screened else "")
+        flag = "FLAG" if row.flagged else ""
+        add_row(table, [os.path.relpath(row.path, base), row.status, _probability(row.probability), flag, note])
+    return table
+
+
+def _study_table(rows: list[StudyRow], title: str) -> Table:
+    table = make_table(["study", "images", "screened", "P(pneumonia)", "flag", "note"], title)
+    for row in rows:
+        flag = "FLAG" if row.flagged else ""
+        add_row(table, [row.study_uid, row.images, row.images_screened, _probability(row.probability), flag, row.note])
+    return table
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image to write: a .png (or .jpg) path."
+)
+@pass_app
+def preview(app: AppContext, file: str, output: str) -> None:
+    """Write the exact 224x224 image the active model sees for FILE (before the in-graph ImageNet normalisation)."""
+    spec, (width, height) = write_preview(app.services, Path(file), Path(output))
+    click.echo(f"wrote {output} ({spec.name}, {width}x{height})")

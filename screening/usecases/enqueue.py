@@ -1,0 +1,135 @@
+"""Enqueue folders, and requeue what a batch claimed and nobody screened.
+
+With a broker the images go to the Celery workers; without one they are screened in this process,
+through the same chunk function the workers run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from kombu.exceptions import OperationalError as KombuOperationalError
+
+from screening.db.batches import BatchProgress, batch_progress, renew_lease
+from screening.db.schema import ImageStatus
+from screening.errors import ScreeningError
+from screening.queue.enqueue import Dispatch, enqueue_batch, held_lease, requeue_batch, start_batch, wait_for_batch
+from screening.usecases.context import Services, servable_active_model
+from screening.usecases.results import find_batch
+
+
+class BrokerUnreachable(ScreeningError):
+    pass
+
+
+class StillRunning(ScreeningError):
+    pass
+
+
+class DispatchMode(StrEnum):
+    CELERY = "celery"  # SCREEN_BROKER_URL set: workers screen
+    IN_PROCESS = "in-process"  # embedded default: this process screens
+
+
+@dataclass(frozen=True)
+class EnqueueEvents:
+    """How a caller follows an enqueue (the CLI draws progress bars); each defaults to nothing."""
+
+    started: Callable[[str, int, str], None] = lambda batch_id, version_id, version_name: None
+    files_found: Callable[[int], None] = lambda count: None
+    screened: Callable[[int, int], None] = lambda done, total: None
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    progress: BatchProgress
+
+    @property
+    def failed(self) -> int:
+        """Files of a finished batch that failed: the caller exits non-zero for them."""
+        return self.progress.by_status.get(ImageStatus.FAILED, 0) if self.progress.finished else 0
+
+
+def dispatch_mode(services: Services) -> DispatchMode:
+    return DispatchMode.CELERY if services.settings.distributed else DispatchMode.IN_PROCESS
+
+
+def _dispatcher(services: Services) -> Dispatch:
+    if services.settings.distributed:
+        from screening.queue.celery_app import SCREEN_CHUNK_TASK, app
+
+        def send(result_ids: list[int]) -> None:
+            app.send_task(SCREEN_CHUNK_TASK, args=[result_ids], argsrepr=f"[{len(result_ids)} images]")
+
+        return send
+    from screening.usecases.screen_chunk import WorkerRuntime, screen_chunk
+
+    runtime = WorkerRuntime(services.settings, services.sessions)
+
+    def screen_here(result_ids: list[int]) -> None:
+        screen_chunk(runtime, result_ids)
+
+    return screen_here
+
+
+@contextmanager
+def _broker_errors(batch_id: str) -> Iterator[None]:
+    try:
+        yield
+    except KombuOperationalError as problem:
+        raise BrokerUnreachable(
+            f"the broker could not be reached ({problem}); batch {batch_id} is recorded: "
+            f"run `screen requeue {batch_id}` once the broker is back"
+        ) from None
+
+
+def enqueue_folders(
+    services: Services, paths: list[Path], wait: bool = False, events: EnqueueEvents = EnqueueEvents()
+) -> BatchOutcome:
+    """Record a batch of every file under `paths` and have its images screened by the active version.
+
+    Without a broker this always waits; with one, only when `wait`."""
+    settings = services.settings
+    version = servable_active_model(services)
+    roots = [str(path.resolve()) for path in paths]
+    lease = timedelta(seconds=settings.enqueue_lease_s)
+    batch_id = start_batch(services.sessions, roots, dispatch_mode(services), lease)
+    events.started(batch_id, version.id, version.name)
+    dispatch = _dispatcher(services)
+    with held_lease(services.sessions, batch_id, lease), _broker_errors(batch_id):
+        enqueue_batch(
+            services.sessions,
+            batch_id,
+            roots,
+            settings.chunk_size,
+            settings.image_limits.max_file_bytes,
+            dispatch,
+            stale_after=timedelta(seconds=settings.visibility_timeout_s),
+            on_files=events.files_found,
+        )
+        if wait or not settings.distributed:
+            wait_for_batch(services.sessions, batch_id, settings.chunk_size, dispatch, on_progress=events.screened)
+    with services.sessions() as session:
+        return BatchOutcome(batch_progress(session, batch_id))
+
+
+def requeue(services: Services, batch_id: str | None) -> tuple[str, int]:
+    """Dispatch again what a batch (default: the latest) claimed and nobody screened; returns the batch and how
+    many images. Without a broker those images are screened here, unless a running enqueue still holds them."""
+    settings = services.settings
+    with services.sessions() as session:
+        batch_id = find_batch(session, batch_id)
+        progress = batch_progress(session, batch_id)
+    if not settings.distributed and not (progress.lease_lapsed or progress.enqueue_finished):
+        raise StillRunning(f"batch {batch_id} is still being screened by a running `screen enqueue`")
+    servable_active_model(services)
+    lease = timedelta(seconds=settings.enqueue_lease_s)
+    with services.sessions.begin() as session:
+        renew_lease(session, batch_id, lease)  # this process now answers for the batch's claims
+    with held_lease(services.sessions, batch_id, lease), _broker_errors(batch_id):
+        return batch_id, requeue_batch(services.sessions, batch_id, settings.chunk_size, _dispatcher(services))

@@ -1,0 +1,40 @@
+"""`screen preview`: the image the active model sees for a file, through the pipeline every scorer shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+
+from screening.errors import ScreeningError
+from screening.imaging.errors import ImageRejected
+from screening.imaging.pipeline import ModelInput, prepare_file
+from screening.imaging.preprocess import PreprocessSpec
+from screening.usecases.context import Services, active_model
+
+PREVIEW_FORMATS = (".png", ".jpg", ".jpeg")
+
+
+class PreviewError(ScreeningError):
+    pass
+
+
+def model_view(services: Services, file: Path) -> tuple[ModelInput, PreprocessSpec]:
+    """What the active version's model is fed for `file`; ImageRejected says why there is nothing to feed it."""
+    spec = PreprocessSpec.from_dict(active_model(services).preprocessing)
+    return prepare_file(file, spec, services.settings.image_limits), spec
+
+
+def write_preview(services: Services, file: Path, output: Path) -> tuple[PreprocessSpec, tuple[int, int]]:
+    """Write the exact image the model sees (before the in-graph normalisation) to `output`: its spec and size."""
+    if output.suffix.lower() not in PREVIEW_FORMATS:
+        raise PreviewError(f"{output} must end in {' or '.join(PREVIEW_FORMATS)}")
+    if not output.parent.is_dir():
+        raise PreviewError(f"folder {output.parent} does not exist")
+    try:
+        prepared, spec = model_view(services, file)
+    except ImageRejected as problem:
+        raise PreviewError(f"{problem.status}: {problem.reason}") from None
+    if not cv2.imwrite(str(output), prepared.image):
+        raise PreviewError(f"could not write {output}")
+    return spec, (prepared.image.shape[1], prepared.image.shape[0])

@@ -1,0 +1,50 @@
+"""Reading a batch: its progress, and its results per image or per study."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from screening.db.batches import BatchProgress, batch_progress, latest_batch_id
+from screening.db.results import ImageRow, StudyRow, batch_rows, batch_studies
+from screening.db.schema import Batch
+from screening.errors import ScreeningError
+from screening.usecases.context import Services
+
+__all__ = ["BatchProgress", "BatchResults", "ImageRow", "StudyRow", "batch_results", "batch_status", "find_batch"]
+
+
+class NoSuchBatch(ScreeningError):
+    pass
+
+
+def find_batch(session: Session, batch_id: str | None) -> str:
+    """`batch_id`, or the latest batch when it is None; NoSuchBatch when there is none."""
+    batch_id = batch_id or latest_batch_id(session)
+    if batch_id is None or session.get(Batch, batch_id) is None:
+        raise NoSuchBatch("no such batch" if batch_id else "no batch yet: run `screen enqueue`")
+    return batch_id
+
+
+def batch_status(services: Services, batch_id: str | None) -> BatchProgress:
+    with services.sessions() as session:
+        return batch_progress(session, find_batch(session, batch_id))
+
+
+@dataclass(frozen=True)
+class BatchResults:
+    batch_id: str
+    model_version_id: int
+    roots: list[str]
+    images: list[ImageRow]
+    studies: list[StudyRow]
+
+
+def batch_results(services: Services, batch_id: str | None, flagged_only: bool = False) -> BatchResults:
+    """Every file of a batch (default: the latest) and every DICOM study it found, optionally flagged ones only."""
+    with services.sessions() as session:
+        batch = session.get_one(Batch, find_batch(session, batch_id))
+        images = batch_rows(session, batch.id, flagged_only)
+        studies = [study for study in batch_studies(session, batch.id) if study.flagged or not flagged_only]
+        return BatchResults(batch.id, batch.model_version_id, list(batch.roots), images, studies)

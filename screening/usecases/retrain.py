@@ -1,0 +1,98 @@
+"""`screen retrain` and the nightly retrain: the active version retrained with radiologists' labels, then
+promoted if it is not worse on the same validation split, or kept on record as rejected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from screening.db.labels import radiologist_labels
+from screening.db.registry import active_version, promote, reject
+from screening.db.results import insert_ignoring_conflict
+from screening.db.schema import RetrainRun, VersionStatus, utcnow
+from screening.model.artifact import read_manifest
+from screening.model.released import register_artifact
+from screening.training.retrain import LabelledImage, RetrainError, promotion_decision, retraining_split
+from screening.usecases.context import Services
+from screening.usecases.train import fetch_backbone_weights
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    version_id: int
+    name: str
+    parent_id: int
+    labels: int
+    status: VersionStatus
+    reason: str
+
+    def describe(self) -> str:
+        return (
+            f"version {self.version_id} ({self.name}, parent {self.parent_id}, {self.labels} labels): "
+            f"{self.status}: {self.reason}"
+        )
+
+
+def retrain_active(services: Services, data_dir: Path | None = None, tolerance: float = 0.0) -> RetrainOutcome:
+    """Retrain the active version on its training data (default: the folder it records) plus the labels."""
+    from screening.imaging.preprocess import PreprocessSpec
+    from screening.training.config import TrainingConfig
+    from screening.training.train import TrainingRun, train
+
+    settings = services.settings
+    with services.sessions() as session:
+        active = active_version(session)
+        labelled = [LabelledImage(sha, Path(path), pneumonia) for sha, path, pneumonia in radiologist_labels(session)]
+    parent = read_manifest(Path(active.artifact_path))
+    data = data_dir or (Path(parent.training_config["data_dir"]) if "data_dir" in parent.training_config else None)
+    if data is None:
+        raise RetrainError(f"version {active.id} does not record its training data: pass it explicitly")
+    split, feedback = retraining_split(parent, data, labelled)
+    artifact = settings.data_dir / "models" / f"retrained-{utcnow():%Y%m%dT%H%M%S}.zip"
+    manifest = train(
+        TrainingRun(
+            split=split,
+            weights_file=fetch_backbone_weights(settings),
+            artifact_path=artifact,
+            cache_dir=settings.data_dir / "cache",
+            config=TrainingConfig.from_dict(parent.training_config, ignore_unknown=True),
+            limits=settings.image_limits,
+            name=f"{parent.name.removesuffix('-retrained')}-retrained",
+            notes={"data_dir": str(data.resolve()), "radiologist_labels": feedback},
+            architecture=parent.architecture,
+            spec=PreprocessSpec.from_dict(parent.preprocessing),
+        )
+    )
+    decision = promotion_decision(parent.validation_metrics, manifest.validation_metrics, tolerance)
+    with services.sessions.begin() as session:
+        version = register_artifact(session, artifact, settings.registry_dir, parent_id=active.id, load_check=False)
+        if decision.promote:
+            promote(session, version.id).status_reason = decision.reason
+        else:
+            reject(session, version.id, decision.reason)
+        status = VersionStatus(version.status)
+        return RetrainOutcome(version.id, version.name, active.id, len(labelled), status, decision.reason)
+
+
+def nightly_retrain(services: Services, task_id: str | None) -> str:
+    """The scheduled retrain: at most one per night (UTC date), however often its message is delivered.
+
+    The night is claimed in the database before training starts, so a redelivered, duplicated or overlapping
+    message finds it taken and does nothing; a run that died is not repeated that night (it says so)."""
+    night = utcnow().date().isoformat()
+    with services.sessions.begin() as session:
+        claimed = session.scalar(
+            insert_ignoring_conflict(session, RetrainRun)
+            .values(night=night, task_id=task_id, started_at=utcnow())
+            .returning(RetrainRun.night)
+        )
+    if claimed is None:
+        return f"retrain for {night} already ran or is running: nothing done"
+    try:
+        outcome = retrain_active(services).describe()
+    except Exception as error:  # recorded for the morning; the task itself must not be retried tonight
+        outcome = f"failed: {error}"
+    with services.sessions.begin() as session:
+        run = session.get_one(RetrainRun, night)
+        run.finished_at, run.outcome = utcnow(), outcome
+    return outcome

@@ -24,8 +24,9 @@ test-tools:
 test: $(BIN)/screen test-tools
 	$(BIN)/screen weights fetch
 	$(BIN)/ruff check screening tests bench
-	$(BIN)/pytest -n 2   # two processes: most tests wait on workers, brokers and model loads
+	$(BIN)/mypy
+	$(BIN)/pytest -n 2 --dist loadgroup   # two processes: most tests wait on workers, brokers and model loads
 
 # The unit tier only (no Redis, PostgreSQL or `screen` processes): a minute, for the edit-test loop.
 test-fast: $(BIN)/screen
-	$(BIN)/pytest -n 2 -m unit -q
+	$(BIN)/pytest -n 2 --dist loadgroup -m unit -q

@@ -14,10 +14,10 @@ from helpers import DICOM, FULLRES, POSTGRES_ADMIN_URL, REDIS_URL, WorkerProcess
 
 # Test tiers, derived from what a test uses so that a tier can never be out of date:
 #   e2e          runs `screen` processes (the CLI, workers, Flower) or injects faults into them
-#   integration  talks to Redis or PostgreSQL
+#   integration  talks to Redis or PostgreSQL, or waits for a training run
 #   unit         neither: plain functions, SQLite files and models in this process (`make test-fast`)
 E2E_FIXTURES = {"screen_env", "jax_env", "start_worker", "env_for"}
-INTEGRATION_FIXTURES = {"redis_url", "postgres_url"}
+INTEGRATION_FIXTURES = {"redis_url", "postgres_url", "trained"}  # `trained`: a training run, a minute
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

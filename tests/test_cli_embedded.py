@@ -28,6 +28,14 @@ def test_enqueue_screens_in_process_and_a_rerun_adds_no_work(screen_env, sample_
     assert {n: r["probability"] for n, r in again.items()} == {n: r["probability"] for n, r in rows.items()}
     assert "finished" in run_screen(screen_env, "status").stdout
 
+    jpeg = next(name for name, row in rows.items() if name.endswith(".jpeg"))
+    labelled = run_screen(screen_env, "label", str(next(sample_folder.rglob(jpeg))), "--truth", "pneumonia")
+    assert labelled.stdout == "1 label(s) recorded\n"
+    usage = run_screen(screen_env, "label", "--truth", "normal", check=False)
+    assert usage.returncode == 2 and "give IMAGE with --truth, or --csv FILE" in usage.stderr
+    elsewhere = run_screen(screen_env, "retrain", "--data", str(sample_folder / "jpeg"), check=False)
+    assert elsewhere.returncode == 1 and "Traceback" not in elsewhere.stderr, elsewhere.stderr
+
 
 def test_results_export_flagged_studies_and_csv(screen_env, sample_folder):
     run_screen(screen_env, "enqueue", str(sample_folder))

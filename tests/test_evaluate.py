@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import FULLRES, REPOSITORY, run_screen
+from helpers import FULLRES, REPOSITORY, active_version, run_screen
 
 from screening.model.artifact import read_manifest
 from screening.model.released import RELEASED_ARTIFACT
@@ -14,15 +14,18 @@ from screening.training.metrics import bootstrap_intervals, expected_calibration
 
 
 def test_evaluate_reproduces_the_model_cards_official_validation_numbers(screen_env):
-    card = read_manifest(REPOSITORY / "models" / RELEASED_ARTIFACT)["metrics"]["official_val16"]
+    card = read_manifest(REPOSITORY / "models" / RELEASED_ARTIFACT).metrics["official_val16"]
+    version = str(active_version(screen_env)["id"])
     measured = json.loads(
-        run_screen(screen_env, "evaluate", "1", str(FULLRES / "val"), "--format", "json", "--bootstrap", "200").stdout
+        run_screen(
+            screen_env, "evaluate", version, str(FULLRES / "val"), "--format", "json", "--bootstrap", "200"
+        ).stdout
     )
     for name in ("images", "roc_auc", "accuracy", "sensitivity", "specificity", "confusion"):
         assert measured[name] == pytest.approx(card[name], abs=1e-6), name
     for name, (low, high) in measured["ci95"].items():
         assert low <= measured[name] + 1e-9 and measured[name] <= high + 1e-9, name
-    table = run_screen(screen_env, "evaluate", "1", str(FULLRES / "val"), "--bootstrap", "50").stdout
+    table = run_screen(screen_env, "evaluate", version, str(FULLRES / "val"), "--bootstrap", "50").stdout
     assert "sensitivity" in table and "95% CI" in table
 
 
@@ -44,14 +47,15 @@ def test_evaluate_refuses_one_class_empty_or_flat_folders_and_leaves_out_bad_ima
     (one_class / "PNEUMONIA").mkdir()
     (empty / "NORMAL").mkdir(parents=True)
     (empty / "PNEUMONIA").mkdir()
+    version = str(active_version(screen_env)["id"])
     for folder in (one_class, empty, tmp_path):
-        refused = run_screen(screen_env, "evaluate", "1", str(folder), check=False, timeout=60)
+        refused = run_screen(screen_env, "evaluate", version, str(folder), check=False, timeout=60)
         assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
         assert "of each class" in refused.stderr or "needs a NORMAL and a PNEUMONIA folder" in refused.stderr
     mixed = tmp_path / "mixed"
     shutil.copytree(FULLRES / "val", mixed)
     (mixed / "IM-9999-0001.jpeg").write_bytes(b"\xff\xd8\xff" + b"\0" * 100)
-    scored = run_screen(screen_env, "evaluate", "1", str(mixed), "--bootstrap", "20", "--format", "json")
+    scored = run_screen(screen_env, "evaluate", version, str(mixed), "--bootstrap", "20", "--format", "json")
     report = json.loads(scored.stdout)
     assert report["images"] == 16 and [e["file"] for e in report["excluded"]] == ["IM-9999-0001.jpeg"]
 

@@ -1,20 +1,29 @@
 """Radiologists' labels and retraining: promoted only when not worse, rejected with the reason otherwise."""
 
 import json
-import shutil
+import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import cv2
 import pytest
 import redis
 from celery.schedules import crontab
-from helpers import CXR224, FULLRES, REPOSITORY, run_screen, wait_until
+from helpers import FULLRES, REPOSITORY, copy_training_set, run_screen, wait_until
 
 from screening.config import load_settings
-from screening.hashing import sha256_hex
+from screening.model.artifact import read_manifest
 from screening.queue.celery_app import NIGHTLY_RETRAIN_TASK, make_celery
 from screening.training.retrain import promotion_decision
+from screening.usecases.context import bootstrap
+from screening.usecases.enqueue import enqueue_folders
+from screening.usecases.label import record_labels
+from screening.usecases.models import list_models, promote_model, show_model
+from screening.usecases.retrain import retrain_active
+from screening.usecases.train import train_candidate
+
+pytestmark = pytest.mark.xdist_group("feedback")  # one worker trains the module's candidate once
 
 ACTIVE = {"roc_auc": 0.95, "sensitivity": 0.96}
 
@@ -28,58 +37,59 @@ def test_the_gate_promotes_only_what_is_not_worse():
     assert promotion_decision(ACTIVE, {"roc_auc": 0.945, "sensitivity": 0.96}, tolerance=0.01).promote
 
 
-@pytest.fixture
-def small_training_set(tmp_path):
-    """40 NORMAL and 40 PNEUMONIA training images: real data, small enough for the suite."""
-    for name in ("NORMAL", "PNEUMONIA"):
-        (tmp_path / "train" / name).mkdir(parents=True)
-        for source in sorted((CXR224 / name).iterdir())[:40]:
-            shutil.copy(source, tmp_path / "train" / name / source.name)
-    return tmp_path / "train"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A candidate trained on 40 + 40 images with the official 16 as a check, by the use case itself."""
+    root = tmp_path_factory.mktemp("feedback")
+    settings = replace(
+        load_settings(), data_dir=root / "data", database_url=f"sqlite:///{root / 'screening.db'}", broker_url=None
+    )
+    services = bootstrap(settings)
+    training = copy_training_set(root / "train")
+    candidate = train_candidate(services, training, out=root / "small.zip", check_dirs=(FULLRES / "val",))
+    yield services, candidate, training
+    services.engine.dispose()
 
 
-def test_labels_feed_a_retrained_candidate_that_is_promoted_or_rejected_with_its_reason(
-    screen_env, small_training_set, tmp_path
-):
-    run_screen(screen_env, "train", str(small_training_set), "--out", str(tmp_path / "small.zip"))
-    run_screen(screen_env, "models", "promote", "2")
-    report = tmp_path / "small-report"
+def test_training_writes_the_artifact_its_card_and_its_report(trained):
+    services, candidate, _ = trained
+    report = candidate.artifact.with_name("small-report")
     for picture in ("curves.png", "roc_pr.png", "confusion.png", "mistakes.png"):
         assert cv2.imread(str(report / picture)) is not None, picture
-    trained = json.loads(run_screen(screen_env, "models", "show", "2").stdout)
-    assert f"| roc_auc | {trained['metrics']['validation']['roc_auc']:.4f} |" in (report / "report.md").read_text()
-    assert trained["metrics"]["validation"]["ece"] <= trained["metrics"]["validation_ece_before_calibration"] + 1e-9
-    run_screen(screen_env, "enqueue", "--wait", str(FULLRES / "val"))
+    validation = candidate.manifest.validation_metrics
+    assert f"| roc_auc | {validation['roc_auc']:.4f} |" in (report / "report.md").read_text()
+    assert validation["ece"] <= candidate.manifest.metrics["validation_ece_before_calibration"] + 1e-9
+    assert candidate.manifest.metrics["checks"]["val"]["images"] == 16  # the check folder, under its own name
+    assert "| val (scored end to end) | 16 |" in (candidate.artifact.parent / "MODEL_CARD.md").read_text()
+    assert len(candidate.manifest.data_manifest["files"]) == 80
+    assert candidate.version is not None and candidate.version.status == "candidate"
+    assert read_manifest(candidate.artifact).artifact_sha256 is None  # the file cannot hold its own hash
+    assert candidate.manifest.artifact_sha256 == candidate.version.artifact_sha256
 
+
+def test_labels_feed_a_retrained_child_that_is_promoted_only_when_not_worse(trained):
+    services, candidate, training = trained
+    parent = promote_model(services, candidate.version.id)
+    enqueue_folders(services, [FULLRES / "val"])
     val = sorted((FULLRES / "val").iterdir())
-    sheet = tmp_path / "reading.csv"
-    sheet.write_text(
-        "image,truth\n" + "".join(f"{path},{'normal' if 'NORMAL' in path.name else 'pneumonia'}\n" for path in val[:6])
-    )
-    assert "6 label(s) recorded" in run_screen(screen_env, "label", "--csv", str(sheet)).stdout
-    run_screen(screen_env, "label", sha256_hex(val[-1]), "--truth", "pneumonia")
-    unknown = run_screen(screen_env, "label", "0" * 64, "--truth", "normal", check=False)
-    assert unknown.returncode != 0 and "no screened image" in unknown.stderr
+    rows = [(str(path), "normal" if "NORMAL" in path.name else "pneumonia") for path in val[:7]]
+    assert record_labels(services, rows, "reading.csv") == 7
 
-    outcome = run_screen(screen_env, "retrain", "--data", str(small_training_set)).stdout
-    assert "version 3 (resnet50-pneumonia-retrained, parent 2, 7 labels)" in outcome
-    shown = json.loads(run_screen(screen_env, "models", "show", "3").stdout)
-    assert shown["parent_id"] == 2 and shown["training_config"]["radiologist_labels"] == 7
-    candidate, active = (
-        shown["metrics"]["validation"],
-        json.loads(run_screen(screen_env, "models", "show", "2").stdout)["metrics"]["validation"],
-    )
+    outcome = retrain_active(services, training)
+    assert (outcome.parent_id, outcome.labels, outcome.name) == (parent.id, 7, "resnet50-pneumonia-retrained")
+    child = show_model(services, outcome.version_id)
+    assert child["training_config"]["radiologist_labels"] == 7
     assert (
-        shown["data_manifest"]["validation_images"]
-        == json.loads(run_screen(screen_env, "models", "show", "2").stdout)["data_manifest"]["validation_images"]
-    )
-    not_worse = candidate["roc_auc"] >= active["roc_auc"] and candidate["sensitivity"] >= active["sensitivity"]
-    assert shown["status"] == ("active" if not_worse else "rejected") and shown["status_reason"]
+        child["data_manifest"]["validation_images"]
+        == show_model(services, parent.id)["data_manifest"]["validation_images"]
+    )  # judged on the parent's own validation split
+    ours, theirs = child["metrics"]["validation"], show_model(services, parent.id)["metrics"]["validation"]
+    not_worse = ours["roc_auc"] >= theirs["roc_auc"] and ours["sensitivity"] >= theirs["sensitivity"]
+    assert outcome.status == ("active" if not_worse else "rejected") and child["status_reason"] == outcome.reason
 
-    strict = run_screen(screen_env, "retrain", "--data", str(small_training_set), "--tolerance", "-1").stdout
-    assert "rejected: worse than the active version on the same validation split" in strict
-    versions = {v["id"]: v["status"] for v in json.loads(run_screen(screen_env, "models", "list", "--json").stdout)}
-    assert versions[4] == "rejected" and list(versions.values()).count("active") == 1
+    strict = retrain_active(services, training, tolerance=-1)
+    assert strict.status == "rejected" and strict.reason.startswith("worse than the active version")
+    assert [v.status for v in list_models(services)].count("active") == 1
 
 
 def test_the_nightly_schedule_follows_its_cron_line_and_routes_to_the_training_queue(monkeypatch):
@@ -91,17 +101,18 @@ def test_the_nightly_schedule_follows_its_cron_line_and_routes_to_the_training_q
     assert conf.task_routes[NIGHTLY_RETRAIN_TASK] == {"queue": "training"}
 
 
-def test_the_nightly_task_retrains_on_a_training_worker(
-    screen_env, redis_url, small_training_set, start_worker, tmp_path
-):
+def test_the_nightly_task_retrains_on_a_training_worker(screen_env, redis_url, start_worker, tmp_path):
     env = {**screen_env, "SCREEN_BROKER_URL": redis_url}
-    run_screen(env, "train", str(small_training_set), "--out", str(tmp_path / "small.zip"))
-    run_screen(env, "models", "promote", "2")
+    training = copy_training_set(tmp_path / "train")
+    trained = run_screen(env, "train", str(training), "--out", str(tmp_path / "small.zip")).stdout
+    candidate = re.search(r"registered as version (\d+) \(candidate\)", trained).group(1)
+    run_screen(env, "models", "promote", candidate)
     trainer = start_worker(env, "trainer", queues="training")
     publish = "from screening.queue.celery_app import app, NIGHTLY_RETRAIN_TASK; app.send_task(NIGHTLY_RETRAIN_TASK)"
     subprocess.run([sys.executable, "-c", publish], env=env, cwd=REPOSITORY, check=True)
     assert redis.Redis.from_url(redis_url).llen("screening") == 0  # routed to `training`, not to the screeners
     wait_until(lambda: "succeeded" in trainer.output(), 180, 1, "nightly retrain")
     versions = json.loads(run_screen(env, "models", "list", "--json").stdout)
-    assert len(versions) == 3 and versions[2]["status"] in ("active", "rejected")
-    assert json.loads(run_screen(env, "models", "show", "3").stdout)["parent_id"] == 2
+    child = max(versions, key=lambda version: version["id"])
+    assert len(versions) == 3 and child["status"] in ("active", "rejected")
+    assert json.loads(run_screen(env, "models", "show", str(child["id"])).stdout)["parent_id"] == int(candidate)

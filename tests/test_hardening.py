@@ -22,6 +22,7 @@ from helpers import (
     FULLRES,
     REPOSITORY,
     SCREEN,
+    active_version,
     artifact_with,
     free_port,
     results_by_name,
@@ -54,7 +55,7 @@ def no_traceback(completed: subprocess.CompletedProcess) -> None:
 
 
 def test_registration_copies_the_artifact_into_a_store_and_training_refuses_to_overwrite_it(screen_env, tmp_path):
-    shown = json.loads(run_screen(screen_env, "models", "show", "1").stdout)
+    shown = json.loads(run_screen(screen_env, "models", "show", str(active_version(screen_env)["id"])).stdout)
     stored = Path(shown["artifact_path"])
     assert stored.parent == tmp_path / "data" / "registry" and stored.name == f"{shown['artifact_sha256']}.zip"
     assert not os.access(stored, os.W_OK) or stored.stat().st_mode & 0o222 == 0  # read-only
@@ -63,7 +64,7 @@ def test_registration_copies_the_artifact_into_a_store_and_training_refuses_to_o
         night_of(training / name, sorted((CXR224 / name).iterdir())[:30])
     for target in (REPOSITORY / "models" / "pneumonia_resnet50.zip", stored):
         refused = run_screen(screen_env, "train", str(training), "--out", str(target), check=False, timeout=60)
-        assert refused.returncode == 1 and "registered model version 1" in refused.stderr, refused.stderr
+        assert refused.returncode == 1 and f"registered model version {shown['id']}" in refused.stderr, refused.stderr
         no_traceback(refused)
 
 
@@ -218,7 +219,8 @@ def test_failures_are_retried_by_a_later_enqueue_and_a_tampered_model_fails_rows
         stderr=subprocess.PIPE,
     )
     waiting.stdout.readline()  # the batch is recorded: the artifact verified when it started
-    stored = Path(json.loads(run_screen(env, "models", "show", "1").stdout)["artifact_path"])
+    active = active_version(env)["id"]
+    stored = Path(json.loads(run_screen(env, "models", "show", str(active)).stdout)["artifact_path"])
     original = stored.read_bytes()
     stored.chmod(0o644)
     stored.write_bytes(original + b"tampered")
@@ -226,7 +228,9 @@ def test_failures_are_retried_by_a_later_enqueue_and_a_tampered_model_fails_rows
     output, errors = waiting.communicate(timeout=180)
     assert waiting.returncode == 1 and b"2 file(s) failed" in errors, errors
     rows = results_by_name(env)
-    assert {rows[p.name]["reason"].split(":")[0] for p in NORMALS[2:4]} == {"model version 1 could not be loaded"}
+    assert {rows[p.name]["reason"].split(":")[0] for p in NORMALS[2:4]} == {
+        f"model version {active} could not be loaded"
+    }
     refused = run_screen(env, "enqueue", str(night_of(tmp_path / "third", NORMALS[4:5])), check=False)
     assert refused.returncode == 1 and "differs from the one registered" in refused.stderr
     no_traceback(refused)

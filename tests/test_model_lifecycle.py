@@ -1,9 +1,11 @@
 """A running worker serves each batch with the version active when it was enqueued: no restart."""
 
 import json
+import re
+from dataclasses import replace
 
 import pytest
-from helpers import FULLRES, REPOSITORY, results_by_name, run_screen
+from helpers import FULLRES, REPOSITORY, active_version, results_by_name, run_screen
 
 from screening.model.network import load_classifier, save_classifier
 from screening.model.released import RELEASED_ARTIFACT
@@ -16,9 +18,8 @@ def second_model(tmp_path):
     output = model.get_layer("head").get_layer("pneumonia")
     kernel, bias = output.get_weights()
     output.set_weights([kernel, bias + 1.0])
-    manifest = {k: v for k, v in manifest.items() if k not in ("format", "weight_names")}
     path = tmp_path / "shifted.zip"
-    save_classifier(model, {**manifest, "name": "released-plus-one-logit"}, path)
+    save_classifier(model, replace(manifest, name="released-plus-one-logit"), path)
     return path
 
 
@@ -33,23 +34,22 @@ def test_promotion_and_rollback_reach_a_running_worker(screen_env, redis_url, st
     run_screen(env, "enqueue", "--wait", str(folder))
     before = results_by_name(env)
 
-    assert (
-        "version 2 (released-plus-one-logit): candidate"
-        in run_screen(env, "models", "register", str(second_model)).stdout
-    )
-    run_screen(env, "models", "promote", "2")
+    released = active_version(env)
+    registered = run_screen(env, "models", "register", str(second_model)).stdout
+    second = re.fullmatch(r"version (\d+) \(released-plus-one-logit\): candidate\n", registered).group(1)
+    run_screen(env, "models", "promote", second)
     run_screen(env, "enqueue", "--wait", str(folder))
     after = results_by_name(env)
     assert worker.process.poll() is None  # the same worker process, never restarted
     for name, row in after.items():
-        assert row["model_version"] == "2:released-plus-one-logit" and not row["already_screened"]
+        assert row["model_version"] == f"{second}:released-plus-one-logit" and not row["already_screened"]
         assert row["probability"] > before[name]["probability"]  # the new model really scored it
     versions = {v["id"]: v["status"] for v in json.loads(run_screen(env, "models", "list", "--json").stdout)}
-    assert versions == {1: "retired", 2: "active"}
+    assert versions == {released["id"]: "retired", int(second): "active"}
 
-    assert "version 1" in run_screen(env, "models", "rollback").stdout
+    assert f"version {released['id']}" in run_screen(env, "models", "rollback").stdout
     rerun = run_screen(env, "enqueue", "--wait", str(folder))
     assert "4 already screened by this model" in rerun.stdout  # version 1's rows still stand
-    shown = json.loads(run_screen(env, "models", "show", "1").stdout)
+    shown = json.loads(run_screen(env, "models", "show", str(released["id"])).stdout)
     assert shown["status"] == "active" and shown["data_manifest"]["files"] == 5216
     assert shown["threshold"] == pytest.approx(shown["metrics"]["validation"]["threshold"])

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from screening.hashing import sha256_hex
-from screening.imaging.sniff import SNIFF_BYTES, sniff_kind
 from screening.training.labelled import LABELS, LabelledDataError, labelled_folder
 
 MIN_PATIENTS_PER_CLASS = 5  # enough for a validation side with each class on it and a training side
@@ -36,14 +35,11 @@ def patient_of(filename: str) -> str:
 
 
 def list_examples(root: Path) -> list[Example]:
-    """Images under root/NORMAL and root/PNEUMONIA, recognised by content."""
-    examples = []
-    for class_name, label in LABELS.items():
-        for path in sorted((root / class_name).iterdir()):
-            data = path.read_bytes()
-            if sniff_kind(data[:SNIFF_BYTES]):
-                examples.append(Example(path, label, patient_of(path.name), sha256_hex(data)))
-    return examples
+    """The labelled images of ROOT (training.labelled's rules), each with its patient and content hash."""
+    try:
+        return [Example(path, label, patient_of(path.name), sha256_hex(path)) for path, label in labelled_folder(root)]
+    except ValueError as problem:
+        raise LabelledDataError(f"{problem}: training needs Kermany-style names that say the patient") from None
 
 
 def check_training_folder(root: Path, validation_fraction: float) -> None:

@@ -1,0 +1,137 @@
+"""Each use case called as the edges call it, without click or Celery: SQLite in a folder, in this process."""
+
+import shutil
+
+import numpy as np
+import pytest
+from helpers import DICOM, EXPECTED_DICOM_STATUS, FULLRES, REPOSITORY, artifact_with
+
+from screening.config import load_settings
+from screening.errors import ScreeningError
+from screening.hashing import sha256_hex
+from screening.imaging.errors import NotScreenable
+from screening.imaging.preprocess import PreprocessSpec
+from screening.model.infer import Classifier
+from screening.training.evaluate import score_labelled_folder
+from screening.usecases.context import active_model, bootstrap
+from screening.usecases.enqueue import enqueue_folders, requeue
+from screening.usecases.evaluate import evaluate_version
+from screening.usecases.label import LabelError, read_label_csv, record_labels
+from screening.usecases.models import list_models, promote_model, register_model, roll_back, show_model
+from screening.usecases.preview import PreviewError, model_view, write_preview
+from screening.usecases.results import NoSuchBatch, batch_results, batch_status
+
+RELEASED = REPOSITORY / "models" / "pneumonia_resnet50.zip"
+
+
+@pytest.fixture
+def services(tmp_path, monkeypatch):
+    """What `bootstrap()` gives every command: a migrated SQLite database with the released model active."""
+    monkeypatch.setenv("SCREEN_DATA_DIR", str(tmp_path / "data"))
+    for name in ("SCREEN_DATABASE_URL", "SCREEN_BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    services = bootstrap(load_settings())
+    yield services
+    services.engine.dispose()
+
+
+@pytest.fixture
+def screened(services, sample_folder):
+    """The sample night, screened in this process."""
+    return enqueue_folders(services, [sample_folder])
+
+
+def test_bootstrap_is_explicit_and_idempotent(services):
+    first = active_model(services)
+    again = bootstrap(services.settings)
+    assert active_model(again).id == first.id and first.name == "resnet50-frozen-head"
+    again.engine.dispose()
+
+
+def test_enqueue_screens_every_file_and_results_say_what_became_of_each(services, screened, sample_folder):
+    assert screened.progress.finished and screened.progress.total == 11 and screened.failed == 0
+    found = batch_results(services, None)
+    statuses = {row.path.rsplit("/", 1)[1]: row.status for row in found.images}
+    assert {name: statuses[name] for name in EXPECTED_DICOM_STATUS} == EXPECTED_DICOM_STATUS
+    assert statuses["notes.txt"] == "skipped"
+    assert len([study for study in found.studies if study.probability is not None]) == 2
+    assert batch_status(services, found.batch_id).finished
+    rerun = enqueue_folders(services, [sample_folder])
+    assert rerun.progress.reused == 11  # nothing screened twice at one version
+    assert requeue(services, None) == (rerun.progress.batch_id, 0)
+    with pytest.raises(NoSuchBatch):
+        batch_status(services, "no-such-batch")
+
+
+def test_preview_worker_and_evaluation_give_one_probability_per_file(services, tmp_path):
+    """The one path from a file to a probability: the same number wherever the file is scored."""
+    files = {
+        "NORMAL": sorted((FULLRES / "val").glob("NORMAL*"))[0],
+        "PNEUMONIA": sorted((FULLRES / "val").glob("p*"))[0],
+    }
+    labelled = tmp_path / "labelled"
+    for label, path in files.items():
+        (labelled / label).mkdir(parents=True)
+        shutil.copy(path, labelled / label / path.name)
+    enqueue_folders(services, [labelled])
+    worker = {row.path.rsplit("/", 1)[1]: row.probability for row in batch_results(services, None).images}
+
+    version = active_model(services)
+    classifier = Classifier.load(REPOSITORY / "models" / "pneumonia_resnet50.zip", version.artifact_sha256)
+    spec = PreprocessSpec.from_dict(version.preprocessing)
+    labels, evaluated, excluded = score_labelled_folder(classifier, spec, labelled)
+    preview = [classifier.probabilities(model_view(services, path)[0].image[None])[0] for path in files.values()]
+
+    expected = [worker[path.name] for path in files.values()]
+    assert list(labels) == [0, 1] and not excluded
+    np.testing.assert_allclose(evaluated, expected, rtol=1e-5)
+    np.testing.assert_allclose(preview, expected, rtol=1e-5)
+    metrics = evaluate_version(services, version.id, labelled, rounds=20)
+    assert metrics["model_version"] == version.id and metrics["images"] == 2
+
+
+def test_preview_writes_the_model_input_and_refuses_what_it_would_not_score(services, tmp_path):
+    spec, size = write_preview(services, DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm", tmp_path / "v.png")
+    assert size == (224, 224) and spec.name == "cxr-seed-v1" and (tmp_path / "v.png").stat().st_size > 0
+    with pytest.raises(PreviewError, match="skipped: modality CT"):
+        write_preview(services, DICOM / "ct_small_not_xray.dcm", tmp_path / "ct.png")
+    with pytest.raises(PreviewError, match="must end in"):
+        write_preview(services, DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm", tmp_path / "v.gif")
+    with pytest.raises(NotScreenable):
+        model_view(services, DICOM / "multiframe_2frame.dcm")
+
+
+def test_labels_name_images_by_path_hash_or_uid_and_only_scored_ones(services, screened, sample_folder, tmp_path):
+    jpeg = sorted((sample_folder / "jpeg").iterdir())[0]
+    dicom = sample_folder / "dicom" / "cr_chest_pa_monochrome2_jpeg_baseline.dcm"
+    sheet = tmp_path / "reading.csv"
+    sheet.write_bytes(b"\xef\xbb\xbfImage;Truth\n" + f"{jpeg};Pneumonia\n".encode())
+    assert record_labels(services, read_label_csv(sheet), sheet.name) == 1
+    assert record_labels(services, [(sha256_hex(dicom), "normal")], "cli") == 1
+    with pytest.raises(LabelError, match="no screened image"):
+        record_labels(services, [("0" * 64, "normal")], "cli")
+    with pytest.raises(LabelError, match="was not scored"):
+        record_labels(services, [(str(sample_folder / "notes.txt"), "normal")], "cli")
+    with pytest.raises(LabelError, match="truth must be"):
+        record_labels(services, [(str(jpeg), "maybe")], "cli")
+
+
+def test_register_promote_and_roll_back_without_hard_coded_ids(services, tmp_path):
+    released = active_model(services)
+    other = register_model(services, artifact_with(RELEASED, tmp_path / "other.zip", name="other"))
+    assert other.status == "candidate" and other.id != released.id
+    assert promote_model(services, other.id).id == other.id
+    statuses = {summary.id: summary.status for summary in list_models(services)}
+    assert statuses == {released.id: "retired", other.id: "active"}
+    assert roll_back(services).id == released.id
+    assert show_model(services, other.id)["status"] == "retired"
+    with pytest.raises(ScreeningError, match="no earlier active version"):
+        roll_back(services)
+    with pytest.raises(ScreeningError, match="not a model artifact"):
+        register_model(services, sheet_of(tmp_path))
+
+
+def sheet_of(folder):
+    path = folder / "not-a-model.zip"
+    path.write_text("image,truth\n")
+    return path

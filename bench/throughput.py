@@ -29,7 +29,7 @@ from pydicom.uid import generate_uid
 from screening.config import load_settings
 from screening.db.engine import make_engine, make_session_factory
 from screening.db.migrate import upgrade
-from screening.db.schema import Result
+from screening.db.schema import BatchMode, Result
 from screening.imaging.pipeline import prepare_file
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.released import ensure_active_model
@@ -103,14 +103,15 @@ class GpuUtilisation:
 def batched_pipeline(folder: Path, runtime: WorkerRuntime) -> tuple[float, dict]:
     summaries = []
     started = time.perf_counter()
-    batch = start_batch(runtime.session_factory, [str(folder)], "in-process")
+    batch = start_batch(runtime.session_factory, [str(folder)], BatchMode.IN_PROCESS, timedelta(hours=1))
     enqueue_batch(
         runtime.session_factory,
         batch,
         [str(folder)],
         runtime.settings.chunk_size,
+        runtime.settings.image_limits.max_file_bytes,
         lambda ids: summaries.append(screen_chunk(runtime, ids)),
-        timedelta(hours=1),
+        stale_after=timedelta(hours=1),
     )
     elapsed = time.perf_counter() - started
     with runtime.session_factory() as session:

@@ -1,7 +1,8 @@
-"""Chest X-ray pneumonia screening: folders of radiographs in, a results table out.
+"""Chest X-ray pneumonia screening: folders of radiographs in, a probability and a flag per image and study out.
 
-Data flows cli -> queue/worker -> imaging -> model -> db; no module imports one
-further up that line. `training` reuses imaging and model.
+Data flows cli/tasks -> usecases -> queue/worker/training -> imaging -> model -> db, and no module
+imports one earlier on that line (tests/test_imports.py checks it). config, errors and hashing are
+shared by all.
 """
 
 __version__ = "0.1.0"

@@ -6,5 +6,9 @@ class ScreeningError(Exception):
     """Something the user can act on; its message says what and how."""
 
 
+class InvalidRequest(ScreeningError):
+    """A request malformed in itself (an option value no run could use): the CLI answers it as a usage error."""
+
+
 class SettingsError(ScreeningError):
     """A SCREEN_* variable has a value that cannot work."""

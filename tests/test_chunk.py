@@ -10,7 +10,7 @@ from helpers import DICOM, FULLRES, REPOSITORY, scrambled_jpeg
 from screening.config import load_settings
 from screening.db.engine import make_engine, make_session_factory
 from screening.db.migrate import upgrade
-from screening.db.schema import ModelVersion, Result
+from screening.db.schema import BatchMode, ModelVersion, Result
 from screening.model.released import ensure_active_model
 from screening.queue.enqueue import enqueue_batch, start_batch
 from screening.usecases.screen_chunk import WorkerRuntime, screen_chunk
@@ -30,7 +30,7 @@ def runtime(database_url, monkeypatch, tmp_path):
 
 def queued_ids(runtime, folder) -> list[int]:
     chunks = []
-    batch = start_batch(runtime.session_factory, [str(folder)], "in-process", timedelta(minutes=1))
+    batch = start_batch(runtime.session_factory, [str(folder)], BatchMode.IN_PROCESS, timedelta(minutes=1))
     enqueue_batch(runtime.session_factory, batch, [str(folder)], 64, 2**30, chunks.append, timedelta(hours=1))
     return [result_id for chunk in chunks for result_id in chunk]
 

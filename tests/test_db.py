@@ -19,7 +19,7 @@ from screening.db.results import (
     record_outcomes,
     study_rows,
 )
-from screening.db.schema import ImageStatus, ModelVersion, Result
+from screening.db.schema import BatchMode, ImageStatus, ModelVersion, Result
 
 MANIFEST = {
     "preprocessing": {"name": "cxr-seed-v1"},
@@ -44,7 +44,7 @@ def register(session, sha="a" * 64):
 
 
 def new_batch(session, version):
-    return create_batch(session, ["/n"], version.id, "in-process").id
+    return create_batch(session, ["/n"], version.id, BatchMode.IN_PROCESS).id
 
 
 def items(session, batch_id, *specs):
@@ -195,8 +195,8 @@ def test_an_image_whose_last_outcome_failed_is_screened_again_by_a_later_batch(s
 def test_claims_of_a_process_whose_lease_lapsed_are_adopted(sessions):
     with sessions.begin() as session:
         version = register(session)
-        dead = create_batch(session, ["/n"], version.id, "celery", lease=timedelta(seconds=-1)).id
-        alive = create_batch(session, ["/n"], version.id, "celery", lease=AN_HOUR).id
+        dead = create_batch(session, ["/n"], version.id, BatchMode.CELERY, lease=timedelta(seconds=-1)).id
+        alive = create_batch(session, ["/n"], version.id, BatchMode.CELERY, lease=AN_HOUR).id
         dead_found = items(session, dead, ("1" * 64, None, None), ("2" * 64, None, None))
         undispatched, dispatched = claim_images(session, version.id, dead, dead_found, AN_HOUR)
         mark_dispatched(session, [dispatched])  # in the broker's hands: the visibility timeout covers it

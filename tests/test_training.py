@@ -30,9 +30,9 @@ def test_fine_tuning_changes_the_last_stage_only(backend, request, small_trainin
     )  # fmt: skip
     assert "fine-tuning epoch 1: loss" in trained.stderr and "head epoch 6: loss" in trained.stderr
     manifest, arrays = read_artifact(artifact)
-    assert (manifest["training_config"]["epochs"], manifest["training_config"]["fine_tune_epochs"]) == (6, 1)
-    assert manifest["training_config"]["phase"] == "head on frozen features, then fine-tuned from conv5_block1_1_conv"
-    weights = dict(zip(manifest["weight_names"], arrays, strict=True))
+    assert (manifest.training_config["epochs"], manifest.training_config["fine_tune_epochs"]) == (6, 1)
+    assert manifest.training_config["phase"] == "head on frozen features, then fine-tuned from conv5_block1_1_conv"
+    weights = dict(zip(manifest.weight_names, arrays, strict=True))
     imagenet = load_imagenet_weights(load_settings().weights_dir / CACHE_NAME)
 
     def as_imagenet(name):
@@ -44,7 +44,7 @@ def test_fine_tuning_changes_the_last_stage_only(backend, request, small_trainin
         weights["conv5_block3_3_bn/moving_mean"], as_imagenet("conv5_block3_3_bn/moving_mean")
     )
     report = (tmp_path / "tuned-report" / "report.md").read_text()
-    assert f"{manifest['metrics']['epochs']} epochs" in report and "fine-tuned" in report
+    assert f"{manifest.metrics['epochs']} epochs" in report and "fine-tuned" in report
     assert "fine-tuned from conv5_block1_1_conv" in (tmp_path / "MODEL_CARD.md").read_text()
 
 

@@ -1,4 +1,4 @@
-"""The `screen` command."""
+"""The `screen` command: each click command parses its options, calls one use case and prints the result."""
 
 from screening.cli.main import main
 

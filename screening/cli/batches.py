@@ -16,7 +16,7 @@ from rich.table import Table
 
 from screening.cli.context import AppContext, pass_app
 from screening.cli.tables import add_row, make_table, print_table
-from screening.usecases.enqueue import DispatchMode, EnqueueEvents, dispatch_mode, enqueue_folders, requeue
+from screening.usecases.enqueue import BatchMode, EnqueueEvents, batch_mode, enqueue_folders, requeue
 from screening.usecases.preview import write_preview
 from screening.usecases.results import BatchProgress, ImageRow, StudyRow, batch_results, batch_status
 
@@ -57,7 +57,7 @@ def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool) -> None:
 
     Exits with status 1 when the batch ended with failed files (`screen results` says why), 0 otherwise."""
     services = app.services
-    in_process = dispatch_mode(services) == DispatchMode.IN_PROCESS
+    in_process = batch_mode(services) == BatchMode.IN_PROCESS
     with _progress() as bar:
         found = bar.add_task("screened" if in_process else "enqueued", total=None)
         screened = bar.add_task("screened", total=None, visible=False)

@@ -13,7 +13,9 @@ from screening.usecases.retrain import retrain_active
 
 @click.command()
 @click.argument("image", required=False)
-@click.option("--truth", type=click.Choice(list(Truth)), help="The radiologist's reading of IMAGE.")
+@click.option(
+    "--truth", type=click.Choice([truth.value for truth in Truth]), help="The radiologist's reading of IMAGE."
+)
 @click.option(
     "--csv",
     "csv_file",

@@ -11,7 +11,7 @@ from screening.cli.batches import enqueue, preview, requeue_command, results, st
 from screening.cli.context import AppContext, make_context, pass_app
 from screening.cli.feedback import label, retrain
 from screening.cli.models import evaluate, models, train, weights
-from screening.errors import ScreeningError
+from screening.errors import InvalidRequest, ScreeningError
 from screening.usecases.context import active_model, upgrade_database
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -23,6 +23,8 @@ class ScreenGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except InvalidRequest as problem:
+            raise click.UsageError(str(problem), ctx) from None
         except ScreeningError as problem:
             raise click.ClickException(str(problem)) from None
 

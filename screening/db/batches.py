@@ -6,15 +6,20 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from screening.db.schema import Batch, BatchItem, ImageStatus, Result, utcnow
+from screening.db.schema import Batch, BatchItem, BatchMode, ImageStatus, Result, utcnow
 
 
 def create_batch(
-    session: Session, roots: list[str], model_version_id: int, mode: str, lease: timedelta = timedelta(seconds=30)
+    session: Session,
+    roots: list[str],
+    model_version_id: int,
+    mode: BatchMode,
+    lease: timedelta = timedelta(seconds=30),
 ) -> Batch:
     batch = Batch(
         id=uuid.uuid4().hex,
@@ -44,12 +49,18 @@ def finish_enqueue(session: Session, batch_id: str) -> None:
     session.execute(update(Batch).where(Batch.id == batch_id).values(enqueue_finished_at=utcnow()))
 
 
+class BatchState(StrEnum):
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted (its enqueue stopped early: run `screen enqueue` on the same folders again)"
+    IN_PROGRESS = "in progress"
+
+
 @dataclass(frozen=True)
 class BatchProgress:
     batch_id: str
     total: int
     pending: int
-    by_status: dict[str, int]
+    by_status: dict[ImageStatus, int]
     reused: int
     studies: int
     enqueue_finished: bool
@@ -65,12 +76,12 @@ class BatchProgress:
         return not self.enqueue_finished and self.lease_lapsed
 
     @property
-    def state(self) -> str:
+    def state(self) -> BatchState:
         if self.finished:
-            return "finished"
+            return BatchState.FINISHED
         if self.interrupted:
-            return "interrupted (its enqueue stopped early: run `screen enqueue` on the same folders again)"
-        return "in progress"
+            return BatchState.INTERRUPTED
+        return BatchState.IN_PROGRESS
 
 
 def batch_progress(session: Session, batch_id: str) -> BatchProgress:
@@ -90,7 +101,7 @@ def batch_progress(session: Session, batch_id: str) -> BatchProgress:
         batch_id=batch_id,
         total=len(rows),
         pending=statuses.pop(ImageStatus.QUEUED, 0),
-        by_status={str(status): count for status, count in statuses.items()},
+        by_status={ImageStatus(status): count for status, count in statuses.items()},
         reused=sum(1 for error, _, claimed_by, _ in rows if not error and claimed_by != batch_id),
         studies=studies or 0,
         enqueue_finished=batch.enqueue_finished_at is not None,

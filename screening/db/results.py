@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
-from screening.db.schema import Batch, BatchItem, ImageStatus, ModelVersion, Result, study_results, utcnow
+from screening.db.schema import Batch, BatchItem, BatchMode, ImageStatus, ModelVersion, Result, study_results, utcnow
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def adopt_abandoned(session: Session, batch_id: str) -> list[int]:
     before it handed them to a worker, or, in-process, before it screened them. Returns the ids to dispatch."""
     now = utcnow()
     lapsed = select(Batch.id).where(Batch.lease_expires_at < now, Batch.id != batch_id)
-    lapsed_in_process = lapsed.where(Batch.mode == "in-process")
+    lapsed_in_process = lapsed.where(Batch.mode == BatchMode.IN_PROCESS)
     linked = select(BatchItem.result_id).where(BatchItem.batch_id == batch_id, BatchItem.result_id.is_not(None))
     return list(
         session.scalars(

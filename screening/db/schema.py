@@ -35,6 +35,13 @@ class ImageStatus(StrEnum):
     FAILED = "failed"  # a file that could not be read or decoded, or a model that could not be loaded
 
 
+class BatchMode(StrEnum):
+    """Who screens a batch's images."""
+
+    CELERY = "celery"  # SCREEN_BROKER_URL set: the Celery workers
+    IN_PROCESS = "in-process"  # the embedded default: the enqueuing process itself
+
+
 class VersionStatus(StrEnum):
     CANDIDATE = "candidate"
     ACTIVE = "active"
@@ -85,7 +92,7 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     roots: Mapped[list] = mapped_column(JSON)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
-    mode: Mapped[str] = mapped_column(String(20))  # in-process | celery
+    mode: Mapped[BatchMode] = mapped_column(String(20))
     enqueue_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Renewed by the process that claims and dispatches the batch's images; once it lapses, that process is
     # gone and anyone may take over what it claimed but never handed to a worker.

@@ -1,4 +1,5 @@
-"""The classifier: ImageNet ResNet50 backbone plus a small head, stored as a versioned artifact.
+"""The classifier: ImageNet normalisation, ResNet50 backbone and a small head ending in a logit; the one batched
+inference loop; temperature calibration; the artifact file and its manifest; the released model's registration.
 
 Keras 3 API only, so KERAS_BACKEND may be tensorflow (default), jax or torch.
 """

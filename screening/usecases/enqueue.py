@@ -10,17 +10,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
 from pathlib import Path
 
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from screening.db.batches import BatchProgress, batch_progress, renew_lease
-from screening.db.schema import ImageStatus
+from screening.db.schema import BatchMode, ImageStatus
 from screening.errors import ScreeningError
 from screening.queue.enqueue import Dispatch, enqueue_batch, held_lease, requeue_batch, start_batch, wait_for_batch
 from screening.usecases.context import Services, servable_active_model
 from screening.usecases.results import find_batch
+
+__all__ = ["BatchMode", "BatchOutcome", "EnqueueEvents", "batch_mode", "enqueue_folders", "requeue"]
 
 
 class BrokerUnreachable(ScreeningError):
@@ -29,11 +30,6 @@ class BrokerUnreachable(ScreeningError):
 
 class StillRunning(ScreeningError):
     pass
-
-
-class DispatchMode(StrEnum):
-    CELERY = "celery"  # SCREEN_BROKER_URL set: workers screen
-    IN_PROCESS = "in-process"  # embedded default: this process screens
 
 
 @dataclass(frozen=True)
@@ -55,8 +51,8 @@ class BatchOutcome:
         return self.progress.by_status.get(ImageStatus.FAILED, 0) if self.progress.finished else 0
 
 
-def dispatch_mode(services: Services) -> DispatchMode:
-    return DispatchMode.CELERY if services.settings.distributed else DispatchMode.IN_PROCESS
+def batch_mode(services: Services) -> BatchMode:
+    return BatchMode.CELERY if services.settings.distributed else BatchMode.IN_PROCESS
 
 
 def _dispatcher(services: Services) -> Dispatch:
@@ -98,7 +94,7 @@ def enqueue_folders(
     version = servable_active_model(services)
     roots = [str(path.resolve()) for path in paths]
     lease = timedelta(seconds=settings.enqueue_lease_s)
-    batch_id = start_batch(services.sessions, roots, dispatch_mode(services), lease)
+    batch_id = start_batch(services.sessions, roots, batch_mode(services), lease)
     events.started(batch_id, version.id, version.name)
     dispatch = _dispatcher(services)
     with held_lease(services.sessions, batch_id, lease), _broker_errors(batch_id):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import cv2
 
-from screening.errors import ScreeningError
+from screening.errors import InvalidRequest, ScreeningError
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import ModelInput, prepare_file
 from screening.imaging.preprocess import PreprocessSpec
@@ -19,6 +19,10 @@ class PreviewError(ScreeningError):
     pass
 
 
+class BadPreviewTarget(PreviewError, InvalidRequest):
+    pass
+
+
 def model_view(services: Services, file: Path) -> tuple[ModelInput, PreprocessSpec]:
     """What the active version's model is fed for `file`; ImageRejected says why there is nothing to feed it."""
     spec = PreprocessSpec.from_dict(active_model(services).preprocessing)
@@ -28,9 +32,9 @@ def model_view(services: Services, file: Path) -> tuple[ModelInput, PreprocessSp
 def write_preview(services: Services, file: Path, output: Path) -> tuple[PreprocessSpec, tuple[int, int]]:
     """Write the exact image the model sees (before the in-graph normalisation) to `output`: its spec and size."""
     if output.suffix.lower() not in PREVIEW_FORMATS:
-        raise PreviewError(f"{output} must end in {' or '.join(PREVIEW_FORMATS)}")
+        raise BadPreviewTarget(f"{output} must end in {' or '.join(PREVIEW_FORMATS)}")
     if not output.parent.is_dir():
-        raise PreviewError(f"folder {output.parent} does not exist")
+        raise BadPreviewTarget(f"folder {output.parent} does not exist")
     try:
         prepared, spec = model_view(services, file)
     except ImageRejected as problem:

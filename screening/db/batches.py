@@ -100,7 +100,7 @@ def batch_progress(session: Session, batch_id: str) -> BatchProgress:
     return BatchProgress(
         batch_id=batch_id,
         total=len(rows),
-        pending=statuses.pop(ImageStatus.QUEUED, 0),
+        pending=statuses.pop(ImageStatus.QUEUED, 0) + statuses.pop(None, 0),  # None: not linked to a row yet
         by_status={ImageStatus(status): count for status, count in statuses.items()},
         reused=sum(1 for error, _, claimed_by, _ in rows if not error and claimed_by != batch_id),
         studies=studies or 0,

@@ -32,6 +32,30 @@ class ImageLimits:
 
 
 @dataclass(frozen=True)
+class DicomPeer:
+    """A DICOM node to send to: `AE@host:port`."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class DicomSettings:
+    """The product as a DICOM node: what it accepts, where it spools, where results go."""
+
+    spool_dir: Path
+    settle_s: int  # a study becomes a batch once no instance of it arrived for this long
+    allowed_aes: tuple[str, ...]  # calling AE titles accepted by `screen listen` (with its --allow)
+    results_destination: DicomPeer | None
+    send_max_attempts: int
+    send_backoff_s: int  # the wait before retry n is send_backoff_s * 2 ** (n - 1)
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -48,6 +72,8 @@ class Settings:
     device: str
     retrain_schedule: str
     publish_max_retries: int
+    dicom: DicomSettings
+    web_token: str | None  # SCREEN_WEB_TOKEN: the review app's sign-in token; it refuses to start without one
 
     @property
     def distributed(self) -> bool:
@@ -97,6 +123,25 @@ def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def _peer(name: str) -> DicomPeer | None:
+    raw = os.environ.get(name) or ""
+    if not raw:
+        return None
+    ae_title, _, address = raw.partition("@")
+    host, _, port = address.rpartition(":")
+    if not (0 < len(ae_title) <= 16 and host and port.isdigit() and 0 < int(port) < 65536):
+        raise SettingsError(f"{name} must look like AE@host:port (an AE title of at most 16 characters), not {raw!r}")
+    return DicomPeer(ae_title, host, int(port))
+
+
+def _ae_titles(name: str) -> tuple[str, ...]:
+    titles = tuple(title.strip() for title in (os.environ.get(name) or "").split(",") if title.strip())
+    too_long = [title for title in titles if len(title) > 16]
+    if too_long:
+        raise SettingsError(f"{name}: AE titles have at most 16 characters ({', '.join(too_long)})")
+    return titles
+
+
 def _cron(name: str, value: str) -> str:
     if len(value.split()) != 5:
         raise SettingsError(f"{name} must have the five cron fields (minute hour day month weekday), not {value!r}")
@@ -129,4 +174,13 @@ def load_settings() -> Settings:
         device=_choice("SCREEN_DEVICE", "auto", DEVICES),
         publish_max_retries=_positive_int("SCREEN_PUBLISH_MAX_RETRIES", 40),
         retrain_schedule=_cron("SCREEN_RETRAIN_SCHEDULE", os.environ.get("SCREEN_RETRAIN_SCHEDULE") or "0 2 * * *"),
+        dicom=DicomSettings(
+            spool_dir=Path(os.environ.get("SCREEN_SPOOL_DIR") or data_dir / "spool"),
+            settle_s=_positive_int("SCREEN_STUDY_SETTLE_SECONDS", 30),
+            allowed_aes=_ae_titles("SCREEN_DICOM_ALLOWED_AES"),
+            results_destination=_peer("SCREEN_RESULTS_DESTINATION"),
+            send_max_attempts=_positive_int("SCREEN_SEND_MAX_ATTEMPTS", 5),
+            send_backoff_s=_positive_int("SCREEN_SEND_BACKOFF_SECONDS", 5),
+        ),
+        web_token=os.environ.get("SCREEN_WEB_TOKEN") or None,
     )

@@ -10,8 +10,9 @@ from celery.signals import worker_process_init
 from sqlalchemy.exc import OperationalError
 
 from screening.config import load_settings
-from screening.queue.celery_app import NIGHTLY_RETRAIN_TASK, SCREEN_CHUNK_TASK, app
+from screening.queue.celery_app import NIGHTLY_RETRAIN_TASK, SCREEN_CHUNK_TASK, SEND_RESULT_TASK, app
 from screening.usecases.context import connect
+from screening.usecases.outbox import send_object
 from screening.usecases.screen_chunk import WorkerRuntime, announce_worker_process, screen_chunk, worker_runtime
 
 _runtime: WorkerRuntime | None = None
@@ -42,6 +43,16 @@ def _new_worker_process(**_: object) -> None:
 )
 def screen_chunk_task(result_ids: list[int]) -> dict:
     return screen_chunk(runtime(), result_ids).as_dict()
+
+
+@app.task(name=SEND_RESULT_TASK, bind=True, max_retries=None)
+def send_result_task(self, object_id: int) -> str:  # noqa: ANN001
+    """One attempt to send a DICOM result; retried after the recorded back-off until sent or failed for good (the
+    attempts are counted in the database, so the retries are bounded however often the message is delivered)."""
+    entry = send_object(connect(load_settings()), object_id)
+    if entry.waiting_for_retry:
+        raise self.retry(countdown=entry.retry_in_s or 0)
+    return f"result object {entry.id}: {entry.status}"
 
 
 # Acknowledged on receipt, unlike the chunks: a retrain that dies or overruns must not be redelivered and run

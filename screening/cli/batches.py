@@ -17,6 +17,7 @@ from rich.table import Table
 from screening.cli.context import AppContext, pass_app
 from screening.cli.tables import add_row, make_table, print_table
 from screening.usecases.enqueue import BatchMode, EnqueueEvents, batch_mode, enqueue_folders, requeue
+from screening.usecases.explain import write_explanation
 from screening.usecases.preview import write_preview
 from screening.usecases.results import BatchProgress, ImageRow, StudyRow, batch_results, batch_status
 
@@ -161,10 +162,11 @@ def _image_table(rows: list[ImageRow], roots: list[str], title: str) -> Table:
 
 
 def _study_table(rows: list[StudyRow], title: str) -> Table:
-    table = make_table(["study", "images", "screened", "P(pneumonia)", "flag", "note"], title)
+    table = make_table(["study", "images", "screened", "P(pneumonia)", "flag", "note", "DICOM results"], title)
     for row in rows:
         flag = "FLAG" if row.flagged else ""
-        add_row(table, [row.study_uid, row.images, row.images_screened, _probability(row.probability), flag, row.note])
+        cells = [row.study_uid, row.images, row.images_screened, _probability(row.probability), flag, row.note]
+        add_row(table, [*cells, row.sent])
     return table
 
 
@@ -178,3 +180,16 @@ def preview(app: AppContext, file: str, output: str) -> None:
     """Write the exact 224x224 image the active model sees for FILE (before the in-graph ImageNet normalisation)."""
     spec, (width, height) = write_preview(app.services, Path(file), Path(output))
     click.echo(f"wrote {output} ({spec.name}, {width}x{height})")
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="A .png (or .jpg) to write.")
+@pass_app
+def explain(app: AppContext, file: str, output: str) -> None:
+    """Write FILE with the active model's Grad-CAM heatmap over it (red: where the evidence for pneumonia sits)."""
+    explanation = write_explanation(app.services, Path(file), Path(output))
+    flag = " FLAG" if explanation.flagged else ""
+    click.echo(
+        f"wrote {output} (model version {explanation.version_id}, P(pneumonia) {explanation.probability:.3f}{flag})"
+    )

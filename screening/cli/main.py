@@ -7,10 +7,12 @@ import os
 
 import click
 
-from screening.cli.batches import enqueue, preview, requeue_command, results, status
+from screening.cli.batches import enqueue, explain, preview, requeue_command, results, status
 from screening.cli.context import AppContext, make_context, pass_app
+from screening.cli.dicom import listen, outbox
 from screening.cli.feedback import label, retrain
 from screening.cli.models import evaluate, models, train, weights
+from screening.cli.web import serve
 from screening.errors import InvalidRequest, ScreeningError
 from screening.usecases.context import active_model, upgrade_database
 
@@ -114,6 +116,10 @@ main.add_command(requeue_command)
 main.add_command(status)
 main.add_command(results)
 main.add_command(preview)
+main.add_command(explain)
+main.add_command(listen)
+main.add_command(outbox)
+main.add_command(serve)
 main.add_command(weights)
 main.add_command(models)
 main.add_command(train)

@@ -91,7 +91,7 @@ def batch_progress(session: Session, batch_id: str) -> BatchProgress:
         .outerjoin(Result, Result.id == BatchItem.result_id)
         .where(BatchItem.batch_id == batch_id)
     ).all()
-    statuses = Counter(
+    statuses: Counter[str | None] = Counter(
         (enqueue_status or ImageStatus.FAILED) if error else status for error, enqueue_status, _, status in rows
     )
     studies = session.scalar(
@@ -101,15 +101,15 @@ def batch_progress(session: Session, batch_id: str) -> BatchProgress:
         batch_id=batch_id,
         total=len(rows),
         pending=statuses.pop(ImageStatus.QUEUED, 0) + statuses.pop(None, 0),  # None: not linked to a row yet
-        by_status={ImageStatus(status): count for status, count in statuses.items()},
+        by_status={ImageStatus(status): count for status, count in statuses.items() if status is not None},
         reused=sum(1 for error, _, claimed_by, _ in rows if not error and claimed_by != batch_id),
         studies=studies or 0,
         enqueue_finished=batch.enqueue_finished_at is not None,
-        lease_lapsed=batch.lease_expires_at is not None and _aware(batch.lease_expires_at) < utcnow(),
+        lease_lapsed=batch.lease_expires_at is not None and aware(batch.lease_expires_at) < utcnow(),
     )
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; they were written in UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

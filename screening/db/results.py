@@ -14,7 +14,7 @@ and the study view counts each instance once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import cast
 
@@ -23,7 +23,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
-from screening.db.schema import Batch, BatchItem, BatchMode, ImageStatus, ModelVersion, Result, study_results, utcnow
+from screening.db.schema import (
+    Batch,
+    BatchItem,
+    BatchMode,
+    ImageStatus,
+    ModelVersion,
+    Result,
+    ResultKind,
+    ResultObject,
+    SendStatus,
+    study_results,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -250,6 +262,7 @@ class StudyRow:
     probability: float | None
     flagged: bool
     note: str | None
+    sent: str | None = None  # what became of the DICOM results made for it (report, heatmaps)
 
     @classmethod
     def from_view(cls, row: dict) -> StudyRow:
@@ -258,11 +271,13 @@ class StudyRow:
         return cls(
             study_uid=row["study_uid"],
             images=int(row["images"]),
+            images_screened=counts["images_screened"],
+            images_skipped=counts["images_skipped"],
+            images_failed=counts["images_failed"],
             images_pending=pending,
             probability=row["probability"],
             flagged=bool(row["flagged"]),
             note=_study_note(counts, pending),
-            **counts,
         )
 
 
@@ -290,4 +305,22 @@ def batch_studies(session: Session, batch_id: str) -> list[StudyRow]:
     uids = session.scalars(
         select(BatchItem.study_uid).where(BatchItem.batch_id == batch_id, BatchItem.study_uid.is_not(None)).distinct()
     )
-    return study_rows(session, version_id, sorted(uid for uid in uids if uid))
+    rows = study_rows(session, version_id, sorted(uid for uid in uids if uid))
+    sends = _sends_by_study(session, batch_id)
+    return [replace(row, sent=sends.get(row.study_uid)) for row in rows]
+
+
+def _sends_by_study(session: Session, batch_id: str) -> dict[str, str]:
+    """'report sent; 1 heatmap failed after 3 attempts (association … rejected)' per study of the batch."""
+    notes: dict[str, list[str]] = {}
+    objects = session.scalars(select(ResultObject).where(ResultObject.batch_id == batch_id).order_by(ResultObject.id))
+    for result in objects:
+        kind = "report" if result.kind == ResultKind.REPORT else "heatmap"
+        if result.destination is None:
+            note = f"{kind} in the outbox (no SCREEN_RESULTS_DESTINATION)"
+        elif result.status == SendStatus.FAILED:
+            note = f"{kind} failed after {result.attempts} attempts ({result.last_error})"
+        else:
+            note = f"{kind} {result.status}"
+        notes.setdefault(result.study_uid, []).append(note)
+    return {study: "; ".join(parts) for study, parts in notes.items()}

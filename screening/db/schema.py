@@ -49,6 +49,17 @@ class VersionStatus(StrEnum):
     REJECTED = "rejected"
 
 
+class SendStatus(StrEnum):
+    PENDING = "pending"  # waiting for its first or next attempt
+    SENT = "sent"  # the archive answered the C-STORE with success
+    FAILED = "failed"  # the retry limit was reached: `screen outbox --resend` tries again
+
+
+class ResultKind(StrEnum):
+    REPORT = "sr"  # the TID 1500 structured report of a study
+    HEATMAP = "sc"  # a flagged image with its heatmap, as a Secondary Capture
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -198,3 +209,26 @@ class RetrainRun(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     outcome: Mapped[str | None] = mapped_column(Text)
+
+
+class ResultObject(Base):
+    """A DICOM object the product made for a screened study (a report or a heatmap), and its sending to the
+    archive: every attempt counted, the last failure's reason kept, at most SCREEN_SEND_MAX_ATTEMPTS tries."""
+
+    __tablename__ = "result_objects"
+    __table_args__ = (UniqueConstraint("batch_id", "study_uid", "kind", "source_sop_uid", name="uq_result_objects"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), index=True)
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[ResultKind] = mapped_column(String(4))
+    source_sop_uid: Mapped[str] = mapped_column(String(64))  # the image of a heatmap; "" for a report
+    sop_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    destination: Mapped[str | None] = mapped_column(String(200))  # AE@host:port, None when none is configured
+    status: Mapped[SendStatus] = mapped_column(String(10), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -17,7 +17,7 @@ from screening.config import ImageLimits
 from screening.hashing import sha256_hex
 from screening.imaging.errors import NotScreenable, Unreadable
 from screening.imaging.preprocess import PreprocessSpec, preprocess
-from screening.imaging.read import decode_radiograph
+from screening.imaging.read import Radiograph, decode_radiograph
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,20 @@ def prepare(data: bytes, spec: PreprocessSpec, limits: ImageLimits) -> ModelInpu
     """Decode JPEG, PNG or DICOM bytes (imaging.dicom has the rules) and apply the model version's spec."""
     started = time.perf_counter()
     radiograph = decode_radiograph(data, limits.max_image_pixels)
-    decoded = time.perf_counter()
+    return prepare_radiograph(radiograph, spec, {"decode": (time.perf_counter() - started) * 1000})
+
+
+def prepare_radiograph(radiograph: Radiograph, spec: PreprocessSpec, timings_ms: dict | None = None) -> ModelInput:
+    """The model version's spec applied to a decoded radiograph."""
+    started = time.perf_counter()
     image = preprocess(radiograph.pixels, spec)
-    timings = {"decode": (decoded - started) * 1000, "preprocess": (time.perf_counter() - decoded) * 1000}
+    timings = {**(timings_ms or {}), "preprocess": (time.perf_counter() - started) * 1000}
     return ModelInput(radiograph.kind, image, radiograph.pixel_sha256(), radiograph.note, timings)
+
+
+def read_radiograph(path: Path, limits: ImageLimits = ImageLimits()) -> Radiograph:
+    """The decoded film of a file, for callers that need it as well as the model's input (heatmaps)."""
+    return decode_radiograph(read_image_file(path, limits), limits.max_image_pixels)
 
 
 def prepare_file(path: Path, spec: PreprocessSpec, limits: ImageLimits = ImageLimits()) -> ModelInput:

@@ -9,6 +9,7 @@ from screening.config import Settings, load_settings
 
 SCREEN_CHUNK_TASK = "screening.screen_chunk"
 NIGHTLY_RETRAIN_TASK = "screening.nightly_retrain"
+SEND_RESULT_TASK = "screening.send_result"
 
 
 def cron(expression: str) -> crontab:

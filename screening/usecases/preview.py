@@ -29,12 +29,17 @@ def model_view(services: Services, file: Path) -> tuple[ModelInput, PreprocessSp
     return prepare_file(file, spec, services.settings.image_limits), spec
 
 
-def write_preview(services: Services, file: Path, output: Path) -> tuple[PreprocessSpec, tuple[int, int]]:
-    """Write the exact image the model sees (before the in-graph normalisation) to `output`: its spec and size."""
+def check_image_target(output: Path) -> None:
+    """A picture can be written there: a .png or .jpg name in a folder that exists."""
     if output.suffix.lower() not in PREVIEW_FORMATS:
         raise BadPreviewTarget(f"{output} must end in {' or '.join(PREVIEW_FORMATS)}")
     if not output.parent.is_dir():
         raise BadPreviewTarget(f"folder {output.parent} does not exist")
+
+
+def write_preview(services: Services, file: Path, output: Path) -> tuple[PreprocessSpec, tuple[int, int]]:
+    """Write the exact image the model sees (before the in-graph normalisation) to `output`: its spec and size."""
+    check_image_target(output)
     try:
         prepared, spec = model_view(services, file)
     except ImageRejected as problem:

@@ -1,0 +1,26 @@
+"""serve: the review app for radiologists."""
+
+from __future__ import annotations
+
+import click
+
+from screening.cli.context import AppContext, pass_app
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless set.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="HTTP port.")
+@pass_app
+def serve(app: AppContext, host: str, port: int) -> None:
+    """The review app: worklist (flagged first), each image with its heatmap and sends, radiologists' verdicts,
+    model versions. Needs SCREEN_WEB_TOKEN: browsers sign in with it, API clients send it as a Bearer token."""
+    token = app.settings.web_token
+    if not token or len(token) < 16:
+        raise click.ClickException(
+            "set SCREEN_WEB_TOKEN to a secret of at least 16 characters: nothing is served without sign-in"
+        )
+    import uvicorn
+
+    from screening.web.app import create_app
+
+    uvicorn.run(create_app(app.services, token), host=host, port=port, log_level="info", server_header=False)

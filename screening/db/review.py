@@ -1,0 +1,80 @@
+"""What the review page lists: screened images across batches, flagged first, with their labels and sends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from screening.db.schema import ImageStatus, Label, ModelVersion, Result, ResultObject, SendStatus
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    result_id: int
+    batch_id: str | None
+    file_name: str
+    study_uid: str | None
+    status: ImageStatus
+    probability: float | None
+    flagged: bool | None
+    reason: str | None
+    model_version: str
+    screened_at: datetime | None
+    verdict: bool | None  # the radiologist's label (pneumonia?), None when not read yet
+
+
+def review_rows(
+    session: Session,
+    batch_id: str | None = None,
+    day: date | None = None,
+    status: ImageStatus | None = None,
+    limit: int = 500,
+    result_id: int | None = None,
+) -> list[ReviewRow]:
+    """Images flagged first, then by probability (highest first), then the unscored; optionally one batch, one
+    screening day (UTC) or one status."""
+    query = (
+        select(Result, ModelVersion.name, Label.pneumonia)
+        .join(ModelVersion, ModelVersion.id == Result.model_version_id)
+        .outerjoin(Label, Label.sha256 == Result.sha256)
+        .where(Result.status != ImageStatus.QUEUED)
+    )
+    if batch_id:
+        query = query.where(Result.batch_id == batch_id)
+    if day:
+        start = datetime.combine(day, time.min)
+        query = query.where(Result.screened_at >= start, Result.screened_at < start + timedelta(days=1))
+    if status:
+        query = query.where(Result.status == status)
+    if result_id is not None:
+        query = query.where(Result.id == result_id)
+    query = query.order_by(Result.flagged.desc().nulls_last(), Result.probability.desc().nulls_last(), Result.id)
+    return [
+        ReviewRow(
+            result.id,
+            result.batch_id,
+            result.path.rsplit("/", 1)[-1],
+            result.study_uid,
+            ImageStatus(result.status),
+            result.probability,
+            result.flagged,
+            result.reason,
+            f"{result.model_version_id}:{name}",
+            result.screened_at,
+            verdict,
+        )
+        for result, name, verdict in session.execute(query.limit(limit))
+    ]
+
+
+def study_sends(session: Session, study_uid: str) -> list[tuple[str, SendStatus, int, str | None]]:
+    """(kind, status, attempts, last error) of each DICOM result made for a study."""
+    rows = session.execute(
+        select(ResultObject.kind, ResultObject.status, ResultObject.attempts, ResultObject.last_error)
+        .where(ResultObject.study_uid == study_uid)
+        .order_by(ResultObject.id)
+    )
+    return [(kind, SendStatus(status), attempts, error) for kind, status, attempts, error in rows]

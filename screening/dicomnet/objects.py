@@ -1,0 +1,130 @@
+"""The DICOM objects a screened study is answered with, built with highdicom.
+
+- A TID 1500 Measurement Report in a Comprehensive SR: per screened image, one measurement group with the
+  finding "Pneumonia" present or absent (a qualitative evaluation), the calibrated probability and the
+  threshold (measurements), the model's name, version and artifact SHA-256 (algorithm identification)
+  and a reference to the image. Same study, a new series, VerificationFlag UNVERIFIED: a screening aid's
+  output, never a signed report.
+- A Secondary Capture of each flagged image with its heatmap, in the same study.
+Both carry MANUFACTURER, so the product never screens what it made itself.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import highdicom as hd
+import numpy as np
+from pydicom import Dataset
+from pydicom.sr.codedict import codes
+
+MANUFACTURER = "chest-xray-screening"
+REPORT_SERIES, HEATMAP_SERIES = 9901, 9902
+PNEUMONIA = hd.sr.CodedConcept("233604007", "SCT", "Pneumonia")
+PRESENT, ABSENT = hd.sr.CodedConcept("52101004", "SCT", "Present"), hd.sr.CodedConcept("2667000", "SCT", "Absent")
+CHEST_X_RAY = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
+# No standard code names a classifier's probability or its threshold: a private scheme, as PS3.16 8.1 allows.
+PROBABILITY = hd.sr.CodedConcept("PNEU-P", "99CXRSCREEN", "Probability of pneumonia")
+THRESHOLD = hd.sr.CodedConcept("PNEU-T", "99CXRSCREEN", "Flagging threshold")
+NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    name: str
+    version_id: int
+    artifact_sha256: str
+    threshold: float
+
+
+@dataclass(frozen=True)
+class ScreenedImage:
+    header: Dataset  # the source instance, pixels not needed
+    probability: float
+    flagged: bool
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """highdicom warns about odd values by quoting them, patient names included: never into a log."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def made_by_us(dataset: Dataset) -> bool:
+    return str(dataset.get("Manufacturer", "")) == MANUFACTURER
+
+
+def _algorithm(model: ModelIdentity) -> hd.sr.AlgorithmIdentification:
+    return hd.sr.AlgorithmIdentification(
+        name=model.name, version=str(model.version_id), parameters=[f"artifact SHA-256 {model.artifact_sha256}"]
+    )
+
+
+def _group(image: ScreenedImage, model: ModelIdentity) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    algorithm = _algorithm(model)
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=hd.UID(), identifier=f"pneumonia screening {image.header.SOPInstanceUID}"
+        ),
+        finding_type=PNEUMONIA,
+        algorithm_id=algorithm,
+        measurements=[
+            hd.sr.Measurement(name=PROBABILITY, value=float(image.probability), unit=NO_UNITS, algorithm_id=algorithm),
+            hd.sr.Measurement(name=THRESHOLD, value=float(model.threshold), unit=NO_UNITS, algorithm_id=algorithm),
+        ],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(PNEUMONIA, PRESENT if image.flagged else ABSENT)],
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(image.header)],
+    )
+
+
+def screening_report(images: list[ScreenedImage], model: ModelIdentity) -> hd.sr.ComprehensiveSR:
+    """The study's structured report: one measurement group per screened image (at least one)."""
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.cid270.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=hd.UID(), name=MANUFACTURER, model_name=model.name
+        ),
+    )
+    with _quiet():
+        report = hd.sr.MeasurementReport(
+            observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+            procedure_reported=CHEST_X_RAY,
+            imaging_measurements=[_group(image, model) for image in images],
+        )
+        return hd.sr.ComprehensiveSR(
+            evidence=[image.header for image in images],
+            content=report[0],
+            series_instance_uid=hd.UID(),
+            series_number=REPORT_SERIES,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer=MANUFACTURER,
+            is_complete=True,
+            is_verified=False,
+            series_description="Pneumonia screening (AI, unverified)",
+        )
+
+
+def heatmap_capture(source: Dataset, overlay: np.ndarray, series_uid: str, number: int) -> hd.sc.SCImage:
+    """A Secondary Capture of the film with its heatmap (RGB uint8), in the source's study."""
+    orientation = source.get("PatientOrientation")
+    with _quiet():
+        return hd.sc.SCImage.from_ref_dataset(
+            source,
+            np.ascontiguousarray(overlay),
+            "RGB",
+            8,
+            "PATIENT",
+            series_uid,
+            HEATMAP_SERIES,
+            hd.UID(),
+            number,
+            MANUFACTURER,
+            patient_orientation=tuple(orientation) if orientation and len(orientation) == 2 else ("L", "F"),
+            series_description="Pneumonia screening heatmap (AI, unverified)",
+        )

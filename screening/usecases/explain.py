@@ -1,0 +1,71 @@
+"""`screen explain`, the review page's heatmap and the DICOM heatmap capture: Grad-CAM of a model version for one
+file, in that version's own preprocessing, overlaid on the film."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from screening.db.schema import ModelVersion
+from screening.imaging.errors import ImageRejected
+from screening.imaging.overlay import display_film, overlay_heatmap
+from screening.imaging.pipeline import prepare_radiograph, read_radiograph
+from screening.imaging.preprocess import PreprocessSpec
+from screening.usecases.context import Services, active_model
+from screening.usecases.preview import PreviewError, check_image_target
+
+_loaded: dict[tuple[str, str], object] = {}  # (artifact path, SHA-256) -> Classifier: one model kept per process
+
+
+@dataclass(frozen=True)
+class Explanation:
+    version_id: int
+    probability: float
+    threshold: float
+    heatmap: np.ndarray  # the Grad-CAM grid (7 x 7), values in [0, 1]
+    overlay: np.ndarray  # RGB uint8: the film with the heatmap over it
+
+    @property
+    def flagged(self) -> bool:
+        return self.probability >= self.threshold
+
+
+def _classifier(version: ModelVersion):  # noqa: ANN202
+    from screening.model.infer import Classifier  # loads a backend: only when a heatmap is asked for
+
+    key = (version.artifact_path, version.artifact_sha256)
+    if key not in _loaded:
+        _loaded.clear()
+        _loaded[key] = Classifier.load(Path(version.artifact_path), version.artifact_sha256)
+    return _loaded[key]
+
+
+def explain(services: Services, file: Path, version: ModelVersion | None = None) -> Explanation:
+    """Probability and heatmap of `file` under `version` (default: the active one); ImageRejected says why a file
+    the worker would not score has no heatmap either."""
+    from screening.model.explain import classifier_grad_cam
+
+    version = version or active_model(services)
+    radiograph = read_radiograph(file, services.settings.image_limits)
+    image = prepare_radiograph(radiograph, PreprocessSpec.from_dict(version.preprocessing)).image
+    classifier = _classifier(version)
+    probability = float(classifier.probabilities(image[None])[0])
+    heatmap = classifier_grad_cam(classifier.model, image[None])[0]
+    return Explanation(
+        version.id, probability, version.threshold, heatmap, overlay_heatmap(display_film(radiograph), heatmap)
+    )
+
+
+def write_explanation(services: Services, file: Path, output: Path) -> Explanation:
+    """`screen explain FILE -o heat.png`."""
+    check_image_target(output)
+    try:
+        explanation = explain(services, file)
+    except ImageRejected as problem:
+        raise PreviewError(f"{problem.status}: {problem.reason}") from None
+    if not cv2.imwrite(str(output), cv2.cvtColor(explanation.overlay, cv2.COLOR_RGB2BGR)):
+        raise PreviewError(f"could not write {output}")
+    return explanation

@@ -1,0 +1,97 @@
+"""`screen listen`: studies in over DICOM, screened once they settle, results back to the archive.
+
+The storage SCP answers a C-STORE with success only once the instance is on disk (the spool). A loop then
+turns each study that has settled (no instance for SCREEN_STUDY_SETTLE_SECONDS) into a batch, exports the
+results of finished batches (report, heatmaps) and, without a broker, sends what is due. Each step leaves
+a mark in the spool, so a listener killed at any point loses nothing when it starts again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydicom import Dataset
+
+from screening.dicomnet.objects import made_by_us
+from screening.dicomnet.scp import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, STORED, start_storage_scp
+from screening.dicomnet.spool import Spool, valid_uid
+from screening.usecases.context import Services
+from screening.usecases.enqueue import enqueue_folders
+from screening.usecases.outbox import dispatch_sends, export_batch, send_due
+from screening.usecases.results import batch_status
+
+logger = logging.getLogger(__name__)
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ListenerOptions:
+    host: str = "127.0.0.1"
+    port: int = 11112
+    ae_title: str = "SCREEN"
+    allowed_aes: tuple[str, ...] = ()  # with SCREEN_DICOM_ALLOWED_AES: the calling AEs accepted; none: any
+    poll_s: float = 1.0
+
+
+def store_instance(spool: Spool, dataset: Dataset, encoded: bytes) -> int:
+    """The C-STORE's answer: success once the instance is durable; objects the product made are accepted and
+    dropped (never screened); an instance without valid UIDs cannot be filed."""
+    if made_by_us(dataset):
+        return STORED
+    study_uid, sop_uid = dataset.get("StudyInstanceUID"), dataset.get("SOPInstanceUID")
+    if not (valid_uid(study_uid) and valid_uid(sop_uid)):
+        return CANNOT_UNDERSTAND
+    try:
+        spool.write(study_uid, sop_uid, encoded)
+    except OSError as problem:
+        logger.error("spool write failed: %s", problem.strerror or type(problem).__name__)
+        return OUT_OF_RESOURCES
+    return STORED
+
+
+def process_spool(services: Services, spool: Spool, say: Say = lambda message: None) -> None:
+    """One pass: seal settled studies, enqueue sealed ones, export finished ones, send what is due."""
+    for incoming in spool.settled(services.settings.dicom.settle_s):
+        spool.seal(incoming)
+    for study in spool.unbatched():
+        outcome = enqueue_folders(services, [study])
+        spool.mark_batch(study, outcome.progress.batch_id)
+        say(f"batch {outcome.progress.batch_id}: {outcome.progress.total} instance(s) of a settled study")
+    for study, batch_id in spool.unexported():
+        if batch_status(services, batch_id).finished:
+            entries = export_batch(services, batch_id)
+            spool.mark_exported(study)
+            dispatch_sends(services, entries)
+            say(f"batch {batch_id}: {len(entries)} result object(s) made")
+    if not services.settings.distributed:
+        send_due(services)
+
+
+def listen(services: Services, options: ListenerOptions, stop: threading.Event, say: Say = lambda m: None) -> None:
+    """Serve until `stop` is set. What an earlier listener left in the spool is taken up on the first pass."""
+    spool = Spool(services.settings.dicom.spool_dir)
+    allowed = options.allowed_aes or services.settings.dicom.allowed_aes
+    server = start_storage_scp(
+        options.ae_title,
+        options.host,
+        options.port,
+        allowed,
+        lambda dataset, encoded: store_instance(spool, dataset, encoded),
+    )
+    say(
+        f"listening as {options.ae_title} on {options.host}:{options.port}"
+        + (f", from {', '.join(allowed)}" if allowed else "")
+    )
+    try:
+        while True:
+            try:
+                process_spool(services, spool, say)
+            except Exception as error:  # a database or broker blip: the marks on disk let the next pass resume
+                logger.exception("spool pass failed: %s", type(error).__name__)
+            if stop.wait(options.poll_s):
+                return
+    finally:
+        server.shutdown()

@@ -1,0 +1,158 @@
+"""Results out as DICOM: a screened study's structured report and heatmap captures, written to the outbox and
+sent to SCREEN_RESULTS_DESTINATION by C-STORE, each attempt recorded, retried with back-off a bounded number of
+times (a Celery task with a broker; the listener's loop without one)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import highdicom as hd
+import pydicom
+
+from screening.db import outbox as store
+from screening.db.batches import aware
+from screening.db.schema import ImageStatus, ModelVersion, ResultKind, ResultObject, SendStatus, utcnow
+from screening.dicomnet.objects import ModelIdentity, ScreenedImage, heatmap_capture, screening_report
+from screening.dicomnet.scu import SendFailed, send_file
+from screening.usecases.context import Services
+from screening.usecases.explain import explain
+from screening.usecases.results import ImageRow, batch_results
+
+__all__ = ["OutboxEntry", "SendStatus", "dispatch_sends", "export_batch", "list_outbox", "resend", "send_due"]
+logger = logging.getLogger(__name__)
+CALLING_AE = "SCREEN"
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    id: int
+    study_uid: str
+    kind: ResultKind
+    status: SendStatus
+    attempts: int
+    destination: str | None
+    last_error: str | None
+    retry_in_s: float | None  # pending after a failed attempt: when the next one is due
+
+    @property
+    def waiting_for_retry(self) -> bool:
+        return self.status == SendStatus.PENDING and self.attempts > 0
+
+
+def _entry(result: ResultObject) -> OutboxEntry:
+    due = result.next_attempt_at
+    return OutboxEntry(
+        result.id,
+        result.study_uid,
+        ResultKind(result.kind),
+        SendStatus(result.status),
+        result.attempts,
+        result.destination,
+        result.last_error,
+        max(0.0, (aware(due) - utcnow()).total_seconds()) if due else None,
+    )
+
+
+def _study_images(rows: list[ImageRow]) -> dict[str, list[ImageRow]]:
+    """Screened DICOM images by study: a study with none gets no report (the results table says why)."""
+    studies: dict[str, list[ImageRow]] = {}
+    for row in rows:
+        if row.status == ImageStatus.DONE and row.study_uid and row.sop_uid and row.probability is not None:
+            studies.setdefault(row.study_uid, []).append(row)
+    return studies
+
+
+def export_batch(services: Services, batch_id: str) -> list[OutboxEntry]:
+    """Write the report of each screened study of a finished batch, and a heatmap capture of each flagged image,
+    to the outbox; record them for sending. Idempotent: a batch already exported gets nothing new."""
+    settings = services.settings
+    found = batch_results(services, batch_id)
+    with services.sessions() as session:
+        if store.objects_of_batch(session, batch_id):
+            return []
+        version = session.get_one(ModelVersion, found.model_version_id)
+    model = ModelIdentity(version.name, version.id, version.artifact_sha256, version.threshold)
+    destination = str(settings.dicom.results_destination) if settings.dicom.results_destination else None
+    folder = settings.data_dir / "outbox" / batch_id
+    folder.mkdir(parents=True, exist_ok=True)
+    made: list[tuple[str, ResultKind, str, str, Path]] = []
+    for study_uid, rows in _study_images(found.images).items():
+        headers = {row.sop_uid: pydicom.dcmread(row.path, stop_before_pixels=True) for row in rows}
+        report = screening_report(
+            [ScreenedImage(headers[row.sop_uid], row.probability or 0.0, bool(row.flagged)) for row in rows], model
+        )
+        made.append((study_uid, ResultKind.REPORT, "", report.SOPInstanceUID, _save(report, folder)))
+        series_uid = hd.UID()
+        for number, row in enumerate((row for row in rows if row.flagged), start=1):
+            overlay = explain(services, Path(row.path), version).overlay
+            capture = heatmap_capture(pydicom.dcmread(row.path), overlay, series_uid, number)
+            made.append(
+                (study_uid, ResultKind.HEATMAP, str(row.sop_uid), capture.SOPInstanceUID, _save(capture, folder))
+            )
+    with services.sessions.begin() as session:
+        return [
+            _entry(store.record_object(session, batch_id, study, kind, source, sop, str(path), destination))
+            for study, kind, source, sop, path in made
+        ]
+
+
+def _save(dataset: pydicom.Dataset, folder: Path) -> Path:
+    path = folder / f"{dataset.SOPInstanceUID}.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+def send_object(services: Services, object_id: int) -> OutboxEntry:
+    """One attempt to send one pending object; the outcome is recorded (sent, pending with its next attempt, or
+    failed for good once SCREEN_SEND_MAX_ATTEMPTS were made)."""
+    settings = services.settings.dicom
+    with services.sessions() as session:
+        result = session.get_one(ResultObject, object_id)
+        path, status = Path(result.path), result.status
+    if status != SendStatus.PENDING or settings.results_destination is None:
+        return _entry(result)
+    try:
+        send_file(path, settings.results_destination, CALLING_AE)
+        error = None
+    except SendFailed as problem:
+        error = str(problem)
+    except OSError as problem:
+        error = f"cannot send: {problem.strerror or type(problem).__name__}"
+    if error:
+        logger.warning("sending result object %s failed: %s", object_id, error)
+    with services.sessions.begin() as session:
+        result = session.get_one(ResultObject, object_id)
+        backoff = timedelta(seconds=settings.send_backoff_s)
+        return _entry(store.record_attempt(session, result, error, settings.send_max_attempts, backoff))
+
+
+def dispatch_sends(services: Services, entries: list[OutboxEntry]) -> None:
+    """With a broker, each object is sent by a Celery task that retries it; without one, `send_due` sends."""
+    if not services.settings.distributed:
+        return
+    from screening.queue.celery_app import SEND_RESULT_TASK, app
+
+    for entry in entries:
+        if entry.destination and entry.status == SendStatus.PENDING:
+            app.send_task(SEND_RESULT_TASK, args=[entry.id])
+
+
+def send_due(services: Services) -> list[OutboxEntry]:
+    """Without a broker: one attempt for every object whose next attempt is due."""
+    with services.sessions() as session:
+        due = [result.id for result in store.due_objects(session)]
+    return [send_object(services, object_id) for object_id in due]
+
+
+def list_outbox(services: Services, statuses: tuple[SendStatus, ...] | None = None) -> list[OutboxEntry]:
+    with services.sessions() as session:
+        return [_entry(result) for result in store.outbox(session, statuses)]
+
+
+def resend(services: Services, object_ids: list[int] | None = None) -> list[OutboxEntry]:
+    """Failed objects (or the ones named) are pending again, with a fresh count of attempts."""
+    with services.sessions.begin() as session:
+        return [_entry(result) for result in store.resend(session, object_ids)]

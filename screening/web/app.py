@@ -1,0 +1,145 @@
+"""The review app's routes: worklist, image page (model view, heatmap, verdict), model versions, and a JSON API."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from screening.errors import ScreeningError
+from screening.usecases.context import Services
+from screening.usecases.models import list_models
+from screening.usecases.review import (
+    ImageStatus,
+    Truth,
+    heatmap_png,
+    image_view,
+    model_input_png,
+    record_verdict,
+    worklist,
+)
+from screening.web.auth import SESSION_COOKIE, Sessions
+
+HERE = Path(__file__).parent
+
+
+class SignInRequired(Exception):
+    """A page asked for without a session: the browser is sent to the sign-in form."""
+
+
+def create_app(services: Services, token: str) -> FastAPI:
+    app = FastAPI(title="Chest X-ray screening review", docs_url=None, redoc_url=None, openapi_url=None)
+    sessions = Sessions(token)
+    templates = Jinja2Templates(directory=HERE / "templates")
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    def browser(request: Request) -> str:
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if sessions.csrf_of(session_id) is None:
+            raise SignInRequired
+        return str(session_id)
+
+    def api_client(request: Request) -> None:
+        scheme, _, offered = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not sessions.token_matches(offered):
+            raise HTTPException(
+                401, "sign in: Authorization: Bearer <SCREEN_WEB_TOKEN>", {"WWW-Authenticate": "Bearer"}
+            )
+
+    Browser = Annotated[str, Depends(browser)]
+
+    @app.exception_handler(SignInRequired)
+    async def to_sign_in(request: Request, _: SignInRequired) -> Response:
+        return RedirectResponse("/signin", status_code=303)
+
+    @app.exception_handler(ScreeningError)
+    async def as_not_found(request: Request, problem: ScreeningError) -> Response:
+        return JSONResponse({"detail": str(problem)}, status_code=404)
+
+    def page(request: Request, name: str, session_id: str, **context: Any) -> HTMLResponse:
+        csrf = sessions.csrf_of(session_id)
+        return templates.TemplateResponse(request, name, {"csrf": csrf, **context})
+
+    @app.get("/signin", response_class=HTMLResponse)
+    def sign_in_form(request: Request, failed: bool = False) -> HTMLResponse:
+        return templates.TemplateResponse(request, "signin.html", {"failed": failed})
+
+    @app.post("/signin")
+    def sign_in(token: Annotated[str, Form()]) -> Response:
+        if not sessions.token_matches(token):
+            return RedirectResponse("/signin?failed=1", status_code=303)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(SESSION_COOKIE, sessions.open(), httponly=True, samesite="strict", path="/")
+        return response
+
+    @app.post("/signout")
+    def sign_out(request: Request, session_id: Browser, csrf: Annotated[str, Form()]) -> Response:
+        if not sessions.csrf_matches(session_id, csrf):
+            raise HTTPException(403, "cross-site request refused")
+        sessions.close(session_id)
+        response = RedirectResponse("/signin", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @app.get("/", response_class=HTMLResponse)
+    def worklist_page(
+        request: Request,
+        session_id: Browser,
+        batch: str | None = None,
+        day: date | None = None,
+        status: ImageStatus | None = None,
+    ) -> HTMLResponse:
+        rows = worklist(services, batch or None, day, status)
+        studies: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if row.study_uid:
+                study = studies.setdefault(row.study_uid, {"uid": row.study_uid, "images": 0, "probability": None})
+                study["images"] += 1
+                if row.probability is not None and (study["probability"] or -1) < row.probability:
+                    study["probability"], study["flagged"], study["top"] = row.probability, row.flagged, row.result_id
+        ranked = sorted(studies.values(), key=lambda s: (not s.get("flagged"), -(s["probability"] or -1)))
+        filters = {"batch": batch or "", "day": day.isoformat() if day else "", "status": status or ""}
+        return page(
+            request, "worklist.html", session_id, rows=rows, studies=ranked, filters=filters, statuses=list(ImageStatus)
+        )
+
+    @app.get("/images/{result_id}", response_class=HTMLResponse)
+    def image_page(request: Request, result_id: int, session_id: Browser) -> HTMLResponse:
+        return page(request, "image.html", session_id, view=image_view(services, result_id), truths=list(Truth))
+
+    @app.get("/images/{result_id}/input.png")
+    def model_input(result_id: int, _: Browser) -> Response:
+        return Response(model_input_png(services, result_id), media_type="image/png")
+
+    @app.get("/images/{result_id}/heatmap.png")
+    def heatmap(result_id: int, _: Browser) -> Response:
+        return Response(heatmap_png(services, result_id), media_type="image/png")
+
+    @app.post("/images/{result_id}/verdict")
+    def verdict(
+        result_id: int, session_id: Browser, truth: Annotated[Truth, Form()], csrf: Annotated[str, Form()]
+    ) -> Response:
+        if not sessions.csrf_matches(session_id, csrf):
+            raise HTTPException(403, "cross-site request refused")
+        record_verdict(services, result_id, truth)
+        return RedirectResponse(f"/images/{result_id}?recorded={truth.value}", status_code=303)
+
+    @app.get("/models", response_class=HTMLResponse)
+    def models_page(request: Request, session_id: Browser) -> HTMLResponse:
+        return page(request, "models.html", session_id, versions=list_models(services))
+
+    @app.get("/api/worklist", dependencies=[Depends(api_client)])
+    def worklist_api(batch: str | None = None, day: date | None = None, status: ImageStatus | None = None) -> Any:
+        return [asdict(row) for row in worklist(services, batch, day, status)]
+
+    @app.get("/api/models", dependencies=[Depends(api_client)])
+    def models_api() -> Any:
+        return [asdict(version) for version in list_models(services)]
+
+    return app

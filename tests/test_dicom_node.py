@@ -1,0 +1,180 @@
+"""`screen listen` between a real storage SCU (pynetdicom's storescu) and a real archive (pynetdicom's storescp):
+studies in over DICOM, structured reports and heatmaps back into the same study, faults on either side."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import highdicom as hd
+import pydicom
+import pytest
+from helpers import DICOM, REPOSITORY, SCREEN, free_port, run_screen, wait_until
+from pydicom.uid import generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import ComprehensiveSRStorage, SecondaryCaptureImageStorage
+
+pytestmark = pytest.mark.e2e
+
+
+def study_of(folder: Path, sources: list[str]) -> list[Path]:
+    """Copies of the sample files as the instances of one new study."""
+    folder.mkdir(parents=True)
+    study = generate_uid()
+    paths = []
+    for index, name in enumerate(sources):
+        dataset = pydicom.dcmread(DICOM / name)
+        dataset.StudyInstanceUID = study
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        dataset.save_as(folder / f"{index}.dcm")
+        paths.append(folder / f"{index}.dcm")
+    return paths
+
+
+def storescu(port: int, paths: list[Path], calling: str = "MODALITY") -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pynetdicom", "storescu", "127.0.0.1", str(port), *map(str, paths)]
+    return subprocess.run(command + ["-aet", calling, "-aec", "SCREEN", "-cx"], capture_output=True, text=True)
+
+
+class Listener:
+    def __init__(self, env: dict, port: int, log: Path) -> None:
+        self.log_path, self.log = log, open(log, "w")
+        self.process = subprocess.Popen(
+            SCREEN + ["listen", "--port", str(port), "--allow", "MODALITY"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=REPOSITORY,
+            start_new_session=True,
+        )
+        wait_until(lambda: "listening as SCREEN" in log.read_text(), 60, 0.2, "listener up")
+
+    def kill9(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+        self.log.close()
+
+
+@pytest.fixture
+def node(screen_env, tmp_path):
+    """An archive (storescp) and the environment of a listener that sends its results there."""
+    archive_port, archive_dir = free_port(), tmp_path / "archive"
+    archive_dir.mkdir()
+    archive = subprocess.Popen(
+        [sys.executable, "-m", "pynetdicom", "storescp", str(archive_port), "-aet", "ARCHIVE", "-od", str(archive_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        **screen_env,
+        "SCREEN_STUDY_SETTLE_SECONDS": "8",
+        "SCREEN_RESULTS_DESTINATION": f"ARCHIVE@127.0.0.1:{archive_port}",
+    }
+    listeners: list[Listener] = []
+
+    def start(port: int, environment: dict = env) -> Listener:
+        listeners.append(Listener(environment, port, tmp_path / f"listener-{len(listeners)}.log"))
+        return listeners[-1]
+
+    yield env, archive_dir, start
+    for listener in listeners:
+        listener.stop()
+    archive.terminate()
+    archive.wait(10)
+
+
+def received(folder: Path) -> list[pydicom.Dataset]:
+    return [pydicom.dcmread(path) for path in sorted(folder.iterdir())]
+
+
+def test_a_study_sent_to_the_listener_comes_back_as_a_report_and_heatmaps_in_its_study(node, tmp_path):
+    env, archive_dir, start = node
+    port = free_port()
+    chest = study_of(
+        tmp_path / "chest",
+        [
+            "cr_chest_pa_monochrome1_jpeg_lossless.dcm",
+            "cr_chest_pa_monochrome1_jpegls.dcm",
+            "cr_chest_pa_monochrome2_jpeg_baseline.dcm",
+        ],
+    )
+    hip = study_of(tmp_path / "hip", ["cr_hip_jpegls_lossless.dcm"])
+    listener = start(port)
+    assert storescu(port, chest[:2]).returncode == 0
+    listener.kill9()  # mid-study: two instances in, one to come
+    start(port)
+    assert storescu(port, chest[2:] + hip).returncode == 0
+    stranger = storescu(port, chest[:1], calling="STRANGER")
+    assert "Calling AE title not recognised" in stranger.stderr + stranger.stdout
+    ct = storescu(port, [DICOM / "ct_small_not_xray.dcm"])
+    assert "No accepted presentation context" in ct.stderr + ct.stdout or ct.returncode != 0
+
+    chest_study = pydicom.dcmread(chest[0]).StudyInstanceUID
+    wait_until(lambda: any(d.Modality == "SR" for d in received(archive_dir)), 180, 1, "the report at the archive")
+    time.sleep(3)  # heatmaps follow the report in the same pass
+    objects = received(archive_dir)
+    reports = [d for d in objects if d.SOPClassUID == ComprehensiveSRStorage]
+    captures = [d for d in objects if d.SOPClassUID == SecondaryCaptureImageStorage]
+    assert len(reports) == 1 and reports[0].StudyInstanceUID == chest_study  # the hip study has none
+    report = hd.sr.srread(next(p for p in archive_dir.iterdir() if pydicom.dcmread(p).Modality == "SR"))
+    groups = report.content.get_image_measurement_groups()
+    assert len(groups) == 3  # every instance, although the listener was killed between them
+    probabilities = [
+        m.value for g in groups for m in g.get_measurements() if m.name.meaning == "Probability of pneumonia"
+    ]
+    flagged = [g for g in groups if g.get_qualitative_evaluations()[0].value.meaning == "Present"]
+    assert len(probabilities) == 3 and all(0 <= p <= 1 for p in probabilities)
+    assert report.VerificationFlag == "UNVERIFIED" and "Algorithm Version" in str(report)
+    assert len(captures) == len(flagged) and all(c.StudyInstanceUID == chest_study for c in captures)
+
+    outbox = run_screen(env, "outbox").stdout
+    assert outbox.count("sent") == 1 + len(captures)
+    batch = re.search(r"batch (\w+): 3 instance", (tmp_path / "listener-1.log").read_text()).group(1)
+    (study,) = json.loads(run_screen(env, "results", batch, "--studies", "--format", "json").stdout)
+    assert study["study_uid"] == chest_study and study["sent"].startswith("report sent")
+
+
+class RefusingArchive:
+    """A real SCP that rejects every association (its allow-list names nobody we are)."""
+
+    def __init__(self, port: int) -> None:
+        ae = AE(ae_title="ARCHIVE")
+        ae.require_calling_aet = ["NOBODY"]
+        ae.add_supported_context(ComprehensiveSRStorage)
+        ae.add_supported_context(SecondaryCaptureImageStorage)
+        self.server = ae.start_server(("127.0.0.1", port), block=False)
+
+
+def test_an_archive_that_refuses_everything_ends_in_failed_sends_not_a_loop(node, tmp_path):
+    env, _, start = node
+    refusing_port = free_port()
+    archive = RefusingArchive(refusing_port)
+    env = {
+        **env,
+        "SCREEN_RESULTS_DESTINATION": f"ARCHIVE@127.0.0.1:{refusing_port}",
+        "SCREEN_SEND_MAX_ATTEMPTS": "3",
+        "SCREEN_SEND_BACKOFF_SECONDS": "1",
+        "SCREEN_STUDY_SETTLE_SECONDS": "2",
+    }
+    port = free_port()
+    start(port, env)
+    assert storescu(port, study_of(tmp_path / "chest", ["cr_chest_pa_monochrome2_jpeg_baseline.dcm"])).returncode == 0
+
+    def failed_rows() -> list[str]:
+        lines = run_screen(env, "outbox", "--failed").stdout.splitlines()
+        return [line for line in lines if "rejected" in line]
+
+    rows = wait_until(failed_rows, 120, 1, "failed sends")
+    time.sleep(5)  # well past any further back-off: nothing is tried again
+    again = failed_rows()
+    assert again == rows and all(" 3 " in row for row in rows)
+    archive.server.shutdown()

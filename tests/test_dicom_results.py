@@ -1,0 +1,132 @@
+"""The pieces of the DICOM node on their own: reports, heatmap captures, Grad-CAM, the spool, bounded retries."""
+
+import time
+from datetime import timedelta
+
+import highdicom as hd
+import keras
+import numpy as np
+import pydicom
+import pytest
+from helpers import DICOM
+
+from screening.db.outbox import record_attempt
+from screening.db.schema import ResultObject, SendStatus
+from screening.dicomnet.objects import (
+    MANUFACTURER,
+    ModelIdentity,
+    ScreenedImage,
+    heatmap_capture,
+    made_by_us,
+    screening_report,
+)
+from screening.dicomnet.spool import Spool
+from screening.model.explain import grad_cam
+
+CHEST = DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm"
+MODEL = ModelIdentity("resnet50-frozen-head", 7, "ab" * 32, 0.7917)
+
+
+def test_the_report_is_a_tid_1500_sr_highdicom_reads_back_with_the_score_and_the_model(tmp_path):
+    header = pydicom.dcmread(CHEST, stop_before_pixels=True)
+    report = screening_report([ScreenedImage(header, 0.93, True)], MODEL)
+    report.save_as(tmp_path / "sr.dcm", enforce_file_format=True)
+    back = hd.sr.srread(tmp_path / "sr.dcm")
+    assert back.StudyInstanceUID == header.StudyInstanceUID and back.SeriesInstanceUID != header.SeriesInstanceUID
+    assert (back.VerificationFlag, back.CompletionFlag, back.Manufacturer) == ("UNVERIFIED", "COMPLETE", MANUFACTURER)
+    assert back.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    (group,) = back.content.get_image_measurement_groups()
+    measured = {m.name.meaning: m.value for m in group.get_measurements()}
+    assert measured == {"Probability of pneumonia": pytest.approx(0.93), "Flagging threshold": pytest.approx(0.7917)}
+    ((name, value),) = [(q.name.meaning, q.value.meaning) for q in group.get_qualitative_evaluations()]
+    assert (name, value) == ("Pneumonia", "Present")
+    texts = text_items(back)
+    assert ("Algorithm Name", "resnet50-frozen-head") in texts and ("Algorithm Version", "7") in texts
+    assert ("Algorithm Parameters", "artifact SHA-256 " + "ab" * 32) in texts
+    (evidence,) = back.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
+    assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == header.SOPInstanceUID
+    assert made_by_us(back)
+
+
+def text_items(dataset) -> set[tuple[str, str]]:
+    """(concept name, text) of every TEXT content item, however deep."""
+    found = set()
+    for item in dataset.get("ContentSequence", []):
+        if item.ValueType == "TEXT":
+            found.add((item.ConceptNameCodeSequence[0].CodeMeaning, item.TextValue))
+        found |= text_items(item)
+    return found
+
+
+def test_a_normal_image_is_reported_absent_and_the_heatmap_capture_joins_the_study(tmp_path):
+    source = pydicom.dcmread(CHEST)
+    report = screening_report([ScreenedImage(source, 0.12, False)], MODEL)
+    (group,) = report_groups(report, tmp_path)
+    assert group.get_qualitative_evaluations()[0].value.meaning == "Absent"
+    overlay = np.zeros((64, 48, 3), np.uint8)
+    overlay[..., 0] = 255
+    capture = heatmap_capture(source, overlay, hd.UID(), 1)
+    assert capture.StudyInstanceUID == source.StudyInstanceUID and capture.PhotometricInterpretation == "RGB"
+    assert capture.Manufacturer == MANUFACTURER and made_by_us(capture)
+    np.testing.assert_array_equal(capture.pixel_array, overlay)
+
+
+def report_groups(report, folder):
+    report.save_as(folder / "report.dcm", enforce_file_format=True)
+    return hd.sr.srread(folder / "report.dcm").content.get_image_measurement_groups()
+
+
+def test_grad_cam_peaks_where_the_evidence_is_and_not_where_the_counter_evidence_is():
+    """Two feature maps: red light (evidence for the finding) and green light (evidence against). The input has a
+    small red square in the top right and a large green square in the bottom left."""
+    conv = keras.layers.Conv2D(2, 3, padding="same", use_bias=False)
+    features = keras.Sequential([keras.Input((32, 32, 3)), conv])
+    kernel = np.zeros((3, 3, 3, 2), np.float32)
+    kernel[:, :, 0, 0] = kernel[:, :, 1, 1] = 1 / 9
+    conv.set_weights([kernel])
+    dense = keras.layers.Dense(1)
+    dense.build((None, 2))
+    dense.set_weights([np.array([[1.0], [-1.0]], np.float32), np.zeros(1, np.float32)])
+    images = np.zeros((1, 32, 32, 3), np.float32)
+    images[0, 3:9, 22:28, 0] = 255
+    images[0, 16:30, 2:16, 1] = 255
+    (heatmap,) = grad_cam(features, lambda maps: dense(keras.ops.mean(maps, axis=(1, 2))), images)
+    row, column = np.unravel_index(heatmap.argmax(), heatmap.shape)
+    assert 3 <= row < 9 and 22 <= column < 28 and heatmap.max() == pytest.approx(1.0)
+    assert heatmap[16:30, 2:16].max() == 0.0  # counter-evidence is no evidence
+
+
+def test_the_spool_writes_atomically_settles_by_arrival_and_refuses_paths_as_uids(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    path = spool.write("1.2.3", "1.2.3.4", b"DICM")
+    assert path.read_bytes() == b"DICM" and not list(path.parent.glob("*.partial"))
+    assert spool.settled(60) == [] and spool.settled(60, now=time.time() + 61) == [path.parent]
+    sealed = spool.seal(path.parent)
+    assert spool.unbatched() == [sealed] and not (spool.incoming / "1.2.3").exists()
+    spool.mark_batch(sealed, "b1")
+    assert spool.unexported() == [(sealed, "b1")]
+    spool.mark_exported(sealed)
+    assert spool.unexported() == [] and spool.unbatched() == []
+    for study, instance in (("../../etc", "1.2"), ("1.2", "1/2"), ("1.2", "x" * 10)):
+        with pytest.raises(ValueError):
+            spool.write(study, instance, b"")
+
+
+def test_sending_stops_after_the_attempt_limit_with_the_last_reason_and_backs_off_between():
+    class FakeSession:
+        def flush(self):
+            pass
+
+    result = ResultObject(status=SendStatus.PENDING, attempts=0)
+    waits = []
+    for _ in range(3):
+        record_attempt(
+            FakeSession(), result, "association with ARCHIVE@127.0.0.1:104 rejected", 3, timedelta(seconds=5)
+        )
+        if result.next_attempt_at:
+            waits.append(result.next_attempt_at)
+    assert result.status == SendStatus.FAILED and result.attempts == 3 and "rejected" in result.last_error
+    assert len(waits) == 2 and (waits[1] - waits[0]).total_seconds() == pytest.approx(5, abs=1)  # 5 s, then 10 s
+    sent = ResultObject(status=SendStatus.PENDING, attempts=0)
+    record_attempt(FakeSession(), sent, None, 3, timedelta(seconds=5))
+    assert sent.status == SendStatus.SENT and sent.sent_at is not None

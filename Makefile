@@ -16,10 +16,12 @@ sample: $(BIN)/screen
 	$(BIN)/screen results --studies
 	$(BIN)/screen results
 
-# What the tests run besides Python: a compose client to validate the compose files (Debian's package).
+# What the tests run besides Python (Debian's packages): a compose client to validate the compose files, and a
+# Chromium for the review app's browser test (Playwright drives it; its own browser download is not needed).
 test-tools:
 	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; }
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 test: $(BIN)/screen test-tools
 	$(BIN)/screen weights fetch

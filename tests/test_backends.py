@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import assert_sample_folder_screened, run_screen
+from helpers import DICOM, assert_sample_folder_screened, run_screen
 
 
 def _logit(p: float) -> float:
@@ -26,3 +26,21 @@ def test_jax_without_tensorflow_screens_as_tensorflow_does_in_float32_and_bfloat
             assert jax_rows[name]["probability"] == pytest.approx(row["probability"], abs=1e-4), name
             # on the logit scale: a saturating bfloat16 output would turn a 0.99 into a 0.99999
             assert abs(_logit(bfloat16_rows[name]["probability"]) - _logit(row["probability"])) < 0.5, name
+
+
+def test_explain_draws_the_same_heatmap_under_jax_as_under_tensorflow(screen_env, jax_env, tmp_path):
+    import cv2
+
+    film = DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm"
+    outputs = {}
+    for name, env in (("tensorflow", screen_env), ("jax", jax_env)):
+        written = run_screen(env, "explain", str(film), "-o", str(tmp_path / f"{name}.png")).stdout
+        outputs[name] = (
+            float(written.split("P(pneumonia) ")[1].split()[0].rstrip(")")),
+            cv2.imread(str(tmp_path / f"{name}.png")),
+        )
+    (p_tf, tf_image), (p_jax, jax_image) = outputs["tensorflow"], outputs["jax"]
+    assert p_tf == pytest.approx(p_jax, abs=2e-3) and tf_image.shape == jax_image.shape
+    assert np.abs(tf_image.astype(int) - jax_image.astype(int)).mean() < 2  # the same picture, up to rounding
+    refused = run_screen(jax_env, "explain", str(film), "-o", str(tmp_path / "heat.gif"), check=False)
+    assert refused.returncode == 2 and "must end in" in refused.stderr

@@ -13,8 +13,10 @@ SECRETS = {
     "POSTGRES_PASSWORD": "postgres-secret",
     "FLOWER_BASIC_AUTH": "admin:flower-secret",
     "STUDIES_ROOT": "/srv/studies",
+    "SCREEN_WEB_TOKEN": "web-secret-of-some-length",
+    "SCREEN_DICOM_ALLOWED_AES": "PACS",
 }
-SCREENING_SERVICES = ("migrate", "worker", "flower", "enqueue", "beat", "trainer")
+SCREENING_SERVICES = ("migrate", "worker", "flower", "enqueue", "beat", "trainer", "listener", "web")
 
 
 def compose_command() -> list[str]:
@@ -56,6 +58,11 @@ def test_compose_file_is_valid_and_complete():
         assert "/srv/studies:/studies:ro" in service["volumes"]  # enqueue records the paths workers read
         assert service["user"] == "10001:10001"
     assert services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["listener"]["command"][:2] == ["screen", "listen"] and services["listener"]["ports"]
+    assert services["listener"]["environment"]["SCREEN_DICOM_ALLOWED_AES"] == "PACS"
+    assert services["web"]["environment"]["SCREEN_WEB_TOKEN"] == "web-secret-of-some-length"
+    (web,) = services["web"]["ports"]
+    assert str(web.get("host_ip", web) if isinstance(web, dict) else web).startswith("127.0.0.1")
 
 
 def test_compose_keeps_secrets_out_of_the_file_and_the_network():
@@ -71,7 +78,7 @@ def test_compose_keeps_secrets_out_of_the_file_and_the_network():
     assert "USER screening" in (REPOSITORY / "Dockerfile").read_text()
 
 
-@pytest.mark.parametrize("missing", ["REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH", "STUDIES_ROOT"])
+@pytest.mark.parametrize("missing", sorted(SECRETS))
 def test_compose_refuses_to_start_without_each_secret(missing):
     completed = config("docker-compose.yml", env={k: v for k, v in SECRETS.items() if k != missing})
     assert completed.returncode != 0 and missing in completed.stderr

@@ -1,12 +1,16 @@
 """Each use case called as the edges call it, without click or Celery: SQLite in a folder, in this process."""
 
+import os
 import shutil
 
 import numpy as np
+import pydicom
 import pytest
 from helpers import DICOM, EXPECTED_DICOM_STATUS, FULLRES, REPOSITORY, artifact_with
 
 from screening.config import load_settings
+from screening.dicomnet.objects import MANUFACTURER
+from screening.dicomnet.spool import Spool
 from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
 from screening.imaging.errors import NotScreenable
@@ -16,10 +20,14 @@ from screening.training.evaluate import score_labelled_folder
 from screening.usecases.context import active_model, bootstrap
 from screening.usecases.enqueue import enqueue_folders, requeue
 from screening.usecases.evaluate import evaluate_version
+from screening.usecases.explain import explain
 from screening.usecases.label import LabelError, read_label_csv, record_labels
+from screening.usecases.listen import process_spool, store_instance
 from screening.usecases.models import list_models, promote_model, register_model, roll_back, show_model
+from screening.usecases.outbox import export_batch, list_outbox
 from screening.usecases.preview import PreviewError, model_view, write_preview
 from screening.usecases.results import NoSuchBatch, batch_results, batch_status
+from screening.usecases.review import ImageStatus, Truth, image_view, record_verdict, worklist
 
 RELEASED = REPOSITORY / "models" / "pneumonia_resnet50.zip"
 
@@ -135,3 +143,51 @@ def sheet_of(folder):
     path = folder / "not-a-model.zip"
     path.write_text("image,truth\n")
     return path
+
+
+def test_explain_gives_the_workers_probability_and_a_heatmap_over_the_film(services, screened, sample_folder):
+    chest = sample_folder / "dicom" / "cr_chest_pa_monochrome2_jpeg_baseline.dcm"
+    (row,) = [row for row in batch_results(services, None).images if row.path == str(chest)]
+    explanation = explain(services, chest)
+    assert explanation.probability == pytest.approx(row.probability, rel=1e-5) and explanation.flagged
+    assert explanation.heatmap.shape == (7, 7) and explanation.heatmap.max() == pytest.approx(1.0)
+    assert explanation.overlay.ndim == 3 and max(explanation.overlay.shape[:2]) == 1024
+    with pytest.raises(NotScreenable):
+        explain(services, sample_folder / "dicom" / "ct_small_not_xray.dcm")
+
+
+def test_the_review_worklist_puts_flagged_first_and_a_verdict_becomes_a_label(services, screened):
+    rows = worklist(services)
+    assert len(rows) == 11 and rows[0].flagged
+    scored = [row.probability for row in rows if row.flagged]
+    assert scored == sorted(scored, reverse=True)
+    assert {row.status for row in worklist(services, status=ImageStatus.SKIPPED)} == {ImageStatus.SKIPPED}
+    record_verdict(services, rows[0].result_id, Truth.NORMAL)
+    view = image_view(services, rows[0].result_id)
+    assert view.row.verdict is False and 0 < view.threshold < 1 and view.sends == []
+    assert worklist(services, batch_id="another-batch") == []
+
+
+def test_a_listener_pass_turns_a_settled_study_into_a_batch_and_a_report(services, tmp_path):
+    """The listener's loop without its network side: spool -> batch -> report in the outbox (no destination)."""
+    spool = Spool(services.settings.dicom.spool_dir)
+    chest = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
+    encoded = (DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm").read_bytes()
+    assert store_instance(spool, chest, encoded) == 0x0000
+    ours = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
+    ours.Manufacturer = MANUFACTURER
+    ours.StudyInstanceUID = "9.9.9"
+    assert store_instance(spool, ours, encoded) == 0x0000 and not (spool.incoming / "9.9.9").exists()
+    ours.Manufacturer, ours.StudyInstanceUID = "ACME", "../../etc"
+    assert store_instance(spool, ours, encoded) == 0xC000
+
+    os.utime(next(spool.incoming.rglob("*.dcm")), (0, 0))  # arrived long ago: settled
+    process_spool(services, spool)
+    ((study, batch_id),) = [(folder, (folder / ".batch").read_text()) for folder in spool.studies.iterdir()]
+    assert (study / ".exported").exists() and batch_status(services, batch_id).finished
+    entries = list_outbox(services)
+    assert [entry.kind for entry in entries] == ["sr", "sc"]  # the image is flagged: a heatmap capture too
+    assert all(entry.status == "pending" and entry.destination is None for entry in entries)
+    assert export_batch(services, batch_id) == []  # exported once
+    process_spool(services, spool)  # nothing left to do
+    assert len(list_outbox(services)) == 2

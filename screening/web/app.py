@@ -1,6 +1,5 @@
 """The review app's routes: worklist, image page (model view, heatmap, verdict), model versions, and a JSON API."""
 
-from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import date

@@ -1,0 +1,105 @@
+"""The review app in a real headless Chromium (Debian's, driven by Playwright): sign in, worklist, the top flagged
+image with its heatmap, a verdict that lands in the labels table; and nothing for anyone who has not signed in."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+from helpers import REPOSITORY, SCREEN, free_port, run_screen, wait_until
+
+pytestmark = pytest.mark.e2e
+TOKEN = "a-long-enough-review-token-for-tests"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def review_app(screen_env, sample_folder, tmp_path):
+    env = {**screen_env, "SCREEN_WEB_TOKEN": TOKEN}
+    run_screen(env, "enqueue", str(sample_folder))
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen(
+        SCREEN + ["serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPOSITORY
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def answering() -> bool:
+        try:
+            return requests.get(f"{base}/signin", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_until(answering, 60, 0.3, "review app up")
+    yield base, env, tmp_path / "serve.log"
+    server.terminate()
+    server.wait(30)
+    log.close()
+
+
+def test_nothing_is_served_to_anyone_who_has_not_signed_in(review_app):
+    base, _, _ = review_app
+    for page in ("/", "/models", "/images/1", "/images/1/heatmap.png", "/images/1/input.png"):
+        answer = requests.get(base + page, allow_redirects=False, timeout=30)
+        assert answer.status_code == 303 and answer.headers["location"] == "/signin", page
+    for api in ("/api/worklist", "/api/models"):
+        assert requests.get(base + api, timeout=30).status_code == 401
+        bad = requests.get(base + api, headers={"Authorization": "Bearer not-the-token"}, timeout=30)
+        assert bad.status_code == 401
+    worklist = requests.get(base + "/api/worklist", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert worklist.status_code == 200 and worklist.json()[0]["flagged"]
+    wrong = requests.post(base + "/signin", data={"token": "guess"}, allow_redirects=False, timeout=30)
+    assert wrong.headers["location"] == "/signin?failed=1" and "set-cookie" not in wrong.headers
+
+    browser = requests.Session()
+    signed_in = browser.post(base + "/signin", data={"token": TOKEN}, allow_redirects=False, timeout=30)
+    cookie = signed_in.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    forged = browser.post(base + "/images/1/verdict", data={"truth": "normal", "csrf": "forged"}, timeout=30)
+    assert forged.status_code == 403  # a post without the page's CSRF token: refused
+
+
+def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdict(review_app, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    base, env, server_log = review_app
+    assert CHROMIUM, "Debian's chromium is missing: `make test-tools` installs it"
+    shots = Path(os.environ.get("SCREEN_TEST_SCREENSHOTS") or tmp_path)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(base + "/")
+        assert page.url == base + "/signin"
+        page.fill("#token", TOKEN)
+        page.click("button[type=submit]")
+        assert page.url == base + "/"
+        rows = page.locator("#images tbody tr")
+        assert rows.count() == 11 and "FLAG" in rows.first.inner_text()
+        probabilities = [
+            float(text) for text in page.locator("#images tbody tr.flagged td:nth-child(3)").all_inner_texts()
+        ]
+        assert probabilities == sorted(probabilities, reverse=True)  # flagged first, highest first
+        page.screenshot(path=str(shots / "worklist.png"), full_page=True)
+
+        top_name = rows.first.locator("a").inner_text()
+        rows.first.locator("a").click()
+        page.wait_for_function("document.querySelector('#heatmap').naturalWidth > 0", timeout=120_000)
+        assert page.locator("#probability").inner_text() == f"{probabilities[0]:.3f}"
+        page.screenshot(path=str(shots / "image.png"), full_page=True)
+        page.click("button[value=pneumonia]")
+        assert page.locator("#verdict").inner_text() == "pneumonia"
+        chromium.close()
+
+    engine = sa.create_engine(f"sqlite:///{Path(env['SCREEN_DATA_DIR']) / 'screening.db'}")
+    with engine.connect() as connection:
+        labels = connection.execute(
+            sa.text("SELECT r.path, l.pneumonia, l.source FROM labels l JOIN results r ON r.sha256 = l.sha256")
+        ).all()
+    engine.dispose()
+    assert [(Path(path).name, bool(pneumonia), source) for path, pneumonia, source in labels] == [
+        (top_name, True, "review page")
+    ]
+    assert top_name not in server_log.read_text()  # the server logs ids, never file names

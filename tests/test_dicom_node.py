@@ -178,3 +178,17 @@ def test_an_archive_that_refuses_everything_ends_in_failed_sends_not_a_loop(node
     again = failed_rows()
     assert again == rows and all(" 3 " in row for row in rows)
     archive.server.shutdown()
+
+
+def test_with_a_broker_the_workers_screen_and_send_what_the_listener_received(node, redis_url, start_worker, tmp_path):
+    env, archive_dir, start = node
+    env = {**env, "SCREEN_BROKER_URL": redis_url, "SCREEN_STUDY_SETTLE_SECONDS": "2"}
+    worker = start_worker(env)
+    port = free_port()
+    start(port, env)
+    chest = study_of(tmp_path / "chest", ["cr_chest_pa_monochrome2_jpeg_baseline.dcm"])
+    assert storescu(port, chest).returncode == 0
+    wait_until(lambda: len(received(archive_dir)) == 2, 180, 1, "report and heatmap at the archive")
+    assert {d.Modality for d in received(archive_dir)} == {"SR", "OT"}
+    assert "screening.send_result" in worker.output()  # sent by the workers' task, not by the listener
+    assert all(d.StudyInstanceUID == pydicom.dcmread(chest[0]).StudyInstanceUID for d in received(archive_dir))

@@ -90,7 +90,7 @@ def listen(services: Services, options: ListenerOptions, stop: threading.Event, 
             try:
                 process_spool(services, spool, say)
             except Exception as error:  # a database or broker blip: the marks on disk let the next pass resume
-                logger.exception("spool pass failed: %s", type(error).__name__)
+                logger.error("spool pass failed (%s); the next pass resumes", type(error).__name__)
             if stop.wait(options.poll_s):
                 return
     finally:

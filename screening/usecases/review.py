@@ -17,7 +17,7 @@ from screening.usecases.context import Services
 from screening.usecases.explain import explain
 from screening.usecases.label import Truth, record_labels
 
-__all__ = ["ImageStatus", "ImageView", "ReviewRow", "Truth", "image_view", "worklist"]
+__all__ = ["ImageStatus", "ImageView", "NoSuchImage", "ReviewRow", "Truth", "image_view", "worklist"]
 
 
 class NoSuchImage(ScreeningError):

@@ -1,6 +1,5 @@
 """The review app's routes: worklist, image page (model view, heatmap, verdict), model versions, and a JSON API."""
 
-
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
@@ -16,6 +15,7 @@ from screening.usecases.context import Services
 from screening.usecases.models import list_models
 from screening.usecases.review import (
     ImageStatus,
+    NoSuchImage,
     Truth,
     heatmap_png,
     image_view,
@@ -58,8 +58,9 @@ def create_app(services: Services, token: str) -> FastAPI:
         return RedirectResponse("/signin", status_code=303)
 
     @app.exception_handler(ScreeningError)
-    async def as_not_found(request: Request, problem: ScreeningError) -> Response:
-        return JSONResponse({"detail": str(problem)}, status_code=404)
+    async def as_refusal(request: Request, problem: ScreeningError) -> Response:
+        """No such image: 404; anything else the product refuses (an image that was not scored): 409."""
+        return JSONResponse({"detail": str(problem)}, status_code=404 if isinstance(problem, NoSuchImage) else 409)
 
     def page(request: Request, name: str, session_id: str, **context: Any) -> HTMLResponse:
         csrf = sessions.csrf_of(session_id)

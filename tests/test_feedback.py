@@ -21,7 +21,7 @@ from screening.usecases.enqueue import enqueue_folders
 from screening.usecases.label import record_labels
 from screening.usecases.models import list_models, promote_model, show_model
 from screening.usecases.retrain import retrain_active
-from screening.usecases.train import train_candidate
+from screening.usecases.train import SourceSpec, train_candidate
 
 pytestmark = pytest.mark.xdist_group("feedback")  # one worker trains the module's candidate once
 
@@ -46,7 +46,8 @@ def trained(tmp_path_factory):
     )
     services = bootstrap(settings)
     training = copy_training_set(root / "train")
-    candidate = train_candidate(services, training, out=root / "small.zip", check_dirs=(FULLRES / "val",))
+    source = SourceSpec("kermany", training)
+    candidate = train_candidate(services, [source], out=root / "small.zip", check_dirs=(FULLRES / "val",))
     yield services, candidate, training
     services.engine.dispose()
 

@@ -1,15 +1,22 @@
 """`screen train` in two phases on small real data: what is fine-tuned, what stays ImageNet's."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import copy_training_set, run_screen
+from helpers import DATA, REPOSITORY, SCREEN, copy_training_set, run_screen
 
 from screening.config import load_settings
 from screening.model.artifact import read_artifact
 from screening.model.network import compact
 from screening.model.weights import CACHE_NAME, load_imagenet_weights
+
+ADULT = DATA / "adult"
 
 
 @pytest.fixture
@@ -53,3 +60,51 @@ def test_an_unknown_training_setting_is_refused(screen_env, small_training_set, 
     config.write_text(json.dumps({"epoch": 5}))
     refused = run_screen(screen_env, "train", str(small_training_set), "--config", str(config), check=False)
     assert refused.returncode == 2 and "unknown training settings: epoch" in refused.stderr
+
+
+def adult_subset(target: Path, per_class: int) -> Path:
+    """A few adult films of ../shared/data/adult with its manifest, which names each file's sub-source."""
+    for side, count in (("train", per_class), ("val", per_class // 2)):
+        for label in ("NORMAL", "PNEUMONIA"):
+            (target / side / label).mkdir(parents=True)
+            for source in sorted((ADULT / side / label).iterdir())[:: max(1, 600 // count)][:count]:
+                shutil.copy(source, target / side / label / source.name)
+    shutil.copy(ADULT / "manifest.csv", target / "manifest.csv")
+    return target
+
+
+@pytest.mark.e2e  # `screen train` processes, one of them killed
+def test_a_multi_source_run_killed_mid_fine_tuning_resumes_from_its_checkpoint(screen_env, tmp_path):
+    kermany, adult = copy_training_set(tmp_path / "kermany", per_class=20), adult_subset(tmp_path / "adult", 12)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"epochs": 4, "fine_tune_batch_size": 8, "fine_tune_patience": 5}))
+    arguments = [
+        "train", "--source", f"kermany={kermany}", "--source", f"adult={adult / 'train'},{adult / 'val'}",
+        "--out", str(tmp_path / "multi.zip"), "--config", str(config), "--fine-tune-epochs", "3", "--no-register",
+    ]  # fmt: skip
+    first = subprocess.Popen(
+        SCREEN + arguments, env=screen_env, stderr=subprocess.PIPE, text=True, cwd=REPOSITORY, start_new_session=True
+    )
+    head_epochs = 0
+    for line in first.stderr:
+        head_epochs += line.startswith("head epoch")
+        if line.startswith("fine-tuning epoch 1/3"):
+            os.killpg(first.pid, signal.SIGKILL)  # mid-run: one fine-tuning epoch done, two to go
+            break
+    first.wait()
+    refused = run_screen(screen_env, *arguments, check=False)
+    assert refused.returncode == 1 and "--resume continues it" in refused.stderr
+
+    resumed = run_screen(screen_env, *arguments, "--resume").stderr
+    assert "head: taken from the checkpoint" in resumed and "resuming after epoch 1" in resumed
+    assert "fine-tuning epoch 1/3" not in resumed and "fine-tuning epoch 3/3" in resumed and "ETA" in resumed
+    manifest, _ = read_artifact(tmp_path / "multi.zip")
+    by_source = manifest.metrics["validation_by_source"]
+    assert "kermany" in by_source and {name for name in by_source if name.startswith("adult/")}
+    assert sum(found["images"] for found in by_source.values()) == manifest.metrics["validation"]["images"]
+    sources = manifest.data_manifest["sources"]
+    assert sources["kermany"]["train"] > 0 and all(row["source"] for row in manifest.data_manifest["files"])
+    assert "head epoch" not in resumed and 1 <= head_epochs <= 4  # the head was not trained again
+    assert manifest.metrics["epochs"] == head_epochs + 3  # every epoch of both runs, each once
+    assert not (tmp_path / "multi-checkpoints").exists()  # finished: nothing left to resume
+    assert "validation, kermany" in (tmp_path / "MODEL_CARD.md").read_text()

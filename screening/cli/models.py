@@ -12,7 +12,7 @@ from screening.cli.context import AppContext, pass_app
 from screening.cli.tables import add_row, make_table, print_table
 from screening.usecases.evaluate import evaluate_version
 from screening.usecases.models import list_models, promote_model, register_model, roll_back, show_model
-from screening.usecases.train import TrainingConfig, fetch_backbone_weights, train_candidate
+from screening.usecases.train import SourceSpec, TrainingConfig, fetch_backbone_weights, train_candidate
 
 
 @click.group()
@@ -124,7 +124,15 @@ def evaluate(app: AppContext, version_id: int, data_dir: str, bootstrap: int, ou
 
 
 @click.command()
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("data_dir", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    help="A labelled source NAME=TRAIN_DIR (validated on a patient-wise split of it) or NAME=TRAIN_DIR,VAL_DIR; "
+    "repeatable. Sources are balanced by weight and reported apart.",
+)
+@click.option("--resume", is_flag=True, help="Continue the interrupted run that wrote the same --out.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
@@ -161,7 +169,9 @@ def evaluate(app: AppContext, version_id: int, data_dir: str, bootstrap: int, ou
 @pass_app
 def train(
     app: AppContext,
-    data_dir: str,
+    data_dir: str | None,
+    sources: tuple[str, ...],
+    resume: bool,
     out: str | None,
     check_dirs: tuple[str, ...],
     config_file: str | None,
@@ -169,7 +179,8 @@ def train(
     horizontal_flip: bool | None,
     register: bool,
 ) -> None:
-    """Train on DATA_DIR/{NORMAL,PNEUMONIA}, write the artifact, card and report, register it as a candidate."""
+    """Train on DATA_DIR/{NORMAL,PNEUMONIA} and/or --source folders; write the artifact, card and report (every
+    source's validation metrics apart); register it as a candidate. Each epoch is checkpointed: --resume."""
     try:
         config = TrainingConfig.from_dict(json.loads(Path(config_file).read_text()) if config_file else {})
     except (ValueError, TypeError) as problem:
@@ -178,13 +189,17 @@ def train(
         config = replace(config, fine_tune_epochs=fine_tune_epochs)
     if horizontal_flip is not None:
         config = replace(config, horizontal_flip=horizontal_flip)
+    specs = ([SourceSpec("data", Path(data_dir))] if data_dir else []) + [SourceSpec.parse(text) for text in sources]
+    if not specs:
+        raise click.UsageError("give DATA_DIR or at least one --source NAME=DIR")
     trained = train_candidate(
         app.services,
-        Path(data_dir),
+        specs,
         config,
         out=Path(out) if out else None,
         check_dirs=tuple(Path(folder) for folder in check_dirs),
         register=register,
+        resume=resume,
         say=lambda message: click.echo(message, err=True),
     )
     manifest = trained.manifest

@@ -9,13 +9,26 @@ from screening.model.manifest import ModelManifest
 COLUMNS = ("roc_auc", "accuracy", "sensitivity", "specificity", "precision", "ece")
 
 
+def _cell(value: float | None) -> str:
+    """A source of one class has no ROC AUC, and no sensitivity or no specificity."""
+    return "–" if value is None else f"{value:.3f}"
+
+
 def _row(name: str, metrics: dict[str, Any]) -> str:
-    return f"| {name} | {metrics['images']} | " + " | ".join(f"{metrics[k]:.3f}" for k in COLUMNS) + " |"
+    return f"| {name} | {metrics['images']} | " + " | ".join(_cell(metrics[k]) for k in COLUMNS) + " |"
+
+
+def _sources(data: dict[str, Any]) -> str:
+    counts = data.get("sources", {})
+    return "; ".join(
+        f"{name} ({c['train']} training, {c['validation']} validation images)" for name, c in counts.items()
+    )
 
 
 def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
     data, metrics, config = manifest.data_manifest, manifest.metrics, manifest.training_config
-    rows = [_row("patient-wise validation split", manifest.validation_metrics)]
+    rows = [_row("validation, every source", manifest.validation_metrics)]
+    rows += [_row(f"validation, {source}", found) for source, found in metrics.get("validation_by_source", {}).items()]
     rows += [_row(f"{name} (scored end to end)", checked) for name, checked in metrics.get("checks", {}).items()]
     head = manifest.architecture
     report = f"{artifact_name.rsplit('.', 1)[0]}-report"
@@ -28,7 +41,7 @@ def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
             f"- Architecture: ImageNet normalisation -> Keras ImageNet ResNet50 (no top, average pooling) -> dense "
             f"{head.head_units} ReLU -> dropout {head.dropout} -> logit. Training: {config['phase']}.",
             f"- Preprocessing spec: `{manifest.preprocessing['name']}` (stored in the artifact and the registry).",
-            "- Data: Kermany et al. 2018 chest X-ray training split at 224x224 (pediatric, AP; CC BY 4.0).",
+            f"- Sources: {_sources(data)}.",
             f"- Split: patient-wise and stratified, seed {config['seed']}: {data['train_images']} training images "
             f"({data['train_patients']} patients), {data['validation_images']} validation images "
             f"({data['validation_patients']} patients); every file's SHA-256 is in the artifact's manifest.",
@@ -44,8 +57,8 @@ def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
             "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-            "Not for diagnosis: a screening aid that orders a radiologist's worklist. Trained on pediatric",
-            "AP films; adult PA films (such as the DICOM samples) are outside its training distribution.",
+            "Not for diagnosis: a screening aid that orders a radiologist's worklist. It knows only the sources",
+            "above: films from elsewhere (adults, when no adult source is listed) are outside what it learned.",
             "",
         ]
     )

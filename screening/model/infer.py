@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +14,15 @@ from screening.model.manifest import ModelManifest
 from screening.model.network import load_classifier
 
 
-def predict_in_batches(network: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """`network` over N images, `batch_size` at a time (bounded memory), as float32 rows."""
-    outputs = [
-        np.asarray(network.predict_on_batch(images[start : start + batch_size]), np.float32)
-        for start in range(0, len(images), batch_size)
-    ]
+def predict_batches(network: keras.Model, batches: Iterable[np.ndarray]) -> np.ndarray:
+    """The one inference loop: `network` over batches of images as they come, as float32 rows."""
+    outputs = [np.asarray(network.predict_on_batch(batch), np.float32) for batch in batches]
     return np.concatenate(outputs) if outputs else np.zeros((0,) + tuple(network.output_shape[1:]), np.float32)
+
+
+def predict_in_batches(network: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """`network` over N images in memory, `batch_size` at a time."""
+    return predict_batches(network, (images[start : start + batch_size] for start in range(0, len(images), batch_size)))
 
 
 @dataclass

@@ -18,14 +18,15 @@ def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: fl
 
 
 def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """Metrics at the threshold; ROC AUC is None for images of one class (a source that gives pneumonia only)."""
     predicted = (scores >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
     return {
         "images": int(labels.size),
-        "roc_auc": float(roc_auc_score(labels, scores)),
+        "roc_auc": float(roc_auc_score(labels, scores)) if 0 < labels.sum() < labels.size else None,
         "accuracy": float((tp + tn) / labels.size),
-        "sensitivity": float(tp / max(tp + fn, 1)),
-        "specificity": float(tn / max(tn + fp, 1)),
+        "sensitivity": float(tp / (tp + fn)) if tp + fn else None,
+        "specificity": float(tn / (tn + fp)) if tn + fp else None,
         "precision": float(tp / max(tp + fp, 1)),
         "f1": float(2 * tp / max(2 * tp + fp + fn, 1)),
         "ece": expected_calibration_error(labels, scores),

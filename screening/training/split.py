@@ -23,6 +23,7 @@ class Example:
     label: int
     patient: str
     sha256: str
+    source: str = "data"  # the labelled source it came from (training.sources), reported apart
 
 
 def patient_of(filename: str) -> str:
@@ -84,14 +85,29 @@ class Split:
     def labels(self, side: str) -> np.ndarray:
         return np.array([example.label for example in getattr(self, side)])
 
+    def sources(self, side: str) -> np.ndarray:
+        return np.array([example.source for example in getattr(self, side)])
+
     def manifest(self) -> dict:
         """What reproduces the split: every file's hash, label, patient and side."""
         rows = [
-            {"sha256": e.sha256, "label": e.label, "patient": e.patient, "split": side, "file": e.path.name}
+            {
+                "sha256": e.sha256,
+                "label": e.label,
+                "patient": e.patient,
+                "split": side,
+                "file": e.path.name,
+                "source": e.source,
+            }
             for side, examples in (("train", self.train), ("validation", self.validation))
             for e in examples
         ]
+        per_source: dict[str, dict[str, int]] = {}
+        for side, examples in (("train", self.train), ("validation", self.validation)):
+            for example in examples:
+                per_source.setdefault(example.source, {"train": 0, "validation": 0})[side] += 1
         return {
+            "sources": per_source,
             "train_images": len(self.train),
             "validation_images": len(self.validation),
             "validation_patients": len({e.patient for e in self.validation}),

@@ -15,8 +15,10 @@ epoch; fine-tuning also lowers its learning rate on a plateau.
 
 from __future__ import annotations
 
+import json
+import statistics
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +31,7 @@ from screening.config import ImageLimits
 from screening.imaging.pipeline import prepare_file
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.calibration import fit_temperature, probabilities
-from screening.model.infer import Classifier, predict_in_batches
+from screening.model.infer import Classifier, predict_batches, predict_in_batches
 from screening.model.manifest import Architecture, ModelManifest
 from screening.model.network import (
     as_stored,
@@ -42,10 +44,12 @@ from screening.model.network import (
 from screening.model.weights import backbone_checksum, load_imagenet_weights
 from screening.training.config import TrainingConfig
 from screening.training.evaluate import folder_metrics
-from screening.training.features import backbone_features, model_inputs
+from screening.training.features import backbone_features
 from screening.training.metrics import binary_metrics, expected_calibration_error, threshold_for_sensitivity
 from screening.training.report import most_confident_mistakes, write_report
+from screening.training.sources import balancing_weights
 from screening.training.split import Example, Split
+from screening.training.stream import LabelledImages
 
 Say = Callable[[str], None]  # where a step reports what it did (the CLI prints it)
 HISTORY_KEYS = ("loss", "auc", "val_loss", "val_auc")
@@ -67,6 +71,7 @@ class TrainingRun:
     architecture: Architecture = Architecture()
     spec: PreprocessSpec = PreprocessSpec()
     say: Say = lambda message: None
+    checkpoint_dir: Path | None = None  # where each phase's progress is kept, so an interrupted run can resume
     # features
     backbone: keras.Model | None = None
     train_features: np.ndarray | None = None
@@ -105,18 +110,6 @@ def features(run: TrainingRun) -> None:
     run.validation_features, run.train_features = of(run.split.validation), of(run.split.train)
 
 
-def _class_weights(labels: np.ndarray) -> dict[int, float]:
-    counts = np.bincount(labels, minlength=2)
-    return {c: float(labels.size / (2 * counts[c])) for c in (0, 1)}
-
-
-def _epoch_log(phase: str, say: Say) -> keras.callbacks.Callback:
-    def log(epoch: int, logs: dict) -> None:
-        say(f"{phase} epoch {epoch + 1}: loss {logs['loss']:.4f}, validation AUC {logs['val_auc']:.4f}")
-
-    return keras.callbacks.LambdaCallback(on_epoch_end=log)
-
-
 def _compile(network: keras.Model, learning_rate: float) -> None:
     network.compile(
         keras.optimizers.Adam(learning_rate),
@@ -125,22 +118,71 @@ def _compile(network: keras.Model, learning_rate: float) -> None:
     )
 
 
+class Progress(keras.callbacks.Callback):
+    """Each epoch in one line: loss, validation AUC, seconds, images per second and the time left; and the
+    history so far on disk, so a resumed run reports every epoch."""
+
+    def __init__(self, phase: str, epochs: int, images: int, say: Say, history_file: Path | None) -> None:
+        super().__init__()
+        self.phase, self.epochs, self.images, self.say, self.history_file = phase, epochs, images, say, history_file
+        self.history: dict[str, list[float]] = (
+            json.loads(history_file.read_text()) if history_file and history_file.exists() else {}
+        )
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        self.seconds.append(time.perf_counter() - self.started)
+        for key in HISTORY_KEYS:
+            self.history.setdefault(key, []).append(float(logs[key]))
+        if self.history_file:
+            self.history_file.write_text(json.dumps(self.history))
+        left = statistics.mean(self.seconds) * (self.epochs - epoch - 1)
+        self.say(
+            f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss {logs['loss']:.4f}, validation AUC "
+            f"{logs['val_auc']:.4f}, {self.seconds[-1]:.0f} s, {self.images / self.seconds[-1]:.1f} images/s, "
+            f"ETA {left / 60:.1f} min"
+        )
+
+
+def _checkpoint(run: TrainingRun, name: str) -> Path | None:
+    if run.checkpoint_dir is None:
+        return None
+    run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    return run.checkpoint_dir / name
+
+
 def fit_head(run: TrainingRun) -> None:
-    """The head alone on the cached features; the classifier is backbone + head from here on."""
-    config, train_y = run.config, run.split.labels("train")
+    """The head alone on the cached features; the classifier is backbone + head from here on. A head an interrupted
+    run finished is taken from its checkpoint."""
+    config = run.config
     run.head = build_head(run.architecture)
-    _compile(run.head, config.learning_rate)
-    stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.patience, restore_best_weights=True)
-    run.history = run.head.fit(
-        run.train_features,
-        train_y,
-        validation_data=(run.validation_features, run.split.labels("validation")),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        class_weight=_class_weights(train_y),
-        callbacks=[stop, _epoch_log("head", run.say)],
-        verbose=0,
-    ).history
+    done, history = _checkpoint(run, "head.weights.h5"), _checkpoint(run, "head-history.json")
+    if done and history and done.exists():
+        run.head.load_weights(done)
+        run.history = json.loads(history.read_text())
+        run.say(f"head: taken from the checkpoint of the interrupted run ({len(run.history['loss'])} epochs)")
+    else:
+        _compile(run.head, config.learning_rate)
+        progress = Progress("head", config.epochs, len(run.split.train), run.say, None)
+        stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.patience, restore_best_weights=True)
+        run.head.fit(
+            run.train_features,
+            run.split.labels("train"),
+            sample_weight=balancing_weights(run.split.train),
+            validation_data=(run.validation_features, run.split.labels("validation")),
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            callbacks=[stop, progress],
+            verbose=0,
+        )
+        run.history = progress.history
+        if done and history:
+            history.write_text(json.dumps(run.history))
+            run.head.save_weights(done)
     run.classifier = build_classifier(run.backbone, run.head)
 
 
@@ -156,7 +198,8 @@ def _augmentation(config: TrainingConfig) -> keras.Sequential:
 
 def fine_tune(run: TrainingRun) -> None:
     """With config.fine_tune_epochs: unfreeze the backbone from config.fine_tune_from on (BatchNorm stays frozen)
-    and train backbone and head on augmented images."""
+    and train backbone and head on augmented images streamed from the files. With a checkpoint folder, the state
+    is saved after every epoch and an interrupted run resumes at the epoch after the last one it finished."""
     config = run.config
     if not config.fine_tune_epochs:
         return
@@ -165,48 +208,68 @@ def fine_tune(run: TrainingRun) -> None:
     for layer in run.backbone.layers:
         unfrozen = unfrozen or layer.name == config.fine_tune_from
         layer.trainable = unfrozen and not isinstance(layer, keras.layers.BatchNormalization)
-    with ThreadPoolExecutor() as pool:
-        train_x = model_inputs([e.path for e in run.split.train], run.spec, run.limits, pool)
-        validation_x = model_inputs([e.path for e in run.split.validation], run.spec, run.limits, pool)
     trainer = keras.Sequential([keras.Input(run.classifier.input_shape[1:]), _augmentation(config), run.classifier])
     _compile(trainer, config.fine_tune_learning_rate)
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            "val_auc", mode="max", patience=config.fine_tune_patience, restore_best_weights=True
-        ),
+    history_file, best = _checkpoint(run, "fine-tune-history.json"), _checkpoint(run, "fine-tune-best.weights.h5")
+    progress = Progress("fine-tuning", config.fine_tune_epochs, len(run.split.train), run.say, history_file)
+    so_far = progress.history.get("val_auc", [])
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.fine_tune_patience),
         keras.callbacks.ReduceLROnPlateau("val_auc", mode="max", factor=0.3, patience=1),
-        _epoch_log("fine-tuning", run.say),
     ]
-    train_y = run.split.labels("train")
-    tuned = trainer.fit(
-        train_x.astype(np.float32),
-        train_y,
-        validation_data=(validation_x.astype(np.float32), run.split.labels("validation")),
+    if run.checkpoint_dir is not None and best is not None:
+        if so_far:
+            run.say(f"fine-tuning: resuming after epoch {len(so_far)} of the interrupted run")
+        callbacks += [
+            keras.callbacks.BackupAndRestore(str(run.checkpoint_dir / "fine-tune-state")),
+            keras.callbacks.ModelCheckpoint(
+                str(best),
+                monitor="val_auc",
+                mode="max",
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=max(so_far) if so_far else None,
+            ),
+        ]
+    else:
+        callbacks[0] = keras.callbacks.EarlyStopping(
+            "val_auc", mode="max", patience=config.fine_tune_patience, restore_best_weights=True
+        )
+    callbacks.append(progress)  # last: an epoch it reports is already saved
+    batch, weights = config.fine_tune_batch_size, balancing_weights(run.split.train)
+    trainer.fit(
+        LabelledImages(run.split.train, run.spec, run.limits, batch, weights, shuffle=True, seed=config.seed),
+        validation_data=LabelledImages(run.split.validation, run.spec, run.limits, batch),
         epochs=config.fine_tune_epochs,
-        batch_size=config.fine_tune_batch_size,
-        class_weight=_class_weights(train_y),
         callbacks=callbacks,
         verbose=0,
-    ).history
-    run.history = {key: run.history[key] + tuned[key] for key in HISTORY_KEYS}
+    )
+    if best is not None and best.exists():
+        trainer.load_weights(best)  # the best epoch, whichever run of an interrupted training reached it
+    run.history = {key: run.history[key] + progress.history.get(key, []) for key in HISTORY_KEYS}
 
 
 def calibrate(run: TrainingRun) -> None:
-    """Temperature and threshold from the validation side, at the weights as stored; metrics there and on checks."""
+    """Temperature and threshold from the validation side (every source together), at the weights as stored;
+    metrics there, per source, and on the check folders."""
     assert run.classifier is not None and run.head is not None and run.validation_features is not None
     as_stored(run.classifier)
     if run.config.fine_tune_epochs:  # the backbone changed: its cached features no longer hold
-        with ThreadPoolExecutor() as pool:
-            images = model_inputs([e.path for e in run.split.validation], run.spec, run.limits, pool)
-        logits = predict_in_batches(run.classifier, images, run.config.fine_tune_batch_size)[:, 0]
+        batches = LabelledImages(run.split.validation, run.spec, run.limits, run.config.fine_tune_batch_size)
+        logits = predict_batches(run.classifier, batches.images())[:, 0]
     else:
         logits = predict_in_batches(run.head, run.validation_features, run.config.batch_size)[:, 0]
     labels = run.split.labels("validation")
     run.temperature = fit_temperature(labels, logits)
     run.validation_scores = probabilities(logits, run.temperature)
     run.threshold = threshold_for_sensitivity(labels, run.validation_scores, run.config.target_sensitivity)
+    sources = run.split.sources("validation")
     run.metrics = {
         "validation": binary_metrics(labels, run.validation_scores, run.threshold),
+        "validation_by_source": {
+            source: binary_metrics(labels[sources == source], run.validation_scores[sources == source], run.threshold)
+            for source in sorted(set(sources))
+        },
         "validation_ece_before_calibration": expected_calibration_error(labels, probabilities(logits, 1.0)),
         "epochs": len(run.history["loss"]),
     }

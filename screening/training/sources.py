@@ -1,0 +1,109 @@
+"""Several labelled sources in one training run: each named, each validated on its own, balanced by weight.
+
+A source is `NAME=TRAIN_DIR` (validated on a patient-wise split of it; Kermany file names say the patient)
+or `NAME=TRAIN_DIR,VALIDATION_DIR` (validated on a folder of other patients). A folder whose parent (or
+itself) holds a `manifest.csv` with `file`, `source` and `patient_id` columns (as ../shared/data/adult does)
+is split into its sub-sources (`adult/NIH ChestX-ray14`, `adult/RSNA …`), so each is reported apart.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from screening.hashing import sha256_hex
+from screening.training.labelled import LabelledDataError, labelled_folder
+from screening.training.split import Example, Split, patient_of, patient_split
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    train: Path
+    validation: Path | None = None  # None: a patient-wise split of `train`
+
+    @classmethod
+    def parse(cls, text: str) -> SourceSpec:
+        """`NAME=TRAIN_DIR` or `NAME=TRAIN_DIR,VALIDATION_DIR`."""
+        name, separator, folders = text.partition("=")
+        train, _, validation = folders.partition(",")
+        if not separator or not name.strip() or not train.strip():
+            raise LabelledDataError(f"a source is NAME=TRAIN_DIR or NAME=TRAIN_DIR,VALIDATION_DIR, not {text!r}")
+        return cls(name.strip(), Path(train.strip()), Path(validation.strip()) if validation.strip() else None)
+
+    def describe(self) -> dict[str, str | None]:
+        return {
+            "train": str(self.train.resolve()),
+            "validation": str(self.validation.resolve()) if self.validation else None,
+        }
+
+
+def _manifest_rows(folder: Path) -> dict[Path, dict[str, str]]:
+    """manifest.csv rows by the file they describe, from the folder or its parent."""
+    for root in (folder, folder.parent):
+        manifest = root / "manifest.csv"
+        if manifest.is_file():
+            with open(manifest, newline="", encoding="utf-8") as stream:
+                rows = list(csv.DictReader(stream))
+            if rows and {"file", "source", "patient_id"} <= set(rows[0]):
+                return {(root / row["file"]).resolve(): row for row in rows}
+    return {}
+
+
+def examples_of(name: str, folder: Path, patients_from_names: bool) -> list[Example]:
+    """The labelled images of `folder`, each with its (sub-)source, patient and content hash."""
+    described = _manifest_rows(folder)
+    examples = []
+    for path, label in labelled_folder(folder):
+        row = described.get(path.resolve())
+        source = f"{name}/{row['source']}" if row else name
+        if row:
+            patient = f"{source}:{row['patient_id']}"
+        elif patients_from_names:
+            try:
+                patient = f"{name}:{patient_of(path.name)}"
+            except ValueError as problem:
+                raise LabelledDataError(
+                    f"{problem}: give source {name} a validation folder (NAME=TRAIN,VALIDATION) or Kermany-style names"
+                ) from None
+        else:
+            patient = f"{name}:{path.stem}"
+        examples.append(Example(path, label, patient, sha256_hex(path), source))
+    return examples
+
+
+def multi_source_split(sources: list[SourceSpec], validation_fraction: float, seed: int) -> Split:
+    """Every source's training and validation sides together; an image on both sides (by content) is kept on the
+    validation side only."""
+    names = [spec.name for spec in sources]
+    if len(set(names)) != len(names):
+        raise LabelledDataError(f"source names must differ: {', '.join(names)}")
+    train: list[Example] = []
+    validation: list[Example] = []
+    for spec in sources:
+        if spec.validation is None:
+            split = patient_split(examples_of(spec.name, spec.train, True), validation_fraction, seed)
+            train += split.train
+            validation += split.validation
+        else:
+            train += examples_of(spec.name, spec.train, False)
+            validation += examples_of(spec.name, spec.validation, False)
+    held_out = {example.sha256 for example in validation}
+    return Split([example for example in train if example.sha256 not in held_out], validation)
+
+
+def balancing_weights(examples: list[Example]) -> np.ndarray:
+    """Per-image training weights: every source weighs the same in total, and within a source each class it has
+    weighs the same, so neither a large source nor a source's class balance becomes what the model learns.
+    Normalised to a mean of 1."""
+    cells = Counter((example.source, example.label) for example in examples)
+    labels_of = Counter(source for source, _ in cells)
+    sources = len(labels_of)
+    weights = np.array(
+        [1.0 / (sources * labels_of[e.source] * cells[(e.source, e.label)]) for e in examples], np.float64
+    )
+    return (weights * len(examples) / weights.sum()).astype(np.float32)

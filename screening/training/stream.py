@@ -1,0 +1,54 @@
+"""Training data streamed from the files: batches are decoded as the model asks for them, so memory does not
+grow with the number of images, and each batch is exactly what the worker would feed the model."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+
+from screening.config import ImageLimits
+from screening.imaging.pipeline import prepare_file
+from screening.imaging.preprocess import PreprocessSpec
+from screening.training.split import Example
+
+
+class LabelledImages(keras.utils.PyDataset):
+    """(images, labels[, weights]) batches of `examples`; reshuffled every epoch when `shuffle`."""
+
+    def __init__(
+        self,
+        examples: list[Example],
+        spec: PreprocessSpec,
+        limits: ImageLimits,
+        batch_size: int,
+        weights: np.ndarray | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        workers: int = 2,
+    ) -> None:
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
+        self.examples, self.spec, self.limits, self.batch_size = examples, spec, limits, batch_size
+        self.labels = np.array([example.label for example in examples], np.float32)
+        self.weights, self.shuffle = weights, shuffle
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(examples)) if shuffle else np.arange(len(examples))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.examples) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        images = np.stack([prepare_file(self.examples[i].path, self.spec, self.limits).image for i in chosen])
+        batch = (images.astype(np.float32), self.labels[chosen])
+        return batch if self.weights is None else (*batch, self.weights[chosen])
+
+    def images(self) -> Any:
+        """The images alone, batch by batch, in order (for prediction)."""
+        return (self[index][0] for index in range(len(self)))
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.order = self.rng.permutation(len(self.examples))

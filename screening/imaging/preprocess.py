@@ -62,9 +62,22 @@ def preprocess(grayscale: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     if high <= low:
         raise NotScreenable("blank image: every pixel has the same value")
     image: np.ndarray = ((grayscale.astype(np.float32) - low) * (255.0 / (high - low))).astype(np.uint8)
-    image = cv2.GaussianBlur(image, (spec.gaussian_kernel, spec.gaussian_kernel), 0)
-    image = cv2.medianBlur(image, spec.median_kernel)
-    image = _clahe(spec).apply(image)
-    image = cv2.LUT(image, _gamma_table(spec.gamma))
+    if spec.gaussian_kernel > 1:
+        image = cv2.GaussianBlur(image, (spec.gaussian_kernel, spec.gaussian_kernel), 0)
+    if spec.median_kernel > 1:
+        image = cv2.medianBlur(image, spec.median_kernel)
+    if spec.clahe_clip_limit > 0:
+        image = _clahe(spec).apply(image)
+    if spec.gamma != 1.0:
+        image = cv2.LUT(image, _gamma_table(spec.gamma))
     image = cv2.resize(image, (spec.size, spec.size), interpolation=INTERPOLATIONS[spec.interpolation])
     return np.repeat(image[:, :, None], 3, axis=2)
+
+
+# The specs a training run can name (TrainingConfig.preprocessing). A model version stores its own spec, so a
+# spec added here never changes how an existing version is served.
+SPECS = {
+    "cxr-seed-v1": PreprocessSpec(),
+    # min-max and the stretch to 224 only: the backbone sees films as close to ImageNet's statistics as they come
+    "plain-v1": PreprocessSpec(name="plain-v1", gaussian_kernel=1, median_kernel=1, clahe_clip_limit=0.0, gamma=1.0),
+}

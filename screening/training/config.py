@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from screening.imaging.preprocess import SPECS
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -26,6 +28,16 @@ class TrainingConfig:
     shear: float = 0.05
     zoom: float = 0.1
     horizontal_flip: bool = False
+    # acquisition shift (another scanner, exposure or hospital): 0 turns each off
+    brightness: float = 0.0  # up to this fraction of the range, up or down
+    contrast: float = 0.0  # contrast scaled by 1 +- this
+    gamma: float = 0.0  # gamma drawn from exp(+- this)
+    blur_sigma: float = 0.0  # Gaussian blur (5 x 5) of up to this sigma, at most 1 (Keras' range)
+    sharpness: float = 0.0  # sharpened or softened by up to this factor
+    noise_std: float = 0.0  # Gaussian noise of this standard deviation (0-255 scale)
+    label_smoothing: float = 0.0
+    preprocessing: str = "cxr-seed-v1"  # a name in imaging.preprocess.SPECS
+    learning_rate_schedule: str = "plateau"  # or "cosine": warm up for one epoch, then cosine decay to 0
 
     @classmethod
     def from_dict(cls, values: dict, ignore_unknown: bool = False) -> TrainingConfig:
@@ -36,6 +48,14 @@ class TrainingConfig:
         if unknown and not ignore_unknown:
             raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
         return cls(**{name: value for name, value in values.items() if name in known})
+
+    def __post_init__(self) -> None:
+        if self.preprocessing not in SPECS:
+            raise ValueError(f"preprocessing must be one of {', '.join(SPECS)}, not {self.preprocessing!r}")
+        if not 0 <= self.blur_sigma <= 1:
+            raise ValueError(f"blur_sigma must be between 0 and 1, not {self.blur_sigma}")
+        if self.learning_rate_schedule not in ("plateau", "cosine"):
+            raise ValueError(f"learning_rate_schedule must be plateau or cosine, not {self.learning_rate_schedule!r}")
 
     @property
     def phase(self) -> str:

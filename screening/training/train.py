@@ -110,12 +110,30 @@ def features(run: TrainingRun) -> None:
     run.validation_features, run.train_features = of(run.split.validation), of(run.split.train)
 
 
-def _compile(network: keras.Model, learning_rate: float) -> None:
+def _compile(
+    network: keras.Model, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule, smoothing: float = 0.0
+) -> None:
     network.compile(
         keras.optimizers.Adam(learning_rate),
-        keras.losses.BinaryCrossentropy(from_logits=True),
+        keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=smoothing),
         metrics=[keras.metrics.AUC(name="auc", from_logits=True)],
     )
+
+
+@keras.saving.register_keras_serializable(package="screening")
+class RandomGamma(keras.layers.Layer):
+    """out = 255 * (in / 255) ** gamma, gamma = exp(u), u uniform in [-limit, limit], per image (training only)."""
+
+    def __init__(self, limit: float, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.limit, self.generator = limit, keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):  # noqa: ANN001, ANN201
+        if not training:
+            return images
+        shape = (keras.ops.shape(images)[0], 1, 1, 1)
+        gamma = keras.ops.exp(keras.random.uniform(shape, -self.limit, self.limit, seed=self.generator))
+        return 255.0 * keras.ops.power(keras.ops.clip(images / 255.0, 0.0, 1.0), gamma)
 
 
 class Progress(keras.callbacks.Callback):
@@ -166,7 +184,7 @@ def fit_head(run: TrainingRun) -> None:
         run.history = json.loads(history.read_text())
         run.say(f"head: taken from the checkpoint of the interrupted run ({len(run.history['loss'])} epochs)")
     else:
-        _compile(run.head, config.learning_rate)
+        _compile(run.head, config.learning_rate, config.label_smoothing)
         progress = Progress("head", config.epochs, len(run.split.train), run.say, None)
         stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.patience, restore_best_weights=True)
         run.head.fit(
@@ -187,13 +205,27 @@ def fit_head(run: TrainingRun) -> None:
 
 
 def _augmentation(config: TrainingConfig) -> keras.Sequential:
-    layers = [
+    """Geometry (rotation, shift, shear, zoom; a flip only on request), then acquisition: exposure, contrast,
+    gamma, blur or sharpening, noise. Each is active only in training, and only when its setting is not 0."""
+    layers: list[keras.layers.Layer] = [
         keras.layers.RandomRotation(config.rotation_degrees / 360, fill_mode="constant"),
         keras.layers.RandomTranslation(config.shift, config.shift, fill_mode="constant"),
         keras.layers.RandomShear(config.shear, config.shear, fill_mode="constant"),
         keras.layers.RandomZoom(config.zoom, fill_mode="constant"),
     ]
-    return keras.Sequential(layers + ([keras.layers.RandomFlip("horizontal")] if config.horizontal_flip else []))
+    optional = [
+        (config.horizontal_flip, lambda: keras.layers.RandomFlip("horizontal")),
+        (config.brightness, lambda: keras.layers.RandomBrightness(config.brightness)),
+        (config.contrast, lambda: keras.layers.RandomContrast(config.contrast)),
+        (config.gamma, lambda: RandomGamma(config.gamma, seed=config.seed)),
+        (config.blur_sigma, lambda: keras.layers.RandomGaussianBlur(0.5, kernel_size=5, sigma=config.blur_sigma)),
+        (config.sharpness, lambda: keras.layers.RandomSharpness(config.sharpness)),
+    ]
+    layers += [make() for wanted, make in optional if wanted]
+    if config.noise_std:  # Keras' GaussianNoise takes a standard deviation of at most 1: on the 0-1 scale
+        scale = keras.layers.Rescaling(1 / 255), keras.layers.Rescaling(255)
+        layers += [scale[0], keras.layers.GaussianNoise(config.noise_std / 255, seed=config.seed), scale[1]]
+    return keras.Sequential(layers)
 
 
 def fine_tune(run: TrainingRun) -> None:
@@ -209,14 +241,28 @@ def fine_tune(run: TrainingRun) -> None:
         unfrozen = unfrozen or layer.name == config.fine_tune_from
         layer.trainable = unfrozen and not isinstance(layer, keras.layers.BatchNormalization)
     trainer = keras.Sequential([keras.Input(run.classifier.input_shape[1:]), _augmentation(config), run.classifier])
-    _compile(trainer, config.fine_tune_learning_rate)
+    batch, weights = config.fine_tune_batch_size, balancing_weights(run.split.train)
+    train_batches = LabelledImages(
+        run.split.train, run.spec, run.limits, batch, weights, shuffle=True, seed=config.seed
+    )
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.fine_tune_learning_rate
+    if config.learning_rate_schedule == "cosine":  # warm up over the first epoch, then decay to 0 at the last
+        steps = len(train_batches)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.fine_tune_learning_rate / 100,
+            steps * max(config.fine_tune_epochs - 1, 1),
+            warmup_target=config.fine_tune_learning_rate,
+            warmup_steps=steps,
+        )
+    _compile(trainer, learning_rate, config.label_smoothing)
     history_file, best = _checkpoint(run, "fine-tune-history.json"), _checkpoint(run, "fine-tune-best.weights.h5")
     progress = Progress("fine-tuning", config.fine_tune_epochs, len(run.split.train), run.say, history_file)
     so_far = progress.history.get("val_auc", [])
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.fine_tune_patience),
-        keras.callbacks.ReduceLROnPlateau("val_auc", mode="max", factor=0.3, patience=1),
+        keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.fine_tune_patience)
     ]
+    if config.learning_rate_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_auc", mode="max", factor=0.3, patience=1))
     if run.checkpoint_dir is not None and best is not None:
         if so_far:
             run.say(f"fine-tuning: resuming after epoch {len(so_far)} of the interrupted run")
@@ -236,9 +282,8 @@ def fine_tune(run: TrainingRun) -> None:
             "val_auc", mode="max", patience=config.fine_tune_patience, restore_best_weights=True
         )
     callbacks.append(progress)  # last: an epoch it reports is already saved
-    batch, weights = config.fine_tune_batch_size, balancing_weights(run.split.train)
     trainer.fit(
-        LabelledImages(run.split.train, run.spec, run.limits, batch, weights, shuffle=True, seed=config.seed),
+        train_batches,
         validation_data=LabelledImages(run.split.validation, run.spec, run.limits, batch),
         epochs=config.fine_tune_epochs,
         callbacks=callbacks,

@@ -12,6 +12,7 @@ from screening.config import Settings
 from screening.db.schema import ModelVersion, utcnow
 from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
+from screening.imaging.preprocess import SPECS
 from screening.model.card import render_model_card
 from screening.model.manifest import ModelManifest
 from screening.model.released import register_artifact, registered_file
@@ -125,6 +126,7 @@ def train_candidate(
         checks={folder.name: folder for folder in check_dirs},
         say=say,
         checkpoint_dir=checkpoints,
+        spec=SPECS[config.preprocessing],
     )
     manifest = train(run)
     shutil.rmtree(checkpoints)  # finished: nothing left to resume

@@ -1,0 +1,105 @@
+"""Several labelled sources, their balance, and the recipe's settings: plain functions, no training run."""
+
+import shutil
+
+import keras
+import numpy as np
+import pytest
+from helpers import CXR224, DATA
+
+from screening.imaging.preprocess import SPECS, preprocess
+from screening.training.config import TrainingConfig
+from screening.training.labelled import LabelledDataError
+from screening.training.sources import SourceSpec, balancing_weights, multi_source_split
+from screening.training.split import Example
+from screening.training.train import RandomGamma
+
+ADULT = DATA / "adult"
+
+
+def test_a_source_is_a_name_and_one_or_two_folders():
+    assert SourceSpec.parse("kermany=/data/k") == SourceSpec("kermany", DATA.__class__("/data/k"))
+    spec = SourceSpec.parse("adult=/a/train,/a/val")
+    assert (spec.name, str(spec.train), str(spec.validation)) == ("adult", "/a/train", "/a/val")
+    for bad in ("/no/name", "=/x", "name="):
+        with pytest.raises(LabelledDataError):
+            SourceSpec.parse(bad)
+
+
+def adult_copy(target, per_class=6):
+    for side in ("train", "val"):
+        for label in ("NORMAL", "PNEUMONIA"):
+            (target / side / label).mkdir(parents=True)
+            for source in sorted((ADULT / side / label).iterdir())[:per_class]:
+                shutil.copy(source, target / side / label / source.name)
+    shutil.copy(ADULT / "manifest.csv", target / "manifest.csv")
+    return target
+
+
+def kermany_copy(target, per_class=15):
+    for label in ("NORMAL", "PNEUMONIA"):
+        (target / label).mkdir(parents=True)
+        for source in sorted((CXR224 / label).iterdir())[:per_class]:
+            shutil.copy(source, target / label / source.name)
+    return target
+
+
+def test_sources_are_split_their_own_way_and_adult_films_into_their_sub_sources(tmp_path):
+    adult, kermany = adult_copy(tmp_path / "adult"), kermany_copy(tmp_path / "kermany")
+    split = multi_source_split(
+        [SourceSpec("kermany", kermany), SourceSpec("adult", adult / "train", adult / "val")], 0.2, seed=1
+    )
+    sources = {example.source for example in split.train + split.validation}
+    assert "kermany" in sources and any(name.startswith("adult/") and name != "adult/" for name in sources)
+    adult_validation = {e.path.name for e in split.validation if e.source.startswith("adult")}
+    assert adult_validation == {path.name for path in (adult / "val").rglob("*.*")}  # the given folder, whole
+    kermany_patients = [{e.patient for e in side if e.source == "kermany"} for side in (split.train, split.validation)]
+    assert kermany_patients[0] and kermany_patients[1] and not kermany_patients[0] & kermany_patients[1]
+    assert split.manifest()["sources"]["kermany"]["validation"] > 0
+    with pytest.raises(LabelledDataError, match="must differ"):
+        multi_source_split([SourceSpec("a", kermany), SourceSpec("a", kermany)], 0.2, 1)
+    patients_from_manifest = multi_source_split([SourceSpec("adult", adult / "train")], 0.5, 1)
+    assert patients_from_manifest.validation and patients_from_manifest.train  # its manifest says the patients
+    (adult / "manifest.csv").unlink()
+    with pytest.raises(LabelledDataError, match="Kermany-style names"):
+        multi_source_split([SourceSpec("adult", adult / "train")], 0.2, 1)  # no validation folder, no patients
+
+
+def test_every_source_weighs_the_same_and_each_class_within_it():
+    def example(source, label):
+        return Example(DATA, label, "p", "s", source)
+
+    examples = [example("big", 0)] * 30 + [example("big", 1)] * 90 + [example("one-class", 1)] * 10
+    weights = balancing_weights(examples)
+    totals = {
+        (source, label): weights[[i for i, e in enumerate(examples) if (e.source, e.label) == (source, label)]].sum()
+        for source, label in {(e.source, e.label) for e in examples}
+    }
+    assert totals[("big", 0)] == pytest.approx(totals[("big", 1)])
+    assert totals[("one-class", 1)] == pytest.approx(totals[("big", 0)] + totals[("big", 1)])
+    assert weights.mean() == pytest.approx(1.0)
+
+
+def test_recipe_settings_are_checked_when_read():
+    assert TrainingConfig.from_dict({"preprocessing": "plain-v1", "learning_rate_schedule": "cosine"})
+    for bad in ({"preprocessing": "sharpest"}, {"learning_rate_schedule": "step"}, {"blur_sigma": 2.0}):
+        with pytest.raises(ValueError):
+            TrainingConfig.from_dict(bad)
+
+
+def test_the_plain_spec_only_scales_and_stretches():
+    film = np.tile(np.linspace(10, 200, 448, dtype=np.float32), (300, 1))
+    plain = preprocess(film, SPECS["plain-v1"])[:, :, 0].astype(int)
+    assert plain.shape == (224, 224) and plain.min() == 0 and plain.max() >= 254
+    assert np.all(np.diff(plain[100]) >= 0)  # a ramp stays a ramp: no CLAHE, no gamma
+    assert not np.array_equal(plain, preprocess(film, SPECS["cxr-seed-v1"])[:, :, 0])
+
+
+def test_random_gamma_changes_only_training_images_and_keeps_the_range():
+    images = np.full((64, 8, 8, 3), 100.0, np.float32)
+    layer = RandomGamma(0.5, seed=3)
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(images, training=False)), images)
+    changed = keras.ops.convert_to_numpy(layer(images, training=True))
+    per_image = changed[:, 0, 0, 0]
+    assert 0 <= changed.min() and changed.max() <= 255 and per_image.std() > 5
+    assert np.all(changed == changed[:, :1, :1, :1])  # one gamma per image

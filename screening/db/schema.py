@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -60,6 +61,13 @@ class ResultKind(StrEnum):
     HEATMAP = "sc"  # a flagged image with its heatmap, as a Secondary Capture
 
 
+def coded(enum: type[StrEnum], length: int) -> SqlEnum:
+    """A status column: VARCHAR in the database (as the migrations made it), the StrEnum member in Python."""
+    return SqlEnum(
+        enum, native_enum=False, create_constraint=False, length=length, values_callable=lambda e: [m.value for m in e]
+    )
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -88,7 +96,7 @@ class ModelVersion(Base):
     data_manifest: Mapped[dict] = mapped_column(JSON, default=dict)
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     threshold: Mapped[float] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(20), default="candidate")  # candidate|active|retired|rejected
+    status: Mapped[VersionStatus] = mapped_column(coded(VersionStatus, 20), default=VersionStatus.CANDIDATE)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -103,7 +111,7 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     roots: Mapped[list] = mapped_column(JSON)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
-    mode: Mapped[BatchMode] = mapped_column(String(20))
+    mode: Mapped[BatchMode] = mapped_column(coded(BatchMode, 20))
     enqueue_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Renewed by the process that claims and dispatches the batch's images; once it lapses, that process is
     # gone and anyone may take over what it claimed but never handed to a worker.
@@ -124,7 +132,7 @@ class BatchItem(Base):
     series_uid: Mapped[str | None] = mapped_column(String(64))
     sop_uid: Mapped[str | None] = mapped_column(String(64))
     enqueue_error: Mapped[str | None] = mapped_column(Text)
-    enqueue_status: Mapped[str | None] = mapped_column(String(10))  # skipped | failed, with enqueue_error
+    enqueue_status: Mapped[ImageStatus | None] = mapped_column(coded(ImageStatus, 10))  # with enqueue_error
     result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"), index=True)
 
 
@@ -147,7 +155,7 @@ class Result(Base):
     study_uid: Mapped[str | None] = mapped_column(String(64), index=True)
     series_uid: Mapped[str | None] = mapped_column(String(64))
     sop_uid: Mapped[str | None] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(10), index=True)  # queued | done | skipped | failed
+    status: Mapped[ImageStatus] = mapped_column(coded(ImageStatus, 10), index=True)
     reason: Mapped[str | None] = mapped_column(Text)
     probability: Mapped[float | None] = mapped_column(Float)
     flagged: Mapped[bool | None] = mapped_column(Boolean)
@@ -221,12 +229,12 @@ class ResultObject(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), index=True)
     study_uid: Mapped[str] = mapped_column(String(64), index=True)
-    kind: Mapped[ResultKind] = mapped_column(String(4))
+    kind: Mapped[ResultKind] = mapped_column(coded(ResultKind, 4))
     source_sop_uid: Mapped[str] = mapped_column(String(64))  # the image of a heatmap; "" for a report
     sop_uid: Mapped[str] = mapped_column(String(64), unique=True)
     path: Mapped[str] = mapped_column(Text)
     destination: Mapped[str | None] = mapped_column(String(200))  # AE@host:port, None when none is configured
-    status: Mapped[SendStatus] = mapped_column(String(10), index=True)
+    status: Mapped[SendStatus] = mapped_column(coded(SendStatus, 10), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

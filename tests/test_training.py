@@ -35,7 +35,7 @@ def test_fine_tuning_changes_the_last_stage_only(backend, request, small_trainin
         env, "train", str(small_training_set), "--out", str(artifact), "--config", str(config),
         "--fine-tune-epochs", "1", "--no-register",
     )  # fmt: skip
-    assert "fine-tuning epoch 1: loss" in trained.stderr and "head epoch 6: loss" in trained.stderr
+    assert "fine-tuning epoch 1/1: loss" in trained.stderr and "head epoch 6/6: loss" in trained.stderr
     manifest, arrays = read_artifact(artifact)
     assert (manifest.training_config["epochs"], manifest.training_config["fine_tune_epochs"]) == (6, 1)
     assert manifest.training_config["phase"] == "head on frozen features, then fine-tuned from conv5_block1_1_conv"

@@ -108,3 +108,25 @@ def test_a_multi_source_run_killed_mid_fine_tuning_resumes_from_its_checkpoint(s
     assert manifest.metrics["epochs"] == head_epochs + 3  # every epoch of both runs, each once
     assert not (tmp_path / "multi-checkpoints").exists()  # finished: nothing left to resume
     assert "validation, kermany" in (tmp_path / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.e2e  # a `screen train` process
+def test_fine_tuning_that_only_makes_things_worse_leaves_the_head_only_network(
+    screen_env, small_training_set, tmp_path
+):
+    """The network before fine-tuning is the one to beat: a learning rate that wrecks the backbone is not kept."""
+    artifact, config = tmp_path / "wrecked.zip", tmp_path / "config.json"
+    config.write_text(
+        json.dumps({"epochs": 6, "fine_tune_learning_rate": 50.0, "fine_tune_from": "conv5_block3_1_conv"})
+    )
+    trained = run_screen(
+        screen_env, "train", str(small_training_set), "--out", str(artifact), "--config", str(config),
+        "--fine-tune-epochs", "1", "--no-register",
+    )  # fmt: skip
+    assert "fine-tuning epoch 1/1" in trained.stderr
+    manifest, arrays = read_artifact(artifact)
+    weights = dict(zip(manifest.weight_names, arrays, strict=True))
+    imagenet = load_imagenet_weights(load_settings().weights_dir / CACHE_NAME)
+    kernel = "conv5_block3_3_conv/kernel"
+    np.testing.assert_array_equal(weights[kernel], compact(imagenet[kernel]).astype(np.float32))
+    assert manifest.validation_metrics["roc_auc"] > 0.8  # the head's, not the wrecked network's

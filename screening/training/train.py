@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -88,11 +89,14 @@ class TrainingRun:
 
 
 def train(run: TrainingRun) -> ModelManifest:
-    """Every step in order; returns the manifest of the artifact written to run.artifact_path."""
+    """Every step in order; returns the manifest of the artifact written to run.artifact_path. Without a checkpoint
+    folder (nothing to resume), the steps keep their state in a temporary one."""
     keras.utils.set_random_seed(run.config.seed)
-    for step in (features, fit_head, fine_tune, calibrate):
-        step(run)
-    return package(run)
+    with tempfile.TemporaryDirectory(prefix="training-") as scratch:
+        run.checkpoint_dir = run.checkpoint_dir or Path(scratch)
+        for step in (features, fit_head, fine_tune, calibrate):
+            step(run)
+        return package(run)
 
 
 def features(run: TrainingRun) -> None:
@@ -166,9 +170,8 @@ class Progress(keras.callbacks.Callback):
         )
 
 
-def _checkpoint(run: TrainingRun, name: str) -> Path | None:
-    if run.checkpoint_dir is None:
-        return None
+def _checkpoint(run: TrainingRun, name: str) -> Path:
+    assert run.checkpoint_dir is not None  # train() provides one
     run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     return run.checkpoint_dir / name
 
@@ -179,7 +182,7 @@ def fit_head(run: TrainingRun) -> None:
     config = run.config
     run.head = build_head(run.architecture)
     done, history = _checkpoint(run, "head.weights.h5"), _checkpoint(run, "head-history.json")
-    if done and history and done.exists():
+    if done.exists():
         run.head.load_weights(done)
         run.history = json.loads(history.read_text())
         run.say(f"head: taken from the checkpoint of the interrupted run ({len(run.history['loss'])} epochs)")
@@ -198,9 +201,8 @@ def fit_head(run: TrainingRun) -> None:
             verbose=0,
         )
         run.history = progress.history
-        if done and history:
-            history.write_text(json.dumps(run.history))
-            run.head.save_weights(done)
+        history.write_text(json.dumps(run.history))
+        run.head.save_weights(done)
     run.classifier = build_classifier(run.backbone, run.head)
 
 
@@ -263,24 +265,21 @@ def fine_tune(run: TrainingRun) -> None:
     ]
     if config.learning_rate_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_auc", mode="max", factor=0.3, patience=1))
-    if run.checkpoint_dir is not None and best is not None:
-        if so_far:
-            run.say(f"fine-tuning: resuming after epoch {len(so_far)} of the interrupted run")
-        callbacks += [
-            keras.callbacks.BackupAndRestore(str(run.checkpoint_dir / "fine-tune-state")),
-            keras.callbacks.ModelCheckpoint(
-                str(best),
-                monitor="val_auc",
-                mode="max",
-                save_best_only=True,
-                save_weights_only=True,
-                initial_value_threshold=max(so_far) if so_far else None,
-            ),
-        ]
-    else:
-        callbacks[0] = keras.callbacks.EarlyStopping(
-            "val_auc", mode="max", patience=config.fine_tune_patience, restore_best_weights=True
-        )
+    if so_far:
+        run.say(f"fine-tuning: resuming after epoch {len(so_far)} of the interrupted run")
+    elif not best.exists():  # the head-only network is the one to beat: fine-tuning may only improve on it
+        trainer.save_weights(best)
+    callbacks += [
+        keras.callbacks.BackupAndRestore(str(_checkpoint(run, "fine-tune-state"))),
+        keras.callbacks.ModelCheckpoint(
+            str(best),
+            monitor="val_auc",
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=max([*so_far, max(run.history["val_auc"])]),
+        ),
+    ]
     callbacks.append(progress)  # last: an epoch it reports is already saved
     trainer.fit(
         train_batches,
@@ -289,8 +288,7 @@ def fine_tune(run: TrainingRun) -> None:
         callbacks=callbacks,
         verbose=0,
     )
-    if best is not None and best.exists():
-        trainer.load_weights(best)  # the best epoch, whichever run of an interrupted training reached it
+    trainer.load_weights(best)  # the best epoch (or the head alone), whichever run of an interrupted training it was
     run.history = {key: run.history[key] + progress.history.get(key, []) for key in HISTORY_KEYS}
 
 

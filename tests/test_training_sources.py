@@ -103,3 +103,19 @@ def test_random_gamma_changes_only_training_images_and_keeps_the_range():
     per_image = changed[:, 0, 0, 0]
     assert 0 <= changed.min() and changed.max() <= 255 and per_image.std() > 5
     assert np.all(changed == changed[:, :1, :1, :1])  # one gamma per image
+
+
+def test_fine_tuning_trains_from_the_named_layer_on_and_never_batch_normalisation():
+    from screening.model.network import build_backbone
+    from screening.training.train import unfreeze_from
+
+    backbone = build_backbone()
+    unfreeze_from(backbone, "conv5_block1_1_conv")
+    names = [layer.name for layer in backbone.layers]
+    start = names.index("conv5_block1_1_conv")
+    trained = {layer.name for layer in backbone.layers if layer.trainable and layer.weights}
+    assert (
+        "conv4_block6_3_conv" not in trained and "conv5_block1_1_conv" in trained and "conv5_block3_3_conv" in trained
+    )
+    assert all(names.index(name) >= start for name in trained)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) and layer.trainable for layer in backbone.layers)

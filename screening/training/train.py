@@ -81,6 +81,7 @@ class TrainingRun:
     head: keras.Model | None = None
     classifier: keras.Model | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
+    fine_tuning_kept: bool | None = None  # None: no fine-tuning; False: no epoch beat the head alone
     # calibrate
     temperature: float = 1.0
     threshold: float = 0.5
@@ -230,6 +231,14 @@ def _augmentation(config: TrainingConfig) -> keras.Sequential:
     return keras.Sequential(layers)
 
 
+def unfreeze_from(backbone: keras.Model, first: str) -> None:
+    """Layers from `first` on are trained; those before it, and every BatchNormalization, stay as they are."""
+    unfrozen = False
+    for layer in backbone.layers:
+        unfrozen = unfrozen or layer.name == first
+        layer.trainable = unfrozen and not isinstance(layer, keras.layers.BatchNormalization)
+
+
 def fine_tune(run: TrainingRun) -> None:
     """With config.fine_tune_epochs: unfreeze the backbone from config.fine_tune_from on (BatchNorm stays frozen)
     and train backbone and head on augmented images streamed from the files. With a checkpoint folder, the state
@@ -238,10 +247,7 @@ def fine_tune(run: TrainingRun) -> None:
     if not config.fine_tune_epochs:
         return
     assert run.backbone is not None and run.classifier is not None
-    unfrozen = False
-    for layer in run.backbone.layers:
-        unfrozen = unfrozen or layer.name == config.fine_tune_from
-        layer.trainable = unfrozen and not isinstance(layer, keras.layers.BatchNormalization)
+    unfreeze_from(run.backbone, config.fine_tune_from)
     trainer = keras.Sequential([keras.Input(run.classifier.input_shape[1:]), _augmentation(config), run.classifier])
     batch, weights = config.fine_tune_batch_size, balancing_weights(run.split.train)
     train_batches = LabelledImages(
@@ -289,6 +295,9 @@ def fine_tune(run: TrainingRun) -> None:
         verbose=0,
     )
     trainer.load_weights(best)  # the best epoch (or the head alone), whichever run of an interrupted training it was
+    run.fine_tuning_kept = max(progress.history.get("val_auc", [-1.0])) > max(run.history["val_auc"])
+    if not run.fine_tuning_kept:
+        run.say("fine-tuning: no epoch beat the head alone on validation AUC; the head-only network is kept")
     run.history = {key: run.history[key] + progress.history.get(key, []) for key in HISTORY_KEYS}
 
 
@@ -315,6 +324,7 @@ def calibrate(run: TrainingRun) -> None:
         },
         "validation_ece_before_calibration": expected_calibration_error(labels, probabilities(logits, 1.0)),
         "epochs": len(run.history["loss"]),
+        "fine_tuning_kept": run.fine_tuning_kept,
     }
     provisional = ModelManifest(run.name, run.architecture, run.spec.to_dict(), run.threshold, run.temperature)
     scorer = Classifier(run.classifier, provisional)

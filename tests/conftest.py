@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 import sqlalchemy as sa
-from helpers import DICOM, FULLRES, POSTGRES_ADMIN_URL, REDIS_URL, WorkerProcess, fresh_postgres_schema
+from helpers import DICOM, FULLRES, POSTGRES_ADMIN_URL, REDIS_URL, ScreenProcess, fresh_postgres_schema
 
 # Test tiers, derived from what a test uses so that a tier can never be out of date:
 #   e2e          runs `screen` processes (the CLI, workers, Flower) or injects faults into them
@@ -86,12 +86,12 @@ def jax_env(screen_env, tmp_path):
 
 @pytest.fixture
 def start_worker(tmp_path):
-    workers: list[WorkerProcess] = []
+    workers: list[ScreenProcess] = []
 
-    def start(env: dict, name: str = "worker", queues: str = "screening") -> WorkerProcess:
-        worker = WorkerProcess(env, tmp_path / f"{name}.log", name, queues)
+    def start(env: dict, name: str = "worker", queues: str = "screening") -> ScreenProcess:
+        arguments = ["worker", "--hostname", f"{name}@%h", "--queues", queues]
+        worker = ScreenProcess(env, arguments, tmp_path / f"{name}.log", " ready.")
         workers.append(worker)
-        worker.wait_ready()
         return worker
 
     yield start

@@ -28,6 +28,7 @@ DATA = Path(os.environ.get("SCREEN_TEST_DATA", REPOSITORY.parent / "shared" / "d
 DICOM = DATA / "dicom"
 FULLRES = DATA / "cxr-fullres"
 CXR224 = DATA / "cxr224" / "train"
+ADULT = DATA / "adult"
 POSTGRES_ADMIN_URL = os.environ.get("SCREEN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -63,28 +64,29 @@ def run_screen(env: dict, *args: str, check: bool = True, timeout: int = 600) ->
     return completed
 
 
-class WorkerProcess:
-    def __init__(self, env: dict, log_path: Path, name: str, queues: str = "screening") -> None:
+class ScreenProcess:
+    """A `screen` command serving in the background (a worker, a listener), its output in a log; started once
+    `ready` appears in that log."""
+
+    def __init__(self, env: dict, args: list[str], log_path: Path, ready: str, timeout: float = 120) -> None:
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.process = subprocess.Popen(
-            SCREEN + ["worker", "--hostname", f"{name}@%h", "--queues", queues],
+            SCREEN + args,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             cwd=REPOSITORY,
-            start_new_session=True,  # its own process group: kill9() takes the pool children too
+            start_new_session=True,  # its own process group: kill9() takes a worker's pool children too
         )
-
-    def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if " ready." in self.log_path.read_text():
+            if ready in self.log_path.read_text():
                 return
             if self.process.poll() is not None:
                 break
-            time.sleep(0.5)
-        raise AssertionError(f"worker did not start:\n{self.log_path.read_text()}")
+            time.sleep(0.2)
+        raise AssertionError(f"screen {args[0]} did not start:\n{self.log_path.read_text()}")
 
     def kill9(self) -> None:
         os.killpg(self.process.pid, signal.SIGKILL)
@@ -117,6 +119,19 @@ def wait_until(condition, timeout: float = 90, interval: float = 0.5, what: str 
             return value
         time.sleep(interval)
     raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+def copy_adult_films(target: Path, train_per_class: int, validation_per_class: int) -> Path:
+    """Adult films spread over ../shared/data/adult (train/ and val/), with its manifest, which names each file's
+    sub-source (NIH, RSNA, ieee8023) and patient."""
+    for side, count in (("train", train_per_class), ("val", validation_per_class)):
+        for label in ("NORMAL", "PNEUMONIA"):
+            (target / side / label).mkdir(parents=True)
+            files = sorted((ADULT / side / label).iterdir())
+            for source in files[:: max(1, len(files) // count)][:count]:
+                shutil.copy(source, target / side / label / source.name)
+    shutil.copy(ADULT / "manifest.csv", target / "manifest.csv")
+    return target
 
 
 def copy_training_set(target: Path, start: int = 0, per_class: int = 40) -> Path:

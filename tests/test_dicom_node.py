@@ -2,9 +2,7 @@
 studies in over DICOM, structured reports and heatmaps back into the same study, faults on either side."""
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +11,7 @@ from pathlib import Path
 import highdicom as hd
 import pydicom
 import pytest
-from helpers import DICOM, REPOSITORY, SCREEN, free_port, run_screen, wait_until
+from helpers import DICOM, ScreenProcess, free_port, run_screen, wait_until
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import ComprehensiveSRStorage, SecondaryCaptureImageStorage
@@ -40,30 +38,6 @@ def storescu(port: int, paths: list[Path], calling: str = "MODALITY") -> subproc
     return subprocess.run(command + ["-aet", calling, "-aec", "SCREEN", "-cx"], capture_output=True, text=True)
 
 
-class Listener:
-    def __init__(self, env: dict, port: int, log: Path) -> None:
-        self.log_path, self.log = log, open(log, "w")
-        self.process = subprocess.Popen(
-            SCREEN + ["listen", "--port", str(port), "--allow", "MODALITY"],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=REPOSITORY,
-            start_new_session=True,
-        )
-        wait_until(lambda: "listening as SCREEN" in log.read_text(), 60, 0.2, "listener up")
-
-    def kill9(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(30)
-        self.log.close()
-
-
 @pytest.fixture
 def node(screen_env, tmp_path):
     """An archive (storescp) and the environment of a listener that sends its results there."""
@@ -79,10 +53,12 @@ def node(screen_env, tmp_path):
         "SCREEN_STUDY_SETTLE_SECONDS": "8",
         "SCREEN_RESULTS_DESTINATION": f"ARCHIVE@127.0.0.1:{archive_port}",
     }
-    listeners: list[Listener] = []
+    listeners: list[ScreenProcess] = []
 
-    def start(port: int, environment: dict = env) -> Listener:
-        listeners.append(Listener(environment, port, tmp_path / f"listener-{len(listeners)}.log"))
+    def start(port: int, environment: dict = env) -> ScreenProcess:
+        arguments = ["listen", "--port", str(port), "--allow", "MODALITY"]
+        log = tmp_path / f"listener-{len(listeners)}.log"
+        listeners.append(ScreenProcess(environment, arguments, log, "listening as SCREEN", timeout=60))
         return listeners[-1]
 
     yield env, archive_dir, start

@@ -2,21 +2,17 @@
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import DATA, REPOSITORY, SCREEN, copy_training_set, run_screen
+from helpers import REPOSITORY, SCREEN, copy_adult_films, copy_training_set, run_screen
 
 from screening.config import load_settings
 from screening.model.artifact import read_artifact
 from screening.model.network import compact
 from screening.model.weights import CACHE_NAME, load_imagenet_weights
-
-ADULT = DATA / "adult"
 
 
 @pytest.fixture
@@ -64,20 +60,9 @@ def test_an_unknown_training_setting_is_refused(screen_env, small_training_set, 
     assert refused.returncode == 2 and "unknown training settings: epoch" in refused.stderr
 
 
-def adult_subset(target: Path, per_class: int) -> Path:
-    """A few adult films of ../shared/data/adult with its manifest, which names each file's sub-source."""
-    for side, count in (("train", per_class), ("val", per_class // 2)):
-        for label in ("NORMAL", "PNEUMONIA"):
-            (target / side / label).mkdir(parents=True)
-            for source in sorted((ADULT / side / label).iterdir())[:: max(1, 600 // count)][:count]:
-                shutil.copy(source, target / side / label / source.name)
-    shutil.copy(ADULT / "manifest.csv", target / "manifest.csv")
-    return target
-
-
 @pytest.mark.e2e  # `screen train` processes, one of them killed
 def test_a_multi_source_run_killed_mid_fine_tuning_resumes_from_its_checkpoint(screen_env, tmp_path):
-    kermany, adult = copy_training_set(tmp_path / "kermany", per_class=20), adult_subset(tmp_path / "adult", 12)
+    kermany, adult = copy_training_set(tmp_path / "kermany", per_class=20), copy_adult_films(tmp_path / "adult", 12, 6)
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"epochs": 4, "fine_tune_batch_size": 8, "fine_tune_patience": 5}))
     arguments = [

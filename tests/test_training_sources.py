@@ -1,11 +1,9 @@
 """Several labelled sources, their balance, and the recipe's settings: plain functions, no training run."""
 
-import shutil
-
 import keras
 import numpy as np
 import pytest
-from helpers import CXR224, DATA
+from helpers import DATA, copy_adult_films, copy_training_set
 
 from screening.imaging.preprocess import SPECS, preprocess
 from screening.training.config import TrainingConfig
@@ -13,8 +11,6 @@ from screening.training.labelled import LabelledDataError
 from screening.training.sources import SourceSpec, balancing_weights, multi_source_split
 from screening.training.split import Example
 from screening.training.train import RandomGamma
-
-ADULT = DATA / "adult"
 
 
 def test_a_source_is_a_name_and_one_or_two_folders():
@@ -26,26 +22,9 @@ def test_a_source_is_a_name_and_one_or_two_folders():
             SourceSpec.parse(bad)
 
 
-def adult_copy(target, per_class=6):
-    for side in ("train", "val"):
-        for label in ("NORMAL", "PNEUMONIA"):
-            (target / side / label).mkdir(parents=True)
-            for source in sorted((ADULT / side / label).iterdir())[:per_class]:
-                shutil.copy(source, target / side / label / source.name)
-    shutil.copy(ADULT / "manifest.csv", target / "manifest.csv")
-    return target
-
-
-def kermany_copy(target, per_class=15):
-    for label in ("NORMAL", "PNEUMONIA"):
-        (target / label).mkdir(parents=True)
-        for source in sorted((CXR224 / label).iterdir())[:per_class]:
-            shutil.copy(source, target / label / source.name)
-    return target
-
-
 def test_sources_are_split_their_own_way_and_adult_films_into_their_sub_sources(tmp_path):
-    adult, kermany = adult_copy(tmp_path / "adult"), kermany_copy(tmp_path / "kermany")
+    adult = copy_adult_films(tmp_path / "adult", 6, 6)
+    kermany = copy_training_set(tmp_path / "kermany", per_class=15)
     split = multi_source_split(
         [SourceSpec("kermany", kermany), SourceSpec("adult", adult / "train", adult / "val")], 0.2, seed=1
     )

@@ -27,7 +27,7 @@ from screening.usecases.models import list_models, promote_model, register_model
 from screening.usecases.outbox import export_batch, list_outbox
 from screening.usecases.preview import PreviewError, model_view, write_preview
 from screening.usecases.results import NoSuchBatch, batch_results, batch_status
-from screening.usecases.review import ImageStatus, Truth, image_view, record_verdict, worklist
+from screening.usecases.review import ImageStatus, Truth, image_view, record_verdict, studies_of, worklist
 
 RELEASED = REPOSITORY / "models" / "pneumonia_resnet50.zip"
 
@@ -162,6 +162,9 @@ def test_the_review_worklist_puts_flagged_first_and_a_verdict_becomes_a_label(se
     scored = [row.probability for row in rows if row.flagged]
     assert scored == sorted(scored, reverse=True)
     assert {row.status for row in worklist(services, status=ImageStatus.SKIPPED)} == {ImageStatus.SKIPPED}
+    studies = studies_of(rows)  # the hip, the CT and the ultrasound have no score: listed last
+    assert len(studies) == 5 and studies[0].flagged and studies[0].top is not None
+    assert [study.probability is None for study in studies] == [False, False, True, True, True]
     record_verdict(services, rows[0].result_id, Truth.NORMAL)
     view = image_view(services, rows[0].result_id)
     assert view.row.verdict is False and 0 < view.threshold < 1 and view.sends == []

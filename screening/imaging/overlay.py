@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from screening.imaging.preprocess import to_8bit
 from screening.imaging.read import Radiograph
 
 DISPLAY_SIDE = 1024  # the longer side of a displayed film, in pixels
@@ -13,9 +14,7 @@ HEAT_WEIGHT = 0.4
 
 def display_film(radiograph: Radiograph, side: int = DISPLAY_SIDE) -> np.ndarray:
     """The film as a radiologist sees it (min-max to 8 bits, its own aspect), at most `side` pixels long."""
-    pixels = radiograph.pixels.astype(np.float32)
-    low, high = float(pixels.min()), float(pixels.max())
-    film = ((pixels - low) * (255.0 / max(high - low, 1e-6))).astype(np.uint8)
+    film = to_8bit(radiograph.pixels)
     scale = min(1.0, side / max(film.shape))
     size = (max(1, round(film.shape[1] * scale)), max(1, round(film.shape[0] * scale)))
     return cv2.resize(film, size, interpolation=cv2.INTER_AREA)

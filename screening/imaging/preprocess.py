@@ -56,12 +56,17 @@ def _gamma_table(gamma: float) -> np.ndarray:
     return np.clip(255.0 * (np.arange(256) / 255.0) ** (1.0 / gamma), 0, 255).astype(np.uint8)
 
 
-def preprocess(grayscale: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Turn one grayscale radiograph (any numeric dtype) into the uint8 HxWx3 image the model sees."""
+def to_8bit(grayscale: np.ndarray) -> np.ndarray:
+    """Min-max to uint8 over the image's own range: the first step of every spec, and the film as it is shown."""
     low, high = float(grayscale.min()), float(grayscale.max())
     if high <= low:
         raise NotScreenable("blank image: every pixel has the same value")
-    image: np.ndarray = ((grayscale.astype(np.float32) - low) * (255.0 / (high - low))).astype(np.uint8)
+    return ((grayscale.astype(np.float32) - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
+def preprocess(grayscale: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Turn one grayscale radiograph (any numeric dtype) into the uint8 HxWx3 image the model sees."""
+    image = to_8bit(grayscale)
     if spec.gaussian_kernel > 1:
         image = cv2.GaussianBlur(image, (spec.gaussian_kernel, spec.gaussian_kernel), 0)
     if spec.median_kernel > 1:

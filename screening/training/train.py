@@ -141,7 +141,7 @@ class RandomGamma(keras.layers.Layer):
         return 255.0 * keras.ops.power(keras.ops.clip(images / 255.0, 0.0, 1.0), gamma)
 
 
-class Progress(keras.callbacks.Callback):
+class EpochLog(keras.callbacks.Callback):
     """Each epoch in one line: loss, validation AUC, seconds, images per second and the time left; and the
     history so far on disk, so a resumed run reports every epoch."""
 
@@ -189,7 +189,7 @@ def fit_head(run: TrainingRun) -> None:
         run.say(f"head: taken from the checkpoint of the interrupted run ({len(run.history['loss'])} epochs)")
     else:
         _compile(run.head, config.learning_rate, config.label_smoothing)
-        progress = Progress("head", config.epochs, len(run.split.train), run.say, None)
+        progress = EpochLog("head", config.epochs, len(run.split.train), run.say, None)
         stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.patience, restore_best_weights=True)
         run.head.fit(
             run.train_features,
@@ -264,7 +264,7 @@ def fine_tune(run: TrainingRun) -> None:
         )
     _compile(trainer, learning_rate, config.label_smoothing)
     history_file, best = _checkpoint(run, "fine-tune-history.json"), _checkpoint(run, "fine-tune-best.weights.h5")
-    progress = Progress("fine-tuning", config.fine_tune_epochs, len(run.split.train), run.say, history_file)
+    progress = EpochLog("fine-tuning", config.fine_tune_epochs, len(run.split.train), run.say, history_file)
     so_far = progress.history.get("val_auc", [])
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.fine_tune_patience)

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
 from pathlib import Path
 
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -21,7 +20,6 @@ from screening.errors import ScreeningError
 from screening.queue.enqueue import Dispatch, enqueue_batch, held_lease, requeue_batch, start_batch, wait_for_batch
 from screening.usecases.context import Services, servable_active_model
 from screening.usecases.results import find_batch
-from screening.worker.chunk import WorkerRuntime
 
 __all__ = ["BatchMode", "BatchOutcome", "EnqueueEvents", "batch_mode", "enqueue_folders", "requeue"]
 
@@ -65,22 +63,14 @@ def _dispatcher(services: Services) -> Dispatch:
             app.send_task(SCREEN_CHUNK_TASK, args=[result_ids], argsrepr=f"[{len(result_ids)} images]")
 
         return send
-    from screening.usecases.screen_chunk import screen_chunk
+    from screening.usecases.screen_chunk import process_runtime, screen_chunk
 
-    runtime = _in_process_runtime(services)
+    runtime = process_runtime(services)
 
     def screen_here(result_ids: list[int]) -> None:
         screen_chunk(runtime, result_ids)
 
     return screen_here
-
-
-@lru_cache(maxsize=2)
-def _in_process_runtime(services: Services) -> WorkerRuntime:
-    """One runtime (and so one loaded model) per process, however many batches it screens (`screen listen`)."""
-    from screening.usecases.screen_chunk import WorkerRuntime
-
-    return WorkerRuntime(services.settings, services.sessions)
 
 
 @contextmanager

@@ -16,8 +16,7 @@ from screening.imaging.pipeline import prepare_radiograph, read_radiograph
 from screening.imaging.preprocess import PreprocessSpec
 from screening.usecases.context import Services, active_model
 from screening.usecases.preview import PreviewError, check_image_target
-
-_loaded: dict[tuple[str, str], object] = {}  # (artifact path, SHA-256) -> Classifier: one model kept per process
+from screening.usecases.screen_chunk import process_runtime
 
 
 @dataclass(frozen=True)
@@ -33,16 +32,6 @@ class Explanation:
         return self.probability >= self.threshold
 
 
-def _classifier(version: ModelVersion):  # noqa: ANN202
-    from screening.model.infer import Classifier  # loads a backend: only when a heatmap is asked for
-
-    key = (version.artifact_path, version.artifact_sha256)
-    if key not in _loaded:
-        _loaded.clear()
-        _loaded[key] = Classifier.load(Path(version.artifact_path), version.artifact_sha256)
-    return _loaded[key]
-
-
 def explain(services: Services, file: Path, version: ModelVersion | None = None) -> Explanation:
     """Probability and heatmap of `file` under `version` (default: the active one); ImageRejected says why a file
     the worker would not score has no heatmap either."""
@@ -51,7 +40,7 @@ def explain(services: Services, file: Path, version: ModelVersion | None = None)
     version = version or active_model(services)
     radiograph = read_radiograph(file, services.settings.image_limits)
     image = prepare_radiograph(radiograph, PreprocessSpec.from_dict(version.preprocessing)).image
-    classifier = _classifier(version)
+    classifier = process_runtime(services).classifier_for(version)  # the model this process screens with
     probability = float(classifier.probabilities(image[None])[0])
     heatmap = classifier_grad_cam(classifier.model, image[None])[0]
     return Explanation(

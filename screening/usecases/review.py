@@ -17,7 +17,17 @@ from screening.usecases.context import Services
 from screening.usecases.explain import explain
 from screening.usecases.label import Truth, record_labels
 
-__all__ = ["ImageStatus", "ImageView", "NoSuchImage", "ReviewRow", "Truth", "image_view", "worklist"]
+__all__ = [
+    "ImageStatus",
+    "ImageView",
+    "NoSuchImage",
+    "ReviewRow",
+    "ReviewStudy",
+    "Truth",
+    "image_view",
+    "studies_of",
+    "worklist",
+]
 
 
 class NoSuchImage(ScreeningError):
@@ -36,6 +46,34 @@ def worklist(
 ) -> list[ReviewRow]:
     with services.sessions() as session:
         return review_rows(session, batch_id, day, status)
+
+
+@dataclass(frozen=True)
+class ReviewStudy:
+    uid: str
+    images: int
+    probability: float | None  # its highest image probability; None when no image was scored
+    flagged: bool
+    top: int | None  # the result id of that image
+
+
+def studies_of(rows: list[ReviewRow]) -> list[ReviewStudy]:
+    """The DICOM studies of worklist rows, flagged first, then by their highest probability."""
+    by_study: dict[str, list[ReviewRow]] = {}
+    for row in rows:
+        if row.study_uid:
+            by_study.setdefault(row.study_uid, []).append(row)
+    studies = []
+    for uid, members in by_study.items():
+        scored = [row for row in members if row.probability is not None]
+        top = max(scored, key=lambda row: row.probability or 0.0) if scored else None
+        probability = top.probability if top else None
+        studies.append(
+            ReviewStudy(uid, len(members), probability, bool(top and top.flagged), top.result_id if top else None)
+        )
+    return sorted(
+        studies, key=lambda study: (not study.flagged, -(study.probability if study.probability is not None else -1))
+    )
 
 
 def _result(services: Services, result_id: int) -> tuple[Result, ModelVersion]:

@@ -11,11 +11,12 @@ import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from screening.config import Settings
 from screening.db.results import queued_results, record_outcomes
 from screening.db.schema import ImageStatus, ModelVersion
-from screening.usecases.context import connect
+from screening.usecases.context import Services, connect
 from screening.worker.chunk import WorkerRuntime, score_jobs
 from screening.worker.stages import ImageJob
 
@@ -39,6 +40,13 @@ class ChunkSummary:
 def worker_runtime(settings: Settings) -> WorkerRuntime:
     """What a worker process keeps between chunks, made after the fork (database connections of its own)."""
     return WorkerRuntime(settings, connect(settings).sessions)
+
+
+@lru_cache(maxsize=2)
+def process_runtime(services: Services) -> WorkerRuntime:
+    """The runtime of a process that screens and explains by itself (`screen enqueue` without a broker, `screen
+    listen`, `screen serve`): one loaded model, however many batches and heatmaps it serves."""
+    return WorkerRuntime(services.settings, services.sessions)
 
 
 def screen_chunk(runtime: WorkerRuntime, result_ids: list[int]) -> ChunkSummary:

@@ -21,6 +21,7 @@ from screening.usecases.review import (
     image_view,
     model_input_png,
     record_verdict,
+    studies_of,
     worklist,
 )
 from screening.web.auth import SESSION_COOKIE, Sessions
@@ -96,17 +97,15 @@ def create_app(services: Services, token: str) -> FastAPI:
         status: ImageStatus | None = None,
     ) -> HTMLResponse:
         rows = worklist(services, batch or None, day, status)
-        studies: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            if row.study_uid:
-                study = studies.setdefault(row.study_uid, {"uid": row.study_uid, "images": 0, "probability": None})
-                study["images"] += 1
-                if row.probability is not None and (study["probability"] or -1) < row.probability:
-                    study["probability"], study["flagged"], study["top"] = row.probability, row.flagged, row.result_id
-        ranked = sorted(studies.values(), key=lambda s: (not s.get("flagged"), -(s["probability"] or -1)))
         filters = {"batch": batch or "", "day": day.isoformat() if day else "", "status": status or ""}
         return page(
-            request, "worklist.html", session_id, rows=rows, studies=ranked, filters=filters, statuses=list(ImageStatus)
+            request,
+            "worklist.html",
+            session_id,
+            rows=rows,
+            studies=studies_of(rows),
+            filters=filters,
+            statuses=list(ImageStatus),
         )
 
     @app.get("/images/{result_id}", response_class=HTMLResponse)

@@ -88,7 +88,7 @@ def export_batch(services: Services, batch_id: str) -> list[OutboxEntry]:
         series_uid = hd.UID()
         for number, row in enumerate((row for row in rows if row.flagged), start=1):
             overlay = explain(services, Path(row.path), version).overlay
-            capture = heatmap_capture(pydicom.dcmread(row.path), overlay, series_uid, number)
+            capture = heatmap_capture(headers[row.sop_uid], overlay, series_uid, number)  # the header suffices
             made.append(
                 (study_uid, ResultKind.HEATMAP, str(row.sop_uid), capture.SOPInstanceUID, _save(capture, folder))
             )

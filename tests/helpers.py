@@ -229,5 +229,7 @@ def artifact_with(source: Path, target: Path, **manifest_changes: object) -> Pat
     with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as copy:
         manifest = json.loads(original.read("manifest.json"))
         copy.writestr("manifest.json", json.dumps({**manifest, **manifest_changes}))
-        copy.writestr("weights.npz", original.read("weights.npz"))
+        for member in original.namelist():  # the weights, and the gate where there is one, untouched
+            if member != "manifest.json":
+                copy.writestr(member, original.read(member))
     return target

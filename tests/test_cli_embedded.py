@@ -62,7 +62,10 @@ def test_preview_writes_what_the_model_sees(screen_env, tmp_path):
     assert refused.returncode != 0 and "skipped: modality CT" in refused.stderr
 
 
-def test_models_list_shows_the_released_model_as_active(screen_env):
-    versions = json.loads(run_screen(screen_env, "models", "list", "--json").stdout)
-    assert len(versions) == 1 and versions[0]["status"] == "active"
-    assert versions[0]["sensitivity"] >= 0.95 and 0.0 < versions[0]["threshold"] < 1.0
+def test_models_list_shows_both_releases_and_the_newest_active(screen_env):
+    first, newest = json.loads(run_screen(screen_env, "models", "list", "--json").stdout)
+    assert (first["status"], newest["status"]) == ("retired", "active")
+    assert first["gate"] is None and newest["gate"] == "frontal-cxr-gate/1"
+    assert newest["sensitivity"] >= 0.9 and 0.0 < newest["threshold"] < 1.0
+    rolled_back = run_screen(screen_env, "models", "rollback").stdout
+    assert f"version {first['id']} (resnet50-frozen-head) is active" in rolled_back

@@ -271,9 +271,12 @@ def test_workers_starting_together_register_the_released_model_once(database_url
             return ensure_active_model(session, REPOSITORY / "models", tmp_path / "registry").id
 
     with ThreadPoolExecutor(4) as pool:
-        assert set(pool.map(start_one, range(4))) == {1}
+        (active,) = set(pool.map(start_one, range(4)))  # every process: the same version
     with sessions.begin() as session:
-        assert [v.status for v in session.scalars(sa.select(ModelVersion))] == ["active"]
+        first, newest = session.scalars(sa.select(ModelVersion).order_by(ModelVersion.id))
+        assert (first.status, newest.status, newest.id) == ("retired", "active", active)
+        assert newest.artifact_path.endswith(f"{newest.artifact_sha256}.zip") and newest.gate_version is not None
+        assert rollback(session).id == first.id  # the first release, to go back to
         with pytest.raises(sa.exc.IntegrityError):
             with session.begin_nested():
                 session.add(

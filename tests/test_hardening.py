@@ -30,6 +30,8 @@ from helpers import (
     wait_until,
 )
 
+from screening.model.released import RELEASED_ARTIFACT
+
 # Root without the capabilities that let it read anything: permission bits apply again, as for any user.
 WITHOUT_ROOT_OVERRIDE = [
     "setpriv",
@@ -62,7 +64,7 @@ def test_registration_copies_the_artifact_into_a_store_and_training_refuses_to_o
     training = tmp_path / "train"
     for name in ("NORMAL", "PNEUMONIA"):
         night_of(training / name, sorted((CXR224 / name).iterdir())[:30])
-    for target in (REPOSITORY / "models" / "pneumonia_resnet50.zip", stored):
+    for target in (REPOSITORY / "models" / RELEASED_ARTIFACT, stored):
         refused = run_screen(screen_env, "train", str(training), "--out", str(target), check=False, timeout=60)
         assert refused.returncode == 1 and f"registered model version {shown['id']}" in refused.stderr, refused.stderr
         no_traceback(refused)
@@ -309,7 +311,8 @@ def test_models_register_refuses_what_is_not_a_loadable_model(screen_env, tmp_pa
         refused = run_screen(screen_env, "models", "register", str(artifact), "--activate", check=False)
         assert refused.returncode == 1 and message in refused.stderr, refused.stderr
         no_traceback(refused)
-    assert json.loads(run_screen(screen_env, "models", "list", "--json").stdout)[0]["status"] == "active"
+    statuses = [v["status"] for v in json.loads(run_screen(screen_env, "models", "list", "--json").stdout)]
+    assert statuses == ["retired", "active"]  # the two releases, nothing more
 
 
 def test_commands_refuse_bad_input_with_messages(screen_env, tmp_path):

@@ -10,9 +10,9 @@ from helpers import REPOSITORY
 
 from screening.config import load_settings
 from screening.hashing import sha256_hex
-from screening.model.artifact import ArtifactError, read_manifest
+from screening.model.artifact import ArtifactError, read_gate, read_manifest
 from screening.model.network import build_backbone, load_classifier, with_normalisation
-from screening.model.released import RELEASED_ARTIFACT
+from screening.model.released import RELEASED_ARTIFACT, RELEASES
 from screening.model.weights import (
     BACKBONE_PARAMETERS,
     CACHE_NAME,
@@ -65,12 +65,20 @@ def test_full_imagenet_model_recognises_scikit_image_photos(imagenet, photo, cla
     assert int(np.argmax(probabilities)) in classes and probabilities.max() > 0.5
 
 
-def test_released_artifact_loads_and_carries_its_card_numbers():
-    model, manifest = load_classifier(RELEASED, sha256_hex(RELEASED))
+def test_released_artifacts_load_and_carry_their_card_numbers():
+    """The first release (children only, no gate) stays for rollback; the current one has a gate."""
+    first, current = (REPOSITORY / "models" / name for name in RELEASES)
+    model, manifest = load_classifier(first, sha256_hex(first))
     assert model.count_params() == BACKBONE_PARAMETERS + 2048 * 128 + 128 + 128 + 1
-    assert manifest.preprocessing["name"] == "cxr-seed-v1"
+    assert manifest.preprocessing["name"] == "cxr-seed-v1" and read_gate(first, manifest) is None
     assert manifest.validation_metrics["sensitivity"] >= 0.95
-    assert RELEASED.stat().st_size < 100 * 2**20
+    model, manifest = load_classifier(current, sha256_hex(current))
+    assert current == RELEASED and manifest.preprocessing["name"] == "plain-v1"
+    gate = read_gate(current, manifest)
+    assert gate is not None and manifest.gate is not None and manifest.gate["test"]["out_of_scope_refusal_rate"] >= 0.95
+    assert all(rate <= 0.01 for rate in manifest.gate["test"]["frontal_refusal_rate"].values())
+    assert {"kermany", "adult"} <= set(manifest.metrics["validation_by_source"])
+    assert all(path.stat().st_size < 100 * 2**20 for path in (first, current))
 
 
 def test_an_artifact_that_differs_from_the_registry_is_refused(tmp_path):
@@ -86,6 +94,6 @@ def test_an_artifact_that_differs_from_the_registry_is_refused(tmp_path):
 
 def test_a_worker_process_can_load_one_artifact_after_another():
     """A hot switch builds a second model in the same process: its weight names must still match."""
-    first, _ = load_classifier(RELEASED)
+    first, _ = load_classifier(REPOSITORY / "models" / RELEASES[0])
     second, _ = load_classifier(RELEASED)
     assert [v.path for v in first.weights] == [v.path for v in second.weights]

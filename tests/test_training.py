@@ -7,7 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import REPOSITORY, SCREEN, copy_adult_films, copy_training_set, run_screen
+from helpers import DATA, REPOSITORY, SCREEN, copy_adult_films, copy_training_set, run_screen
 
 from screening.config import load_settings
 from screening.model.artifact import read_artifact
@@ -68,6 +68,7 @@ def test_a_multi_source_run_killed_mid_fine_tuning_resumes_from_its_checkpoint(s
     arguments = [
         "train", "--source", f"kermany={kermany}", "--source", f"adult={adult / 'train'},{adult / 'val'}",
         "--out", str(tmp_path / "multi.zip"), "--config", str(config), "--fine-tune-epochs", "3", "--no-register",
+        "--out-of-scope", str(DATA / "out-of-scope"),
     ]  # fmt: skip
     first = subprocess.Popen(
         SCREEN + arguments, env=screen_env, stderr=subprocess.PIPE, text=True, cwd=REPOSITORY, start_new_session=True
@@ -88,13 +89,23 @@ def test_a_multi_source_run_killed_mid_fine_tuning_resumes_from_its_checkpoint(s
     manifest, _ = read_artifact(tmp_path / "multi.zip")
     by_source = manifest.metrics["validation_by_source"]
     assert "kermany" in by_source and {name for name in by_source if name.startswith("adult/")}
-    assert sum(found["images"] for found in by_source.values()) == manifest.metrics["validation"]["images"]
+    adult_parts = sum(found["images"] for name, found in by_source.items() if name.startswith("adult/"))
+    assert by_source["adult"]["images"] == adult_parts  # the source as a whole, and each of its sub-sources
+    assert by_source["kermany"]["images"] + adult_parts == manifest.metrics["validation"]["images"]
     sources = manifest.data_manifest["sources"]
     assert sources["kermany"]["train"] > 0 and all(row["source"] for row in manifest.data_manifest["files"])
     assert "head epoch" not in resumed and 1 <= head_epochs <= 4  # the head was not trained again
     assert manifest.metrics["epochs"] == head_epochs + 3  # every epoch of both runs, each once
     assert not (tmp_path / "multi-checkpoints").exists()  # finished: nothing left to resume
     assert "validation, kermany" in (tmp_path / "MODEL_CARD.md").read_text()
+    assert (
+        by_source["adult"]["ci95"]["roc_auc"][0]
+        <= by_source["adult"]["roc_auc"]
+        <= by_source["adult"]["ci95"]["roc_auc"][1]
+    )
+    assert manifest.gate is not None and "gate: refuses" in resumed  # fitted on the final, fine-tuned network
+    assert {"kermany", "varied"} <= set(manifest.gate["test"]["frontal_refusal_rate"])
+    assert set(manifest.metrics["baseline"]["validation_by_source"]) == set(by_source)
 
 
 @pytest.mark.e2e  # a `screen train` process

@@ -6,8 +6,11 @@ import pytest
 from helpers import DATA, copy_adult_films, copy_training_set
 
 from screening.imaging.preprocess import SPECS, preprocess
+from screening.model.manifest import Architecture, ModelManifest, non_commercial
 from screening.training.config import TrainingConfig
 from screening.training.labelled import LabelledDataError
+from screening.training.metrics import threshold_for_every_group, threshold_for_sensitivity
+from screening.training.retrain import parent_sources, retraining_split
 from screening.training.sources import SourceSpec, balancing_weights, multi_source_split
 from screening.training.split import Example
 from screening.training.train import RandomGamma
@@ -98,3 +101,47 @@ def test_fine_tuning_trains_from_the_named_layer_on_and_never_batch_normalisatio
     )
     assert all(names.index(name) >= start for name in trained)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) and layer.trainable for layer in backbone.layers)
+
+
+def test_the_every_source_threshold_gives_each_source_the_target_sensitivity():
+    labels = np.array([1, 1, 1, 1, 0, 0, 1, 1, 0, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.1, 0.2, 0.4, 0.3, 0.35, 0.05])
+    groups = np.array(["big"] * 6 + ["small"] * 4)
+    threshold = threshold_for_every_group(labels, scores, groups, target=1.0)
+    assert threshold == 0.3  # the small source's positives reach down to 0.3
+    assert threshold_for_sensitivity(labels[:6], scores[:6], 1.0) == 0.6
+    one_class = np.array(["big"] * 6 + ["negatives only"] * 4)
+    assert threshold_for_every_group(np.r_[labels[:6], [0] * 4], scores, one_class, 1.0) == 0.6
+    with pytest.raises(ValueError):
+        TrainingConfig(threshold_rule="median")
+
+
+def test_commercial_use_only_leaves_out_non_commercial_licences_and_the_manifest_names_each_licence(tmp_path):
+    adult = copy_adult_films(tmp_path / "adult", 20, 6)
+    sources = [SourceSpec("adult", adult / "train", adult / "val")]
+    every = multi_source_split(sources, 0.2, seed=1)
+    licences = every.manifest()["licences"]
+    ieee = [name for name in licences if "ieee8023" in name]
+    assert ieee and any(non_commercial(licence) for licence in licences[ieee[0]])
+    commercial = multi_source_split(sources, 0.2, seed=1, commercial_use_only=True)
+    left = commercial.train + commercial.validation
+    assert left and not any(non_commercial(e.licence) for e in left)
+    assert len(left) < len(every.train + every.validation)
+    assert non_commercial("CC BY-NC-SA 4.0") and non_commercial("CC BY-NC-ND") and not non_commercial("CC BY 4.0")
+    assert not non_commercial(None) and not non_commercial("NIH Clinical Center: unrestricted use (Kaggle: CC0)")
+
+
+def test_retraining_a_multi_source_version_keeps_its_validation_split(tmp_path):
+    adult = copy_adult_films(tmp_path / "adult", 6, 6)
+    kermany = copy_training_set(tmp_path / "kermany", per_class=15)
+    sources = [SourceSpec("kermany", kermany), SourceSpec("adult", adult / "train", adult / "val")]
+    split = multi_source_split(sources, 0.2, seed=1)
+    recorded = {spec.name: spec.describe() for spec in sources}
+    parent = ModelManifest("m", Architecture(), {}, 0.5, training_config={"sources": recorded, "seed": 1},
+                           data_manifest=split.manifest())  # fmt: skip
+    assert parent_sources(parent) == [SourceSpec(s.name, s.train.resolve(), s.validation) for s in sources[:1]] + [
+        SourceSpec("adult", (adult / "train").resolve(), (adult / "val").resolve())
+    ]
+    again, feedback = retraining_split(parent, parent_sources(parent), [])
+    assert sorted(e.sha256 for e in again.validation) == sorted(e.sha256 for e in split.validation)
+    assert sorted(e.sha256 for e in again.train) == sorted(e.sha256 for e in split.train) and feedback == 0

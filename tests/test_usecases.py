@@ -16,6 +16,7 @@ from screening.hashing import sha256_hex
 from screening.imaging.errors import NotScreenable
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.infer import Classifier
+from screening.model.released import RELEASED_ARTIFACT
 from screening.training.evaluate import score_labelled_folder
 from screening.usecases.context import active_model, bootstrap
 from screening.usecases.enqueue import enqueue_folders, requeue
@@ -29,7 +30,7 @@ from screening.usecases.preview import PreviewError, model_view, write_preview
 from screening.usecases.results import NoSuchBatch, batch_results, batch_status
 from screening.usecases.review import ImageStatus, Truth, image_view, record_verdict, studies_of, worklist
 
-RELEASED = REPOSITORY / "models" / "pneumonia_resnet50.zip"
+RELEASED = REPOSITORY / "models" / RELEASED_ARTIFACT
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def screened(services, sample_folder):
 def test_bootstrap_is_explicit_and_idempotent(services):
     first = active_model(services)
     again = bootstrap(services.settings)
-    assert active_model(again).id == first.id and first.name == "resnet50-frozen-head"
+    assert active_model(again).id == first.id and first.name == "resnet50-pneumonia"  # the newest release
     again.engine.dispose()
 
 
@@ -85,7 +86,7 @@ def test_preview_worker_and_evaluation_give_one_probability_per_file(services, t
     worker = {row.path.rsplit("/", 1)[1]: row.probability for row in batch_results(services, None).images}
 
     version = active_model(services)
-    classifier = Classifier.load(REPOSITORY / "models" / "pneumonia_resnet50.zip", version.artifact_sha256)
+    classifier = Classifier.load(RELEASED, version.artifact_sha256)
     spec = PreprocessSpec.from_dict(version.preprocessing)
     labels, evaluated, excluded = score_labelled_folder(classifier, spec, labelled)
     preview = [classifier.probabilities(model_view(services, path)[0].image[None])[0] for path in files.values()]
@@ -100,7 +101,7 @@ def test_preview_worker_and_evaluation_give_one_probability_per_file(services, t
 
 def test_preview_writes_the_model_input_and_refuses_what_it_would_not_score(services, tmp_path):
     spec, size = write_preview(services, DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm", tmp_path / "v.png")
-    assert size == (224, 224) and spec.name == "cxr-seed-v1" and (tmp_path / "v.png").stat().st_size > 0
+    assert size == (224, 224) and spec.name == "plain-v1" and (tmp_path / "v.png").stat().st_size > 0
     with pytest.raises(PreviewError, match="skipped: modality CT"):
         write_preview(services, DICOM / "ct_small_not_xray.dcm", tmp_path / "ct.png")
     with pytest.raises(PreviewError, match="must end in"):
@@ -130,9 +131,11 @@ def test_register_promote_and_roll_back_without_hard_coded_ids(services, tmp_pat
     assert other.status == "candidate" and other.id != released.id
     assert promote_model(services, other.id).id == other.id
     statuses = {summary.id: summary.status for summary in list_models(services)}
-    assert statuses == {released.id: "retired", other.id: "active"}
+    first_release = min(statuses)
+    assert statuses == {first_release: "retired", released.id: "retired", other.id: "active"}
     assert roll_back(services).id == released.id
     assert show_model(services, other.id)["status"] == "retired"
+    assert roll_back(services).id == first_release  # one further back: the first release
     with pytest.raises(ScreeningError, match="no earlier active version"):
         roll_back(services)
     with pytest.raises(ScreeningError, match="not a model artifact"):

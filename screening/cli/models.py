@@ -12,7 +12,7 @@ from screening.cli.context import AppContext, pass_app
 from screening.cli.tables import add_row, make_table, print_table
 from screening.usecases.evaluate import evaluate_version
 from screening.usecases.models import list_models, promote_model, register_model, roll_back, show_model
-from screening.usecases.train import SourceSpec, TrainingConfig, fetch_backbone_weights, train_candidate
+from screening.usecases.train import SourceSpec, TrainingConfig, add_gate, fetch_backbone_weights, train_candidate
 
 
 @click.group()
@@ -60,6 +60,55 @@ def models_register(app: AppContext, artifact: str, activate: bool) -> None:
     store under SCREEN_DATA_DIR, so later changes to ARTIFACT cannot change the registered model."""
     version = register_model(app.services, Path(artifact), activate)
     click.echo(f"version {version.id} ({version.name}): {version.status}")
+
+
+@models.command("gate")
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    required=True,
+    help="The labelled sources the model was trained on, as given to `screen train` (NAME=TRAIN_DIR[,VAL_DIR]).",
+)
+@click.option(
+    "--out-of-scope",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Images the model must refuse (see `screen train --out-of-scope`).",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where the gated artifact goes.")
+@click.option(
+    "--check-dir",
+    "check_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Labelled images from elsewhere, scored again through the gate (as `screen train --check-dir`).",
+)
+@click.option("--register/--no-register", default=True, show_default=True, help="Register it as a candidate.")
+@pass_app
+def models_gate(
+    app: AppContext,
+    artifact: str,
+    sources: tuple[str, ...],
+    out_of_scope: str,
+    out: str,
+    check_dirs: tuple[str, ...],
+    register: bool,
+) -> None:
+    """Fit an applicability gate for a trained ARTIFACT and write a copy that carries it (a new version)."""
+    gated = add_gate(
+        app.services,
+        Path(artifact),
+        [SourceSpec.parse(text) for text in sources],
+        Path(out_of_scope),
+        Path(out),
+        tuple(Path(folder) for folder in check_dirs),
+        register,
+    )
+    click.echo(json.dumps({"artifact_sha256": gated.manifest.artifact_sha256, "gate": gated.manifest.gate}, indent=2))
+    if gated.version is not None:
+        click.echo(f"version {gated.version.id} ({gated.version.name}): {gated.version.status}")
 
 
 @models.command("show")
@@ -117,8 +166,10 @@ def evaluate(app: AppContext, version_id: int, data_dir: str, bootstrap: int, ou
     )
     for name, (low, high) in metrics["ci95"].items():
         add_row(table, [name, f"{metrics[name]:.3f}", f"{low:.3f} - {high:.3f}"])
+    refused = metrics["gate_refused"]
+    add_row(table, ["refused by the gate", f"{refused} of {metrics['images'] + len(metrics['excluded'])}", ""])
     print_table(table)
-    click.echo(f"{metrics['images']} images; confusion {metrics['confusion']}")
+    click.echo(f"{metrics['images']} images scored; confusion {metrics['confusion']}")
     for excluded in metrics["excluded"]:
         click.echo(f"left out {excluded['file']}: {excluded['status']}: {excluded['reason']}", err=True)
 
@@ -164,6 +215,20 @@ def evaluate(app: AppContext, version_id: int, data_dir: str, bootstrap: int, ou
     "--horizontal-flip/--no-horizontal-flip", default=None, help="Augment with left-right flips (it moves the heart)."
 )
 @click.option(
+    "--commercial-use-only",
+    is_flag=True,
+    default=None,
+    help="Leave out every image whose manifest.csv gives a non-commercial licence (CC BY-NC-*): in the adult set, "
+    "the ieee8023 films; in the out-of-scope set, its lateral films and most CT slices.",
+)
+@click.option(
+    "--out-of-scope",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Images the model must refuse (lateral films, CT, photographs; a manifest.csv may name each file's "
+    "patient): the version gets an applicability gate fitted on part of them, and tested on the rest.",
+)
+@click.option(
     "--register/--no-register", default=True, show_default=True, help="Register the result as a candidate version."
 )
 @pass_app
@@ -177,6 +242,8 @@ def train(
     config_file: str | None,
     fine_tune_epochs: int | None,
     horizontal_flip: bool | None,
+    commercial_use_only: bool | None,
+    out_of_scope: str | None,
     register: bool,
 ) -> None:
     """Train on DATA_DIR/{NORMAL,PNEUMONIA} and/or --source folders; write the artifact, card and report (every
@@ -189,6 +256,8 @@ def train(
         config = replace(config, fine_tune_epochs=fine_tune_epochs)
     if horizontal_flip is not None:
         config = replace(config, horizontal_flip=horizontal_flip)
+    if commercial_use_only:
+        config = replace(config, commercial_use_only=True)
     specs = ([SourceSpec("data", Path(data_dir))] if data_dir else []) + [SourceSpec.parse(text) for text in sources]
     if not specs:
         raise click.UsageError("give DATA_DIR or at least one --source NAME=DIR")
@@ -201,6 +270,7 @@ def train(
         register=register,
         resume=resume,
         say=lambda message: click.echo(message, err=True),
+        out_of_scope=Path(out_of_scope) if out_of_scope else None,
     )
     manifest = trained.manifest
     summary = {"name": manifest.name, "threshold": manifest.threshold, "metrics": manifest.metrics}

@@ -32,6 +32,8 @@ def register_version(
     data_manifest: dict[str, Any],
     metrics: dict[str, Any],
     parent_id: int | None = None,
+    gate_version: str | None = None,
+    gate_threshold: float | None = None,
 ) -> ModelVersion:
     """Add a candidate version, or return the one already registered with this artifact.
 
@@ -49,6 +51,8 @@ def register_version(
         data_manifest=data_manifest,
         metrics=metrics,
         threshold=threshold,
+        gate_version=gate_version,
+        gate_threshold=gate_threshold,
         status=VersionStatus.CANDIDATE,
     )
     try:

@@ -96,6 +96,9 @@ class ModelVersion(Base):
     data_manifest: Mapped[dict] = mapped_column(JSON, default=dict)
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     threshold: Mapped[float] = mapped_column(Float)
+    # the applicability gate the artifact carries (model.gate); None for a version without one
+    gate_version: Mapped[str | None] = mapped_column(String(40))
+    gate_threshold: Mapped[float | None] = mapped_column(Float)
     status: Mapped[VersionStatus] = mapped_column(coded(VersionStatus, 20), default=VersionStatus.CANDIDATE)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,4 +1,5 @@
-"""The model artifact file: one zip with manifest.json and weights.npz (float16 where it fits).
+"""The model artifact file: one zip with manifest.json, weights.npz (float16 where it fits) and, for a version
+with an applicability gate, gate.npz.
 
 The manifest carries all a worker needs to serve the model the way it was trained:
 architecture, preprocessing spec, threshold, metrics, training config and data manifest.
@@ -17,6 +18,7 @@ import numpy as np
 
 from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
+from screening.model.gate import ApplicabilityGate
 from screening.model.manifest import FORMAT, ModelManifest
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -32,7 +34,9 @@ def compact(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float16) if np.abs(array).max(initial=0) < FLOAT16_MAX else array
 
 
-def write_artifact(path: Path, manifest: ModelManifest, arrays: list[np.ndarray]) -> str:
+def write_artifact(
+    path: Path, manifest: ModelManifest, arrays: list[np.ndarray], gate: ApplicabilityGate | None = None
+) -> str:
     """Write the artifact and return its SHA-256."""
     weights = io.BytesIO()
     np.savez(weights, *[compact(a) for a in arrays])
@@ -41,6 +45,12 @@ def write_artifact(path: Path, manifest: ModelManifest, arrays: list[np.ndarray]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("manifest.json", json.dumps(full_manifest, indent=2, sort_keys=True))
         archive.writestr("weights.npz", weights.getvalue())
+        if gate is not None:
+            gate_arrays, named = io.BytesIO(), gate.arrays()
+            np.savez(
+                gate_arrays, mean=named["mean"], scale=named["scale"], weights=named["weights"], bias=named["bias"]
+            )
+            archive.writestr("gate.npz", gate_arrays.getvalue())
     return sha256_hex(path)
 
 
@@ -89,3 +99,14 @@ def read_artifact(path: Path, expected_sha256: str | None = None) -> tuple[Model
     except (KeyError, ValueError, OSError, zipfile.BadZipFile):
         raise ArtifactError(f"{path.name}: weights.npz is missing or unreadable") from None
     return manifest, arrays
+
+
+def read_gate(path: Path, manifest: ModelManifest) -> ApplicabilityGate | None:
+    """The version's applicability gate, or None when it was released without one."""
+    if manifest.gate is None:
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive, np.load(io.BytesIO(archive.read("gate.npz"))) as stored:
+            return ApplicabilityGate.from_stored(manifest.gate, {name: stored[name] for name in stored.files})
+    except (KeyError, ValueError, TypeError, OSError, zipfile.BadZipFile):
+        raise ArtifactError(f"{path.name}: the applicability gate (gate.npz) is missing or unreadable") from None

@@ -1,21 +1,48 @@
-"""The model card: a short Markdown page rendered from an artifact's manifest."""
+"""The model card: a short Markdown page rendered from an artifact's manifest.
+
+Every figure comes from the manifest: per-source metrics with 95% intervals, the baseline the model
+must beat, the applicability gate's refusal rates, the licences of the training data.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from screening.model.manifest import ModelManifest
+from screening.model.manifest import ModelManifest, non_commercial
 
-COLUMNS = ("roc_auc", "accuracy", "sensitivity", "specificity", "precision", "ece")
+KNOWN_FAILURE_MODES = (
+    "Films unlike any source above (another hospital's exposure, a new scanner, an unusual age group) get "
+    "scores it has never been checked on: its figures on adults rest on a few dozen validation films.",
+    "Adult portable AP films: in the adult sources most pneumonias are AP and most normals PA, a shortcut a "
+    "model can learn although the sources are balanced by weight.",
+    "Pneumonia is told from other opacities (effusion, atelectasis, edema, masses) only as far as the labels "
+    "did: NIH labels were mined from reports.",
+    "The gate judges the kind of image, not its quality: a frontal film that is badly exposed, cropped at the "
+    "lung bases or full of lines and tubes passes it and is scored.",
+    "Images the gate never saw the like of (a kind missing from the out-of-scope set) may pass it.",
+)
 
 
-def _cell(value: float | None) -> str:
+def _cell(value: float | None, interval: tuple[float, float] | None = None) -> str:
     """A source of one class has no ROC AUC, and no sensitivity or no specificity."""
-    return "–" if value is None else f"{value:.3f}"
+    if value is None:
+        return "–"
+    return f"{value:.3f}" + (f" ({interval[0]:.3f}–{interval[1]:.3f})" if interval else "")
 
 
-def _row(name: str, metrics: dict[str, Any]) -> str:
-    return f"| {name} | {metrics['images']} | " + " | ".join(_cell(metrics[k]) for k in COLUMNS) + " |"
+def _row(name: str, metrics: dict[str, Any], refused: float | None = None) -> str:
+    ci = metrics.get("ci95", {})
+    cells = [_cell(metrics.get(key), ci.get(key)) for key in ("roc_auc", "sensitivity", "specificity")]
+    cells += [_cell(metrics.get("accuracy")), _cell(metrics.get("ece"))]
+    gate = "–" if refused is None else f"{refused:.1%}"
+    return f"| {name} | {metrics['images']} | " + " | ".join(cells) + f" | {gate} |"
+
+
+def _share(refused: int | None, checked: dict[str, Any]) -> float | None:
+    """The gate's refusals among the files of a check folder that reached it."""
+    if refused is None:
+        return None
+    return refused / max(checked["images"] + refused, 1)
 
 
 def _sources(data: dict[str, Any]) -> str:
@@ -25,40 +52,136 @@ def _sources(data: dict[str, Any]) -> str:
     )
 
 
+def _licences(data: dict[str, Any], gate: dict[str, Any] | None) -> list[str]:
+    named_sources = dict(data.get("licences", {}))
+    if gate is not None and gate["out_of_scope_folder"].get("licences"):
+        named_sources["out-of-scope images the gate was fitted on"] = gate["out_of_scope_folder"]["licences"]
+    lines = []
+    for source, licences in named_sources.items():
+        named = ", ".join(
+            f"{licence} ({count}){' **non-commercial**' if non_commercial(licence) else ''}"
+            for licence, count in licences.items()
+        )
+        lines.append(f"- {source}: {named}")
+    return lines
+
+
+def _gate(gate: dict[str, Any] | None) -> list[str]:
+    if gate is None:
+        return ["No applicability gate: every image that passes the header and pixel rules is scored."]
+    tested = gate["test"]
+    kinds = ", ".join(
+        f"{kind} {counts['refused']}/{counts['images']}"
+        for kind, counts in tested["by_kind"].items()
+        if not kind.startswith("frontal")
+    )
+    folder = gate["out_of_scope_folder"]
+    return [
+        f'`{gate["version"]}`: {gate["method"]}; an image scoring below {gate["threshold"]} is skipped as "not a '
+        'frontal chest radiograph" and gets no probability.',
+        f"Fitted on the training side's frontal films against {len(folder['fitted_on'])} out-of-scope files in "
+        "variations and images made from training films (turned, upside down, inverted, cropped, clipped) and drawn "
+        "(noise, text pages, drawings).",
+        f"Test, on images kept apart ({len(folder['held_out'])} out-of-scope files of other patients, images made "
+        f"from validation films): refuses **{tested['out_of_scope_refusal_rate']:.1%}** of "
+        f"{tested['out_of_scope_images']} out-of-scope images ({kinds}); the frontal films it refuses are in the "
+        "table's last column.",
+    ]
+
+
+def figures_table(manifest: ModelManifest) -> list[str]:
+    """Per source: the model's metrics with intervals and the gate's refusals, the checks, the baseline."""
+    metrics = manifest.metrics
+    frontal_refused = (manifest.gate or {}).get("test", {}).get("frontal_refusal_rate", {})
+    rows = [_row("validation, every source", manifest.validation_metrics)]
+    rows += [
+        _row(f"validation, {source}", found, frontal_refused.get(source))
+        for source, found in metrics.get("validation_by_source", {}).items()
+    ]
+    rows += [
+        _row(f"{name} (scored end to end)", checked, _share(checked.get("gate_refused"), checked))
+        for name, checked in metrics.get("checks", {}).items()
+    ]
+    baseline = metrics.get("baseline")
+    if baseline:
+        rows += [
+            _row(f"baseline, {source}", found) for source, found in baseline.get("validation_by_source", {}).items()
+        ]
+    return [
+        "| data | images | ROC AUC | sensitivity | specificity | accuracy | ECE | refused by the gate |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
     data, metrics, config = manifest.data_manifest, manifest.metrics, manifest.training_config
-    rows = [_row("validation, every source", manifest.validation_metrics)]
-    rows += [_row(f"validation, {source}", found) for source, found in metrics.get("validation_by_source", {}).items()]
-    rows += [_row(f"{name} (scored end to end)", checked) for name, checked in metrics.get("checks", {}).items()]
     head = manifest.architecture
     report = f"{artifact_name.rsplit('.', 1)[0]}-report"
-    return "\n".join(
-        [
-            f"# Model card: {manifest.name}",
-            "",
-            f"- Artifact: `{artifact_name}` (SHA-256 `{manifest.artifact_sha256 or 'see registry'}`), "
-            f"created {manifest.created_at[:10]}.",
-            f"- Architecture: ImageNet normalisation -> Keras ImageNet ResNet50 (no top, average pooling) -> dense "
-            f"{head.head_units} ReLU -> dropout {head.dropout} -> logit. Training: {config['phase']}.",
-            f"- Preprocessing spec: `{manifest.preprocessing['name']}` (stored in the artifact and the registry).",
-            f"- Sources: {_sources(data)}.",
-            f"- Split: patient-wise and stratified, seed {config['seed']}: {data['train_images']} training images "
-            f"({data['train_patients']} patients), {data['validation_images']} validation images "
-            f"({data['validation_patients']} patients); every file's SHA-256 is in the artifact's manifest.",
-            f"- Calibration: temperature {manifest.temperature:.3f} (fitted on the validation split); "
-            f"expected calibration error there {metrics['validation_ece_before_calibration']:.4f} before, "
-            f"{manifest.validation_metrics['ece']:.4f} after.",
-            f"- Threshold: {manifest.threshold:.4f} on calibrated probabilities, the highest with validation "
-            f"sensitivity >= {config['target_sensitivity']:.0%}. A probability at or above it flags the image.",
-            f"- Training report (curves, ROC/PR, confusion matrix, most confident mistakes): "
-            f"[{report}/report.md]({report}/report.md).",
-            "",
-            "| data | images | ROC AUC | accuracy | sensitivity | specificity | precision | ECE |",
-            "|---|---|---|---|---|---|---|---|",
-            *rows,
-            "",
-            "Not for diagnosis: a screening aid that orders a radiologist's worklist. It knows only the sources",
-            "above: films from elsewhere (adults, when no adult source is listed) are outside what it learned.",
-            "",
-        ]
+    rule = (
+        "on every source (the lowest of the sources' thresholds)"
+        if config.get("threshold_rule") == "every-source"
+        else "on the validation side as a whole"
     )
+    resources = metrics.get("training_resources")
+    lines = [
+        f"# Model card: {manifest.name}",
+        "",
+        f"- Artifact: `{artifact_name}` (SHA-256 `{manifest.artifact_sha256 or 'see registry'}`), "
+        f"created {manifest.created_at[:10]}.",
+        f"- Architecture: ImageNet normalisation -> Keras ImageNet ResNet50 (no top, average pooling) -> dense "
+        f"{head.head_units} ReLU -> dropout {head.dropout} -> logit. Training: {config['phase']}.",
+        f"- Preprocessing spec: `{manifest.preprocessing['name']}` (stored in the artifact and the registry).",
+        f"- Sources: {_sources(data)}.",
+        f"- Split: patient-wise and stratified, seed {config['seed']}: {data['train_images']} training images "
+        f"({data['train_patients']} patients), {data['validation_images']} validation images "
+        f"({data['validation_patients']} patients); every file's SHA-256 is in the artifact's manifest.",
+        f"- Calibration: temperature {manifest.temperature:.3f} (fitted on the validation split); "
+        f"expected calibration error there {metrics['validation_ece_before_calibration']:.4f} before, "
+        f"{manifest.validation_metrics['ece']:.4f} after.",
+        f"- Threshold: {manifest.threshold:.4f} on calibrated probabilities, the highest with validation "
+        f"sensitivity >= {config['target_sensitivity']:.0%} {rule}. A probability at or above it flags the image.",
+        f"- Training report (curves, ROC/PR, confusion matrix, most confident mistakes): "
+        f"[{report}/report.md]({report}/report.md).",
+    ]
+    if resources:
+        lines.append(
+            f"- Training took {resources['wall_minutes']} minutes at a peak of {resources['peak_rss_mb']} MB "
+            "(resident memory of the training process)."
+        )
+    lines += [
+        "",
+        "## Intended use",
+        "",
+        "A screening aid that orders a radiologist's worklist, not a diagnosis. For frontal (PA or AP) chest",
+        "radiographs of the populations of the sources above: children (the Kermany set: 1 to 5 years) and, where",
+        "an adult source is listed, adults. Lateral films, CT, other body parts and photographs are outside it.",
+        "",
+        "## Figures",
+        "",
+        "On the validation side (the epoch, temperature and threshold were chosen on it: figures for comparison,",
+        "not evidence of how it does on unseen patients); 95% bootstrap intervals in brackets. The baseline rows",
+        "are a logistic regression on frozen ImageNet features, at a threshold chosen the same way.",
+        "",
+        *figures_table(manifest),
+        "",
+        "## Applicability gate",
+        "",
+        *_gate(manifest.gate),
+        "",
+        "## Known failure modes",
+        "",
+        *[f"- {mode}" for mode in KNOWN_FAILURE_MODES],
+    ]
+    licences = _licences(data, manifest.gate)
+    if licences:
+        lines += [
+            "",
+            "## Training data licences",
+            "",
+            "As the sources' manifests give them (files without a manifest: not recorded). `screen train",
+            "--commercial-use-only` leaves out every non-commercial image, labelled or out-of-scope.",
+            "",
+            *licences,
+        ]
+    return "\n".join([*lines, ""])

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from screening.model.artifact import read_gate
 from screening.model.calibration import probabilities
+from screening.model.gate import ApplicabilityGate
 from screening.model.manifest import ModelManifest
-from screening.model.network import load_classifier
+from screening.model.network import load_classifier, with_features
 
 
 def predict_batches(network: keras.Model, batches: Iterable[np.ndarray]) -> np.ndarray:
@@ -25,11 +28,28 @@ def predict_in_batches(network: keras.Model, images: np.ndarray, batch_size: int
     return predict_batches(network, (images[start : start + batch_size] for start in range(0, len(images), batch_size)))
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """What the model says of each image: the calibrated probability, and the gate's score where there is a gate
+    (an image it refuses must be reported as not screened, never with the probability)."""
+
+    probabilities: np.ndarray
+    gate_scores: np.ndarray | None = None
+    gate_threshold: float | None = None
+
+    @property
+    def refused(self) -> np.ndarray:
+        if self.gate_scores is None or self.gate_threshold is None:
+            return np.zeros(self.probabilities.shape, bool)
+        return self.gate_scores < self.gate_threshold
+
+
 @dataclass
 class Classifier:
     model: keras.Model  # 0-255 RGB images in, the pneumonia logit out
     manifest: ModelManifest
     batch_size: int = 32
+    gate: ApplicabilityGate | None = None
 
     @classmethod
     def load(
@@ -38,7 +58,11 @@ class Classifier:
         """`dtype_policy` "mixed_bfloat16" or "mixed_float16" computes in half precision (for GPUs)."""
         keras.config.set_dtype_policy(dtype_policy)
         model, manifest = load_classifier(path, expected_sha256)
-        return cls(model, manifest, batch_size)
+        return cls(model, manifest, batch_size, read_gate(path, manifest))
+
+    @cached_property
+    def _with_features(self) -> keras.Model:
+        return with_features(self.model)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """The network's logit for each image of an N x 224 x 224 x 3 uint8 array."""
@@ -47,3 +71,17 @@ class Classifier:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Calibrated P(pneumonia) for each image."""
         return probabilities(self.logits(images), self.manifest.temperature)
+
+    def logits_and_features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The logit and the pooled backbone features of each image, from one pass."""
+        rows = predict_in_batches(self._with_features, images, self.batch_size)
+        return rows[:, 0].astype(np.float64), rows[:, 1:]
+
+    def assess(self, images: np.ndarray) -> Assessment:
+        """Probabilities, and the applicability gate's scores when the version has a gate."""
+        if self.gate is None:
+            return Assessment(self.probabilities(images))
+        logits, features = self.logits_and_features(images)
+        return Assessment(
+            probabilities(logits, self.manifest.temperature), self.gate.scores(features), self.gate.threshold
+        )

@@ -5,10 +5,17 @@ Backend-free, so the CLI reads manifests without loading Keras.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 FORMAT = "screening-model/1"
+NON_COMMERCIAL = re.compile(r"(^|[\s-])NC([\s-]|$)")  # CC BY-NC-SA 4.0, CC BY-NC-ND, ...
+
+
+def non_commercial(licence: str | None) -> bool:
+    """A Creative Commons licence with the NonCommercial term (as a data manifest names a file's licence)."""
+    return licence is not None and NON_COMMERCIAL.search(licence) is not None
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,9 @@ class ModelManifest:
     training_config: dict[str, Any] = field(default_factory=dict)
     data_manifest: dict[str, Any] = field(default_factory=dict)
     weight_names: list[str] = field(default_factory=list)
+    # the applicability gate (model.gate): its version, threshold and how it was fitted and tested; None for a
+    # version released without one (its arrays are in the artifact's gate.npz)
+    gate: dict[str, Any] | None = None
     artifact_sha256: str | None = None  # known once the artifact is written; the file itself cannot hold it
     format: str = FORMAT
 

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from screening.model.artifact import ArtifactError, compact, read_artifact, write_artifact
+from screening.model.gate import ApplicabilityGate
 from screening.model.manifest import Architecture, ModelManifest
 
 INPUT_SIZE = 224
@@ -76,15 +77,28 @@ def build_classifier(backbone: keras.Model, head: keras.Model) -> keras.Model:
     return with_normalisation(backbone, head, name="pneumonia_classifier")
 
 
+def with_features(classifier: keras.Model) -> keras.Model:
+    """The classifier's logit followed by the pooled backbone features it came from, as one row per image (column 0
+    the logit): one pass gives the score and what the applicability gate reads. Shares the classifier's weights."""
+    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3))
+    normalised = classifier.get_layer("imagenet_normalisation")(inputs)
+    pooled = classifier.get_layer("resnet50")(normalised)
+    logit = classifier.get_layer("head")(pooled)
+    features = keras.ops.cast(pooled, "float32")  # under a mixed policy the backbone computes in half precision
+    return keras.Model(inputs, keras.ops.concatenate([logit, features], axis=-1), name="classifier_with_features")
+
+
 def as_stored(model: keras.Model) -> None:
     """Round the weights the way the artifact stores them, so measured metrics match the file."""
     model.set_weights([compact(w).astype(np.float32) for w in model.get_weights()])
 
 
-def save_classifier(model: keras.Model, manifest: ModelManifest, path: Path) -> str:
+def save_classifier(
+    model: keras.Model, manifest: ModelManifest, path: Path, gate: ApplicabilityGate | None = None
+) -> str:
     """Write the artifact (the manifest gets the weights' names) and return its SHA-256."""
     named = replace(manifest, weight_names=[v.path for v in model.weights])
-    return write_artifact(path, named, model.get_weights())
+    return write_artifact(path, named, model.get_weights(), gate)
 
 
 def load_classifier(path: Path, expected_sha256: str | None = None) -> tuple[keras.Model, ModelManifest]:

@@ -20,7 +20,9 @@ from screening.db.schema import ModelVersion
 from screening.hashing import sha256_hex
 from screening.model.artifact import ArtifactError, read_manifest
 
-RELEASED_ARTIFACT = "pneumonia_resnet50.zip"
+# The models shipped in models/, oldest first: the last is the current release.
+RELEASES = ("pneumonia_resnet50.zip", "pneumonia_resnet50_v2.zip")
+RELEASED_ARTIFACT = RELEASES[-1]
 
 
 def store_artifact(path: Path, registry_dir: Path) -> tuple[Path, str]:
@@ -77,6 +79,8 @@ def register_artifact(
         data_manifest=manifest.data_manifest,
         metrics=manifest.metrics,
         parent_id=parent_id,
+        gate_version=manifest.gate["version"] if manifest.gate else None,
+        gate_threshold=manifest.gate["threshold"] if manifest.gate else None,
     )
     if activate:
         promote(session, version.id)
@@ -98,11 +102,16 @@ def registered_file(session: Session, path: Path) -> ModelVersion | None:
 
 
 def ensure_active_model(session: Session, models_dir: Path, registry_dir: Path) -> ModelVersion:
-    """The active version; on a fresh database, the released artifact is registered and activated."""
+    """The active version. On a fresh database the releases in models/ are registered and activated oldest first,
+    so the newest is active and `screen models rollback` returns to the one before it. A database that has an
+    active version keeps it: moving an installation to a new release is the site's call (`screen models register`
+    and `promote`)."""
     try:
         return active_version(session)
     except NoActiveModel:
-        released = models_dir / RELEASED_ARTIFACT
-        if not released.exists():
+        released = [models_dir / name for name in RELEASES if (models_dir / name).exists()]
+        if not released:
             raise
-        return register_artifact(session, released, registry_dir, activate=True, load_check=False)
+        for artifact in released:  # processes starting together may each do this: the newest ends active
+            version = register_artifact(session, artifact, registry_dir, activate=True, load_check=False)
+        return version

@@ -12,6 +12,11 @@ class TrainingConfig:
     validation_fraction: float = 0.2
     seed: int = 42
     target_sensitivity: float = 0.95
+    # "pooled": the target on all validation images together; "every-source": on each labelled source
+    # (by its top-level name), so a large source cannot buy the target while a small one misses it
+    threshold_rule: str = "pooled"
+    # leave out every image (labelled or out-of-scope) whose manifest gives a non-commercial licence
+    commercial_use_only: bool = False
     # phase 1: the head on frozen features
     epochs: int = 80
     batch_size: int = 64
@@ -54,6 +59,8 @@ class TrainingConfig:
             raise ValueError(f"preprocessing must be one of {', '.join(SPECS)}, not {self.preprocessing!r}")
         if not 0 <= self.blur_sigma <= 1:
             raise ValueError(f"blur_sigma must be between 0 and 1, not {self.blur_sigma}")
+        if self.threshold_rule not in ("pooled", "every-source"):
+            raise ValueError(f"threshold_rule must be pooled or every-source, not {self.threshold_rule!r}")
         if self.learning_rate_schedule not in ("plateau", "cosine"):
             raise ValueError(f"learning_rate_schedule must be plateau or cosine, not {self.learning_rate_schedule!r}")
 

@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 
 from screening.config import ImageLimits
+from screening.db.schema import ImageStatus
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import prepare_file
 from screening.imaging.preprocess import PreprocessSpec
+from screening.model.gate import refusal_reason
 from screening.model.infer import Classifier
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.metrics import binary_metrics, bootstrap_intervals
@@ -18,10 +20,11 @@ from screening.training.metrics import binary_metrics, bootstrap_intervals
 
 def score_labelled_folder(
     classifier: Classifier, spec: PreprocessSpec, folder: Path, limits: ImageLimits = ImageLimits()
-) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Labels and calibrated probabilities of the images the worker would score, and the others (corrupt, not a
-    radiograph) with the reason it would record."""
-    labels, images, excluded = [], [], []
+    radiograph, refused by the applicability gate) with the status and reason it would record."""
+    labels, images, names = [], [], []
+    excluded: list[dict[str, Any]] = []
     for path, label in labelled_folder(folder):
         try:
             images.append(prepare_file(path, spec, limits).image)
@@ -29,12 +32,21 @@ def score_labelled_folder(
             excluded.append({"file": path.name, "status": str(problem.status), "reason": problem.reason})
         else:
             labels.append(label)
-    if not labels or min(labels) == max(labels):
+            names.append(path.name)
+    assessed = classifier.assess(np.stack(images)) if images else None
+    if assessed is not None and assessed.gate_scores is not None:
+        for index in np.flatnonzero(assessed.refused):
+            reason = refusal_reason(float(assessed.gate_scores[index]))
+            excluded.append({"file": names[index], "status": str(ImageStatus.SKIPPED), "reason": reason, "gate": True})
+    kept = ~assessed.refused if assessed is not None else np.zeros(0, bool)
+    scored_labels = np.array(labels)[kept]
+    if not scored_labels.size or scored_labels.min() == scored_labels.max():
         raise LabelledDataError(
             f"after leaving out {len(excluded)} file(s) that cannot be scored, {folder} no longer has images of both "
             "classes"
         )
-    return np.array(labels), classifier.probabilities(np.stack(images)), excluded
+    assert assessed is not None
+    return scored_labels, assessed.probabilities[kept], excluded
 
 
 def folder_metrics(
@@ -46,10 +58,12 @@ def folder_metrics(
     limits: ImageLimits = ImageLimits(),
 ) -> dict[str, Any]:
     """Metrics with 95% intervals on FOLDER/NORMAL and FOLDER/PNEUMONIA; files the worker would not score are
-    listed under `excluded`, and both classes must remain."""
+    listed under `excluded` (those the gate refused are counted in `gate_refused` too), and both classes must
+    remain."""
     labels, scores, excluded = score_labelled_folder(classifier, spec, folder, limits)
     return {
         **binary_metrics(labels, scores, threshold),
+        "gate_refused": sum(1 for file in excluded if file.get("gate")),
         "ci95": bootstrap_intervals(labels, scores, threshold, rounds),
         "bootstrap_rounds": rounds,
         "excluded": excluded,

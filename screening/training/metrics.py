@@ -17,6 +17,15 @@ def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: fl
     return float(positives[needed - 1])
 
 
+def threshold_for_every_group(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, target: float) -> float:
+    """The highest threshold at which every group that has positives reaches `target` sensitivity."""
+    return min(
+        threshold_for_sensitivity(labels[groups == group], scores[groups == group], target)
+        for group in sorted(set(groups))
+        if labels[groups == group].any()
+    )
+
+
 def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
     """Metrics at the threshold; ROC AUC is None for images of one class (a source that gives pneumonia only)."""
     predicted = (scores >= threshold).astype(int)

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
 
+from screening.model.card import figures_table  # noqa: E402
 from screening.model.manifest import ModelManifest  # noqa: E402
 
 
@@ -88,6 +89,10 @@ def write_report(
         f"| {name} | {validation[name]:.4f} |"
         for name in ("roc_auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece")
     )
+    used = manifest.metrics.get("training_resources")
+    resources = (
+        f"Wall time {used['wall_minutes']} minutes, peak resident memory {used['peak_rss_mb']} MB." if used else ""
+    )
     markdown = directory / "report.md"
     markdown.write_text(f"""# Training report: {manifest.name}
 
@@ -98,6 +103,12 @@ sensitivity >= {manifest.training_config["target_sensitivity"]:.0%} on the valid
 | metric | validation |
 |---|---|
 {table}
+
+Per source (95% intervals in brackets), the checks scored end to end, and the baseline:
+
+{chr(10).join(figures_table(manifest))}
+
+{resources}
 
 ![loss and ROC AUC per epoch](curves.png)
 

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from screening.errors import ScreeningError
-from screening.model.manifest import ModelManifest
-from screening.training.split import Example, Split, list_examples
+from screening.model.manifest import ModelManifest, non_commercial
+from screening.training.config import TrainingConfig
+from screening.training.sources import SourceSpec, examples_of
+from screening.training.split import Example, Split
 
 GATED = ("roc_auc", "sensitivity")
 
@@ -44,14 +46,38 @@ def promotion_decision(parent: dict, candidate: dict, tolerance: float = 0.0) ->
     return Decision(True, "not worse than the active version on the same validation split: " + "; ".join(compared))
 
 
-def retraining_split(parent: ModelManifest, data_dir: Path, labelled: list[LabelledImage]) -> tuple[Split, int]:
-    """The parent's validation split unchanged; for training, the rest of DATA_DIR plus the labelled images that
-    are not in that validation split. Returns the split and how many labelled images it trains on."""
-    examples = {example.sha256: example for example in list_examples(data_dir)}
+def parent_sources(parent: ModelManifest, data_dir: Path | None = None) -> list[SourceSpec]:
+    """The labelled sources to retrain on: DATA_DIR when given, else those the parent's manifest records."""
+    if data_dir is not None:
+        return [SourceSpec("data", data_dir)]
+    recorded = parent.training_config.get("sources")
+    if recorded:
+        return [
+            SourceSpec(name, Path(folders["train"]), Path(folders["validation"]) if folders["validation"] else None)
+            for name, folders in recorded.items()
+        ]
+    if "data_dir" in parent.training_config:
+        return [SourceSpec("data", Path(parent.training_config["data_dir"]))]
+    raise RetrainError("the active version does not record its training data: pass it explicitly")
+
+
+def retraining_split(
+    parent: ModelManifest, sources: list[SourceSpec], labelled: list[LabelledImage]
+) -> tuple[Split, int]:
+    """The parent's validation split unchanged; for training, the rest of the sources' images plus the labelled
+    images that are not in that validation split. Returns the split and how many labelled images it trains on."""
+    config = TrainingConfig.from_dict(parent.training_config, ignore_unknown=True)
+    examples: dict[str, Example] = {}
+    for spec in sources:
+        for folder in (spec.train, spec.validation):
+            for example in examples_of(spec.name, folder, spec.validation is None) if folder else []:
+                if not (config.commercial_use_only and non_commercial(example.licence)):
+                    examples.setdefault(example.sha256, example)
     validation_hashes = parent.validation_hashes()
     missing = [sha for sha in validation_hashes if sha not in examples]
     if missing:
-        raise RetrainError(f"{len(missing)} images of the active version's validation split are not in {data_dir}")
+        folders = ", ".join(str(spec.train) for spec in sources)
+        raise RetrainError(f"{len(missing)} images of the active version's validation split are not in {folders}")
     held_out = set(validation_hashes)
     feedback = [
         Example(image.path, int(image.pneumonia), "radiologist label", image.sha256)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from screening.hashing import sha256_hex
+from screening.model.manifest import non_commercial
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.split import Example, Split, patient_of, patient_split
 
@@ -72,13 +73,16 @@ def examples_of(name: str, folder: Path, patients_from_names: bool) -> list[Exam
                 ) from None
         else:
             patient = f"{name}:{path.stem}"
-        examples.append(Example(path, label, patient, sha256_hex(path), source))
+        licence = row.get("license") or row.get("licence") if row else None
+        examples.append(Example(path, label, patient, sha256_hex(path), source, licence))
     return examples
 
 
-def multi_source_split(sources: list[SourceSpec], validation_fraction: float, seed: int) -> Split:
+def multi_source_split(
+    sources: list[SourceSpec], validation_fraction: float, seed: int, commercial_use_only: bool = False
+) -> Split:
     """Every source's training and validation sides together; an image on both sides (by content) is kept on the
-    validation side only."""
+    validation side only. With `commercial_use_only`, images whose licence forbids commercial use are left out."""
     names = [spec.name for spec in sources]
     if len(set(names)) != len(names):
         raise LabelledDataError(f"source names must differ: {', '.join(names)}")
@@ -92,6 +96,9 @@ def multi_source_split(sources: list[SourceSpec], validation_fraction: float, se
         else:
             train += examples_of(spec.name, spec.train, False)
             validation += examples_of(spec.name, spec.validation, False)
+    if commercial_use_only:
+        train = [example for example in train if not non_commercial(example.licence)]
+        validation = [example for example in validation if not non_commercial(example.licence)]
     held_out = {example.sha256 for example in validation}
     return Split([example for example in train if example.sha256 not in held_out], validation)
 

@@ -24,6 +24,7 @@ class Example:
     patient: str
     sha256: str
     source: str = "data"  # the labelled source it came from (training.sources), reported apart
+    licence: str | None = None  # as the source's manifest.csv gives it; None where there is none
 
 
 def patient_of(filename: str) -> str:
@@ -103,11 +104,15 @@ class Split:
             for e in examples
         ]
         per_source: dict[str, dict[str, int]] = {}
+        licences: dict[str, dict[str, int]] = {}
         for side, examples in (("train", self.train), ("validation", self.validation)):
             for example in examples:
                 per_source.setdefault(example.source, {"train": 0, "validation": 0})[side] += 1
+                named = licences.setdefault(example.source, {})
+                named[example.licence or "not recorded"] = named.get(example.licence or "not recorded", 0) + 1
         return {
             "sources": per_source,
+            "licences": licences,
             "train_images": len(self.train),
             "validation_images": len(self.validation),
             "validation_patients": len({e.patient for e in self.validation}),

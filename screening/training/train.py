@@ -1,21 +1,25 @@
 """Transfer learning from ImageNet ResNet50, as named steps that pass one TrainingRun along.
 
-features -> head -> fine-tune -> calibrate -> package:
+features -> baseline -> head -> fine-tune -> calibrate -> gate -> check -> package:
 
-1. features: the frozen backbone's features of every image, cached by content hash.
+1. features: the frozen backbone's features of every image, cached by content hash; the baseline to
+   beat is a logistic regression on them.
 2. head: the dense head alone on those features (fast on a CPU).
 3. fine-tune (optional): the top of the backbone at a low learning rate on augmented images
    (rotation, shift, shear, zoom; horizontal flip only on request: it moves the heart).
 4. calibrate: the temperature on the validation side's logits, then the threshold for the target
-   sensitivity, and the metrics (also on any extra labelled folders, scored end to end).
-5. package: the artifact and its training report.
-Both training steps weigh the classes against the 1:3 imbalance, stop early and keep the best
-epoch; fine-tuning also lowers its learning rate on a plateau.
+   sensitivity, and the metrics per source.
+5. gate (with an out-of-scope folder): the applicability gate on the final network's features.
+6. check: the metrics on any extra labelled folders, scored end to end as the worker would.
+7. package: the artifact and its training report.
+Both training steps weigh sources and classes alike (training.sources.balancing_weights), on the
+training side and in the validation AUC that picks the epoch, stop early and keep the best epoch.
 """
 
 from __future__ import annotations
 
 import json
+import resource
 import statistics
 import tempfile
 import time
@@ -32,6 +36,7 @@ from screening.config import ImageLimits
 from screening.imaging.pipeline import prepare_file
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.calibration import fit_temperature, probabilities
+from screening.model.gate import ApplicabilityGate
 from screening.model.infer import Classifier, predict_batches, predict_in_batches
 from screening.model.manifest import Architecture, ModelManifest
 from screening.model.network import (
@@ -46,7 +51,14 @@ from screening.model.weights import backbone_checksum, load_imagenet_weights
 from screening.training.config import TrainingConfig
 from screening.training.evaluate import folder_metrics
 from screening.training.features import backbone_features
-from screening.training.metrics import binary_metrics, expected_calibration_error, threshold_for_sensitivity
+from screening.training.gate import fit_gate
+from screening.training.metrics import (
+    binary_metrics,
+    bootstrap_intervals,
+    expected_calibration_error,
+    threshold_for_every_group,
+    threshold_for_sensitivity,
+)
 from screening.training.report import most_confident_mistakes, write_report
 from screening.training.sources import balancing_weights
 from screening.training.split import Example, Split
@@ -72,11 +84,14 @@ class TrainingRun:
     architecture: Architecture = Architecture()
     spec: PreprocessSpec = PreprocessSpec()
     say: Say = lambda message: None
+    started: float = field(default_factory=time.perf_counter)  # for the wall time in the report
     checkpoint_dir: Path | None = None  # where each phase's progress is kept, so an interrupted run can resume
+    out_of_scope: Path | None = None  # images the model must refuse: with it, an applicability gate is fitted
     # features
     backbone: keras.Model | None = None
     train_features: np.ndarray | None = None
     validation_features: np.ndarray | None = None
+    baseline_scores: np.ndarray | None = None  # the logistic regression's, on the validation side
     # head, fine-tune
     head: keras.Model | None = None
     classifier: keras.Model | None = None
@@ -87,6 +102,9 @@ class TrainingRun:
     threshold: float = 0.5
     validation_scores: np.ndarray | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    # gate
+    gate: ApplicabilityGate | None = None
+    gate_description: dict[str, Any] | None = None
 
 
 def train(run: TrainingRun) -> ModelManifest:
@@ -95,7 +113,7 @@ def train(run: TrainingRun) -> ModelManifest:
     keras.utils.set_random_seed(run.config.seed)
     with tempfile.TemporaryDirectory(prefix="training-") as scratch:
         run.checkpoint_dir = run.checkpoint_dir or Path(scratch)
-        for step in (features, fit_head, fine_tune, calibrate):
+        for step in (features, baseline, fit_head, fine_tune, calibrate, fit_applicability_gate, check):
             step(run)
         return package(run)
 
@@ -113,6 +131,22 @@ def features(run: TrainingRun) -> None:
         return backbone_features(extractor, paths, keys, run.spec, run.limits, cache_file)
 
     run.validation_features, run.train_features = of(run.split.validation), of(run.split.train)
+
+
+def baseline(run: TrainingRun) -> None:
+    """The cheap baseline the model must beat: a logistic regression on the frozen ImageNet features (standardised,
+    with the same balancing weights), scored on the validation side like the model."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    regression = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    regression.fit(
+        run.train_features,
+        run.split.labels("train"),
+        logisticregression__sample_weight=balancing_weights(run.split.train),
+    )
+    run.baseline_scores = regression.predict_proba(run.validation_features)[:, 1]
 
 
 def _compile(
@@ -195,7 +229,11 @@ def fit_head(run: TrainingRun) -> None:
             run.train_features,
             run.split.labels("train"),
             sample_weight=balancing_weights(run.split.train),
-            validation_data=(run.validation_features, run.split.labels("validation")),
+            validation_data=(
+                run.validation_features,
+                run.split.labels("validation"),
+                balancing_weights(run.split.validation),
+            ),
             epochs=config.epochs,
             batch_size=config.batch_size,
             callbacks=[stop, progress],
@@ -289,7 +327,9 @@ def fine_tune(run: TrainingRun) -> None:
     callbacks.append(progress)  # last: an epoch it reports is already saved
     trainer.fit(
         train_batches,
-        validation_data=LabelledImages(run.split.validation, run.spec, run.limits, batch),
+        validation_data=LabelledImages(
+            run.split.validation, run.spec, run.limits, batch, balancing_weights(run.split.validation)
+        ),
         epochs=config.fine_tune_epochs,
         callbacks=callbacks,
         verbose=0,
@@ -314,28 +354,75 @@ def calibrate(run: TrainingRun) -> None:
     labels = run.split.labels("validation")
     run.temperature = fit_temperature(labels, logits)
     run.validation_scores = probabilities(logits, run.temperature)
-    run.threshold = threshold_for_sensitivity(labels, run.validation_scores, run.config.target_sensitivity)
-    sources = run.split.sources("validation")
-    run.metrics = {
-        "validation": binary_metrics(labels, run.validation_scores, run.threshold),
-        "validation_by_source": {
-            source: binary_metrics(labels[sources == source], run.validation_scores[sources == source], run.threshold)
-            for source in sorted(set(sources))
-        },
+    run.threshold, run.metrics = _scored(run, run.validation_scores, intervals=True)
+    assert run.baseline_scores is not None
+    baseline_threshold, baseline_metrics = _scored(run, run.baseline_scores)
+    run.metrics |= {
         "validation_ece_before_calibration": expected_calibration_error(labels, probabilities(logits, 1.0)),
         "epochs": len(run.history["loss"]),
         "fine_tuning_kept": run.fine_tuning_kept,
+        "baseline": {
+            "method": f"logistic regression on frozen ImageNet ResNet50 features ({run.spec.name} preprocessing)",
+            **baseline_metrics,
+        },
     }
+
+
+def _scorer(run: TrainingRun) -> Classifier:
+    """The network as a worker will load it: temperature, threshold and (once fitted) the gate."""
+    assert run.classifier is not None
     provisional = ModelManifest(run.name, run.architecture, run.spec.to_dict(), run.threshold, run.temperature)
-    scorer = Classifier(run.classifier, provisional)
+    return Classifier(run.classifier, provisional, gate=run.gate)
+
+
+def fit_applicability_gate(run: TrainingRun) -> None:
+    """With an out-of-scope folder: the gate on the final network's features, tested on images kept apart."""
+    if run.out_of_scope is None:
+        return
+    run.gate, run.gate_description = fit_gate(
+        _scorer(run), run.split, run.out_of_scope, run.spec, run.limits, run.config.seed, run.config.commercial_use_only
+    )
+    tested = run.gate_description["test"]
+    run.say(
+        f"gate: refuses {tested['out_of_scope_refusal_rate']:.1%} of {tested['out_of_scope_images']} out-of-scope "
+        f"images kept apart; of the validation side's frontal films, "
+        + ", ".join(f"{rate:.1%} ({name})" for name, rate in tested["frontal_refusal_rate"].items())
+    )
+
+
+def check(run: TrainingRun) -> None:
+    """Each extra labelled folder scored end to end, as a worker with this version would (gate included)."""
+    scorer = _scorer(run)
     run.metrics["checks"] = {
         name: folder_metrics(scorer, run.spec, run.threshold, folder, limits=run.limits)
         for name, folder in run.checks.items()
     }
 
 
+def _scored(run: TrainingRun, scores: np.ndarray, intervals: bool = False) -> tuple[float, dict[str, Any]]:
+    """The threshold for the target sensitivity (by the config's rule), and the metrics at it: on every validation
+    image, and per source and sub-source (with 95% bootstrap intervals where it has both classes, if asked)."""
+    labels, sources = run.split.labels("validation"), run.split.sources("validation")
+    top_level = np.array([source.split("/")[0] for source in sources])  # "adult" for "adult/NIH ChestX-ray14"
+    if run.config.threshold_rule == "every-source":
+        threshold = threshold_for_every_group(labels, scores, top_level, run.config.target_sensitivity)
+    else:
+        threshold = threshold_for_sensitivity(labels, scores, run.config.target_sensitivity)
+    by_source = {}
+    for group in sorted(set(sources) | set(top_level)):
+        members = (sources == group) | (top_level == group)
+        by_source[group] = binary_metrics(labels[members], scores[members], threshold)
+        if intervals and 0 < labels[members].sum() < members.sum():
+            by_source[group]["ci95"] = bootstrap_intervals(labels[members], scores[members], threshold)
+    return threshold, {"validation": binary_metrics(labels, scores, threshold), "validation_by_source": by_source}
+
+
 def package(run: TrainingRun) -> ModelManifest:
     """The artifact (its SHA-256 in the returned manifest) and the training report beside it."""
+    run.metrics["training_resources"] = {  # of this process: a resumed run counts from where it resumed
+        "wall_minutes": round((time.perf_counter() - run.started) / 60, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
     manifest = ModelManifest(
         name=run.name,
         architecture=run.architecture,
@@ -346,9 +433,10 @@ def package(run: TrainingRun) -> ModelManifest:
         metrics=run.metrics,
         training_config={"phase": run.config.phase, **asdict(run.config), **run.notes},
         data_manifest=run.split.manifest(),
+        gate=run.gate_description,
     )
     assert run.classifier is not None and run.validation_scores is not None
-    sha256 = save_classifier(run.classifier, manifest, run.artifact_path)
+    sha256 = save_classifier(run.classifier, manifest, run.artifact_path, run.gate)
     manifest = replace(manifest, artifact_sha256=sha256)
     labels, scores = run.split.labels("validation"), run.validation_scores
     mistakes = [

@@ -25,6 +25,7 @@ class VersionSummary:
     roc_auc: float | None
     sensitivity: float | None
     specificity: float | None
+    gate: str | None  # the applicability gate's version, if the version has one
     created_at: str
     sha256: str  # the first 12 hex digits
 
@@ -38,6 +39,7 @@ def list_models(services: Services) -> list[VersionSummary]:
                 status=VersionStatus(v.status),
                 threshold=v.threshold,
                 **{k: v.metrics.get("validation", {}).get(k) for k in METRICS_SHOWN},
+                gate=v.gate_version,
                 created_at=v.created_at.isoformat(timespec="seconds"),
                 sha256=v.artifact_sha256[:12],
             )
@@ -57,6 +59,7 @@ def show_model(services: Services, version_id: int) -> dict[str, Any]:
             "status_reason": version.status_reason,
             "parent_id": version.parent_id,
             "threshold": version.threshold,
+            "gate": {"version": version.gate_version, "threshold": version.gate_threshold},
             "metrics": version.metrics,
             "preprocessing": version.preprocessing,
             "training_config": version.training_config,

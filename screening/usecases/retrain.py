@@ -12,7 +12,13 @@ from screening.db.results import insert_ignoring_conflict
 from screening.db.schema import RetrainRun, VersionStatus, utcnow
 from screening.model.artifact import read_manifest
 from screening.model.released import register_artifact
-from screening.training.retrain import LabelledImage, RetrainError, promotion_decision, retraining_split
+from screening.training.retrain import (
+    LabelledImage,
+    RetrainError,
+    parent_sources,
+    promotion_decision,
+    retraining_split,
+)
 from screening.usecases.context import Services
 from screening.usecases.train import fetch_backbone_weights
 
@@ -44,10 +50,19 @@ def retrain_active(services: Services, data_dir: Path | None = None, tolerance: 
         active = active_version(session)
         labelled = [LabelledImage(sha, Path(path), pneumonia) for sha, path, pneumonia in radiologist_labels(session)]
     parent = read_manifest(Path(active.artifact_path))
-    data = data_dir or (Path(parent.training_config["data_dir"]) if "data_dir" in parent.training_config else None)
-    if data is None:
-        raise RetrainError(f"version {active.id} does not record its training data: pass it explicitly")
-    split, feedback = retraining_split(parent, data, labelled)
+    sources = parent_sources(parent, data_dir)
+    split, feedback = retraining_split(parent, sources, labelled)
+    out_of_scope = parent.training_config.get("out_of_scope_dir")
+    if parent.gate is not None and not (out_of_scope and Path(out_of_scope).is_dir()):
+        raise RetrainError(
+            f"version {active.id} has an applicability gate, and the out-of-scope images it was fitted on "
+            f"({out_of_scope or 'not recorded'}) are gone: a retrained version needs a gate of its own"
+        )
+    notes = {"sources": {spec.name: spec.describe() for spec in sources}, "radiologist_labels": feedback}
+    if len(sources) == 1 and sources[0].validation is None:
+        notes["data_dir"] = str(sources[0].train.resolve())
+    if parent.gate is not None:
+        notes["out_of_scope_dir"] = out_of_scope
     artifact = settings.data_dir / "models" / f"retrained-{utcnow():%Y%m%dT%H%M%S}.zip"
     manifest = train(
         TrainingRun(
@@ -58,9 +73,10 @@ def retrain_active(services: Services, data_dir: Path | None = None, tolerance: 
             config=TrainingConfig.from_dict(parent.training_config, ignore_unknown=True),
             limits=settings.image_limits,
             name=f"{parent.name.removesuffix('-retrained')}-retrained",
-            notes={"data_dir": str(data.resolve()), "radiologist_labels": feedback},
+            notes=notes,
             architecture=parent.architecture,
             spec=PreprocessSpec.from_dict(parent.preprocessing),
+            out_of_scope=Path(out_of_scope) if parent.gate is not None and out_of_scope else None,
         )
     )
     decision = promotion_decision(parent.validation_metrics, manifest.validation_metrics, tolerance)

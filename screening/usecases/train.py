@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from screening.config import Settings
 from screening.db.schema import ModelVersion, utcnow
-from screening.errors import ScreeningError
+from screening.errors import InvalidRequest, ScreeningError
 from screening.hashing import sha256_hex
-from screening.imaging.preprocess import SPECS
+from screening.imaging.preprocess import SPECS, PreprocessSpec
+from screening.model.artifact import read_manifest
 from screening.model.card import render_model_card
 from screening.model.manifest import ModelManifest
 from screening.model.released import register_artifact, registered_file
@@ -22,7 +23,14 @@ from screening.training.sources import SourceSpec, multi_source_split
 from screening.training.split import check_training_folder
 from screening.usecases.context import Services
 
-__all__ = ["SourceSpec", "TrainingConfig", "TrainedCandidate", "fetch_backbone_weights", "train_candidate"]
+__all__ = [
+    "SourceSpec",
+    "TrainingConfig",
+    "TrainedCandidate",
+    "add_gate",
+    "fetch_backbone_weights",
+    "train_candidate",
+]
 
 
 class ArtifactTaken(ScreeningError):
@@ -93,12 +101,14 @@ def train_candidate(
     register: bool = True,
     resume: bool = False,
     say: Callable[[str], None] = lambda message: None,
+    out_of_scope: Path | None = None,
 ) -> TrainedCandidate:
     """Train on labelled sources (training.sources), each validated and reported on its own; each of `check_dirs`
     (labelled images from elsewhere) is scored end to end under its folder's name. Progress is checkpointed
     beside the artifact; `resume` continues an interrupted run. Everything that can be refused is refused
     before a backend loads: a source that gives no training and validation side, an `out` that is a
-    registered artifact, checkpoints of another run."""
+    registered artifact, checkpoints of another run. With `out_of_scope` (images the model must refuse), the
+    version gets an applicability gate."""
     if not sources:
         raise LabelledDataError("give at least one labelled source")
     _check_sources(sources, config.validation_fraction)
@@ -109,12 +119,14 @@ def train_candidate(
         taken = registered_file(session, artifact)
     if taken is not None:
         raise ArtifactTaken(f"{artifact} is the artifact of registered model version {taken.id}: choose another --out")
-    split = multi_source_split(sources, config.validation_fraction, config.seed)
+    split = multi_source_split(sources, config.validation_fraction, config.seed, config.commercial_use_only)
     checkpoints = _checkpoints(artifact, config, split.manifest(), resume)
     from screening.training.train import TrainingRun, train
 
     single = len(sources) == 1 and sources[0].validation is None
     notes = {"data_dir": str(sources[0].train.resolve())} if single else {}
+    if out_of_scope is not None:
+        notes["out_of_scope_dir"] = str(out_of_scope.resolve())
     run = TrainingRun(
         split=split,
         weights_file=fetch_backbone_weights(services.settings),
@@ -127,6 +139,7 @@ def train_candidate(
         say=say,
         checkpoint_dir=checkpoints,
         spec=SPECS[config.preprocessing],
+        out_of_scope=out_of_scope,
     )
     manifest = train(run)
     shutil.rmtree(checkpoints)  # finished: nothing left to resume
@@ -136,3 +149,54 @@ def train_candidate(
     with services.sessions.begin() as session:
         version = register_artifact(session, artifact, services.settings.registry_dir, load_check=False)
     return TrainedCandidate(manifest, artifact, version)
+
+
+def add_gate(
+    services: Services,
+    artifact: Path,
+    sources: list[SourceSpec],
+    out_of_scope: Path,
+    out: Path,
+    check_dirs: tuple[Path, ...] = (),
+    register: bool = True,
+) -> TrainedCandidate:
+    """A copy of a trained artifact with an applicability gate fitted for it (a new version: the file differs).
+    `sources` must give the split the model was trained on, so that the gate is tested on the same validation
+    films the model was and never fitted on them. Each of `check_dirs` is scored again, through the gate."""
+    manifest = read_manifest(artifact)
+    config = TrainingConfig.from_dict(manifest.training_config, ignore_unknown=True)
+    _check_sources(sources, config.validation_fraction)
+    for folder in check_dirs:
+        labelled_folder(folder)
+    with services.sessions() as session:
+        taken = registered_file(session, out)
+    if taken is not None or out.resolve() == artifact.resolve():
+        raise ArtifactTaken(f"{out} is a registered or the input artifact: choose another --out")
+    split = multi_source_split(sources, config.validation_fraction, config.seed, config.commercial_use_only)
+    if sorted(example.sha256 for example in split.validation) != sorted(manifest.validation_hashes()):
+        raise InvalidRequest(f"these sources do not give the validation split {artifact.name} was trained with")
+    from screening.model.infer import Classifier
+    from screening.model.network import save_classifier
+    from screening.training.evaluate import folder_metrics
+    from screening.training.gate import fit_gate
+
+    classifier = Classifier.load(artifact, None)
+    spec = PreprocessSpec.from_dict(manifest.preprocessing)
+    gate, described = fit_gate(
+        classifier, split, out_of_scope, spec, services.settings.image_limits, config.seed, config.commercial_use_only
+    )
+    notes = {"out_of_scope_dir": str(out_of_scope.resolve()), "gate_added_to": sha256_hex(artifact)}
+    classifier = replace(classifier, gate=gate)
+    checks = {
+        folder.name: folder_metrics(classifier, spec, manifest.threshold, folder, limits=services.settings.image_limits)
+        for folder in check_dirs
+    }
+    metrics = {**manifest.metrics, "checks": {**manifest.metrics.get("checks", {}), **checks}}
+    gated = replace(manifest, gate=described, metrics=metrics, training_config={**manifest.training_config, **notes})
+    gated = replace(gated, artifact_sha256=save_classifier(classifier.model, gated, out, gate))
+    (out.parent / "MODEL_CARD.md").write_text(render_model_card(gated, out.name))
+    if not register:
+        return TrainedCandidate(gated, out, None)
+    with services.sessions.begin() as session:
+        version = register_artifact(session, out, services.settings.registry_dir, load_check=False)
+    return TrainedCandidate(gated, out, version)

@@ -16,9 +16,10 @@ import numpy as np
 from screening.config import ImageLimits
 from screening.db.results import Outcome
 from screening.db.schema import ImageStatus
-from screening.imaging.errors import ImageRejected, Unreadable
+from screening.imaging.errors import ImageRejected, NotScreenable, Unreadable
 from screening.imaging.pipeline import prepare, read_image_file
 from screening.imaging.preprocess import PreprocessSpec
+from screening.model.gate import refusal_reason
 
 
 @dataclass
@@ -120,7 +121,8 @@ def run_image_stages(job: ImageJob, stages: list[ReadFile | Prepare]) -> ImageJo
 
 
 class Infer:
-    """Batched probabilities and flags for every job that got through preprocessing."""
+    """Batched probabilities and flags for every job that got through preprocessing; an image the version's
+    applicability gate refuses is skipped with the gate's score instead."""
 
     name: ClassVar[str] = "infer"
     inputs: ClassVar[tuple[str, ...]] = ("image",)
@@ -134,8 +136,12 @@ class Infer:
         if not ready:
             return
         started = time.perf_counter()
-        probabilities = self.classifier.probabilities(np.stack([image for _, image in ready]))
+        assessed = self.classifier.assess(np.stack([image for _, image in ready]))
         per_image_ms = (time.perf_counter() - started) * 1000 / len(ready)
-        for (job, _), probability in zip(ready, probabilities, strict=True):
-            job.score(probability, self.threshold)
+        for index, (job, _) in enumerate(ready):
+            if assessed.refused[index]:
+                assert assessed.gate_scores is not None
+                job.reject(NotScreenable(refusal_reason(float(assessed.gate_scores[index]))))
+            else:
+                job.score(assessed.probabilities[index], self.threshold)
             job.timings_ms[self.name] = per_image_ms

@@ -1,0 +1,118 @@
+"""The applicability gate: fitted with a model version, it refuses what is not a frontal chest radiograph."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from helpers import DATA, FULLRES, copy_training_set, results_by_name, run_screen
+
+from screening.model.artifact import read_artifact, read_gate
+from screening.model.gate import ApplicabilityGate, refusal_reason
+from screening.training.gate import FROM_FILMS, out_of_scope_images
+
+OUT_OF_SCOPE = DATA / "out-of-scope"
+
+
+@pytest.mark.unit
+def test_out_of_scope_images_are_split_by_patient_and_every_kind_is_tested():
+    fit, held_out = out_of_scope_images(OUT_OF_SCOPE)
+    assert len(fit) + len(held_out) == 55
+    assert not {image.group for image in fit} & {image.group for image in held_out}
+    assert {image.kind for image in fit} == {image.kind for image in held_out} == {"lateral_cxr", "ct_slice", "other"}
+    assert 0.3 < len(held_out) / 55 < 0.5
+    assert (fit, held_out) == out_of_scope_images(OUT_OF_SCOPE)  # the same split every time
+
+
+@pytest.mark.unit
+def test_the_gate_scores_standardised_features_and_refuses_below_its_threshold():
+    gate = ApplicabilityGate(
+        mean=np.array([1.0, 0.0]), scale=np.array([2.0, 1.0]), weights=np.array([4.0, 0.0]), bias=0.0, threshold=0.5
+    )
+    scores = gate.scores(np.array([[1.0, 9.0], [5.0, 0.0], [-3.0, 0.0]]))
+    np.testing.assert_allclose(scores, [0.5, 1 / (1 + np.exp(-8.0)), 1 / (1 + np.exp(8.0))])
+    assert gate.refuses(scores).tolist() == [False, False, True]
+    assert refusal_reason(0.0312) == "not a frontal chest radiograph (gate score 0.03)"
+
+
+@pytest.mark.unit
+def test_images_made_from_films_are_turned_mirrored_inverted_cropped_or_clipped():
+    film = np.tile(np.arange(200, dtype=np.uint8)[:, None], (1, 120))  # dark at the top, bright at the bottom
+    rng = np.random.default_rng(0)
+    assert FROM_FILMS["turned a quarter"](film, rng).shape == (120, 200)
+    assert FROM_FILMS["upside down"](film, rng)[0, 0] > film[0, 0]
+    assert FROM_FILMS["inverted"](film, rng)[0, 0] == 255
+    assert max(FROM_FILMS["cropped to a patch"](film, rng).shape) <= 0.4 * 120 + 1
+    clipped = FROM_FILMS["clipped"](film, rng)
+    assert np.isin(clipped, (0, 255)).mean() > 0.5
+
+
+@pytest.mark.e2e  # `screen train`, `screen models gate`, `screen enqueue` and `screen evaluate` processes
+def test_a_gated_version_skips_a_photograph_a_lateral_and_a_turned_film_and_scores_a_frontal_one(screen_env, tmp_path):
+    """The gate added to a trained artifact (`screen models gate`); training with --out-of-scope fits the same way
+    (test_training's resumed run)."""
+    training, plain = copy_training_set(tmp_path / "train", per_class=30), tmp_path / "plain.zip"
+    config = _write(tmp_path / "config.json", {"epochs": 8, "preprocessing": "plain-v1"})
+    run_screen(screen_env, "train", str(training), "--out", str(plain), "--config", config, "--no-register")
+    artifact = tmp_path / "gated" / "gated.zip"
+    refused = run_screen(
+        screen_env, "models", "gate", str(plain), "--source", f"data={training},{FULLRES / 'val'}",
+        "--out-of-scope", str(OUT_OF_SCOPE), "--out", str(artifact), check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "do not give the validation split plain.zip was trained with" in refused.stderr
+    run_screen(
+        screen_env, "models", "gate", str(plain), "--source", f"data={training}",
+        "--out-of-scope", str(OUT_OF_SCOPE), "--out", str(artifact),
+    )  # fmt: skip
+    manifest, _ = read_artifact(artifact)
+    gate = read_gate(artifact, manifest)
+    assert gate is not None and manifest.gate is not None and manifest.gate["threshold"] == gate.threshold
+    held_out = manifest.gate["out_of_scope_folder"]["held_out"]
+    assert {"lat_p109_pneumocystis-jiroveci-pneumonia-4-L.jpg", "oth_photo_cookies_in_dicom.jpg"} <= set(held_out)
+    assert not set(held_out) & set(manifest.gate["out_of_scope_folder"]["fitted_on"])
+    tested = manifest.gate["test"]
+    assert set(tested["frontal_refusal_rate"]) == {"data", "varied"} and tested["out_of_scope_refusal_rate"] > 0.5
+    card = (artifact.parent / "MODEL_CARD.md").read_text()
+    assert "## Applicability gate" in card and f"refuses **{tested['out_of_scope_refusal_rate']:.1%}**" in card
+    assert "| baseline, data |" in card and "## Known failure modes" in card
+
+    run_screen(screen_env, "models", "register", str(artifact), "--activate")
+    shown = json.loads(run_screen(screen_env, "models", "list", "--json").stdout)
+    assert [v["gate"] for v in shown if v["status"] == "active"] == [gate.version]
+
+    folder = tmp_path / "night"
+    folder.mkdir()
+    shutil.copy(FULLRES / "val" / "NORMAL2-IM-1427-0001.jpeg", folder / "frontal.jpeg")
+    shutil.copy(OUT_OF_SCOPE / "lateral_cxr" / "lat_p109_pneumocystis-jiroveci-pneumonia-4-L.jpg", folder / "lat.jpg")
+    shutil.copy(OUT_OF_SCOPE / "other" / "oth_photo_cookies_in_dicom.jpg", folder / "photo.jpg")
+    turned = cv2.rotate(cv2.imread(str(FULLRES / "val" / "person1946_bacteria_4874.jpeg")), cv2.ROTATE_90_CLOCKWISE)
+    cv2.imwrite(str(folder / "turned.png"), turned)
+    run_screen(screen_env, "enqueue", "--wait", str(folder))
+    rows = results_by_name(screen_env)
+    assert rows["frontal.jpeg"]["status"] == "done" and rows["frontal.jpeg"]["probability"] is not None
+    for name in ("lat.jpg", "photo.jpg", "turned.png"):
+        assert rows[name]["status"] == "skipped", rows[name]
+        assert rows[name]["reason"].startswith("not a frontal chest radiograph (gate score 0."), rows[name]
+        assert rows[name]["probability"] is None and rows[name]["flagged"] is None
+
+    explained = run_screen(screen_env, "explain", str(folder / "lat.jpg"), "-o", str(tmp_path / "h.png"), check=False)
+    assert explained.returncode == 1 and "not a frontal chest radiograph (gate score" in explained.stderr
+
+    labelled = tmp_path / "labelled"
+    for label, files in (("NORMAL", ["frontal.jpeg", "lat.jpg"]), ("PNEUMONIA", ["turned.png"])):
+        (labelled / label).mkdir(parents=True)
+        for name in files:
+            shutil.copy(folder / name, labelled / label / name)
+    shutil.copy(FULLRES / "val" / "person1946_bacteria_4874.jpeg", labelled / "PNEUMONIA" / "p.jpeg")
+    version = str(shown[-1]["id"])
+    evaluated = json.loads(run_screen(screen_env, "evaluate", version, str(labelled), "--format", "json").stdout)
+    assert evaluated["gate_refused"] == 2 and evaluated["images"] == 2
+    assert {row["file"] for row in evaluated["excluded"]} == {"lat.jpg", "turned.png"}
+    table = run_screen(screen_env, "evaluate", version, str(labelled)).stdout
+    assert "refused by the gate" in table and "2 of 4" in table
+
+
+def _write(path, values) -> str:
+    path.write_text(json.dumps(values))
+    return str(path)

@@ -143,6 +143,11 @@ def train_candidate(
     )
     manifest = train(run)
     shutil.rmtree(checkpoints)  # finished: nothing left to resume
+    return _carded(services, manifest, artifact, register)
+
+
+def _carded(services: Services, manifest: ModelManifest, artifact: Path, register: bool) -> TrainedCandidate:
+    """The card beside a new artifact, and the artifact registered as a candidate when asked."""
     (artifact.parent / "MODEL_CARD.md").write_text(render_model_card(manifest, artifact.name))
     if not register:
         return TrainedCandidate(manifest, artifact, None)
@@ -194,9 +199,4 @@ def add_gate(
     metrics = {**manifest.metrics, "checks": {**manifest.metrics.get("checks", {}), **checks}}
     gated = replace(manifest, gate=described, metrics=metrics, training_config={**manifest.training_config, **notes})
     gated = replace(gated, artifact_sha256=save_classifier(classifier.model, gated, out, gate))
-    (out.parent / "MODEL_CARD.md").write_text(render_model_card(gated, out.name))
-    if not register:
-        return TrainedCandidate(gated, out, None)
-    with services.sessions.begin() as session:
-        version = register_artifact(session, out, services.settings.registry_dir, load_check=False)
-    return TrainedCandidate(gated, out, version)
+    return _carded(services, gated, out, register)

@@ -1,4 +1,5 @@
-"""Peak memory of `screen train` (one fine-tuning epoch) on N and on 2N images: streaming keeps it flat.
+"""Peak memory of `screen train` (one fine-tuning epoch, and the applicability gate) on N and on 2N images:
+streaming keeps it flat.
 
     python bench/training_memory.py --images 400
 
@@ -41,6 +42,7 @@ def peak_of_one_run(folder: Path, scratch: Path) -> tuple[float, float]:
     )
     env = {**os.environ, "SCREEN_DATA_DIR": str(scratch / "data")}
     command = [SCREEN, "train", str(folder), "--out", str(scratch / "m.zip"), "--config", str(config)]
+    command += ["--out-of-scope", str(DATA / "out-of-scope")]
     started = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", probe, *command, "--fine-tune-epochs", "1", "--no-register"],

@@ -12,7 +12,7 @@ import numpy as np
 
 from screening.model.artifact import read_gate
 from screening.model.calibration import probabilities
-from screening.model.gate import ApplicabilityGate
+from screening.model.gate import ApplicabilityGate, refusal_reason
 from screening.model.manifest import ModelManifest
 from screening.model.network import load_classifier, with_features
 
@@ -42,6 +42,12 @@ class Assessment:
         if self.gate_scores is None or self.gate_threshold is None:
             return np.zeros(self.probabilities.shape, bool)
         return self.gate_scores < self.gate_threshold
+
+    def refusal(self, index: int) -> str | None:
+        """Why image `index` gets no score (the reason its row records), or None when it is scored."""
+        if self.gate_scores is None or not self.refused[index]:
+            return None
+        return refusal_reason(float(self.gate_scores[index]))
 
 
 @dataclass

@@ -12,8 +12,7 @@ from screening.db.schema import ImageStatus
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import prepare_file
 from screening.imaging.preprocess import PreprocessSpec
-from screening.model.gate import refusal_reason
-from screening.model.infer import Classifier
+from screening.model.infer import Assessment, Classifier
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.metrics import binary_metrics, bootstrap_intervals
 
@@ -33,19 +32,17 @@ def score_labelled_folder(
         else:
             labels.append(label)
             names.append(path.name)
-    assessed = classifier.assess(np.stack(images)) if images else None
-    if assessed is not None and assessed.gate_scores is not None:
-        for index in np.flatnonzero(assessed.refused):
-            reason = refusal_reason(float(assessed.gate_scores[index]))
-            excluded.append({"file": names[index], "status": str(ImageStatus.SKIPPED), "reason": reason, "gate": True})
-    kept = ~assessed.refused if assessed is not None else np.zeros(0, bool)
-    scored_labels = np.array(labels)[kept]
+    assessed = classifier.assess(np.stack(images)) if images else Assessment(np.zeros(0))
+    for index, name in enumerate(names):
+        if refusal := assessed.refusal(index):
+            excluded.append({"file": name, "status": str(ImageStatus.SKIPPED), "reason": refusal, "gate": True})
+    kept = ~assessed.refused
+    scored_labels = np.array(labels, int)[kept]
     if not scored_labels.size or scored_labels.min() == scored_labels.max():
         raise LabelledDataError(
             f"after leaving out {len(excluded)} file(s) that cannot be scored, {folder} no longer has images of both "
             "classes"
         )
-    assert assessed is not None
     return scored_labels, assessed.probabilities[kept], excluded
 
 

@@ -356,7 +356,7 @@ def calibrate(run: TrainingRun) -> None:
     run.validation_scores = probabilities(logits, run.temperature)
     run.threshold, run.metrics = _scored(run, run.validation_scores, intervals=True)
     assert run.baseline_scores is not None
-    baseline_threshold, baseline_metrics = _scored(run, run.baseline_scores)
+    _, baseline_metrics = _scored(run, run.baseline_scores)  # its threshold is in its metrics
     run.metrics |= {
         "validation_ece_before_calibration": expected_calibration_error(labels, probabilities(logits, 1.0)),
         "epochs": len(run.history["loss"]),

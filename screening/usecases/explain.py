@@ -14,7 +14,6 @@ from screening.imaging.errors import ImageRejected, NotScreenable
 from screening.imaging.overlay import display_film, overlay_heatmap
 from screening.imaging.pipeline import prepare_radiograph, read_radiograph
 from screening.imaging.preprocess import PreprocessSpec
-from screening.model.gate import refusal_reason
 from screening.usecases.context import Services, active_model
 from screening.usecases.preview import PreviewError, check_image_target
 from screening.usecases.screen_chunk import process_runtime
@@ -43,9 +42,8 @@ def explain(services: Services, file: Path, version: ModelVersion | None = None)
     image = prepare_radiograph(radiograph, PreprocessSpec.from_dict(version.preprocessing)).image
     classifier = process_runtime(services).classifier_for(version)  # the model this process screens with
     assessed = classifier.assess(image[None])
-    if assessed.refused[0]:  # the worker gives it no score: no heatmap either
-        assert assessed.gate_scores is not None
-        raise NotScreenable(refusal_reason(float(assessed.gate_scores[0])))
+    if refusal := assessed.refusal(0):  # the worker gives it no score: no heatmap either
+        raise NotScreenable(refusal)
     probability = float(assessed.probabilities[0])
     heatmap = classifier_grad_cam(classifier.model, image[None])[0]
     return Explanation(

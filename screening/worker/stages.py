@@ -19,7 +19,6 @@ from screening.db.schema import ImageStatus
 from screening.imaging.errors import ImageRejected, NotScreenable, Unreadable
 from screening.imaging.pipeline import prepare, read_image_file
 from screening.imaging.preprocess import PreprocessSpec
-from screening.model.gate import refusal_reason
 
 
 @dataclass
@@ -139,9 +138,8 @@ class Infer:
         assessed = self.classifier.assess(np.stack([image for _, image in ready]))
         per_image_ms = (time.perf_counter() - started) * 1000 / len(ready)
         for index, (job, _) in enumerate(ready):
-            if assessed.refused[index]:
-                assert assessed.gate_scores is not None
-                job.reject(NotScreenable(refusal_reason(float(assessed.gate_scores[index]))))
+            if refusal := assessed.refusal(index):
+                job.reject(NotScreenable(refusal))
             else:
                 job.score(assessed.probabilities[index], self.threshold)
             job.timings_ms[self.name] = per_image_ms

@@ -11,6 +11,8 @@ from helpers import (
     run_screen,
 )
 
+from screening.model.released import RELEASES
+
 
 def test_enqueue_screens_in_process_and_a_rerun_adds_no_work(screen_env, sample_folder, tmp_path):
     first = run_screen(screen_env, "enqueue", "--wait", str(sample_folder))
@@ -62,10 +64,11 @@ def test_preview_writes_what_the_model_sees(screen_env, tmp_path):
     assert refused.returncode != 0 and "skipped: modality CT" in refused.stderr
 
 
-def test_models_list_shows_both_releases_and_the_newest_active(screen_env):
-    first, newest = json.loads(run_screen(screen_env, "models", "list", "--json").stdout)
-    assert (first["status"], newest["status"]) == ("retired", "active")
-    assert first["gate"] is None and newest["gate"] == "frontal-cxr-gate/1"
+def test_models_list_shows_every_release_and_the_newest_active(screen_env):
+    *older, newest = json.loads(run_screen(screen_env, "models", "list", "--json").stdout)
+    assert len(older) == len(RELEASES) - 1 and {v["status"] for v in older} == {"retired"}
+    assert newest["status"] == "active"
+    assert older[0]["gate"] is None and newest["gate"] == "frontal-cxr-gate/1"
     assert newest["sensitivity"] >= 0.9 and 0.0 < newest["threshold"] < 1.0
     rolled_back = run_screen(screen_env, "models", "rollback").stdout
-    assert f"version {first['id']} (resnet50-frozen-head) is active" in rolled_back
+    assert f"version {older[-1]['id']} ({older[-1]['name']}) is active" in rolled_back

@@ -77,6 +77,17 @@ def test_a_gated_version_skips_a_photograph_a_lateral_and_a_turned_film_and_scor
     assert "## Applicability gate" in card and f"refuses **{tested['out_of_scope_refusal_rate']:.1%}**" in card
     assert "| baseline, data |" in card and "## Known failure modes" in card
 
+    ensemble = tmp_path / "ensemble" / "ensemble.zip"
+    alone = ("models", "ensemble", str(artifact), "--source", f"data={training}", "--out", str(ensemble))
+    refused = run_screen(screen_env, *alone, check=False)
+    assert refused.returncode == 2 and "two or more artifacts" in refused.stderr
+    run_screen(screen_env, *alone[:3], str(plain), *alone[3:], "--no-register")
+    assembled, _ = read_artifact(ensemble)
+    assert assembled.architecture.members == 2 and assembled.gate == manifest.gate  # the first member's gate
+    # the same network twice: the mean of its logit with itself is its logit, so its figures come back
+    assert assembled.validation_metrics["roc_auc"] == pytest.approx(manifest.validation_metrics["roc_auc"], abs=1e-3)
+    assert "2 such networks, their logits averaged" in (ensemble.parent / "MODEL_CARD.md").read_text()
+
     run_screen(screen_env, "models", "register", str(artifact), "--activate")
     shown = json.loads(run_screen(screen_env, "models", "list", "--json").stdout)
     assert [v["gate"] for v in shown if v["status"] == "active"] == [gate.version]

@@ -11,7 +11,20 @@ from helpers import REPOSITORY
 from screening.config import load_settings
 from screening.hashing import sha256_hex
 from screening.model.artifact import ArtifactError, read_gate, read_manifest
-from screening.model.network import build_backbone, load_classifier, with_normalisation
+from screening.model.explain import classifier_grad_cam
+from screening.model.manifest import Architecture, ModelManifest
+from screening.model.network import (
+    as_stored,
+    build_backbone,
+    build_classifier,
+    build_ensemble,
+    build_head,
+    load_classifier,
+    member_names,
+    save_classifier,
+    with_features,
+    with_normalisation,
+)
 from screening.model.released import RELEASED_ARTIFACT, RELEASES
 from screening.model.weights import (
     BACKBONE_PARAMETERS,
@@ -67,7 +80,7 @@ def test_full_imagenet_model_recognises_scikit_image_photos(imagenet, photo, cla
 
 def test_released_artifacts_load_and_carry_their_card_numbers():
     """The first release (children only, no gate) stays for rollback; the current one has a gate."""
-    first, current = (REPOSITORY / "models" / name for name in RELEASES)
+    first, current = REPOSITORY / "models" / RELEASES[0], REPOSITORY / "models" / RELEASES[-1]
     model, manifest = load_classifier(first, sha256_hex(first))
     assert model.count_params() == BACKBONE_PARAMETERS + 2048 * 128 + 128 + 128 + 1
     assert manifest.preprocessing["name"] == "cxr-seed-v1" and read_gate(first, manifest) is None
@@ -78,7 +91,7 @@ def test_released_artifacts_load_and_carry_their_card_numbers():
     assert gate is not None and manifest.gate is not None and manifest.gate["test"]["out_of_scope_refusal_rate"] >= 0.95
     assert all(rate <= 0.01 for rate in manifest.gate["test"]["frontal_refusal_rate"].values())
     assert {"kermany", "adult"} <= set(manifest.metrics["validation_by_source"])
-    assert all(path.stat().st_size < 100 * 2**20 for path in (first, current))
+    assert all((REPOSITORY / "models" / name).stat().st_size < 100 * 2**20 for name in RELEASES)
 
 
 def test_an_artifact_that_differs_from_the_registry_is_refused(tmp_path):
@@ -94,6 +107,34 @@ def test_an_artifact_that_differs_from_the_registry_is_refused(tmp_path):
 
 def test_a_worker_process_can_load_one_artifact_after_another():
     """A hot switch builds a second model in the same process: its weight names must still match."""
-    first, _ = load_classifier(REPOSITORY / "models" / RELEASES[0])
-    second, _ = load_classifier(RELEASED)
-    assert [v.path for v in first.weights] == [v.path for v in second.weights]
+    first, manifest = load_classifier(REPOSITORY / "models" / RELEASES[0])
+    assert [v.path for v in first.weights] == manifest.weight_names
+    second, manifest = load_classifier(RELEASED)  # refused if a name had changed (as `conv1_conv_1` would)
+    assert [v.path for v in second.weights] == manifest.weight_names
+
+
+def test_an_ensemble_scores_the_mean_logit_reads_its_first_members_features_and_round_trips(tmp_path):
+    architecture = Architecture(members=2)
+    members = [(build_backbone(name=b), build_head(architecture, name=h)) for b, h in map(member_names, range(2))]
+    ensemble = build_classifier(members)
+    as_stored(ensemble)
+    singles = [build_classifier([member]) for member in members]  # the same layers, alone
+    images = np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3)).astype(np.float32)
+    alone = [single.predict(images, verbose=0) for single in singles]
+    assert not np.allclose(alone[0], alone[1])
+    assert np.allclose(ensemble.predict(images, verbose=0), np.mean(alone, axis=0), atol=1e-4)
+    rows = with_features(ensemble).predict(images, verbose=0)
+    assert np.allclose(rows[:, 1:], with_features(singles[0]).predict(images, verbose=0)[:, 1:], atol=1e-4)
+    assert np.allclose(rows[:, :1], np.mean(alone, axis=0), atol=1e-4)
+    copies = [build_classifier([(build_backbone(), build_head(Architecture()))]) for _ in singles]
+    for copy, single in zip(copies, singles, strict=True):
+        copy.set_weights(single.get_weights())  # as separately loaded networks are: each named as a single one
+    assembled = build_ensemble(copies, Architecture())
+    assert np.allclose(assembled.predict(images, verbose=0), rows[:, :1], atol=1e-4)
+    path = tmp_path / "ensemble.zip"
+    save_classifier(ensemble, ModelManifest("ensemble", architecture, {}, 0.5), path)
+    loaded, manifest = load_classifier(path)
+    assert manifest.architecture.members == 2
+    assert np.allclose(loaded.predict(images, verbose=0), rows[:, :1], atol=1e-4)
+    heatmaps = classifier_grad_cam(loaded, images)
+    assert heatmaps.shape == (3, 7, 7) and np.allclose(heatmaps.max(axis=(1, 2)), 1.0)

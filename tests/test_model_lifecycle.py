@@ -14,7 +14,7 @@ from screening.model.released import RELEASED_ARTIFACT
 
 @pytest.fixture
 def second_model(tmp_path):
-    """A genuinely different model: the released one with its output bias raised by one logit."""
+    """A genuinely different model: the released one with its (first) head's output bias raised by one logit."""
     released = REPOSITORY / "models" / RELEASED_ARTIFACT
     model, manifest = load_classifier(released)
     output = model.get_layer("head").get_layer("pneumonia")

@@ -3,8 +3,9 @@
 import keras
 import numpy as np
 import pytest
-from helpers import DATA, copy_adult_films, copy_training_set
+from helpers import DATA, FULLRES, copy_adult_films, copy_training_set
 
+from screening.config import ImageLimits
 from screening.imaging.preprocess import SPECS, preprocess
 from screening.model.manifest import Architecture, ModelManifest, non_commercial
 from screening.training.config import TrainingConfig
@@ -13,6 +14,7 @@ from screening.training.metrics import threshold_for_every_group, threshold_for_
 from screening.training.retrain import parent_sources, retraining_split
 from screening.training.sources import SourceSpec, balancing_weights, multi_source_split
 from screening.training.split import Example
+from screening.training.stream import LabelledImages
 from screening.training.train import RandomGamma
 
 
@@ -51,15 +53,45 @@ def test_every_source_weighs_the_same_and_each_class_within_it():
     def example(source, label):
         return Example(DATA, label, "p", "s", source)
 
-    examples = [example("big", 0)] * 30 + [example("big", 1)] * 90 + [example("one-class", 1)] * 10
+    examples = (
+        [example("big", 0)] * 30
+        + [example("big", 1)] * 90
+        + [example("one-class", 1)] * 10
+        + [example("adult/both", 0)] * 20
+        + [example("adult/both", 1)] * 10
+        + [example("adult/pneumonia-only", 1)] * 5
+    )
     weights = balancing_weights(examples)
-    totals = {
-        (source, label): weights[[i for i, e in enumerate(examples) if (e.source, e.label) == (source, label)]].sum()
-        for source, label in {(e.source, e.label) for e in examples}
-    }
-    assert totals[("big", 0)] == pytest.approx(totals[("big", 1)])
-    assert totals[("one-class", 1)] == pytest.approx(totals[("big", 0)] + totals[("big", 1)])
+
+    def total(source, label=None):
+        chosen = [e.source.startswith(source) and label in (None, e.label) for e in examples]
+        return float(weights[chosen].sum())
+
+    assert total("big", 0) == pytest.approx(total("big", 1), rel=1e-4)
+    assert total("one-class") == pytest.approx(total("big"), rel=1e-4) == pytest.approx(total("adult"), rel=1e-4)
+    assert total("adult", 0) == pytest.approx(total("adult", 1), rel=1e-4)
+    # a sub-source of one class keeps its share of that class (5 of 15 images), not half of its source
+    assert total("adult/pneumonia-only") == pytest.approx(total("adult", 1) / 3, rel=1e-4)
     assert weights.mean() == pytest.approx(1.0)
+
+
+def test_drawn_epochs_follow_the_balancing_weights_and_carry_none():
+    film = sorted((FULLRES / "val").iterdir())[0]
+    examples = [Example(film, 0, "p", "s", "big")] * 90 + [Example(film, 1, "p", "s", "small")] * 10
+    weights = balancing_weights(examples)
+    drawn = LabelledImages(examples, SPECS["plain-v1"], ImageLimits(), 8, weights, shuffle=True, draws=4000)
+    assert len(drawn) == 500
+    from_small = np.isin(drawn.order, np.arange(90, 100)).mean()
+    assert 0.45 < from_small < 0.55  # 10 images, half the weight: about half the draws
+    images, labels = drawn[0]  # the weights are in the drawing, not in the batch
+    assert images.shape == (8, 224, 224, 3) and labels.shape == (8,)
+    first = drawn.order.copy()
+    drawn.on_epoch_end()
+    assert len(drawn.order) == 4000 and not np.array_equal(first, drawn.order)
+    every_image = LabelledImages(examples, SPECS["plain-v1"], ImageLimits(), 8, weights, shuffle=True)
+    assert len(every_image) == 13 and len(every_image[0]) == 3 and sorted(every_image.order) == list(range(100))
+    with pytest.raises(ValueError, match="weights"):
+        LabelledImages(examples, SPECS["plain-v1"], ImageLimits(), 8, draws=10)
 
 
 def test_recipe_settings_are_checked_when_read():

@@ -16,7 +16,7 @@ from screening.hashing import sha256_hex
 from screening.imaging.errors import NotScreenable
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.infer import Classifier
-from screening.model.released import RELEASED_ARTIFACT
+from screening.model.released import RELEASED_ARTIFACT, RELEASES
 from screening.training.evaluate import score_labelled_folder
 from screening.usecases.context import active_model, bootstrap
 from screening.usecases.enqueue import enqueue_folders, requeue
@@ -131,11 +131,12 @@ def test_register_promote_and_roll_back_without_hard_coded_ids(services, tmp_pat
     assert other.status == "candidate" and other.id != released.id
     assert promote_model(services, other.id).id == other.id
     statuses = {summary.id: summary.status for summary in list_models(services)}
-    first_release = min(statuses)
-    assert statuses == {first_release: "retired", released.id: "retired", other.id: "active"}
+    assert statuses.pop(other.id) == "active" and set(statuses.values()) == {"retired"}
+    assert len(statuses) == len(RELEASES) and max(statuses) == released.id
     assert roll_back(services).id == released.id
     assert show_model(services, other.id)["status"] == "retired"
-    assert roll_back(services).id == first_release  # one further back: the first release
+    for earlier in sorted(statuses, reverse=True)[1:]:  # further back, release by release, to the first
+        assert roll_back(services).id == earlier
     with pytest.raises(ScreeningError, match="no earlier active version"):
         roll_back(services)
     with pytest.raises(ScreeningError, match="not a model artifact"):

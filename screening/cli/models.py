@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -12,7 +13,14 @@ from screening.cli.context import AppContext, pass_app
 from screening.cli.tables import add_row, make_table, print_table
 from screening.usecases.evaluate import evaluate_version
 from screening.usecases.models import list_models, promote_model, register_model, roll_back, show_model
-from screening.usecases.train import SourceSpec, TrainingConfig, add_gate, fetch_backbone_weights, train_candidate
+from screening.usecases.train import (
+    SourceSpec,
+    TrainingConfig,
+    add_gate,
+    assemble_ensemble,
+    fetch_backbone_weights,
+    train_candidate,
+)
 
 
 @click.group()
@@ -62,15 +70,33 @@ def models_register(app: AppContext, artifact: str, activate: bool) -> None:
     click.echo(f"version {version.id} ({version.name}): {version.status}")
 
 
+def _trained_on(function: Callable[..., None]) -> Callable[..., None]:
+    """The options of a command that rebuilds what trained artifacts were trained on: --source, --check-dir and
+    --register/--no-register."""
+    for option in (
+        click.option("--register/--no-register", default=True, show_default=True, help="Register it as a candidate."),
+        click.option(
+            "--check-dir",
+            "check_dirs",
+            multiple=True,
+            type=click.Path(exists=True, file_okay=False),
+            help="Labelled images from elsewhere, scored end to end (as `screen train --check-dir`).",
+        ),
+        click.option(
+            "--source",
+            "sources",
+            multiple=True,
+            required=True,
+            help="The labelled sources of the training, as given to `screen train` (NAME=TRAIN_DIR[,VAL_DIR]).",
+        ),
+    ):
+        function = option(function)
+    return function
+
+
 @models.command("gate")
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--source",
-    "sources",
-    multiple=True,
-    required=True,
-    help="The labelled sources the model was trained on, as given to `screen train` (NAME=TRAIN_DIR[,VAL_DIR]).",
-)
+@_trained_on
 @click.option(
     "--out-of-scope",
     required=True,
@@ -78,14 +104,6 @@ def models_register(app: AppContext, artifact: str, activate: bool) -> None:
     help="Images the model must refuse (see `screen train --out-of-scope`).",
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where the gated artifact goes.")
-@click.option(
-    "--check-dir",
-    "check_dirs",
-    multiple=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Labelled images from elsewhere, scored again through the gate (as `screen train --check-dir`).",
-)
-@click.option("--register/--no-register", default=True, show_default=True, help="Register it as a candidate.")
 @pass_app
 def models_gate(
     app: AppContext,
@@ -109,6 +127,36 @@ def models_gate(
     click.echo(json.dumps({"artifact_sha256": gated.manifest.artifact_sha256, "gate": gated.manifest.gate}, indent=2))
     if gated.version is not None:
         click.echo(f"version {gated.version.id} ({gated.version.name}): {gated.version.status}")
+
+
+@models.command("ensemble")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@_trained_on
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where the ensemble's artifact goes.")
+@pass_app
+def models_ensemble(
+    app: AppContext,
+    artifacts: tuple[str, ...],
+    sources: tuple[str, ...],
+    out: str,
+    check_dirs: tuple[str, ...],
+    register: bool,
+) -> None:
+    """One version from several trained ARTIFACTS: the mean of their logits, calibrated and thresholded afresh on
+    their shared validation split, with the first one's applicability gate. Its card and report go beside --out."""
+    assembled = assemble_ensemble(
+        app.services,
+        [Path(artifact) for artifact in artifacts],
+        [SourceSpec.parse(text) for text in sources],
+        Path(out),
+        tuple(Path(folder) for folder in check_dirs),
+        register,
+    )
+    manifest = assembled.manifest
+    summary = {"artifact_sha256": manifest.artifact_sha256, "threshold": manifest.threshold}
+    click.echo(json.dumps({**summary, "validation_by_source": manifest.metrics["validation_by_source"]}, indent=2))
+    if assembled.version is not None:
+        click.echo(f"version {assembled.version.id} ({assembled.version.name}): {assembled.version.status}")
 
 
 @models.command("show")

@@ -114,6 +114,13 @@ def figures_table(manifest: ModelManifest) -> list[str]:
     ]
 
 
+def _member(member: dict[str, Any]) -> str:
+    """One network of an ensemble: where it came from and what training it took."""
+    trained = member.get("training_resources")
+    cost = f", trained in {trained['wall_minutes']} minutes at a peak of {trained['peak_rss_mb']} MB" if trained else ""
+    return f"`{member['artifact']}` (SHA-256 `{member['sha256'][:12]}…`), {member['phase']}{cost}"
+
+
 def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
     data, metrics, config = manifest.data_manifest, manifest.metrics, manifest.training_config
     head = manifest.architecture
@@ -130,7 +137,10 @@ def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
         f"- Artifact: `{artifact_name}` (SHA-256 `{manifest.artifact_sha256 or 'see registry'}`), "
         f"created {manifest.created_at[:10]}.",
         f"- Architecture: ImageNet normalisation -> Keras ImageNet ResNet50 (no top, average pooling) -> dense "
-        f"{head.head_units} ReLU -> dropout {head.dropout} -> logit. Training: {config['phase']}.",
+        f"{head.head_units} ReLU -> dropout {head.dropout} -> logit"
+        + (f"; {head.members} such networks, their logits averaged" if head.members > 1 else "")
+        + f". Training: {config['phase']}.",
+        *[f"  - member {index}: {_member(member)}" for index, member in enumerate(config.get("members", []), start=1)],
         f"- Preprocessing spec: `{manifest.preprocessing['name']}` (stored in the artifact and the registry).",
         f"- Sources: {_sources(data)}.",
         f"- Split: patient-wise and stratified, seed {config['seed']}: {data['train_images']} training images "
@@ -146,8 +156,8 @@ def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
     ]
     if resources:
         lines.append(
-            f"- Training took {resources['wall_minutes']} minutes at a peak of {resources['peak_rss_mb']} MB "
-            "(resident memory of the training process)."
+            f"- {'Assembling it' if config.get('members') else 'Training'} took {resources['wall_minutes']} minutes "
+            f"at a peak of {resources['peak_rss_mb']} MB (resident memory of the process)."
         )
     lines += [
         "",

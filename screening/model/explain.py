@@ -12,6 +12,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from screening.model.network import members_of
+
 LAST_CONV_STAGE = "conv5_block3_out"  # ResNet50's last residual block: 7 x 7 x 2048 for a 224 x 224 input
 
 
@@ -49,11 +51,18 @@ def grad_cam(features: keras.Model, head: Callable[[Any], Any], images: np.ndarr
 
 
 def classifier_grad_cam(classifier: keras.Model, images: np.ndarray) -> np.ndarray:
-    """Grad-CAM of the pneumonia logit for 0-255 images (N x 224 x 224 x 3): N x 7 x 7 in [0, 1]."""
-    backbone = classifier.get_layer("resnet50")
-    head = classifier.get_layer("head")
+    """Grad-CAM of the pneumonia logit for 0-255 images (N x 224 x 224 x 3): N x 7 x 7 in [0, 1]. Of an ensemble,
+    the mean of its members' maps, each on its own backbone's last stage, scaled again to a peak of 1."""
     normalise = classifier.get_layer("imagenet_normalisation")
-    stage = keras.Model(backbone.inputs, backbone.get_layer(LAST_CONV_STAGE).output)
     inputs = keras.Input(classifier.input_shape[1:])
-    features = keras.Model(inputs, stage(normalise(inputs)))
-    return grad_cam(features, lambda maps: head(keras.ops.mean(maps, axis=(1, 2))), images)
+    maps = []
+    for backbone, head in members_of(classifier):
+        stage = keras.Model(backbone.inputs, backbone.get_layer(LAST_CONV_STAGE).output)
+        features = keras.Model(inputs, stage(normalise(inputs)))
+
+        def pooled_logit(grid: Any, head: keras.Model = head) -> Any:
+            return head(keras.ops.mean(grid, axis=(1, 2)))
+
+        maps.append(grad_cam(features, pooled_logit, images))
+    mean = np.mean(maps, axis=0)
+    return (mean / np.maximum(mean.max(axis=(1, 2), keepdims=True), 1e-12)).astype(np.float32)

@@ -20,11 +20,13 @@ def non_commercial(licence: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Architecture:
-    """ResNet50 (no top, average-pooled) -> dense -> dropout -> one logit."""
+    """ResNet50 (no top, average-pooled) -> dense -> dropout -> one logit; `members` such networks side by side, their
+    logits averaged, for an ensemble."""
 
     backbone: str = "resnet50"
     head_units: int = 128
     dropout: float = 0.3
+    members: int = 1
 
 
 @dataclass(frozen=True)

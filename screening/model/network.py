@@ -5,12 +5,17 @@ forget it; the network ends in a logit, and the sigmoid with the version's tempe
 in one place (model.calibration). An artifact stores weights only: the graph is rebuilt from its
 Architecture, so artifacts written when the head ended in a sigmoid load unchanged (a sigmoid has
 no weights).
+
+An ensemble is the same graph with several members (backbone and head) side by side on the one
+normalised input, and the mean of their logits as its logit. The first member keeps the single
+network's layer names, so what reads "resnet50" (the gate's features) reads the first member.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -34,13 +39,21 @@ class ImageNetNormalisation(keras.layers.Layer):
         return bgr - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype=self.compute_dtype)
 
 
-def build_backbone(imagenet: dict[str, np.ndarray] | None = None, include_top: bool = False) -> keras.Model:
+def member_names(index: int) -> tuple[str, str]:
+    """The layer names of member `index`'s backbone and head: the first member's are the single network's."""
+    return ("resnet50", "head") if index == 0 else (f"resnet50_{index + 1}", f"head_{index + 1}")
+
+
+def build_backbone(
+    imagenet: dict[str, np.ndarray] | None = None, include_top: bool = False, name: str = "resnet50"
+) -> keras.Model:
     """ResNet50 on normalised input; with `imagenet` arrays (from weights.load_imagenet_weights) set by layer name."""
     backbone = keras.applications.ResNet50(
         weights=None,
         include_top=include_top,
         pooling=None if include_top else "avg",
         input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
+        name=name,
     )
     if imagenet is not None:
         for layer in backbone.layers:
@@ -58,7 +71,7 @@ def with_normalisation(*networks: keras.Model, name: str | None = None) -> keras
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_head(architecture: Architecture) -> keras.Model:
+def build_head(architecture: Architecture, name: str = "head") -> keras.Model:
     # Fixed layer names: weight paths must not depend on how many models this process built before.
     return keras.Sequential(
         [
@@ -68,24 +81,59 @@ def build_head(architecture: Architecture) -> keras.Model:
             # float32 under a mixed policy too: the logit feeds a sigmoid that must tell 0.999 from 0.9999.
             keras.layers.Dense(1, name="pneumonia", dtype="float32"),
         ],
-        name="head",
+        name=name,
     )
 
 
-def build_classifier(backbone: keras.Model, head: keras.Model) -> keras.Model:
-    """0-255 RGB image -> the pneumonia logit. Backbone and head stay separately trainable."""
-    return with_normalisation(backbone, head, name="pneumonia_classifier")
+Member = tuple[keras.Model, keras.Model]  # a backbone and the head on its pooled features
+
+
+def _logit_and_features(members: list[Member], normalised: Any) -> tuple[Any, Any]:
+    """The members' mean logit (a single network's own) and the first member's pooled features."""
+    pooled = [backbone(normalised) for backbone, _ in members]
+    logits = [head(features) for (_, head), features in zip(members, pooled, strict=True)]
+    logit = logits[0] if len(logits) == 1 else keras.layers.Average(name="ensemble", dtype="float32")(logits)
+    return logit, pooled[0]
+
+
+def build_classifier(members: list[Member]) -> keras.Model:
+    """0-255 RGB image -> the pneumonia logit. Backbones and heads stay separately trainable."""
+    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3))
+    logit, _ = _logit_and_features(members, ImageNetNormalisation(name="imagenet_normalisation")(inputs))
+    return keras.Model(inputs, logit, name="pneumonia_classifier")
+
+
+def members_of(classifier: keras.Model) -> list[Member]:
+    """The (backbone, head) layers of a classifier, first member first."""
+    names = {layer.name for layer in classifier.layers}
+    members: list[Member] = []
+    while (pair := member_names(len(members)))[0] in names:
+        members.append((classifier.get_layer(pair[0]), classifier.get_layer(pair[1])))
+    return members
 
 
 def with_features(classifier: keras.Model) -> keras.Model:
-    """The classifier's logit followed by the pooled backbone features it came from, as one row per image (column 0
-    the logit): one pass gives the score and what the applicability gate reads. Shares the classifier's weights."""
+    """The classifier's logit followed by the pooled backbone features of its first member, as one row per image
+    (column 0 the logit): one pass gives the score and what the applicability gate reads. Shares the weights."""
     inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3))
     normalised = classifier.get_layer("imagenet_normalisation")(inputs)
-    pooled = classifier.get_layer("resnet50")(normalised)
-    logit = classifier.get_layer("head")(pooled)
+    logit, pooled = _logit_and_features(members_of(classifier), normalised)
     features = keras.ops.cast(pooled, "float32")  # under a mixed policy the backbone computes in half precision
     return keras.Model(inputs, keras.ops.concatenate([logit, features], axis=-1), name="classifier_with_features")
+
+
+def build_ensemble(networks: list[keras.Model], architecture: Architecture) -> keras.Model:
+    """One classifier whose logit is the mean of the `networks`' (each a classifier of `architecture`, loaded), their
+    weights copied member by member."""
+    fresh = [
+        (build_backbone(name=backbone), build_head(architecture, name=head))
+        for backbone, head in map(member_names, range(len(networks)))
+    ]
+    for (backbone, head), network in zip(fresh, networks, strict=True):
+        (trained_backbone, trained_head), *_ = members_of(network)
+        backbone.set_weights(trained_backbone.get_weights())
+        head.set_weights(trained_head.get_weights())
+    return build_classifier(fresh)
 
 
 def as_stored(model: keras.Model) -> None:
@@ -103,7 +151,13 @@ def save_classifier(
 
 def load_classifier(path: Path, expected_sha256: str | None = None) -> tuple[keras.Model, ModelManifest]:
     manifest, arrays = read_artifact(path, expected_sha256)
-    model = build_classifier(build_backbone(), build_head(manifest.architecture))
+    architecture = manifest.architecture
+    model = build_classifier(
+        [
+            (build_backbone(name=backbone), build_head(architecture, name=head))
+            for backbone, head in map(member_names, range(architecture.members))
+        ]
+    )
     expected = [tuple(v.shape) for v in model.weights]
     if [v.path for v in model.weights] != manifest.weight_names or [a.shape for a in arrays] != expected:
         raise ArtifactError(f"{path.name}: weights do not match architecture {manifest.architecture}")

@@ -21,7 +21,7 @@ from screening.hashing import sha256_hex
 from screening.model.artifact import ArtifactError, read_manifest
 
 # The models shipped in models/, oldest first: the last is the current release.
-RELEASES = ("pneumonia_resnet50.zip", "pneumonia_resnet50_v2.zip")
+RELEASES = ("pneumonia_resnet50.zip", "pneumonia_resnet50_v2.zip", "pneumonia_resnet50_v3.zip")
 RELEASED_ARTIFACT = RELEASES[-1]
 
 

@@ -28,6 +28,8 @@ class TrainingConfig:
     fine_tune_learning_rate: float = 1e-5
     fine_tune_batch_size: int = 32
     fine_tune_patience: int = 3
+    # 0: every training image once per epoch, weighted; N: N images drawn per epoch by their balancing weight
+    fine_tune_images_per_epoch: int = 0
     rotation_degrees: float = 10.0
     shift: float = 0.05
     shear: float = 0.05

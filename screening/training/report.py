@@ -80,7 +80,9 @@ def write_report(
     """Write the PNGs and report.md into `directory`; return the Markdown file."""
     directory.mkdir(parents=True, exist_ok=True)
     threshold = manifest.threshold
-    _curves(history, directory / "curves.png")
+    trained = bool(history.get("loss"))  # an ensemble of trained networks has no epochs of its own
+    if trained:
+        _curves(history, directory / "curves.png")
     _roc_pr(labels, scores, directory / "roc_pr.png")
     _confusion(labels, scores, threshold, directory / "confusion.png")
     _mistakes([image for image, _ in mistakes], [caption for _, caption in mistakes], directory / "mistakes.png")
@@ -94,11 +96,12 @@ def write_report(
         f"Wall time {used['wall_minutes']} minutes, peak resident memory {used['peak_rss_mb']} MB." if used else ""
     )
     markdown = directory / "report.md"
+    epochs = f", {len(history['loss'])} epochs" if trained else ""
     markdown.write_text(f"""# Training report: {manifest.name}
 
-{manifest.training_config["phase"]}, {len(history["loss"])} epochs; threshold {threshold:.4f} for
-sensitivity >= {manifest.training_config["target_sensitivity"]:.0%} on the validation split
-({validation["images"]} images); temperature {manifest.temperature:.3f}.
+{manifest.training_config["phase"]}{epochs}; threshold {threshold:.4f} for sensitivity
+>= {manifest.training_config["target_sensitivity"]:.0%} on the validation split ({validation["images"]} images);
+temperature {manifest.temperature:.3f}.
 
 | metric | validation |
 |---|---|
@@ -110,7 +113,7 @@ Per source (95% intervals in brackets), the checks scored end to end, and the ba
 
 {resources}
 
-![loss and ROC AUC per epoch](curves.png)
+{"![loss and ROC AUC per epoch](curves.png)" if trained else ""}
 
 ![ROC and precision-recall curves](roc_pr.png)
 

@@ -104,13 +104,16 @@ def multi_source_split(
 
 
 def balancing_weights(examples: list[Example]) -> np.ndarray:
-    """Per-image training weights: every source weighs the same in total, and within a source each class it has
-    weighs the same, so neither a large source nor a source's class balance becomes what the model learns.
-    Normalised to a mean of 1."""
-    cells = Counter((example.source, example.label) for example in examples)
+    """Per-image training weights: every labelled source (by its top-level name) weighs the same in total, and
+    within a source each class it has weighs the same, so neither a large source nor a source's class balance
+    becomes what the model learns. Sub-sources (`adult/NIH ChestX-ray14`) keep their share of their source's
+    class: one that gives a single class (ieee8023: pneumonia only) must not carry half its source's weight,
+    or its look would become "pneumonia". Normalised to a mean of 1."""
+    sources = [example.source.split("/")[0] for example in examples]
+    cells = Counter(zip(sources, (example.label for example in examples), strict=True))
     labels_of = Counter(source for source, _ in cells)
-    sources = len(labels_of)
     weights = np.array(
-        [1.0 / (sources * labels_of[e.source] * cells[(e.source, e.label)]) for e in examples], np.float64
+        [1.0 / (len(labels_of) * labels_of[s] * cells[(s, e.label)]) for s, e in zip(sources, examples, strict=True)],
+        np.float64,
     )
     return (weights * len(examples) / weights.sum()).astype(np.float32)

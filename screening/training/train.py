@@ -1,6 +1,7 @@
 """Transfer learning from ImageNet ResNet50, as named steps that pass one TrainingRun along.
 
-features -> baseline -> head -> fine-tune -> calibrate -> gate -> check -> package:
+features -> baseline -> head -> fine-tune -> calibrate -> gate -> check -> package (an ensemble of trained networks:
+features -> baseline -> calibrate -> check -> package, see `assemble`):
 
 1. features: the frozen backbone's features of every image, cached by content hash; the baseline to
    beat is a logistic regression on them.
@@ -37,12 +38,13 @@ from screening.imaging.pipeline import prepare_file
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.calibration import fit_temperature, probabilities
 from screening.model.gate import ApplicabilityGate
-from screening.model.infer import Classifier, predict_batches, predict_in_batches
+from screening.model.infer import Classifier, predict_batches
 from screening.model.manifest import Architecture, ModelManifest
 from screening.model.network import (
     as_stored,
     build_backbone,
     build_classifier,
+    build_ensemble,
     build_head,
     save_classifier,
     with_normalisation,
@@ -242,7 +244,7 @@ def fit_head(run: TrainingRun) -> None:
         run.history = progress.history
         history.write_text(json.dumps(run.history))
         run.head.save_weights(done)
-    run.classifier = build_classifier(run.backbone, run.head)
+    run.classifier = build_classifier([(run.backbone, run.head)])
 
 
 def _augmentation(config: TrainingConfig) -> keras.Sequential:
@@ -289,7 +291,14 @@ def fine_tune(run: TrainingRun) -> None:
     trainer = keras.Sequential([keras.Input(run.classifier.input_shape[1:]), _augmentation(config), run.classifier])
     batch, weights = config.fine_tune_batch_size, balancing_weights(run.split.train)
     train_batches = LabelledImages(
-        run.split.train, run.spec, run.limits, batch, weights, shuffle=True, seed=config.seed
+        run.split.train,
+        run.spec,
+        run.limits,
+        batch,
+        weights,
+        shuffle=True,
+        seed=config.seed,
+        draws=config.fine_tune_images_per_epoch,
     )
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.fine_tune_learning_rate
     if config.learning_rate_schedule == "cosine":  # warm up over the first epoch, then decay to 0 at the last
@@ -302,7 +311,7 @@ def fine_tune(run: TrainingRun) -> None:
         )
     _compile(trainer, learning_rate, config.label_smoothing)
     history_file, best = _checkpoint(run, "fine-tune-history.json"), _checkpoint(run, "fine-tune-best.weights.h5")
-    progress = EpochLog("fine-tuning", config.fine_tune_epochs, len(run.split.train), run.say, history_file)
+    progress = EpochLog("fine-tuning", config.fine_tune_epochs, len(train_batches.order), run.say, history_file)
     so_far = progress.history.get("val_auc", [])
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.fine_tune_patience)
@@ -342,20 +351,16 @@ def fine_tune(run: TrainingRun) -> None:
 
 
 def calibrate(run: TrainingRun) -> None:
-    """Temperature and threshold from the validation side (every source together), at the weights as stored;
-    metrics there, per source, and on the check folders."""
-    assert run.classifier is not None and run.head is not None and run.validation_features is not None
+    """Temperature and threshold from the validation side (every source together), its images scored end to end
+    at the weights as stored; metrics there, per source, with the baseline's beside them."""
+    assert run.classifier is not None and run.baseline_scores is not None
     as_stored(run.classifier)
-    if run.config.fine_tune_epochs:  # the backbone changed: its cached features no longer hold
-        batches = LabelledImages(run.split.validation, run.spec, run.limits, run.config.fine_tune_batch_size)
-        logits = predict_batches(run.classifier, batches.images())[:, 0]
-    else:
-        logits = predict_in_batches(run.head, run.validation_features, run.config.batch_size)[:, 0]
+    batches = LabelledImages(run.split.validation, run.spec, run.limits, run.config.fine_tune_batch_size)
+    logits = predict_batches(run.classifier, batches.images())[:, 0]
     labels = run.split.labels("validation")
     run.temperature = fit_temperature(labels, logits)
     run.validation_scores = probabilities(logits, run.temperature)
     run.threshold, run.metrics = _scored(run, run.validation_scores, intervals=True)
-    assert run.baseline_scores is not None
     _, baseline_metrics = _scored(run, run.baseline_scores)  # its threshold is in its metrics
     run.metrics |= {
         "validation_ece_before_calibration": expected_calibration_error(labels, probabilities(logits, 1.0)),
@@ -415,6 +420,19 @@ def _scored(run: TrainingRun, scores: np.ndarray, intervals: bool = False) -> tu
         if intervals and 0 < labels[members].sum() < members.sum():
             by_source[group]["ci95"] = bootstrap_intervals(labels[members], scores[members], threshold)
     return threshold, {"validation": binary_metrics(labels, scores, threshold), "validation_by_source": by_source}
+
+
+def assemble(run: TrainingRun, members: list[Classifier]) -> ModelManifest:
+    """An ensemble of trained single networks (validated on run.split) as one version: the mean of their logits,
+    calibrated, thresholded and reported like a trained network, beside the same baseline. The first member's gate
+    is kept: the ensemble's features for it are the first member's, the ones it was fitted and tested on."""
+    keras.utils.set_random_seed(run.config.seed)
+    run.classifier = build_ensemble([member.model for member in members], run.architecture)
+    run.gate, run.gate_description = members[0].gate, members[0].manifest.gate
+    run.history = {key: [] for key in HISTORY_KEYS}
+    for step in (features, baseline, calibrate, check):
+        step(run)
+    return package(run)
 
 
 def package(run: TrainingRun) -> ModelManifest:

@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from screening.config import Settings
 from screening.db.schema import ModelVersion, utcnow
@@ -20,14 +21,18 @@ from screening.model.released import register_artifact, registered_file
 from screening.training.config import TrainingConfig
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.sources import SourceSpec, multi_source_split
-from screening.training.split import check_training_folder
+from screening.training.split import Split, check_training_folder
 from screening.usecases.context import Services
+
+if TYPE_CHECKING:  # the training module loads a Keras backend: only when a run starts
+    from screening.training.train import TrainingRun
 
 __all__ = [
     "SourceSpec",
     "TrainingConfig",
     "TrainedCandidate",
     "add_gate",
+    "assemble_ensemble",
     "fetch_backbone_weights",
     "train_candidate",
 ]
@@ -121,21 +126,20 @@ def train_candidate(
         raise ArtifactTaken(f"{artifact} is the artifact of registered model version {taken.id}: choose another --out")
     split = multi_source_split(sources, config.validation_fraction, config.seed, config.commercial_use_only)
     checkpoints = _checkpoints(artifact, config, split.manifest(), resume)
-    from screening.training.train import TrainingRun, train
+    from screening.training.train import train
 
     single = len(sources) == 1 and sources[0].validation is None
     notes = {"data_dir": str(sources[0].train.resolve())} if single else {}
     if out_of_scope is not None:
         notes["out_of_scope_dir"] = str(out_of_scope.resolve())
-    run = TrainingRun(
-        split=split,
-        weights_file=fetch_backbone_weights(services.settings),
-        artifact_path=artifact,
-        cache_dir=services.settings.data_dir / "cache",
-        config=config,
-        limits=services.settings.image_limits,
-        notes={**notes, "sources": {spec.name: spec.describe() for spec in sources}},
-        checks={folder.name: folder for folder in check_dirs},
+    run = _training_run(
+        services,
+        split,
+        config,
+        artifact,
+        sources,
+        check_dirs,
+        notes,
         say=say,
         checkpoint_dir=checkpoints,
         spec=SPECS[config.preprocessing],
@@ -146,6 +150,33 @@ def train_candidate(
     return _carded(services, manifest, artifact, register)
 
 
+def _training_run(
+    services: Services,
+    split: Split,
+    config: TrainingConfig,
+    artifact: Path,
+    sources: list[SourceSpec],
+    check_dirs: tuple[Path, ...],
+    notes: dict[str, Any],
+    **steps: Any,
+) -> TrainingRun:
+    """A training run with what every run takes from the settings (the ImageNet weights, the feature cache, the
+    image limits) and records (its sources, its check folders); `steps` are TrainingRun's other fields."""
+    from screening.training.train import TrainingRun
+
+    return TrainingRun(
+        split=split,
+        weights_file=fetch_backbone_weights(services.settings),
+        artifact_path=artifact,
+        cache_dir=services.settings.data_dir / "cache",
+        config=config,
+        limits=services.settings.image_limits,
+        notes={**notes, "sources": {spec.name: spec.describe() for spec in sources}},
+        checks={folder.name: folder for folder in check_dirs},
+        **steps,
+    )
+
+
 def _carded(services: Services, manifest: ModelManifest, artifact: Path, register: bool) -> TrainedCandidate:
     """The card beside a new artifact, and the artifact registered as a candidate when asked."""
     (artifact.parent / "MODEL_CARD.md").write_text(render_model_card(manifest, artifact.name))
@@ -154,6 +185,29 @@ def _carded(services: Services, manifest: ModelManifest, artifact: Path, registe
     with services.sessions.begin() as session:
         version = register_artifact(session, artifact, services.settings.registry_dir, load_check=False)
     return TrainedCandidate(manifest, artifact, version)
+
+
+def _trained_split(
+    artifact: Path, manifest: ModelManifest, sources: list[SourceSpec], check_dirs: tuple[Path, ...]
+) -> tuple[Split, TrainingConfig]:
+    """The split `artifact` was trained on, rebuilt from `sources` (refused when they do not give its validation
+    side: its figures would be on other films), and its recipe; every folder checked before a backend loads."""
+    config = TrainingConfig.from_dict(manifest.training_config, ignore_unknown=True)
+    _check_sources(sources, config.validation_fraction)
+    for folder in check_dirs:
+        labelled_folder(folder)
+    split = multi_source_split(sources, config.validation_fraction, config.seed, config.commercial_use_only)
+    if sorted(example.sha256 for example in split.validation) != sorted(manifest.validation_hashes()):
+        raise InvalidRequest(f"these sources do not give the validation split {artifact.name} was trained with")
+    return split, config
+
+
+def _free(services: Services, out: Path, inputs: list[Path]) -> None:
+    """Refuse an `out` that is a registered artifact or one of the inputs."""
+    with services.sessions() as session:
+        taken = registered_file(session, out)
+    if taken is not None or any(out.resolve() == path.resolve() for path in inputs):
+        raise ArtifactTaken(f"{out} is a registered or an input artifact: choose another --out")
 
 
 def add_gate(
@@ -169,17 +223,8 @@ def add_gate(
     `sources` must give the split the model was trained on, so that the gate is tested on the same validation
     films the model was and never fitted on them. Each of `check_dirs` is scored again, through the gate."""
     manifest = read_manifest(artifact)
-    config = TrainingConfig.from_dict(manifest.training_config, ignore_unknown=True)
-    _check_sources(sources, config.validation_fraction)
-    for folder in check_dirs:
-        labelled_folder(folder)
-    with services.sessions() as session:
-        taken = registered_file(session, out)
-    if taken is not None or out.resolve() == artifact.resolve():
-        raise ArtifactTaken(f"{out} is a registered or the input artifact: choose another --out")
-    split = multi_source_split(sources, config.validation_fraction, config.seed, config.commercial_use_only)
-    if sorted(example.sha256 for example in split.validation) != sorted(manifest.validation_hashes()):
-        raise InvalidRequest(f"these sources do not give the validation split {artifact.name} was trained with")
+    split, config = _trained_split(artifact, manifest, sources, check_dirs)
+    _free(services, out, [artifact])
     from screening.model.infer import Classifier
     from screening.model.network import save_classifier
     from screening.training.evaluate import folder_metrics
@@ -200,3 +245,58 @@ def add_gate(
     gated = replace(manifest, gate=described, metrics=metrics, training_config={**manifest.training_config, **notes})
     gated = replace(gated, artifact_sha256=save_classifier(classifier.model, gated, out, gate))
     return _carded(services, gated, out, register)
+
+
+def assemble_ensemble(
+    services: Services,
+    artifacts: list[Path],
+    sources: list[SourceSpec],
+    out: Path,
+    check_dirs: tuple[Path, ...] = (),
+    register: bool = True,
+) -> TrainedCandidate:
+    """`screen models ensemble`: trained single networks as one version that scores the mean of their logits,
+    calibrated and thresholded afresh on the validation split they all share (`sources` must give it), by the
+    first one's recipe, with the first one's gate. Refused before a backend loads when they read images
+    differently, are not single networks of one architecture, or were validated on other films."""
+    if len(artifacts) < 2:
+        raise InvalidRequest("an ensemble needs two or more artifacts")
+    manifests = [read_manifest(artifact) for artifact in artifacts]
+    first = manifests[0]
+    for artifact, manifest in zip(artifacts, manifests, strict=True):
+        if manifest.architecture != first.architecture or manifest.architecture.members != 1:
+            raise InvalidRequest(f"{artifact.name} is not a single network of {artifacts[0].name}'s architecture")
+        if manifest.preprocessing != first.preprocessing:
+            raise InvalidRequest(f"{artifact.name} reads images with another preprocessing than {artifacts[0].name}")
+        if sorted(manifest.validation_hashes()) != sorted(first.validation_hashes()):
+            raise InvalidRequest(f"{artifact.name} was validated on other films than {artifacts[0].name}")
+    split, config = _trained_split(artifacts[0], first, sources, check_dirs)
+    _free(services, out, artifacts)
+    from screening.model.infer import Classifier
+    from screening.training.train import assemble
+
+    members = [
+        {
+            "artifact": artifact.name,
+            "sha256": sha256_hex(artifact),
+            "phase": manifest.training_config.get("phase"),
+            "training_resources": manifest.metrics.get("training_resources"),
+        }
+        for artifact, manifest in zip(artifacts, manifests, strict=True)
+    ]
+    inherited = {key: first.training_config[key] for key in ("out_of_scope_dir",) if key in first.training_config}
+    notes = {**inherited, "phase": f"the mean logit of {len(artifacts)} trained networks", "members": members}
+    run = _training_run(
+        services,
+        split,
+        config,
+        out,
+        sources,
+        check_dirs,
+        notes,
+        name=first.name,
+        architecture=replace(first.architecture, members=len(artifacts)),
+        spec=PreprocessSpec.from_dict(first.preprocessing),
+    )
+    manifest = assemble(run, [Classifier.load(artifact, None) for artifact in artifacts])
+    return _carded(services, manifest, out, register)

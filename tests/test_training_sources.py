@@ -13,9 +13,9 @@ from screening.training.labelled import LabelledDataError
 from screening.training.metrics import threshold_for_every_group, threshold_for_sensitivity
 from screening.training.retrain import parent_sources, retraining_split
 from screening.training.sources import SourceSpec, balancing_weights, multi_source_split
-from screening.training.split import Example
+from screening.training.split import Example, Split
 from screening.training.stream import LabelledImages
-from screening.training.train import RandomGamma
+from screening.training.train import RandomGamma, TrainingRun, train
 
 
 def test_a_source_is_a_name_and_one_or_two_folders():
@@ -92,6 +92,15 @@ def test_drawn_epochs_follow_the_balancing_weights_and_carry_none():
     assert len(every_image) == 13 and len(every_image[0]) == 3 and sorted(every_image.order) == list(range(100))
     with pytest.raises(ValueError, match="weights"):
         LabelledImages(examples, SPECS["plain-v1"], ImageLimits(), 8, draws=10)
+
+
+def test_training_refuses_to_fit_an_ensemble(tmp_path):
+    """An ensemble is assembled from trained networks (`screen models ensemble`); retraining one trains one network."""
+    ensemble = Architecture(members=2)
+    run = TrainingRun(Split([], []), tmp_path / "w.npz", tmp_path / "m.zip", tmp_path, architecture=ensemble)
+    with pytest.raises(ValueError, match="training fits one network, not 2"):
+        train(run)
+    assert not (tmp_path / "m.zip").exists()
 
 
 def test_recipe_settings_are_checked_when_read():

@@ -122,13 +122,18 @@ def with_features(classifier: keras.Model) -> keras.Model:
     return keras.Model(inputs, keras.ops.concatenate([logit, features], axis=-1), name="classifier_with_features")
 
 
+def _untrained_members(architecture: Architecture, count: int) -> list[Member]:
+    """`count` members of `architecture`, named as an ensemble names them, their weights still to be set."""
+    return [
+        (build_backbone(name=backbone), build_head(architecture, name=head))
+        for backbone, head in map(member_names, range(count))
+    ]
+
+
 def build_ensemble(networks: list[keras.Model], architecture: Architecture) -> keras.Model:
     """One classifier whose logit is the mean of the `networks`' (each a classifier of `architecture`, loaded), their
     weights copied member by member."""
-    fresh = [
-        (build_backbone(name=backbone), build_head(architecture, name=head))
-        for backbone, head in map(member_names, range(len(networks)))
-    ]
+    fresh = _untrained_members(architecture, len(networks))
     for (backbone, head), network in zip(fresh, networks, strict=True):
         (trained_backbone, trained_head), *_ = members_of(network)
         backbone.set_weights(trained_backbone.get_weights())
@@ -151,13 +156,7 @@ def save_classifier(
 
 def load_classifier(path: Path, expected_sha256: str | None = None) -> tuple[keras.Model, ModelManifest]:
     manifest, arrays = read_artifact(path, expected_sha256)
-    architecture = manifest.architecture
-    model = build_classifier(
-        [
-            (build_backbone(name=backbone), build_head(architecture, name=head))
-            for backbone, head in map(member_names, range(architecture.members))
-        ]
-    )
+    model = build_classifier(_untrained_members(manifest.architecture, manifest.architecture.members))
     expected = [tuple(v.shape) for v in model.weights]
     if [v.path for v in model.weights] != manifest.weight_names or [a.shape for a in arrays] != expected:
         raise ArtifactError(f"{path.name}: weights do not match architecture {manifest.architecture}")

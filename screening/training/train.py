@@ -112,6 +112,8 @@ class TrainingRun:
 def train(run: TrainingRun) -> ModelManifest:
     """Every step in order; returns the manifest of the artifact written to run.artifact_path. Without a checkpoint
     folder (nothing to resume), the steps keep their state in a temporary one."""
+    if run.architecture.members != 1:
+        raise ValueError(f"training fits one network, not {run.architecture.members}: an ensemble is assembled")
     keras.utils.set_random_seed(run.config.seed)
     with tempfile.TemporaryDirectory(prefix="training-") as scratch:
         run.checkpoint_dir = run.checkpoint_dir or Path(scratch)

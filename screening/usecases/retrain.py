@@ -3,8 +3,9 @@ promoted if it is not worse on the same validation split, or kept on record as r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from screening.db.labels import radiologist_labels
 from screening.db.registry import active_version, promote, reject
@@ -20,7 +21,7 @@ from screening.training.retrain import (
     retraining_split,
 )
 from screening.usecases.context import Services
-from screening.usecases.train import fetch_backbone_weights
+from screening.usecases.train import training_run
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def retrain_active(services: Services, data_dir: Path | None = None, tolerance: 
     """Retrain the active version on its training data (default: the folder it records) plus the labels."""
     from screening.imaging.preprocess import PreprocessSpec
     from screening.training.config import TrainingConfig
-    from screening.training.train import TrainingRun, train
+    from screening.training.train import train
 
     settings = services.settings
     with services.sessions() as session:
@@ -58,27 +59,25 @@ def retrain_active(services: Services, data_dir: Path | None = None, tolerance: 
             f"version {active.id} has an applicability gate, and the out-of-scope images it was fitted on "
             f"({out_of_scope or 'not recorded'}) are gone: a retrained version needs a gate of its own"
         )
-    notes = {"sources": {spec.name: spec.describe() for spec in sources}, "radiologist_labels": feedback}
-    if len(sources) == 1 and sources[0].validation is None:
-        notes["data_dir"] = str(sources[0].train.resolve())
+    notes: dict[str, Any] = {"radiologist_labels": feedback}
     if parent.gate is not None:
         notes["out_of_scope_dir"] = out_of_scope
     artifact = settings.data_dir / "models" / f"retrained-{utcnow():%Y%m%dT%H%M%S}.zip"
-    manifest = train(
-        TrainingRun(
-            split=split,
-            weights_file=fetch_backbone_weights(settings),
-            artifact_path=artifact,
-            cache_dir=settings.data_dir / "cache",
-            config=TrainingConfig.from_dict(parent.training_config, ignore_unknown=True),
-            limits=settings.image_limits,
-            name=f"{parent.name.removesuffix('-retrained')}-retrained",
-            notes=notes,
-            architecture=parent.architecture,
-            spec=PreprocessSpec.from_dict(parent.preprocessing),
-            out_of_scope=Path(out_of_scope) if parent.gate is not None and out_of_scope else None,
-        )
+    run = training_run(
+        services,
+        split,
+        TrainingConfig.from_dict(parent.training_config, ignore_unknown=True),
+        artifact,
+        sources,
+        (),
+        notes,
+        name=f"{parent.name.removesuffix('-retrained')}-retrained",
+        # one network, also when the active version is an ensemble of several
+        architecture=replace(parent.architecture, members=1),
+        spec=PreprocessSpec.from_dict(parent.preprocessing),
+        out_of_scope=Path(out_of_scope) if parent.gate is not None and out_of_scope else None,
     )
+    manifest = train(run)
     decision = promotion_decision(parent.validation_metrics, manifest.validation_metrics, tolerance)
     with services.sessions.begin() as session:
         version = register_artifact(session, artifact, settings.registry_dir, parent_id=active.id, load_check=False)

@@ -35,6 +35,7 @@ __all__ = [
     "assemble_ensemble",
     "fetch_backbone_weights",
     "train_candidate",
+    "training_run",
 ]
 
 
@@ -128,11 +129,8 @@ def train_candidate(
     checkpoints = _checkpoints(artifact, config, split.manifest(), resume)
     from screening.training.train import train
 
-    single = len(sources) == 1 and sources[0].validation is None
-    notes = {"data_dir": str(sources[0].train.resolve())} if single else {}
-    if out_of_scope is not None:
-        notes["out_of_scope_dir"] = str(out_of_scope.resolve())
-    run = _training_run(
+    notes = {"out_of_scope_dir": str(out_of_scope.resolve())} if out_of_scope is not None else {}
+    run = training_run(
         services,
         split,
         config,
@@ -150,7 +148,7 @@ def train_candidate(
     return _carded(services, manifest, artifact, register)
 
 
-def _training_run(
+def training_run(
     services: Services,
     split: Split,
     config: TrainingConfig,
@@ -161,9 +159,13 @@ def _training_run(
     **steps: Any,
 ) -> TrainingRun:
     """A training run with what every run takes from the settings (the ImageNet weights, the feature cache, the
-    image limits) and records (its sources, its check folders); `steps` are TrainingRun's other fields."""
+    image limits) and records (its sources, and a single patient-split source's folder as `data_dir`, where
+    retraining finds them; its check folders); `steps` are TrainingRun's other fields."""
     from screening.training.train import TrainingRun
 
+    recorded: dict[str, Any] = {"sources": {spec.name: spec.describe() for spec in sources}}
+    if len(sources) == 1 and sources[0].validation is None:
+        recorded["data_dir"] = str(sources[0].train.resolve())
     return TrainingRun(
         split=split,
         weights_file=fetch_backbone_weights(services.settings),
@@ -171,7 +173,7 @@ def _training_run(
         cache_dir=services.settings.data_dir / "cache",
         config=config,
         limits=services.settings.image_limits,
-        notes={**notes, "sources": {spec.name: spec.describe() for spec in sources}},
+        notes={**notes, **recorded},
         checks={folder.name: folder for folder in check_dirs},
         **steps,
     )
@@ -286,7 +288,7 @@ def assemble_ensemble(
     ]
     inherited = {key: first.training_config[key] for key in ("out_of_scope_dir",) if key in first.training_config}
     notes = {**inherited, "phase": f"the mean logit of {len(artifacts)} trained networks", "members": members}
-    run = _training_run(
+    run = training_run(
         services,
         split,
         config,

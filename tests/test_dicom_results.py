@@ -24,12 +24,12 @@ from screening.dicomnet.spool import Spool
 from screening.model.explain import grad_cam
 
 CHEST = DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm"
-MODEL = ModelIdentity("resnet50-frozen-head", 7, "ab" * 32, 0.7917)
+MODEL = ModelIdentity("resnet50-frozen-head", 7, "ab" * 32)
 
 
 def test_the_report_is_a_tid_1500_sr_highdicom_reads_back_with_the_score_and_the_model(tmp_path):
     header = pydicom.dcmread(CHEST, stop_before_pixels=True)
-    report = screening_report([ScreenedImage(header, 0.93, True)], MODEL)
+    report = screening_report([ScreenedImage(header, 0.93, True, 0.7917, "adult, threshold 0.792 (header)")], MODEL)
     report.save_as(tmp_path / "sr.dcm", enforce_file_format=True)
     back = hd.sr.srread(tmp_path / "sr.dcm")
     assert back.StudyInstanceUID == header.StudyInstanceUID and back.SeriesInstanceUID != header.SeriesInstanceUID
@@ -43,6 +43,7 @@ def test_the_report_is_a_tid_1500_sr_highdicom_reads_back_with_the_score_and_the
     texts = text_items(back)
     assert ("Algorithm Name", "resnet50-frozen-head") in texts and ("Algorithm Version", "7") in texts
     assert ("Algorithm Parameters", "artifact SHA-256 " + "ab" * 32) in texts
+    assert ("Algorithm Parameters", "operating point: adult, threshold 0.792 (header)") in texts
     (evidence,) = back.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == header.SOPInstanceUID
     assert made_by_us(back)
@@ -60,7 +61,7 @@ def text_items(dataset) -> set[tuple[str, str]]:
 
 def test_a_normal_image_is_reported_absent_and_the_heatmap_capture_joins_the_study(tmp_path):
     source = pydicom.dcmread(CHEST)
-    report = screening_report([ScreenedImage(source, 0.12, False)], MODEL)
+    report = screening_report([ScreenedImage(source, 0.12, False, 0.7917)], MODEL)
     (group,) = report_groups(report, tmp_path)
     assert group.get_qualitative_evaluations()[0].value.meaning == "Absent"
     overlay = np.zeros((64, 48, 3), np.uint8)

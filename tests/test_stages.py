@@ -61,8 +61,10 @@ def test_infer_scores_the_good_jobs_and_leaves_the_rejected_ones():
     classifier = Classifier.load(REPOSITORY / "models" / RELEASED_ARTIFACT, None)
     good = run_image_stages(job_for(JPEG), STAGES)
     bad = run_image_stages(job_for(DICOM / "ct_small_not_xray.dcm"), STAGES)
-    Infer(classifier, threshold=0.5)([good, bad])
-    assert good.status == "done" and 0.0 <= good.probability <= 1.0
-    assert good.flagged == (good.probability >= 0.5) and good.timings_ms["infer"] > 0
+    Infer(classifier)([good, bad])
+    assert good.status == "done" and good.scored is not None and 0.0 <= good.scored.probability <= 1.0
+    threshold = classifier.policy.decide(good.known_population(), good.scored.adult_score).point.threshold
+    assert good.scored.threshold == threshold and good.scored.flagged == (good.scored.probability >= threshold)
+    assert good.timings_ms["infer"] > 0
     assert bad.status == "skipped" and bad.probability is None
     assert np.isfinite(good.timings_ms["preprocess"])

@@ -10,7 +10,7 @@ import pytest
 from helpers import DATA, REPOSITORY, SCREEN, copy_adult_films, copy_training_set, run_screen
 
 from screening.config import load_settings
-from screening.model.artifact import read_artifact
+from screening.model.artifact import read_age_estimate, read_artifact
 from screening.model.network import compact
 from screening.model.weights import CACHE_NAME, load_imagenet_weights
 
@@ -64,7 +64,10 @@ def test_an_unknown_training_setting_is_refused(screen_env, small_training_set, 
 def test_a_multi_source_run_killed_mid_fine_tuning_resumes_from_its_checkpoint(screen_env, tmp_path):
     kermany, adult = copy_training_set(tmp_path / "kermany", per_class=20), copy_adult_films(tmp_path / "adult", 12, 6)
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"epochs": 4, "fine_tune_batch_size": 8, "fine_tune_patience": 5}))
+    populations = {"kermany": "child", "adult": "adult"}
+    config.write_text(
+        json.dumps({"epochs": 4, "fine_tune_batch_size": 8, "fine_tune_patience": 5, "populations": populations})
+    )
     arguments = [
         "train", "--source", f"kermany={kermany}", "--source", f"adult={adult / 'train'},{adult / 'val'}",
         "--out", str(tmp_path / "multi.zip"), "--config", str(config), "--fine-tune-epochs", "3", "--no-register",
@@ -106,6 +109,11 @@ def test_a_multi_source_run_killed_mid_fine_tuning_resumes_from_its_checkpoint(s
     assert manifest.gate is not None and "gate: refuses" in resumed  # fitted on the final, fine-tuned network
     assert {"kermany", "varied"} <= set(manifest.gate["test"]["frontal_refusal_rate"])
     assert set(manifest.metrics["baseline"]["validation_by_source"]) == set(by_source)
+    # an operating point per population, each on its own validation films, and the age-group estimate
+    assert "operating point, child: threshold" in resumed and "operating point, adult: threshold" in resumed
+    assert set(manifest.populations["points"]) == {"child", "adult"}
+    assert read_age_estimate(tmp_path / "multi.zip", manifest) is not None
+    assert manifest.metrics["populations"]["adult"]["images"] == by_source["adult"]["images"]
 
 
 @pytest.mark.e2e  # a `screen train` process

@@ -88,12 +88,12 @@ def test_preview_worker_and_evaluation_give_one_probability_per_file(services, t
     version = active_model(services)
     classifier = Classifier.load(RELEASED, version.artifact_sha256)
     spec = PreprocessSpec.from_dict(version.preprocessing)
-    labels, evaluated, excluded = score_labelled_folder(classifier, spec, labelled)
-    preview = [classifier.probabilities(model_view(services, path)[0].image[None])[0] for path in files.values()]
+    evaluated = score_labelled_folder(classifier, spec, labelled)
+    preview = [classifier.assess(model_view(services, path)[0].image[None]).probabilities[0] for path in files.values()]
 
     expected = [worker[path.name] for path in files.values()]
-    assert list(labels) == [0, 1] and not excluded
-    np.testing.assert_allclose(evaluated, expected, rtol=1e-5)
+    assert list(evaluated.labels) == [0, 1] and not evaluated.excluded
+    np.testing.assert_allclose(evaluated.probabilities, expected, rtol=1e-5)
     np.testing.assert_allclose(preview, expected, rtol=1e-5)
     metrics = evaluate_version(services, version.id, labelled, rounds=20)
     assert metrics["model_version"] == version.id and metrics["images"] == 2

@@ -16,10 +16,10 @@ from rich.table import Table
 
 from screening.cli.context import AppContext, pass_app
 from screening.cli.tables import add_row, make_table, print_table
-from screening.usecases.enqueue import BatchMode, EnqueueEvents, batch_mode, enqueue_folders, requeue
+from screening.usecases.enqueue import BatchMode, EnqueueEvents, Population, batch_mode, enqueue_folders, requeue
 from screening.usecases.explain import write_explanation
 from screening.usecases.preview import write_preview
-from screening.usecases.results import BatchProgress, ImageRow, StudyRow, batch_results, batch_status
+from screening.usecases.results import BatchProgress, ImageRow, StudyRow, batch_results, batch_status, operating_point
 
 console = Console(stderr=True)
 
@@ -52,8 +52,14 @@ def _summary(progress: BatchProgress) -> str:
     is_flag=True,
     help="With a broker: show progress until every image is screened (without one, enqueue always waits).",
 )
+@click.option(
+    "--population",
+    type=click.Choice([population.value for population in Population]),
+    help="The population of these folders' images (children under 18, or adults): decides the operating point of "
+    "each image whose DICOM header gives no valid age, instead of the model's age-group estimate.",
+)
 @pass_app
-def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool) -> None:
+def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool, population: str | None) -> None:
     """Find radiographs under PATHS and queue them for screening.
 
     Exits with status 1 when the batch ended with failed files (`screen results` says why), 0 otherwise."""
@@ -79,7 +85,9 @@ def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool) -> None:
             bar.update(screened, visible=True, total=total, completed=done)
 
         events = EnqueueEvents(started, lambda count: bar.advance(found, count), progress)
-        outcome = enqueue_folders(services, [Path(p) for p in paths], wait, events)
+        outcome = enqueue_folders(
+            services, [Path(p) for p in paths], wait, events, Population(population) if population else None
+        )
     click.echo(_summary(outcome.progress))
     if outcome.failed:
         click.echo(f"{outcome.failed} file(s) failed: `screen results {outcome.progress.batch_id}` says why", err=True)
@@ -106,7 +114,19 @@ def status(app: AppContext, batch_id: str | None) -> None:
     click.echo(f"batch {progress.batch_id}: {progress.state}: {_summary(progress)}")
 
 
-RESULT_COLUMNS = ["path", "status", "probability", "flagged", "reason", "model_version", "already_screened"]
+RESULT_COLUMNS = [
+    "path",
+    "status",
+    "probability",
+    "flagged",
+    "threshold",
+    "population",
+    "population_basis",
+    "adult_score",
+    "reason",
+    "model_version",
+    "already_screened",
+]
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -153,11 +173,19 @@ def _image_table(rows: list[ImageRow], roots: list[str], title: str) -> Table:
     """For people: each file relative to what was enqueued, its call, and why when there is no score."""
     base = os.path.commonpath(roots) if len(roots) > 1 else roots[0]
     base = base if os.path.isdir(base) else os.path.dirname(base)
-    table = make_table(["file", "status", "P(pneumonia)", "flag", "note"], title)
+    table = make_table(["file", "status", "P(pneumonia)", "flag", "operating point", "note"], title)
     for row in rows:
         note = row.reason or ("already screened" if row.already_screened else "")
         flag = "FLAG" if row.flagged else ""
-        add_row(table, [os.path.relpath(row.path, base), row.status, _probability(row.probability), flag, note])
+        cells = [
+            os.path.relpath(row.path, base),
+            row.status,
+            _probability(row.probability),
+            flag,
+            operating_point(row),
+            note,
+        ]
+        add_row(table, cells)
     return table
 
 
@@ -190,6 +218,8 @@ def explain(app: AppContext, file: str, output: str) -> None:
     """Write FILE with the active model's Grad-CAM heatmap over it (red: where the evidence for pneumonia sits)."""
     explanation = write_explanation(app.services, Path(file), Path(output))
     flag = " FLAG" if explanation.flagged else ""
+    point = f"{explanation.population} " if explanation.population else ""
     click.echo(
-        f"wrote {output} (model version {explanation.version_id}, P(pneumonia) {explanation.probability:.3f}{flag})"
+        f"wrote {output} (model version {explanation.version_id}, P(pneumonia) {explanation.probability:.3f}{flag}, "
+        f"{point}threshold {explanation.threshold:.3f})"
     )

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,9 +15,11 @@ from screening.cli.tables import add_row, make_table, print_table
 from screening.usecases.evaluate import evaluate_version
 from screening.usecases.models import list_models, promote_model, register_model, roll_back, show_model
 from screening.usecases.train import (
+    Population,
     SourceSpec,
     TrainingConfig,
     add_gate,
+    add_operating_points,
     assemble_ensemble,
     fetch_backbone_weights,
     train_candidate,
@@ -53,8 +56,17 @@ def models_list(app: AppContext, as_json: bool) -> None:
         return
     table = make_table(rows[0].keys() if rows else ["no versions"])
     for row in rows:
-        add_row(table, [f"{v:.3f}" if isinstance(v, float) else v for v in row.values()])
+        add_row(table, [_cell(value) for value in row.values()])
     print_table(table)
+
+
+def _cell(value: object) -> object:
+    """3 decimals; operating points as `child 0.430, adult 0.182`."""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{name} {point['threshold']:.3f}" for name, point in value.items())
+    return value
 
 
 @models.command("register")
@@ -159,6 +171,79 @@ def models_ensemble(
         click.echo(f"version {assembled.version.id} ({assembled.version.name}): {assembled.version.status}")
 
 
+def _named(texts: tuple[str, ...], what: str, parse: Callable[[str], Any]) -> dict[str, Any]:
+    """NAME=VALUE options as a dict; a malformed one is a usage error naming the option."""
+    named = {}
+    for text in texts:
+        name, separator, value = text.partition("=")
+        try:
+            if not separator or not name.strip():
+                raise ValueError(text)
+            named[name.strip()] = parse(value.strip())
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not NAME=VALUE with a valid value", param_hint=what) from None
+    return named
+
+
+def _sensitivity(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise ValueError(text)
+    return value
+
+
+@models.command("operating-points")
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False))
+@_trained_on
+@click.option(
+    "--population",
+    "populations",
+    multiple=True,
+    required=True,
+    help="A source's population, NAME=child or NAME=adult (children are under 18); one for every --source.",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    help="The sensitivity a population's threshold keeps on each of its sources, e.g. child=0.95, adult=0.9 "
+    "(default: the artifact's recipe's target_sensitivity). Repeatable.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where the new artifact goes.")
+@pass_app
+def models_operating_points(
+    app: AppContext,
+    artifact: str,
+    sources: tuple[str, ...],
+    populations: tuple[str, ...],
+    targets: tuple[str, ...],
+    out: str,
+    check_dirs: tuple[str, ...],
+    register: bool,
+) -> None:
+    """A copy of a trained ARTIFACT with an operating point (temperature and threshold) per population, chosen on
+    that population's validation films, and an age-group estimate for images whose DICOM header gives no age (a
+    new version; of an ensemble, its first network). Its card and report go beside --out."""
+    wanted = _named(targets, "--target", _sensitivity)
+    if not set(wanted) <= {population.value for population in Population}:
+        raise click.BadParameter("a target is child=SENSITIVITY or adult=SENSITIVITY", param_hint="--target")
+    pointed = add_operating_points(
+        app.services,
+        Path(artifact),
+        [SourceSpec.parse(text) for text in sources],
+        {name: Population(value) for name, value in _named(populations, "--population", Population).items()},
+        {Population(name): float(value) for name, value in wanted.items()},
+        Path(out),
+        tuple(Path(folder) for folder in check_dirs),
+        register,
+    )
+    manifest = pointed.manifest
+    summary = {"artifact_sha256": manifest.artifact_sha256, "populations": manifest.populations}
+    click.echo(json.dumps({**summary, "validation_by_source": manifest.metrics["validation_by_source"]}, indent=2))
+    if pointed.version is not None:
+        click.echo(f"version {pointed.version.id} ({pointed.version.name}): {pointed.version.status}")
+
+
 @models.command("show")
 @click.argument("version_id", type=int)
 @pass_app
@@ -202,24 +287,46 @@ def models_rollback(app: AppContext) -> None:
     show_default=True,
     help="table for people, json for tools.",
 )
+@click.option(
+    "--population",
+    type=click.Choice([population.value for population in Population]),
+    help="The population of DATA_DIR's images whose DICOM header gives no age (as `screen enqueue --population`); "
+    "else the version's age-group estimate decides.",
+)
 @pass_app
-def evaluate(app: AppContext, version_id: int, data_dir: str, bootstrap: int, output: str) -> None:
-    """Score labelled images (DATA_DIR/NORMAL, DATA_DIR/PNEUMONIA) with a version, at its stored threshold."""
-    metrics = evaluate_version(app.services, version_id, Path(data_dir), bootstrap)
+def evaluate(
+    app: AppContext, version_id: int, data_dir: str, bootstrap: int, output: str, population: str | None
+) -> None:
+    """Score labelled images (DATA_DIR/NORMAL, DATA_DIR/PNEUMONIA) with a version, each at its operating point (its
+    population's, for a version with one per population: reported per population too)."""
+    metrics = evaluate_version(
+        app.services, version_id, Path(data_dir), bootstrap, Population(population) if population else None
+    )
     if output == "json":
         click.echo(json.dumps(metrics, indent=2))
         return
-    table = make_table(
-        ["metric", "value", "95% CI"], title=f"version {version_id} at threshold {metrics['threshold']:.4f}"
-    )
+    at = f"threshold {metrics['threshold']:.4f}" if metrics["threshold"] is not None else "each population's point"
+    table = make_table(["metric", "value", "95% CI"], title=f"version {version_id} at {at}")
     for name, (low, high) in metrics["ci95"].items():
         add_row(table, [name, f"{metrics[name]:.3f}", f"{low:.3f} - {high:.3f}"])
     refused = metrics["gate_refused"]
     add_row(table, ["refused by the gate", f"{refused} of {metrics['images'] + len(metrics['excluded'])}", ""])
     print_table(table)
+    if "by_population" in metrics:
+        print_table(_population_table(metrics["by_population"]))
     click.echo(f"{metrics['images']} images scored; confusion {metrics['confusion']}")
     for excluded in metrics["excluded"]:
         click.echo(f"left out {excluded['file']}: {excluded['status']}: {excluded['reason']}", err=True)
+
+
+def _population_table(by_population: dict[str, dict[str, Any]]) -> Any:
+    columns = ["population", "images", "decided by", "threshold", "ROC AUC", "sensitivity", "specificity"]
+    table = make_table(columns, title="per population")
+    for name, figures in by_population.items():
+        decided = ", ".join(f"{basis} {count}" for basis, count in figures["decided_by"].items())
+        values = [figures[key] for key in ("threshold", "roc_auc", "sensitivity", "specificity")]
+        add_row(table, [name, figures["images"], decided, *("" if v is None else f"{v:.3f}" for v in values)])
+    return table
 
 
 @click.command()

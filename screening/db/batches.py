@@ -11,7 +11,7 @@ from enum import StrEnum
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from screening.db.schema import Batch, BatchItem, BatchMode, ImageStatus, Result, utcnow
+from screening.db.schema import Batch, BatchItem, BatchMode, ImageStatus, Population, Result, utcnow
 
 
 def create_batch(
@@ -20,6 +20,7 @@ def create_batch(
     model_version_id: int,
     mode: BatchMode,
     lease: timedelta = timedelta(seconds=30),
+    population: Population | None = None,
 ) -> Batch:
     batch = Batch(
         id=uuid.uuid4().hex,
@@ -27,10 +28,17 @@ def create_batch(
         model_version_id=model_version_id,
         mode=mode,
         lease_expires_at=utcnow() + lease,
+        population=population,
     )
     session.add(batch)
     session.flush()
     return batch
+
+
+def population_overrides(session: Session, batch_ids: set[str | None]) -> dict[str, Population]:
+    """The `--population` of each of these batches that was given one."""
+    rows = session.execute(select(Batch.id, Batch.population).where(Batch.id.in_([b for b in batch_ids if b])))
+    return {batch_id: population for batch_id, population in rows if population is not None}
 
 
 def renew_lease(session: Session, batch_id: str, lease: timedelta) -> None:

@@ -34,6 +34,7 @@ def register_version(
     parent_id: int | None = None,
     gate_version: str | None = None,
     gate_threshold: float | None = None,
+    populations: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Add a candidate version, or return the one already registered with this artifact.
 
@@ -53,6 +54,7 @@ def register_version(
         threshold=threshold,
         gate_version=gate_version,
         gate_threshold=gate_threshold,
+        populations=populations,
         status=VersionStatus.CANDIDATE,
     )
     try:

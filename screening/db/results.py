@@ -29,6 +29,8 @@ from screening.db.schema import (
     BatchMode,
     ImageStatus,
     ModelVersion,
+    Population,
+    PopulationBasis,
     Result,
     ResultKind,
     ResultObject,
@@ -47,6 +49,10 @@ class Outcome:
     reason: str | None = None
     probability: float | None = None
     flagged: bool | None = None
+    threshold: float | None = None
+    population: Population | None = None
+    population_basis: PopulationBasis | None = None
+    adult_score: float | None = None
     kind: str | None = None
     pixel_sha256: str | None = None
     read_ms: float | None = None
@@ -55,7 +61,20 @@ class Outcome:
 
 
 OUTCOME_FIELDS = tuple(name for name in Outcome.__dataclass_fields__ if name != "result_id")
-RESET_FIELDS = {"reason": None, "probability": None, "flagged": None, "pixel_sha256": None, "screened_at": None}
+RESET_FIELDS = {
+    name: None
+    for name in (
+        "reason",
+        "probability",
+        "flagged",
+        "threshold",
+        "population",
+        "population_basis",
+        "adult_score",
+        "pixel_sha256",
+        "screened_at",
+    )
+}
 
 
 def insert_ignoring_conflict(session: Session, table: type) -> Insert:
@@ -211,6 +230,10 @@ class ImageRow:
     flagged: bool | None
     reason: str | None
     model_version: str | None  # "id:name"
+    threshold: float | None  # of the operating point it was scored at
+    population: Population | None  # whose operating point that is (None: the version has one for every image)
+    population_basis: PopulationBasis | None  # why: header, override, estimate, or uncertain (the more sensitive)
+    adult_score: float | None  # the age-group estimate's P(adult), where it was computed
     already_screened: bool  # scored by an earlier batch at the same version
     study_uid: str | None
     sop_uid: str | None
@@ -240,6 +263,10 @@ def batch_rows(session: Session, batch_id: str, flagged_only: bool = False) -> l
                 flagged=result.flagged if result else None,
                 reason=item.enqueue_error or (result.reason if result else None),
                 model_version=f"{result.model_version_id}:{version_name}" if result else None,
+                threshold=result.threshold if result else None,
+                population=result.population if result else None,
+                population_basis=result.population_basis if result else None,
+                adult_score=result.adult_score if result else None,
                 already_screened=bool(result and result.batch_id != batch_id),
                 study_uid=item.study_uid,
                 sop_uid=item.sop_uid,

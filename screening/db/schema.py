@@ -36,6 +36,20 @@ class ImageStatus(StrEnum):
     FAILED = "failed"  # a file that could not be read or decoded, or a model that could not be loaded
 
 
+class Population(StrEnum):
+    CHILD = "child"  # under 18
+    ADULT = "adult"
+
+
+class PopulationBasis(StrEnum):
+    """Why an image was scored at its population's operating point."""
+
+    HEADER = "header"  # the DICOM header's PatientAge, or PatientBirthDate with the study's date
+    OVERRIDE = "override"  # `screen enqueue --population` for the batch
+    ESTIMATE = "estimate"  # the age-group estimate, confident
+    UNCERTAIN = "uncertain"  # the estimate could not place it: scored at the more sensitive population's point
+
+
 class BatchMode(StrEnum):
     """Who screens a batch's images."""
 
@@ -99,6 +113,8 @@ class ModelVersion(Base):
     # the applicability gate the artifact carries (model.gate); None for a version without one
     gate_version: Mapped[str | None] = mapped_column(String(40))
     gate_threshold: Mapped[float | None] = mapped_column(Float)
+    # operating points per population (model.population), as the manifest gives them; None: `threshold` for all
+    populations: Mapped[dict | None] = mapped_column(JSON)
     status: Mapped[VersionStatus] = mapped_column(coded(VersionStatus, 20), default=VersionStatus.CANDIDATE)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -119,6 +135,8 @@ class Batch(Base):
     # Renewed by the process that claims and dispatches the batch's images; once it lapses, that process is
     # gone and anyone may take over what it claimed but never handed to a worker.
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # `screen enqueue --population`: the population of images whose header gives no age
+    population: Mapped[Population | None] = mapped_column(coded(Population, 10))
 
 
 class BatchItem(Base):
@@ -162,6 +180,11 @@ class Result(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     probability: Mapped[float | None] = mapped_column(Float)
     flagged: Mapped[bool | None] = mapped_column(Boolean)
+    # the operating point it was scored at: its threshold, whose population's it is and why (model.population)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    population: Mapped[Population | None] = mapped_column(coded(Population, 10))
+    population_basis: Mapped[PopulationBasis | None] = mapped_column(coded(PopulationBasis, 10))
+    adult_score: Mapped[float | None] = mapped_column(Float)  # the age-group estimate's P(adult)
     read_ms: Mapped[float | None] = mapped_column(Float)
     preprocess_ms: Mapped[float | None] = mapped_column(Float)
     infer_ms: Mapped[float | None] = mapped_column(Float)

@@ -2,7 +2,8 @@
 
 - A TID 1500 Measurement Report in a Comprehensive SR: per screened image, one measurement group with the
   finding "Pneumonia" present or absent (a qualitative evaluation), the calibrated probability and the
-  threshold (measurements), the model's name, version and artifact SHA-256 (algorithm identification)
+  threshold of the operating point it was scored at (measurements), the model's name, version and artifact SHA-256,
+  and that operating point's population and why it was chosen (algorithm identification and its parameters)
   and a reference to the image. Same study, a new series, VerificationFlag UNVERIFIED: a screening aid's
   output, never a signed report.
 - A Secondary Capture of each flagged image with its heatmap, in the same study.
@@ -37,7 +38,6 @@ class ModelIdentity:
     name: str
     version_id: int
     artifact_sha256: str
-    threshold: float
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class ScreenedImage:
     header: Dataset  # the source instance, pixels not needed
     probability: float
     flagged: bool
+    threshold: float  # of the operating point it was scored at
+    operating_point: str = ""  # whose point that is and why ("child, threshold 0.430 (header)"), for a reader
 
 
 @contextmanager
@@ -59,14 +61,15 @@ def made_by_us(dataset: Dataset) -> bool:
     return str(dataset.get("Manufacturer", "")) == MANUFACTURER
 
 
-def _algorithm(model: ModelIdentity) -> hd.sr.AlgorithmIdentification:
-    return hd.sr.AlgorithmIdentification(
-        name=model.name, version=str(model.version_id), parameters=[f"artifact SHA-256 {model.artifact_sha256}"]
-    )
+def _algorithm(model: ModelIdentity, operating_point: str) -> hd.sr.AlgorithmIdentification:
+    """The model, and the operating point an image was scored at (its population's, and why) as a parameter."""
+    parameters = [f"artifact SHA-256 {model.artifact_sha256}"]
+    parameters += [f"operating point: {operating_point}"] if operating_point else []
+    return hd.sr.AlgorithmIdentification(name=model.name, version=str(model.version_id), parameters=parameters)
 
 
 def _group(image: ScreenedImage, model: ModelIdentity) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    algorithm = _algorithm(model)
+    algorithm = _algorithm(model, image.operating_point)
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=hd.UID(), identifier=f"pneumonia screening {image.header.SOPInstanceUID}"
@@ -75,7 +78,7 @@ def _group(image: ScreenedImage, model: ModelIdentity) -> hd.sr.MeasurementsAndQ
         algorithm_id=algorithm,
         measurements=[
             hd.sr.Measurement(name=PROBABILITY, value=float(image.probability), unit=NO_UNITS, algorithm_id=algorithm),
-            hd.sr.Measurement(name=THRESHOLD, value=float(model.threshold), unit=NO_UNITS, algorithm_id=algorithm),
+            hd.sr.Measurement(name=THRESHOLD, value=float(image.threshold), unit=NO_UNITS, algorithm_id=algorithm),
         ],
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(PNEUMONIA, PRESENT if image.flagged else ABSENT)],
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(image.header)],

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -97,8 +99,15 @@ def _stored_range(ds: pydicom.Dataset) -> np.ndarray:
     return np.array([0, 2**bits - 1])
 
 
-def read_xray_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, str | None]:
-    """Return the radiograph as float32 in 0..1 (0 = black), and a note when its VOI window had to be ignored."""
+@dataclass(frozen=True)
+class DicomRadiograph:
+    pixels: np.ndarray  # float32 in 0..1, 0 = black
+    note: str | None  # when its VOI window had to be ignored
+    age_years: float | None  # the patient's age at the study, where the header gives a valid one
+
+
+def read_xray_dicom(data: bytes, max_pixels: int) -> DicomRadiograph:
+    """The radiograph, by the rules above, and the patient's age from its header."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -123,9 +132,51 @@ def read_xray_dicom(data: bytes, max_pixels: int) -> tuple[np.ndarray, str | Non
     if stored.ndim != 2:
         raise NotScreenable(f"not a single grayscale frame (pixel array of {stored.ndim} dimensions)")
     try:
-        return _display(ds, stored)
+        pixels, note = _display(ds, stored)
     except (ValueError, TypeError, AttributeError, KeyError, IndexError) as error:
         raise Unreadable(f"its LUT or window attributes are invalid ({type(error).__name__})") from None
+    return DicomRadiograph(pixels, note, patient_age_years(ds))
+
+
+AGE_STRING = re.compile(r"^(\d{3})([DWMY])$")  # VR AS: 045Y, 018M, 003W, 010D
+DAYS_PER_UNIT = {"D": 1.0, "W": 7.0, "M": 365.25 / 12, "Y": 365.25}
+OLDEST = 130  # years: an age beyond it is a wrong date, not a patient
+
+
+def patient_age_years(ds: pydicom.Dataset) -> float | None:
+    """The patient's age at the study: PatientAge when it is a valid age string, else PatientBirthDate with the
+    study's (or series', acquisition's, content's) date when both are valid dates in order; None otherwise (an
+    anonymiser's hashed birth date, `62` for an AS, a study date before the birth). pydicom's warnings about such
+    values quote them (a birth date is patient data): they are silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _age_years(ds)
+
+
+def _age_years(ds: pydicom.Dataset) -> float | None:
+    age = AGE_STRING.match(str(ds.get("PatientAge", "") or "").strip())
+    if age:
+        years = int(age.group(1)) * DAYS_PER_UNIT[age.group(2)] / 365.25
+        return years if years <= OLDEST else None
+    birth = _date(ds.get("PatientBirthDate"))
+    taken = next(
+        (day for key in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate") if (day := _date(ds.get(key)))),
+        None,
+    )
+    if birth is None or taken is None or taken < birth:
+        return None
+    years = (taken - birth).days / 365.25
+    return years if years <= OLDEST else None
+
+
+def _date(value: Any) -> date | None:
+    text = str(value or "").strip()
+    if not re.fullmatch(r"\d{8}", text):
+        return None
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
 
 
 def _check_jpeg_baseline(ds: pydicom.Dataset) -> None:

@@ -28,6 +28,7 @@ class ModelInput:
     image: np.ndarray
     pixel_sha256: str  # of the decoded pixels: the same image in another encoding has the same one
     note: str | None = None  # how it was read when that departs from the file's own instructions
+    age_years: float | None = None  # the patient's age at the study, where a DICOM header gives a valid one
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -57,7 +58,7 @@ def prepare_radiograph(radiograph: Radiograph, spec: PreprocessSpec, timings_ms:
     started = time.perf_counter()
     image = preprocess(radiograph.pixels, spec)
     timings = {**(timings_ms or {}), "preprocess": (time.perf_counter() - started) * 1000}
-    return ModelInput(radiograph.kind, image, radiograph.pixel_sha256(), radiograph.note, timings)
+    return ModelInput(radiograph.kind, image, radiograph.pixel_sha256(), radiograph.note, radiograph.age_years, timings)
 
 
 def read_radiograph(path: Path, limits: ImageLimits = ImageLimits()) -> Radiograph:

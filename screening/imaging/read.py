@@ -18,6 +18,7 @@ class Radiograph:
     kind: str
     pixels: np.ndarray  # one channel, higher = brighter
     note: str | None = None  # how it was read when that departs from the file's own instructions
+    age_years: float | None = None  # the patient's age at the study, where a DICOM header gives a valid one
 
     def pixel_sha256(self) -> str:
         """Identity of the decoded image: the same pixels in any encoding get the same hash."""
@@ -31,6 +32,6 @@ def decode_radiograph(data: bytes, max_pixels: int) -> Radiograph:
     if kind is None:
         raise NotScreenable("not a JPEG, PNG or DICOM file")
     if kind == "dicom":
-        pixels, note = read_xray_dicom(data, max_pixels)
-        return Radiograph(kind, pixels, note)
+        dicom = read_xray_dicom(data, max_pixels)
+        return Radiograph(kind, dicom.pixels, dicom.note, dicom.age_years)
     return Radiograph(kind, read_raster(data, kind, max_pixels))

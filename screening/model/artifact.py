@@ -1,5 +1,5 @@
 """The model artifact file: one zip with manifest.json, weights.npz (float16 where it fits) and, for a version
-with an applicability gate, gate.npz.
+with an applicability gate, gate.npz, and with an age-group estimate, age_group.npz.
 
 The manifest carries all a worker needs to serve the model the way it was trained:
 architecture, preprocessing spec, threshold, metrics, training config and data manifest.
@@ -20,6 +20,7 @@ from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
 from screening.model.gate import ApplicabilityGate
 from screening.model.manifest import FORMAT, ModelManifest
+from screening.model.population import AgeGroupEstimate, PopulationPolicy
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 REQUIRED_KEYS = ("name", "architecture", "preprocessing", "threshold", "weight_names")
@@ -35,7 +36,11 @@ def compact(array: np.ndarray) -> np.ndarray:
 
 
 def write_artifact(
-    path: Path, manifest: ModelManifest, arrays: list[np.ndarray], gate: ApplicabilityGate | None = None
+    path: Path,
+    manifest: ModelManifest,
+    arrays: list[np.ndarray],
+    gate: ApplicabilityGate | None = None,
+    estimate: AgeGroupEstimate | None = None,
 ) -> str:
     """Write the artifact and return its SHA-256."""
     weights = io.BytesIO()
@@ -45,12 +50,12 @@ def write_artifact(
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("manifest.json", json.dumps(full_manifest, indent=2, sort_keys=True))
         archive.writestr("weights.npz", weights.getvalue())
-        if gate is not None:
-            gate_arrays, named = io.BytesIO(), gate.arrays()
-            np.savez(
-                gate_arrays, mean=named["mean"], scale=named["scale"], weights=named["weights"], bias=named["bias"]
-            )
-            archive.writestr("gate.npz", gate_arrays.getvalue())
+        for name, probe in (("gate.npz", gate), ("age_group.npz", estimate)):
+            if probe is not None:
+                stored = io.BytesIO()
+                named = probe.arrays()
+                np.savez(stored, mean=named["mean"], scale=named["scale"], weights=named["weights"], bias=named["bias"])
+                archive.writestr(name, stored.getvalue())
     return sha256_hex(path)
 
 
@@ -101,12 +106,35 @@ def read_artifact(path: Path, expected_sha256: str | None = None) -> tuple[Model
     return manifest, arrays
 
 
+def _probe_arrays(path: Path, name: str) -> dict[str, np.ndarray]:
+    with zipfile.ZipFile(path) as archive, np.load(io.BytesIO(archive.read(name))) as stored:
+        return {key: stored[key] for key in stored.files}
+
+
 def read_gate(path: Path, manifest: ModelManifest) -> ApplicabilityGate | None:
     """The version's applicability gate, or None when it was released without one."""
     if manifest.gate is None:
         return None
     try:
-        with zipfile.ZipFile(path) as archive, np.load(io.BytesIO(archive.read("gate.npz"))) as stored:
-            return ApplicabilityGate.from_stored(manifest.gate, {name: stored[name] for name in stored.files})
+        return ApplicabilityGate.from_stored(manifest.gate, _probe_arrays(path, "gate.npz"))
     except (KeyError, ValueError, TypeError, OSError, zipfile.BadZipFile):
         raise ArtifactError(f"{path.name}: the applicability gate (gate.npz) is missing or unreadable") from None
+
+
+def read_age_estimate(path: Path, manifest: ModelManifest) -> AgeGroupEstimate | None:
+    """The version's age-group estimate, or None for a version with one operating point (or none fitted)."""
+    described = (manifest.populations or {}).get("estimate")
+    if described is None:
+        return None
+    try:
+        return AgeGroupEstimate.from_stored(described, _probe_arrays(path, "age_group.npz"))
+    except (KeyError, ValueError, TypeError, OSError, zipfile.BadZipFile):
+        raise ArtifactError(f"{path.name}: the age-group estimate (age_group.npz) is missing or unreadable") from None
+
+
+def policy_of(manifest: ModelManifest, estimate: AgeGroupEstimate | None = None) -> PopulationPolicy:
+    """The version's operating points; ArtifactError when its manifest describes them wrongly."""
+    try:
+        return PopulationPolicy.from_manifest(manifest.threshold, manifest.temperature, manifest.populations, estimate)
+    except (KeyError, TypeError, ValueError) as problem:
+        raise ArtifactError(f"{manifest.name}: its operating points are unusable ({problem})") from None

@@ -11,7 +11,8 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_expit
 
 
-def probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
+def probabilities(logits: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
+    """`temperature`: one for every logit, or one each (each image at its population's operating point)."""
     return expit(np.asarray(logits, np.float64) / temperature)
 
 

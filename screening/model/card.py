@@ -114,6 +114,56 @@ def figures_table(manifest: ModelManifest) -> list[str]:
     ]
 
 
+def _populations(manifest: ModelManifest) -> list[str]:
+    """Each population's operating point and figures, cross-validated too, and the age-group estimate's test."""
+    described = manifest.populations
+    if not described:
+        return []
+    figures = manifest.metrics.get("populations", {})
+    rows = []
+    for name, point in described["points"].items():
+        found = figures.get(name, {})
+        crossed = found.get("cross_validated", {}).get("all", {})
+        sources = ", ".join(source for source, population in described.get("sources", {}).items() if population == name)
+        rows.append(
+            f"| {name} ({sources}) | {found.get('images', '–')} | {point['temperature']:.3f} | "
+            f"{point['threshold']:.4f} | {point['target_sensitivity']:.0%} | "
+            + " | ".join(
+                _cell(found.get(key), found.get("ci95", {}).get(key))
+                for key in ("roc_auc", "sensitivity", "specificity")
+            )
+            + f" | {_cell(found.get('ece'))} | "
+            + f"{_cell(crossed.get('sensitivity'))} / {_cell(crossed.get('specificity'))} |"
+        )
+    estimate = described["estimate"]
+    tested = "; ".join(
+        f"{source}: {counts['right']} of {counts['images']} right, {counts['wrong']} wrong, "
+        f"{counts['not_placed']} not placed"
+        for source, counts in estimate["test"].items()
+    )
+    return [
+        "",
+        "## Operating points per population",
+        "",
+        "Each population has its own temperature and threshold, chosen on its own validation films: the highest",
+        "threshold that keeps the target sensitivity on each of its sources. An image's population comes from its",
+        "DICOM header (PatientAge, or PatientBirthDate with the study's date), else from `screen enqueue",
+        "--population`, else from the age-group estimate; an image the estimate cannot place gets the more",
+        "sensitive point. The last column is patient-wise cross-validation on the same films (the point chosen on",
+        "the other folds): how far the choice itself flatters the figures before it.",
+        "",
+        "| population (sources) | validation images | temperature | threshold | target sensitivity | ROC AUC "
+        "| sensitivity | specificity | ECE | cross-validated sensitivity / specificity |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"The age-group estimate (`{estimate['version']}`): {estimate['method']}, fitted on "
+        + ", ".join(f"{count} {name}" for name, count in estimate["fitted_on"].items())
+        + f" training films; P(adult) >= {estimate['adult_from']} places an adult, < {estimate['child_below']} a "
+        f"child. On the validation films: {tested}.",
+    ]
+
+
 def _member(member: dict[str, Any]) -> str:
     """One network of an ensemble: where it came from and what training it took."""
     trained = member.get("training_resources")
@@ -146,11 +196,22 @@ def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
         f"- Split: patient-wise and stratified, seed {config['seed']}: {data['train_images']} training images "
         f"({data['train_patients']} patients), {data['validation_images']} validation images "
         f"({data['validation_patients']} patients); every file's SHA-256 is in the artifact's manifest.",
-        f"- Calibration: temperature {manifest.temperature:.3f} (fitted on the validation split); "
-        f"expected calibration error there {metrics['validation_ece_before_calibration']:.4f} before, "
-        f"{manifest.validation_metrics['ece']:.4f} after.",
-        f"- Threshold: {manifest.threshold:.4f} on calibrated probabilities, the highest with validation "
-        f"sensitivity >= {config['target_sensitivity']:.0%} {rule}. A probability at or above it flags the image.",
+        *(
+            [
+                "- Calibration and threshold: one operating point per population (below); an image the age-group "
+                f"estimate cannot place is scored at the more sensitive one (temperature {manifest.temperature:.3f}, "
+                f"threshold {manifest.threshold:.4f}). A probability at or above its threshold flags the image."
+            ]
+            if manifest.populations
+            else [
+                f"- Calibration: temperature {manifest.temperature:.3f} (fitted on the validation split); "
+                f"expected calibration error there {metrics['validation_ece_before_calibration']:.4f} before, "
+                f"{manifest.validation_metrics['ece']:.4f} after.",
+                f"- Threshold: {manifest.threshold:.4f} on calibrated probabilities, the highest with validation "
+                f"sensitivity >= {config['target_sensitivity']:.0%} {rule}. A probability at or above it flags the "
+                "image.",
+            ]
+        ),
         f"- Training report (curves, ROC/PR, confusion matrix, most confident mistakes): "
         f"[{report}/report.md]({report}/report.md).",
     ]
@@ -174,6 +235,7 @@ def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
         "are a logistic regression on frozen ImageNet features, at a threshold chosen the same way.",
         "",
         *figures_table(manifest),
+        *_populations(manifest),
         "",
         "## Applicability gate",
         "",

@@ -1,9 +1,7 @@
 """The applicability gate: is this a frontal chest radiograph of the kind the model was trained for?
 
-A logistic regression on the classifier's own pooled backbone features (the 2,048 numbers its score
-is computed from), so it costs a dot product per image and judges exactly what the model saw. It is
-fitted with each model version (training.gate) and stored in its artifact; an image it refuses gets
-no probability and no flag. Backend-free: numpy only.
+A linear probe (model.probe) on the classifier's own pooled backbone features, fitted with each model version
+(training.gate) and stored in its artifact; an image it refuses gets no probability and no flag.
 """
 
 from __future__ import annotations
@@ -13,44 +11,25 @@ from typing import Any
 
 import numpy as np
 
+from screening.model.probe import LinearProbe
+
 GATE_VERSION = "frontal-cxr-gate/1"
 
 
 @dataclass(frozen=True)
-class ApplicabilityGate:
-    mean: np.ndarray  # the features are standardised with these before the regression
-    scale: np.ndarray
-    weights: np.ndarray
-    bias: float
-    threshold: float  # a score below it: not a frontal chest radiograph, refused
+class ApplicabilityGate(LinearProbe):
+    threshold: float = 0.5  # a score below it: not a frontal chest radiograph, refused
     version: str = GATE_VERSION
-
-    def scores(self, features: np.ndarray) -> np.ndarray:
-        """P(frontal chest radiograph) for each row of pooled backbone features."""
-        z = ((features.astype(np.float64) - self.mean) / self.scale) @ self.weights + self.bias
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
 
     def refuses(self, scores: np.ndarray) -> np.ndarray:
         return scores < self.threshold
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """What the artifact's gate.npz holds (the threshold and version are in the manifest)."""
-        return {"mean": self.mean, "scale": self.scale, "weights": self.weights, "bias": np.array([self.bias])}
-
     @classmethod
     def from_stored(cls, described: dict[str, Any], arrays: dict[str, np.ndarray]) -> ApplicabilityGate:
         """From the manifest's `gate` entry and the arrays of gate.npz; KeyError or ValueError when they do not fit."""
-        gate = cls(
-            mean=arrays["mean"].astype(np.float64),
-            scale=arrays["scale"].astype(np.float64),
-            weights=arrays["weights"].astype(np.float64),
-            bias=float(arrays["bias"][0]),
-            threshold=float(described["threshold"]),
-            version=str(described["version"]),
-        )
-        if not gate.mean.shape == gate.scale.shape == gate.weights.shape or gate.version != GATE_VERSION:
+        if str(described["version"]) != GATE_VERSION:
             raise ValueError(f"not a {GATE_VERSION} gate")
-        return gate
+        return cls(**LinearProbe.stored(arrays), threshold=float(described["threshold"]))  # type: ignore[arg-type]
 
 
 def refusal_reason(score: float) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -10,11 +10,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from screening.model.artifact import read_gate
+from screening.model.artifact import policy_of, read_age_estimate, read_gate
 from screening.model.calibration import probabilities
 from screening.model.gate import ApplicabilityGate, refusal_reason
 from screening.model.manifest import ModelManifest
 from screening.model.network import load_classifier, with_features
+from screening.model.population import AgeGroupEstimate, Decision, Known, PopulationPolicy
 
 
 def predict_batches(network: keras.Model, batches: Iterable[np.ndarray]) -> np.ndarray:
@@ -30,12 +31,15 @@ def predict_in_batches(network: keras.Model, images: np.ndarray, batch_size: int
 
 @dataclass(frozen=True)
 class Assessment:
-    """What the model says of each image: the calibrated probability, and the gate's score where there is a gate
-    (an image it refuses must be reported as not screened, never with the probability)."""
+    """What the model says of each image: the operating point it was scored at (and why), the calibrated probability
+    at that point's temperature, and the gate's score where there is a gate (an image it refuses must be reported
+    as not screened, never with the probability)."""
 
     probabilities: np.ndarray
+    decisions: list[Decision]
     gate_scores: np.ndarray | None = None
     gate_threshold: float | None = None
+    adult_scores: np.ndarray | None = None  # the age-group estimate's P(adult), where the version has one
 
     @property
     def refused(self) -> np.ndarray:
@@ -56,6 +60,7 @@ class Classifier:
     manifest: ModelManifest
     batch_size: int = 32
     gate: ApplicabilityGate | None = None
+    estimate: AgeGroupEstimate | None = None
 
     @classmethod
     def load(
@@ -64,30 +69,46 @@ class Classifier:
         """`dtype_policy` "mixed_bfloat16" or "mixed_float16" computes in half precision (for GPUs)."""
         keras.config.set_dtype_policy(dtype_policy)
         model, manifest = load_classifier(path, expected_sha256)
-        return cls(model, manifest, batch_size, read_gate(path, manifest))
+        return cls(model, manifest, batch_size, read_gate(path, manifest), read_age_estimate(path, manifest))
 
     @cached_property
     def _with_features(self) -> keras.Model:
         return with_features(self.model)
 
+    @cached_property
+    def policy(self) -> PopulationPolicy:
+        """The version's operating points (one per population, or one for every image)."""
+        return policy_of(self.manifest, self.estimate)
+
     def logits(self, images: np.ndarray) -> np.ndarray:
         """The network's logit for each image of an N x 224 x 224 x 3 uint8 array."""
         return predict_in_batches(self.model, images, self.batch_size)[:, 0].astype(np.float64)
-
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Calibrated P(pneumonia) for each image."""
-        return probabilities(self.logits(images), self.manifest.temperature)
 
     def logits_and_features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The logit and the pooled backbone features of each image, from one pass."""
         rows = predict_in_batches(self._with_features, images, self.batch_size)
         return rows[:, 0].astype(np.float64), rows[:, 1:]
 
-    def assess(self, images: np.ndarray) -> Assessment:
-        """Probabilities, and the applicability gate's scores when the version has a gate."""
-        if self.gate is None:
-            return Assessment(self.probabilities(images))
-        logits, features = self.logits_and_features(images)
+    def assess(self, images: np.ndarray, known: Sequence[Known] | None = None) -> Assessment:
+        """Each image's operating point (from `known`, else the age-group estimate), its probability there, and the
+        applicability gate's score when the version has a gate; one pass of the network."""
+        known = list(known) if known is not None else [None] * len(images)
+        gate_scores = adult_scores = None
+        if self.gate is None and self.estimate is None:
+            logits = self.logits(images)
+        else:
+            logits, features = self.logits_and_features(images)
+            gate_scores = self.gate.scores(features) if self.gate else None
+            adult_scores = self.estimate.scores(features) if self.estimate else None
+        decisions = [
+            self.policy.decide(known[i], None if adult_scores is None else float(adult_scores[i]))
+            for i in range(len(images))
+        ]
+        temperatures = np.array([decision.point.temperature for decision in decisions], np.float64)
         return Assessment(
-            probabilities(logits, self.manifest.temperature), self.gate.scores(features), self.gate.threshold
+            probabilities(logits, temperatures),
+            decisions,
+            gate_scores,
+            self.gate.threshold if self.gate else None,
+            adult_scores,
         )

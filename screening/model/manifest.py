@@ -44,6 +44,10 @@ class ModelManifest:
     # the applicability gate (model.gate): its version, threshold and how it was fitted and tested; None for a
     # version released without one (its arrays are in the artifact's gate.npz)
     gate: dict[str, Any] | None = None
+    # operating points per population (model.population): {"points": {"child": {"threshold", "temperature", ...},
+    # "adult": {...}}, "estimate": the age-group estimate's settings and test figures}; None: one point, the threshold
+    # and temperature above, for every image. With them, those two are the more sensitive population's point.
+    populations: dict[str, Any] | None = None
     artifact_sha256: str | None = None  # known once the artifact is written; the file itself cannot hold it
     format: str = FORMAT
 

@@ -23,6 +23,7 @@ import numpy as np
 from screening.model.artifact import ArtifactError, compact, read_artifact, write_artifact
 from screening.model.gate import ApplicabilityGate
 from screening.model.manifest import Architecture, ModelManifest
+from screening.model.population import AgeGroupEstimate
 
 INPUT_SIZE = 224
 FEATURES = 2048
@@ -147,11 +148,15 @@ def as_stored(model: keras.Model) -> None:
 
 
 def save_classifier(
-    model: keras.Model, manifest: ModelManifest, path: Path, gate: ApplicabilityGate | None = None
+    model: keras.Model,
+    manifest: ModelManifest,
+    path: Path,
+    gate: ApplicabilityGate | None = None,
+    estimate: AgeGroupEstimate | None = None,
 ) -> str:
     """Write the artifact (the manifest gets the weights' names) and return its SHA-256."""
     named = replace(manifest, weight_names=[v.path for v in model.weights])
-    return write_artifact(path, named, model.get_weights(), gate)
+    return write_artifact(path, named, model.get_weights(), gate, estimate)
 
 
 def load_classifier(path: Path, expected_sha256: str | None = None) -> tuple[keras.Model, ModelManifest]:

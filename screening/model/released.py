@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from screening.db.registry import NoActiveModel, active_version, promote, register_version
 from screening.db.schema import ModelVersion
 from screening.hashing import sha256_hex
-from screening.model.artifact import ArtifactError, read_manifest
+from screening.model.artifact import ArtifactError, policy_of, read_age_estimate, read_gate, read_manifest
 
 # The models shipped in models/, oldest first: the last is the current release.
 RELEASES = ("pneumonia_resnet50.zip", "pneumonia_resnet50_v2.zip", "pneumonia_resnet50_v3.zip")
@@ -48,7 +48,9 @@ def check_loads(path: Path) -> None:
     from screening.model.network import load_classifier  # loads a Keras backend: only when asked to
 
     try:
-        load_classifier(path)
+        _, manifest = load_classifier(path)
+        read_gate(path, manifest)
+        policy_of(manifest, read_age_estimate(path, manifest))
     except ArtifactError:
         raise
     except Exception as error:  # a manifest that parses but describes no model we can build
@@ -65,6 +67,7 @@ def register_artifact(
 ) -> ModelVersion:
     """Validate (fully, unless `load_check` is off), store and register an artifact; optionally activate it."""
     manifest = read_manifest(path)
+    policy_of(manifest)  # operating points that are not probabilities and positive temperatures are refused
     if load_check:
         check_loads(path)
     stored, sha256 = store_artifact(path, registry_dir)
@@ -81,6 +84,7 @@ def register_artifact(
         parent_id=parent_id,
         gate_version=manifest.gate["version"] if manifest.gate else None,
         gate_threshold=manifest.gate["threshold"] if manifest.gate else None,
+        populations=manifest.populations,
     )
     if activate:
         promote(session, version.id)

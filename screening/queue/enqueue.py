@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from screening.db.batches import add_items, batch_progress, create_batch, finish_enqueue, renew_lease
 from screening.db.registry import active_version
 from screening.db.results import adopt_abandoned, claim_images, link_items, mark_dispatched, queued_claims
-from screening.db.schema import Batch, BatchMode
+from screening.db.schema import Batch, BatchMode, Population
 from screening.queue.discover import FoundFile, discover
 
 Dispatch = Callable[[list[int]], None]  # receives result ids to screen
@@ -32,10 +32,13 @@ def _chunks(found: Iterable[FoundFile], size: int) -> Iterator[list[FoundFile]]:
         yield chunk
 
 
-def start_batch(session_factory: Sessions, roots: list[str], mode: BatchMode, lease: timedelta) -> str:
-    """A batch is screened by the version active now; a later promotion applies to later batches."""
+def start_batch(
+    session_factory: Sessions, roots: list[str], mode: BatchMode, lease: timedelta, population: Population | None = None
+) -> str:
+    """A batch is screened by the version active now; a later promotion applies to later batches. `population`:
+    of its images whose header gives no age."""
     with session_factory.begin() as session:
-        return create_batch(session, roots, active_version(session).id, mode, lease).id
+        return create_batch(session, roots, active_version(session).id, mode, lease, population).id
 
 
 @contextmanager

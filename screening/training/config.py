@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
+from screening.db.schema import Population
 from screening.imaging.preprocess import SPECS
 
 
@@ -45,6 +46,10 @@ class TrainingConfig:
     label_smoothing: float = 0.0
     preprocessing: str = "cxr-seed-v1"  # a name in imaging.preprocess.SPECS
     learning_rate_schedule: str = "plateau"  # or "cosine": warm up for one epoch, then cosine decay to 0
+    # an operating point per population: each source's population ({"kermany": "child", "adult": "adult"}), and
+    # each population's target sensitivity (default target_sensitivity); empty: one point for every image
+    populations: dict[str, str] = field(default_factory=dict)
+    population_sensitivity: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, values: dict, ignore_unknown: bool = False) -> TrainingConfig:
@@ -63,6 +68,9 @@ class TrainingConfig:
             raise ValueError(f"blur_sigma must be between 0 and 1, not {self.blur_sigma}")
         if self.threshold_rule not in ("pooled", "every-source"):
             raise ValueError(f"threshold_rule must be pooled or every-source, not {self.threshold_rule!r}")
+        named = set(self.populations.values()) | set(self.population_sensitivity)
+        if not named <= {population.value for population in Population}:
+            raise ValueError(f"a population is child or adult, not {', '.join(sorted(named))}")
         if self.learning_rate_schedule not in ("plateau", "cosine"):
             raise ValueError(f"learning_rate_schedule must be plateau or cosine, not {self.learning_rate_schedule!r}")
 
@@ -71,3 +79,10 @@ class TrainingConfig:
         if self.fine_tune_epochs:
             return f"head on frozen features, then fine-tuned from {self.fine_tune_from}"
         return "frozen-backbone head"
+
+    def population_targets(self) -> dict[Population, float]:
+        """Each population's target sensitivity."""
+        return {
+            population: float(self.population_sensitivity.get(population.value, self.target_sensitivity))
+            for population in Population
+        }

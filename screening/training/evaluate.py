@@ -2,37 +2,59 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from screening.config import ImageLimits
-from screening.db.schema import ImageStatus
+from screening.db.schema import ImageStatus, Population
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import prepare_file
 from screening.imaging.preprocess import PreprocessSpec
-from screening.model.infer import Assessment, Classifier
+from screening.model.infer import Classifier
+from screening.model.population import Decision, known_population
 from screening.training.labelled import LabelledDataError, labelled_folder
-from screening.training.metrics import binary_metrics, bootstrap_intervals
+from screening.training.metrics import binary_metrics, bootstrap_intervals, with_intervals
+
+
+@dataclass(frozen=True)
+class ScoredFolder:
+    """The images of a labelled folder the worker would score, each at its operating point; and the others."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    thresholds: np.ndarray  # of each image's operating point
+    decisions: list[Decision]
+    excluded: list[dict[str, Any]]  # corrupt, not a radiograph, refused by the gate: with the status and reason
 
 
 def score_labelled_folder(
-    classifier: Classifier, spec: PreprocessSpec, folder: Path, limits: ImageLimits = ImageLimits()
-) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """Labels and calibrated probabilities of the images the worker would score, and the others (corrupt, not a
-    radiograph, refused by the applicability gate) with the status and reason it would record."""
-    labels, images, names = [], [], []
+    classifier: Classifier,
+    spec: PreprocessSpec,
+    folder: Path,
+    limits: ImageLimits = ImageLimits(),
+    population: Population | None = None,
+) -> ScoredFolder:
+    """Every image as the worker would score it: its operating point from its DICOM header's age, else `population`
+    (as `screen enqueue --population`), else the version's age-group estimate."""
+    labels, images, names, known = [], [], [], []
     excluded: list[dict[str, Any]] = []
     for path, label in labelled_folder(folder):
         try:
-            images.append(prepare_file(path, spec, limits).image)
+            prepared = prepare_file(path, spec, limits)
         except ImageRejected as problem:
             excluded.append({"file": path.name, "status": str(problem.status), "reason": problem.reason})
         else:
+            images.append(prepared.image)
             labels.append(label)
             names.append(path.name)
-    assessed = classifier.assess(np.stack(images)) if images else Assessment(np.zeros(0))
+            known.append(known_population(prepared.age_years, population))
+    if not images:
+        raise LabelledDataError(f"none of the files of {folder} can be scored")
+    assessed = classifier.assess(np.stack(images), known)
     for index, name in enumerate(names):
         if refusal := assessed.refusal(index):
             excluded.append({"file": name, "status": str(ImageStatus.SKIPPED), "reason": refusal, "gate": True})
@@ -43,25 +65,47 @@ def score_labelled_folder(
             f"after leaving out {len(excluded)} file(s) that cannot be scored, {folder} no longer has images of both "
             "classes"
         )
-    return scored_labels, assessed.probabilities[kept], excluded
+    decisions = [decision for decision, keep in zip(assessed.decisions, kept, strict=True) if keep]
+    return ScoredFolder(
+        scored_labels,
+        assessed.probabilities[kept],
+        np.array([decision.point.threshold for decision in decisions]),
+        decisions,
+        excluded,
+    )
 
 
 def folder_metrics(
     classifier: Classifier,
     spec: PreprocessSpec,
-    threshold: float,
     folder: Path,
     rounds: int = 1000,
     limits: ImageLimits = ImageLimits(),
+    population: Population | None = None,
 ) -> dict[str, Any]:
-    """Metrics with 95% intervals on FOLDER/NORMAL and FOLDER/PNEUMONIA; files the worker would not score are
-    listed under `excluded` (those the gate refused are counted in `gate_refused` too), and both classes must
-    remain."""
-    labels, scores, excluded = score_labelled_folder(classifier, spec, folder, limits)
-    return {
-        **binary_metrics(labels, scores, threshold),
-        "gate_refused": sum(1 for file in excluded if file.get("gate")),
-        "ci95": bootstrap_intervals(labels, scores, threshold, rounds),
+    """Metrics with 95% intervals on FOLDER/NORMAL and FOLDER/PNEUMONIA, each image at its operating point, and per
+    population where the version has one operating point per population (with how each image's population was
+    decided); files the worker would not score are listed under `excluded` (those the gate refused are counted in
+    `gate_refused` too), and both classes must remain."""
+    scored = score_labelled_folder(classifier, spec, folder, limits, population)
+    labels, scores, thresholds = scored.labels, scored.probabilities, scored.thresholds
+    metrics = {
+        **binary_metrics(labels, scores, thresholds),
+        "gate_refused": sum(1 for file in scored.excluded if file.get("gate")),
+        "ci95": bootstrap_intervals(labels, scores, thresholds, rounds),
         "bootstrap_rounds": rounds,
-        "excluded": excluded,
+        "excluded": scored.excluded,
     }
+    if classifier.policy.per_population:
+        populations = np.array([str(decision.population) for decision in scored.decisions])
+        metrics["by_population"] = {
+            str(group): {
+                **with_intervals(labels[members], scores[members], thresholds[members], rounds),
+                "decided_by": dict(
+                    Counter(str(d.basis) for d, member in zip(scored.decisions, members, strict=True) if member)
+                ),
+            }
+            for group in Population
+            if (members := populations == str(group)).any()
+        }
+    return metrics

@@ -29,10 +29,12 @@ from screening.imaging.preprocess import PreprocessSpec, preprocess, to_8bit
 from screening.model.gate import GATE_VERSION, ApplicabilityGate
 from screening.model.infer import Classifier
 from screening.model.manifest import non_commercial
+from screening.model.probe import fit_probe
 from screening.training.split import Example, Split
 
 Film = np.ndarray  # one 8-bit grayscale image, any size
 THRESHOLD = 0.5  # on the gate's balanced logistic regression
+REGULARISATION = 0.05  # its C
 HELD_OUT_FRACTION = 0.4  # of each out-of-scope kind's patients, kept for the test
 MADE_PER_KIND = 60  # images made from frontal films per way of making them, on each side
 DRAWN = 60  # noise, text pages and drawings, on each side
@@ -273,23 +275,11 @@ def fit_gate(
 ) -> tuple[ApplicabilityGate, dict[str, Any]]:
     """The gate for `classifier`, and its description for the manifest: what it was fitted on and how it did on
     images kept apart (refusal rates per kind, and of frontal films per validation source)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     fit_part, held_out = out_of_scope_images(out_of_scope, commercial_use_only)
     fitting = gate_images(split.train, fit_part, VARIATIONS, limits, seed)
     features, kept = gate_features(classifier, fitting, spec)
-    labels = np.array(fitting.labels)[kept]
-    scaler = StandardScaler().fit(features)
-    regression = LogisticRegression(C=0.05, class_weight="balanced", max_iter=3000)
-    regression.fit(scaler.transform(features), labels)
-    gate = ApplicabilityGate(
-        mean=scaler.mean_,
-        scale=scaler.scale_,
-        weights=regression.coef_[0],
-        bias=float(regression.intercept_[0]),
-        threshold=THRESHOLD,
-    )
+    probe = fit_probe(features, np.array(fitting.labels)[kept], REGULARISATION)
+    gate = ApplicabilityGate(**vars(probe), threshold=THRESHOLD)
     testing = gate_images(split.validation, held_out, 0, limits, seed + 1)
     test_features, test_kept = gate_features(classifier, testing, spec)
     test_kinds = [testing.kinds[index] for index in test_kept]

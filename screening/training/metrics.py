@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, roc_auc_score
@@ -26,9 +27,11 @@ def threshold_for_every_group(labels: np.ndarray, scores: np.ndarray, groups: np
     )
 
 
-def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
-    """Metrics at the threshold; ROC AUC is None for images of one class (a source that gives pneumonia only)."""
+def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray) -> dict:
+    """Metrics at the threshold (one for every image, or one each: their operating points); ROC AUC is None for
+    images of one class (a source that gives pneumonia only). `threshold` is recorded where it is one."""
     predicted = (scores >= threshold).astype(int)
+    uniform = np.unique(threshold)
     tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
     return {
         "images": int(labels.size),
@@ -39,7 +42,7 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
         "precision": float(tp / max(tp + fp, 1)),
         "f1": float(2 * tp / max(2 * tp + fp + fn, 1)),
         "ece": expected_calibration_error(labels, scores),
-        "threshold": float(threshold),
+        "threshold": float(uniform[0]) if uniform.size == 1 else None,
         "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
     }
 
@@ -59,16 +62,27 @@ BOOTSTRAPPED = ("roc_auc", "accuracy", "sensitivity", "specificity", "precision"
 
 
 def bootstrap_intervals(
-    labels: np.ndarray, scores: np.ndarray, threshold: float, rounds: int = 1000, seed: int = 0
+    labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray, rounds: int = 1000, seed: int = 0
 ) -> dict[str, tuple[float, float]]:
     """95% percentile intervals from resampling images with replacement (both classes kept in each draw)."""
     rng = np.random.default_rng(seed)
+    thresholds = np.broadcast_to(np.asarray(threshold, np.float64), labels.shape)
     draws: dict[str, list[float]] = {name: [] for name in BOOTSTRAPPED}
     while len(draws["accuracy"]) < rounds:
         pick = rng.integers(0, labels.size, labels.size)
         if labels[pick].min() == labels[pick].max():
             continue
-        metrics = binary_metrics(labels[pick], scores[pick], threshold)
+        metrics = binary_metrics(labels[pick], scores[pick], thresholds[pick])
         for name in BOOTSTRAPPED:
             draws[name].append(metrics[name])
     return {name: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for name, v in draws.items()}
+
+
+def with_intervals(
+    labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray, rounds: int = 1000
+) -> dict[str, Any]:
+    """binary_metrics, and their 95% bootstrap intervals where both classes are there."""
+    metrics = binary_metrics(labels, scores, threshold)
+    if 0 < labels.sum() < labels.size:
+        metrics["ci95"] = bootstrap_intervals(labels, scores, threshold, rounds)
+    return metrics

@@ -1,7 +1,7 @@
 """Transfer learning from ImageNet ResNet50, as named steps that pass one TrainingRun along.
 
-features -> baseline -> head -> fine-tune -> calibrate -> gate -> check -> package (an ensemble of trained networks:
-features -> baseline -> calibrate -> check -> package, see `assemble`):
+features -> baseline -> head -> fine-tune -> calibrate -> gate -> operating points -> check -> package
+(an ensemble of trained networks: features -> baseline -> calibrate -> check -> package, see `assemble`):
 
 1. features: the frozen backbone's features of every image, cached by content hash; the baseline to
    beat is a logistic regression on them.
@@ -11,6 +11,8 @@ features -> baseline -> calibrate -> check -> package, see `assemble`):
 4. calibrate: the temperature on the validation side's logits, then the threshold for the target
    sensitivity, and the metrics per source.
 5. gate (with an out-of-scope folder): the applicability gate on the final network's features.
+5b. operating points (with populations in the config): a temperature and threshold per population, on its own
+   validation films, and the age-group estimate (training.populations).
 6. check: the metrics on any extra labelled folders, scored end to end as the worker would.
 7. package: the artifact and its training report.
 Both training steps weigh sources and classes alike (training.sources.balancing_weights), on the
@@ -49,6 +51,7 @@ from screening.model.network import (
     save_classifier,
     with_normalisation,
 )
+from screening.model.population import AgeGroupEstimate, Population, PopulationPolicy
 from screening.model.weights import backbone_checksum, load_imagenet_weights
 from screening.training.config import TrainingConfig
 from screening.training.evaluate import folder_metrics
@@ -61,6 +64,7 @@ from screening.training.metrics import (
     threshold_for_every_group,
     threshold_for_sensitivity,
 )
+from screening.training.populations import fit_populations
 from screening.training.report import most_confident_mistakes, write_report
 from screening.training.sources import balancing_weights
 from screening.training.split import Example, Split
@@ -107,6 +111,9 @@ class TrainingRun:
     # gate
     gate: ApplicabilityGate | None = None
     gate_description: dict[str, Any] | None = None
+    # operating points (with config.populations): the manifest's `populations`, and the age-group estimate
+    populations: dict[str, Any] | None = None
+    estimate: AgeGroupEstimate | None = None
 
 
 def train(run: TrainingRun) -> ModelManifest:
@@ -117,7 +124,8 @@ def train(run: TrainingRun) -> ModelManifest:
     keras.utils.set_random_seed(run.config.seed)
     with tempfile.TemporaryDirectory(prefix="training-") as scratch:
         run.checkpoint_dir = run.checkpoint_dir or Path(scratch)
-        for step in (features, baseline, fit_head, fine_tune, calibrate, fit_applicability_gate, check):
+        steps = (features, baseline, fit_head, fine_tune, calibrate, fit_applicability_gate, operating_points, check)
+        for step in steps:
             step(run)
         return package(run)
 
@@ -376,10 +384,38 @@ def calibrate(run: TrainingRun) -> None:
 
 
 def _scorer(run: TrainingRun) -> Classifier:
-    """The network as a worker will load it: temperature, threshold and (once fitted) the gate."""
+    """The network as a worker will load it: temperature, threshold and (once fitted) the gate and the operating
+    points per population."""
     assert run.classifier is not None
-    provisional = ModelManifest(run.name, run.architecture, run.spec.to_dict(), run.threshold, run.temperature)
-    return Classifier(run.classifier, provisional, gate=run.gate)
+    provisional = ModelManifest(
+        run.name, run.architecture, run.spec.to_dict(), run.threshold, run.temperature, populations=run.populations
+    )
+    return Classifier(run.classifier, provisional, gate=run.gate, estimate=run.estimate)
+
+
+def operating_points(run: TrainingRun) -> None:
+    """With config.populations: an operating point per population on its own validation films, and the age-group
+    estimate; the validation figures become each image's at its population's point. The version's own threshold
+    and temperature become the more sensitive population's (for an image the estimate cannot place)."""
+    if not run.config.populations:
+        return
+    populations = {name: Population(value) for name, value in run.config.populations.items()}
+    fitted = fit_populations(
+        _scorer(run),
+        run.split,
+        run.spec,
+        run.limits,
+        populations,
+        run.config.population_targets(),
+        run.config.seed,
+        run.config.fine_tune_batch_size,
+    )
+    fallback = fitted.points[PopulationPolicy(fitted.points).most_sensitive]
+    run.threshold, run.temperature = fallback.threshold, fallback.temperature
+    run.validation_scores, run.populations, run.estimate = fitted.validation_scores, fitted.described, fitted.estimate
+    run.metrics |= fitted.metrics
+    for population, point in fitted.points.items():
+        run.say(f"operating point, {population}: threshold {point.threshold:.4f}, temperature {point.temperature:.3f}")
 
 
 def fit_applicability_gate(run: TrainingRun) -> None:
@@ -401,8 +437,7 @@ def check(run: TrainingRun) -> None:
     """Each extra labelled folder scored end to end, as a worker with this version would (gate included)."""
     scorer = _scorer(run)
     run.metrics["checks"] = {
-        name: folder_metrics(scorer, run.spec, run.threshold, folder, limits=run.limits)
-        for name, folder in run.checks.items()
+        name: folder_metrics(scorer, run.spec, folder, limits=run.limits) for name, folder in run.checks.items()
     }
 
 
@@ -454,9 +489,10 @@ def package(run: TrainingRun) -> ModelManifest:
         training_config={"phase": run.config.phase, **asdict(run.config), **run.notes},
         data_manifest=run.split.manifest(),
         gate=run.gate_description,
+        populations=run.populations,
     )
     assert run.classifier is not None and run.validation_scores is not None
-    sha256 = save_classifier(run.classifier, manifest, run.artifact_path, run.gate)
+    sha256 = save_classifier(run.classifier, manifest, run.artifact_path, run.gate, run.estimate)
     manifest = replace(manifest, artifact_sha256=sha256)
     labels, scores = run.split.labels("validation"), run.validation_scores
     mistakes = [

@@ -15,13 +15,13 @@ from pathlib import Path
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from screening.db.batches import BatchProgress, batch_progress, renew_lease
-from screening.db.schema import BatchMode, ImageStatus
-from screening.errors import ScreeningError
+from screening.db.schema import BatchMode, ImageStatus, Population
+from screening.errors import InvalidRequest, ScreeningError
 from screening.queue.enqueue import Dispatch, enqueue_batch, held_lease, requeue_batch, start_batch, wait_for_batch
 from screening.usecases.context import Services, servable_active_model
 from screening.usecases.results import find_batch
 
-__all__ = ["BatchMode", "BatchOutcome", "EnqueueEvents", "batch_mode", "enqueue_folders", "requeue"]
+__all__ = ["BatchMode", "BatchOutcome", "EnqueueEvents", "Population", "batch_mode", "enqueue_folders", "requeue"]
 
 
 class BrokerUnreachable(ScreeningError):
@@ -85,16 +85,26 @@ def _broker_errors(batch_id: str) -> Iterator[None]:
 
 
 def enqueue_folders(
-    services: Services, paths: list[Path], wait: bool = False, events: EnqueueEvents = EnqueueEvents()
+    services: Services,
+    paths: list[Path],
+    wait: bool = False,
+    events: EnqueueEvents = EnqueueEvents(),
+    population: Population | None = None,
 ) -> BatchOutcome:
-    """Record a batch of every file under `paths` and have its images screened by the active version.
+    """Record a batch of every file under `paths` and have its images screened by the active version; `population`
+    (a folder of known population) decides the operating point of each image whose header gives no age.
 
     Without a broker this always waits; with one, only when `wait`."""
     settings = services.settings
     version = servable_active_model(services)
+    if population is not None and not version.populations:
+        raise InvalidRequest(
+            f"the active model version {version.id} has one operating point for every image: --population would "
+            "change nothing"
+        )
     roots = [str(path.resolve()) for path in paths]
     lease = timedelta(seconds=settings.enqueue_lease_s)
-    batch_id = start_batch(services.sessions, roots, batch_mode(services), lease)
+    batch_id = start_batch(services.sessions, roots, batch_mode(services), lease, population)
     events.started(batch_id, version.id, version.name)
     dispatch = _dispatcher(services)
     with held_lease(services.sessions, batch_id, lease), _broker_errors(batch_id):

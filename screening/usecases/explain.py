@@ -9,11 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from screening.db.schema import ModelVersion
+from screening.db.schema import ModelVersion, Population
 from screening.imaging.errors import ImageRejected, NotScreenable
 from screening.imaging.overlay import display_film, overlay_heatmap
 from screening.imaging.pipeline import prepare_radiograph, read_radiograph
 from screening.imaging.preprocess import PreprocessSpec
+from screening.model.population import known_population
 from screening.usecases.context import Services, active_model
 from screening.usecases.preview import PreviewError, check_image_target
 from screening.usecases.screen_chunk import process_runtime
@@ -23,7 +24,8 @@ from screening.usecases.screen_chunk import process_runtime
 class Explanation:
     version_id: int
     probability: float
-    threshold: float
+    threshold: float  # of the operating point it was scored at (its population's, where the version has them)
+    population: Population | None  # whose point that is: the header's age, else the age-group estimate's
     heatmap: np.ndarray  # the Grad-CAM grid (7 x 7), values in [0, 1]
     overlay: np.ndarray  # RGB uint8: the film with the heatmap over it
 
@@ -41,13 +43,18 @@ def explain(services: Services, file: Path, version: ModelVersion | None = None)
     radiograph = read_radiograph(file, services.settings.image_limits)
     image = prepare_radiograph(radiograph, PreprocessSpec.from_dict(version.preprocessing)).image
     classifier = process_runtime(services).classifier_for(version)  # the model this process screens with
-    assessed = classifier.assess(image[None])
+    assessed = classifier.assess(image[None], [known_population(radiograph.age_years, None)])
     if refusal := assessed.refusal(0):  # the worker gives it no score: no heatmap either
         raise NotScreenable(refusal)
-    probability = float(assessed.probabilities[0])
+    decision = assessed.decisions[0]
     heatmap = classifier_grad_cam(classifier.model, image[None])[0]
     return Explanation(
-        version.id, probability, version.threshold, heatmap, overlay_heatmap(display_film(radiograph), heatmap)
+        version.id,
+        float(assessed.probabilities[0]),
+        decision.point.threshold,
+        decision.population,
+        heatmap,
+        overlay_heatmap(display_film(radiograph), heatmap),
     )
 
 

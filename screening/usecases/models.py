@@ -26,6 +26,9 @@ class VersionSummary:
     sensitivity: float | None
     specificity: float | None
     gate: str | None  # the applicability gate's version, if the version has one
+    # per population, its operating point ({"child": {"threshold", "temperature", "target_sensitivity"}, ...});
+    # None: `threshold` for every image
+    populations: dict[str, dict[str, float]] | None
     created_at: str
     sha256: str  # the first 12 hex digits
 
@@ -40,6 +43,7 @@ def list_models(services: Services) -> list[VersionSummary]:
                 threshold=v.threshold,
                 **{k: v.metrics.get("validation", {}).get(k) for k in METRICS_SHOWN},
                 gate=v.gate_version,
+                populations=v.populations["points"] if v.populations else None,
                 created_at=v.created_at.isoformat(timespec="seconds"),
                 sha256=v.artifact_sha256[:12],
             )
@@ -60,6 +64,7 @@ def show_model(services: Services, version_id: int) -> dict[str, Any]:
             "parent_id": version.parent_id,
             "threshold": version.threshold,
             "gate": {"version": version.gate_version, "threshold": version.gate_threshold},
+            "populations": version.populations,
             "metrics": version.metrics,
             "preprocessing": version.preprocessing,
             "training_config": version.training_config,

@@ -19,7 +19,7 @@ from screening.dicomnet.objects import ModelIdentity, ScreenedImage, heatmap_cap
 from screening.dicomnet.scu import SendFailed, send_file
 from screening.usecases.context import Services
 from screening.usecases.explain import explain
-from screening.usecases.results import ImageRow, batch_results
+from screening.usecases.results import ImageRow, batch_results, operating_point
 
 __all__ = ["OutboxEntry", "SendStatus", "dispatch_sends", "export_batch", "list_outbox", "resend", "send_due"]
 logger = logging.getLogger(__name__)
@@ -74,16 +74,24 @@ def export_batch(services: Services, batch_id: str) -> list[OutboxEntry]:
         if store.objects_of_batch(session, batch_id):
             return []
         version = session.get_one(ModelVersion, found.model_version_id)
-    model = ModelIdentity(version.name, version.id, version.artifact_sha256, version.threshold)
+    model = ModelIdentity(version.name, version.id, version.artifact_sha256)
     destination = str(settings.dicom.results_destination) if settings.dicom.results_destination else None
     folder = settings.data_dir / "outbox" / batch_id
     folder.mkdir(parents=True, exist_ok=True)
     made: list[tuple[str, ResultKind, str, str, Path]] = []
     for study_uid, rows in _study_images(found.images).items():
         headers = {row.sop_uid: pydicom.dcmread(row.path, stop_before_pixels=True) for row in rows}
-        report = screening_report(
-            [ScreenedImage(headers[row.sop_uid], row.probability or 0.0, bool(row.flagged)) for row in rows], model
-        )
+        screened = [
+            ScreenedImage(
+                headers[row.sop_uid],
+                row.probability or 0.0,
+                bool(row.flagged),
+                version.threshold if row.threshold is None else row.threshold,  # rows from before operating points
+                operating_point(row),
+            )
+            for row in rows
+        ]
+        report = screening_report(screened, model)
         made.append((study_uid, ResultKind.REPORT, "", report.SOPInstanceUID, _save(report, folder)))
         series_uid = hd.UID()
         for number, row in enumerate((row for row in rows if row.flagged), start=1):

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
 from screening.db.batches import BatchProgress, batch_progress, latest_batch_id
 from screening.db.results import ImageRow, StudyRow, batch_rows, batch_studies
-from screening.db.schema import Batch
+from screening.db.schema import Batch, Population, PopulationBasis
 from screening.errors import ScreeningError
 from screening.usecases.context import Services
 
-__all__ = ["BatchProgress", "BatchResults", "ImageRow", "StudyRow", "batch_results", "batch_status", "find_batch"]
+__all__ = [
+    "BatchProgress",
+    "BatchResults",
+    "ImageRow",
+    "StudyRow",
+    "batch_results",
+    "batch_status",
+    "find_batch",
+    "operating_point",
+]
 
 
 class NoSuchBatch(ScreeningError):
@@ -48,3 +58,31 @@ def batch_results(services: Services, batch_id: str | None, flagged_only: bool =
         images = batch_rows(session, batch.id, flagged_only)
         studies = [study for study in batch_studies(session, batch.id) if study.flagged or not flagged_only]
         return BatchResults(batch.id, batch.model_version_id, list(batch.roots), images, studies)
+
+
+class ScoredAt(Protocol):
+    """A scored image's operating point, as a result row or an image row holds it."""
+
+    @property
+    def threshold(self) -> float | None: ...
+    @property
+    def population(self) -> Population | None: ...
+    @property
+    def population_basis(self) -> PopulationBasis | None: ...
+    @property
+    def adult_score(self) -> float | None: ...
+
+
+def operating_point(row: ScoredAt) -> str:
+    """Which point an image was scored at and why, for people: `adult, threshold 0.182 (header)`, `child, threshold
+    0.430 (estimate, P(adult) 0.02)`, the threshold alone for a version with one point; "" when it was not scored."""
+    if row.threshold is None:
+        return ""
+    if row.population is None:
+        return f"threshold {row.threshold:.3f}"
+    why = str(row.population_basis)
+    if row.adult_score is not None and row.population_basis in (PopulationBasis.ESTIMATE, PopulationBasis.UNCERTAIN):
+        why += f", P(adult) {row.adult_score:.2f}"
+    if row.population_basis == PopulationBasis.UNCERTAIN:
+        why += ": not placed, the more sensitive point"
+    return f"{row.population}, threshold {row.threshold:.3f} ({why})"

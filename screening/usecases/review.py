@@ -16,6 +16,7 @@ from screening.imaging.preprocess import PreprocessSpec
 from screening.usecases.context import Services
 from screening.usecases.explain import explain
 from screening.usecases.label import Truth, record_labels
+from screening.usecases.results import operating_point
 
 __all__ = [
     "ImageStatus",
@@ -37,7 +38,8 @@ class NoSuchImage(ScreeningError):
 @dataclass(frozen=True)
 class ImageView:
     row: ReviewRow
-    threshold: float
+    threshold: float  # of the operating point it was scored at
+    operating_point: str  # whose point that is and why: `child, threshold 0.430 (header)`
     sends: list[tuple[str, SendStatus, int, str | None]]
 
 
@@ -89,7 +91,8 @@ def image_view(services: Services, result_id: int) -> ImageView:
     with services.sessions() as session:
         (row,) = review_rows(session, result_id=result_id)
         sends = study_sends(session, result.study_uid) if result.study_uid else []
-    return ImageView(row, version.threshold, sends)
+    threshold = version.threshold if result.threshold is None else result.threshold  # rows from before the points
+    return ImageView(row, threshold, operating_point(result), sends)
 
 
 def model_input_png(services: Services, result_id: int) -> bytes:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 from screening.config import Settings
+from screening.db.batches import population_overrides
 from screening.db.results import queued_results, record_outcomes
 from screening.db.schema import ImageStatus, ModelVersion
 from screening.usecases.context import Services, connect
@@ -57,7 +58,8 @@ def screen_chunk(runtime: WorkerRuntime, result_ids: list[int]) -> ChunkSummary:
         if not queued:
             return ChunkSummary(None, len(result_ids), len(result_ids), {})
         version = session.get_one(ModelVersion, queued[0].model_version_id)  # claimed together: one version
-    jobs = [ImageJob(row.path, row.sha256, row.id) for row in queued]
+        overrides = population_overrides(session, {row.batch_id for row in queued})
+    jobs = [ImageJob(row.path, row.sha256, row.id, overrides.get(row.batch_id or "")) for row in queued]
     score_jobs(runtime, version, jobs)
     writing = time.perf_counter()
     with runtime.session_factory.begin() as session:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from screening.config import Settings
-from screening.db.schema import ModelVersion, utcnow
+from screening.db.schema import ModelVersion, Population, utcnow
 from screening.errors import InvalidRequest, ScreeningError
 from screening.hashing import sha256_hex
 from screening.imaging.preprocess import SPECS, PreprocessSpec
@@ -28,10 +28,12 @@ if TYPE_CHECKING:  # the training module loads a Keras backend: only when a run 
     from screening.training.train import TrainingRun
 
 __all__ = [
+    "Population",
     "SourceSpec",
     "TrainingConfig",
     "TrainedCandidate",
     "add_gate",
+    "add_operating_points",
     "assemble_ensemble",
     "fetch_backbone_weights",
     "train_candidate",
@@ -240,7 +242,7 @@ def add_gate(
     notes = {"out_of_scope_dir": str(out_of_scope.resolve()), "gate_added_to": sha256_hex(artifact)}
     classifier = replace(classifier, gate=gate)
     checks = {
-        folder.name: folder_metrics(classifier, spec, manifest.threshold, folder, limits=services.settings.image_limits)
+        folder.name: folder_metrics(classifier, spec, folder, limits=services.settings.image_limits)
         for folder in check_dirs
     }
     metrics = {**manifest.metrics, "checks": {**manifest.metrics.get("checks", {}), **checks}}
@@ -302,3 +304,76 @@ def assemble_ensemble(
     )
     manifest = assemble(run, [Classifier.load(artifact, None) for artifact in artifacts])
     return _carded(services, manifest, out, register)
+
+
+def add_operating_points(
+    services: Services,
+    artifact: Path,
+    sources: list[SourceSpec],
+    populations: dict[str, Population],
+    targets: dict[Population, float],
+    out: Path,
+    check_dirs: tuple[Path, ...] = (),
+    register: bool = True,
+) -> TrainedCandidate:
+    """`screen models operating-points`: a copy of a trained network with an operating point per population and the
+    age-group estimate (a new version). The points are chosen on the sources' validation films, none of which the
+    network may have trained on (refused otherwise, before a backend loads); an ensemble gives its first member,
+    one network. Its gate is kept; each of `check_dirs` is scored again, each image at its population's point.
+    A population without a target keeps the network's recipe's target sensitivity."""
+    named = {spec.name for spec in sources}
+    if named != set(populations):
+        raise InvalidRequest(f"give every source, and only those, a population: sources {', '.join(sorted(named))}")
+    manifest = read_manifest(artifact)
+    config = replace(
+        TrainingConfig.from_dict(manifest.training_config, ignore_unknown=True),
+        populations={name: population.value for name, population in populations.items()},
+        population_sensitivity={population.value: target for population, target in targets.items()},
+    )
+    _check_sources(sources, config.validation_fraction)
+    for folder in check_dirs:
+        labelled_folder(folder)
+    split = multi_source_split(sources, config.validation_fraction, config.seed, config.commercial_use_only)
+    trained_on = {row["sha256"] for row in manifest.data_manifest.get("files", []) if row["split"] == "train"}
+    seen = [example.path.name for example in split.validation if example.sha256 in trained_on]
+    if seen:
+        raise InvalidRequest(
+            f"{len(seen)} validation film(s) of these sources were in {artifact.name}'s training side (e.g. "
+            f"{seen[0]}): operating points must be chosen on films it never trained on"
+        )
+    _free(services, out, [artifact])
+    from screening.model.infer import Classifier
+    from screening.model.network import build_ensemble, save_classifier
+    from screening.model.population import PopulationPolicy
+    from screening.training.evaluate import folder_metrics
+    from screening.training.populations import fit_populations
+
+    loaded = Classifier.load(artifact, None)
+    single = replace(manifest.architecture, members=1)
+    classifier = replace(loaded, model=build_ensemble([loaded.model], single))
+    spec = PreprocessSpec.from_dict(manifest.preprocessing)
+    limits = services.settings.image_limits
+    fitted = fit_populations(classifier, split, spec, limits, populations, config.population_targets(), config.seed)
+    policy = PopulationPolicy(fitted.points, estimate=fitted.estimate)
+    fallback = fitted.points[policy.most_sensitive]
+    pointed = replace(
+        manifest,
+        architecture=single,
+        threshold=fallback.threshold,
+        temperature=fallback.temperature,
+        populations=fitted.described,
+        data_manifest=split.manifest(),
+        training_config={
+            **manifest.training_config,
+            **asdict(config),
+            "operating_points_added_to": sha256_hex(artifact),
+        },
+    )
+    classifier = replace(classifier, manifest=pointed, estimate=fitted.estimate)
+    checks = {folder.name: folder_metrics(classifier, spec, folder, limits=limits) for folder in check_dirs}
+    pointed = replace(pointed, metrics={**manifest.metrics, **fitted.metrics, "checks": checks})
+    pointed = replace(
+        pointed,
+        artifact_sha256=save_classifier(classifier.model, pointed, out, classifier.gate, fitted.estimate),
+    )
+    return _carded(services, pointed, out, register)

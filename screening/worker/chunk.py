@@ -21,7 +21,7 @@ from screening.db.schema import ModelVersion
 from screening.imaging.errors import Unreadable
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.artifact import ArtifactError
-from screening.worker.stages import ImageJob, Infer, Prepare, ReadFile, run_image_stages
+from screening.worker.stages import ImageJob, Infer, Prepare, ReadFile, Score, run_image_stages
 
 if TYPE_CHECKING:
     from screening.model.infer import Classifier
@@ -87,18 +87,18 @@ def _score(runtime: WorkerRuntime, version: ModelVersion, classifier: Classifier
     ]
     # Decode ahead in the pool while the model scores each sub-batch, so inference never waits for the whole chunk.
     decoded = [runtime.pool.submit(run_image_stages, job, stages) for job in jobs]
-    infer, size = Infer(classifier, version.threshold), runtime.settings.inference_batch_size
-    scored: dict[str, float] = {}  # pixel hash -> the probability given to those pixels in this chunk
+    infer, size = Infer(classifier), runtime.settings.inference_batch_size
+    scored: dict[str, Score] = {}  # pixel hash -> the score given to those pixels in this chunk
     for start in range(0, len(decoded), size):
         batch = [future.result() for future in decoded[start : start + size]]
         _reuse_scores(runtime, version, batch, scored)
         infer(batch)
         for job in batch:  # a twin scored in the same sub-batch takes its first's score: one score per pixels
-            if job.probability is None or not job.pixel_sha256 or job.timings_ms.get(infer.name) is None:
+            if job.scored is None or not job.pixel_sha256 or job.timings_ms.get(infer.name) is None:
                 continue
             if job.pixel_sha256 in scored:
-                job.score(scored[job.pixel_sha256], version.threshold, SAME_PIXELS)
-            scored.setdefault(job.pixel_sha256, job.probability)
+                job.score(scored[job.pixel_sha256], SAME_PIXELS)
+            scored.setdefault(job.pixel_sha256, job.scored)
 
 
 def _reuse_scores(runtime: WorkerRuntime, version: ModelVersion, jobs: list[ImageJob], scored: dict) -> None:
@@ -107,8 +107,17 @@ def _reuse_scores(runtime: WorkerRuntime, version: ModelVersion, jobs: list[Imag
     if not waiting:
         return
     with runtime.session_factory() as session:
-        earlier = {sha: row.probability for sha, row in screened_pixels(session, version.id, list(waiting)).items()}
+        earlier = {
+            sha: Score(
+                float(row.probability or 0.0),  # a done row has one
+                version.threshold if row.threshold is None else row.threshold,  # rows from before operating points
+                row.population,
+                row.population_basis,
+                row.adult_score,
+            )
+            for sha, row in screened_pixels(session, version.id, list(waiting)).items()
+        }
     known = earlier | scored
     for job in jobs:
         if job.pending and job.pixel_sha256 in known:
-            job.score(known[job.pixel_sha256], version.threshold, SAME_PIXELS)
+            job.score(known[job.pixel_sha256], SAME_PIXELS)

@@ -9,16 +9,35 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from screening.config import ImageLimits
 from screening.db.results import Outcome
-from screening.db.schema import ImageStatus
+from screening.db.schema import ImageStatus, Population, PopulationBasis
 from screening.imaging.errors import ImageRejected, NotScreenable, Unreadable
 from screening.imaging.pipeline import prepare, read_image_file
 from screening.imaging.preprocess import PreprocessSpec
+from screening.model.population import Known, known_population
+
+if TYPE_CHECKING:
+    from screening.model.infer import Assessment
+
+
+@dataclass(frozen=True)
+class Score:
+    """An image's probability and flag, at the operating point it was scored at, and why that point."""
+
+    probability: float
+    threshold: float
+    population: Population | None = None  # None: a version with one operating point for every image
+    basis: PopulationBasis | None = None
+    adult_score: float | None = None  # the age-group estimate's P(adult), where it was computed
+
+    @property
+    def flagged(self) -> bool:
+        return self.probability >= self.threshold
 
 
 @dataclass
@@ -26,12 +45,13 @@ class ImageJob:
     path: str
     sha256: str
     result_id: int | None = None
+    population_override: Population | None = None  # the batch's `--population`
     kind: str | None = None
     data: bytes | None = None
     image: np.ndarray | None = None
     pixel_sha256: str | None = None
-    probability: float | None = None
-    flagged: bool | None = None
+    age_years: float | None = None  # from the DICOM header, where it gives a valid one
+    scored: Score | None = None
     status: ImageStatus | None = None  # None while in the pipeline; every job leaves it with one
     reason: str | None = None  # why it was not scored, or a note on how it was (a VOI window ignored)
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -40,24 +60,35 @@ class ImageJob:
         self.status, self.reason = problem.status, problem.reason
         self.data = self.image = None
 
-    def score(self, probability: float, threshold: float, note: str | None = None) -> None:
-        self.probability, self.flagged = float(probability), bool(probability >= threshold)
-        self.status, self.image = ImageStatus.DONE, None
+    def score(self, scored: Score, note: str | None = None) -> None:
+        self.scored, self.status, self.image = scored, ImageStatus.DONE, None
         self.reason = "; ".join(text for text in (self.reason, note) if text) or None
 
     @property
     def pending(self) -> bool:
         return self.status is None
 
+    @property
+    def probability(self) -> float | None:
+        return self.scored.probability if self.scored else None
+
+    def known_population(self) -> Known:
+        return known_population(self.age_years, self.population_override)
+
     def outcome(self) -> Outcome:
         """What the results row records."""
         assert self.result_id is not None and self.status is not None
+        scored = self.scored
         return Outcome(
             result_id=self.result_id,
             status=self.status,
             reason=self.reason,
-            probability=self.probability,
-            flagged=self.flagged,
+            probability=scored.probability if scored else None,
+            flagged=scored.flagged if scored else None,
+            threshold=scored.threshold if scored else None,
+            population=scored.population if scored else None,
+            population_basis=scored.basis if scored else None,
+            adult_score=scored.adult_score if scored else None,
             kind=self.kind,
             pixel_sha256=self.pixel_sha256,
             read_ms=self.timings_ms.get("read", 0) + self.timings_ms.get("decode", 0),  # the prepare stage's parts
@@ -85,7 +116,7 @@ class Prepare:
 
     name: ClassVar[str] = "prepare"
     inputs: ClassVar[tuple[str, ...]] = ("data",)
-    outputs: ClassVar[tuple[str, ...]] = ("kind", "image", "pixel_sha256")
+    outputs: ClassVar[tuple[str, ...]] = ("kind", "image", "pixel_sha256", "age_years")
 
     def __init__(self, spec: PreprocessSpec, limits: ImageLimits) -> None:
         self.spec, self.limits = spec, limits
@@ -94,11 +125,12 @@ class Prepare:
         data, job.data = job.data, None
         assert data is not None  # ReadFile ran
         prepared = prepare(data, self.spec, self.limits)
-        job.kind, job.image, job.pixel_sha256, job.reason = (
+        job.kind, job.image, job.pixel_sha256, job.reason, job.age_years = (
             prepared.kind,
             prepared.image,
             prepared.pixel_sha256,
             prepared.note,
+            prepared.age_years,
         )
         job.timings_ms.update(prepared.timings_ms)
 
@@ -120,26 +152,40 @@ def run_image_stages(job: ImageJob, stages: list[ReadFile | Prepare]) -> ImageJo
 
 
 class Infer:
-    """Batched probabilities and flags for every job that got through preprocessing; an image the version's
-    applicability gate refuses is skipped with the gate's score instead."""
+    """Batched probabilities and flags for every job that got through preprocessing, each at its population's
+    operating point; an image the version's applicability gate refuses is skipped with the gate's score instead."""
 
     name: ClassVar[str] = "infer"
-    inputs: ClassVar[tuple[str, ...]] = ("image",)
-    outputs: ClassVar[tuple[str, ...]] = ("probability", "flagged", "status")
+    inputs: ClassVar[tuple[str, ...]] = ("image", "age_years", "population_override")
+    outputs: ClassVar[tuple[str, ...]] = ("scored", "status")
 
-    def __init__(self, classifier, threshold: float) -> None:  # noqa: ANN001
-        self.classifier, self.threshold = classifier, threshold
+    def __init__(self, classifier) -> None:  # noqa: ANN001
+        self.classifier = classifier
 
     def __call__(self, jobs: list[ImageJob]) -> None:
         ready = [(job, job.image) for job in jobs if job.pending and job.image is not None]
         if not ready:
             return
         started = time.perf_counter()
-        assessed = self.classifier.assess(np.stack([image for _, image in ready]))
+        assessed = self.classifier.assess(
+            np.stack([image for _, image in ready]), [job.known_population() for job, _ in ready]
+        )
         per_image_ms = (time.perf_counter() - started) * 1000 / len(ready)
         for index, (job, _) in enumerate(ready):
             if refusal := assessed.refusal(index):
                 job.reject(NotScreenable(refusal))
             else:
-                job.score(assessed.probabilities[index], self.threshold)
+                job.score(score_of(assessed, index))
             job.timings_ms[self.name] = per_image_ms
+
+
+def score_of(assessed: Assessment, index: int) -> Score:
+    decision = assessed.decisions[index]
+    adult = assessed.adult_scores
+    return Score(
+        float(assessed.probabilities[index]),
+        decision.point.threshold,
+        decision.population,
+        decision.basis,
+        None if adult is None else float(adult[index]),
+    )

@@ -1,0 +1,200 @@
+"""Operating points per population, and the age-group estimate, for a trained network (model.population).
+
+- Each population (children, adults) gets its own temperature, fitted on its validation films only, and the
+  highest threshold that keeps its target sensitivity on every one of its sources (so on all of them together).
+- How far those validation figures flatter the choice is measured by patient-wise cross-validation on the same
+  films: temperature and threshold chosen on the other folds, sensitivity and specificity counted on the held-out
+  fold. (The network trained on the training side, so its scores there cannot stand in for unseen films.)
+- The age-group estimate is a linear probe on the network's pooled features, fitted on the training side (each
+  image's population is its source's) and tested on the validation side, per source: how many it places right,
+  wrong, or not at all (those get the more sensitive operating point).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from screening.config import ImageLimits
+from screening.db.schema import Population
+from screening.imaging.preprocess import PreprocessSpec
+from screening.model.calibration import fit_temperature, probabilities
+from screening.model.infer import Classifier
+from screening.model.population import ESTIMATE_VERSION, AgeGroupEstimate, OperatingPoint
+from screening.model.probe import fit_probe
+from screening.training.metrics import binary_metrics, threshold_for_every_group, with_intervals
+from screening.training.split import Example, Split
+from screening.training.stream import LabelledImages
+
+REGULARISATION = 0.05  # the estimate's C, as the gate's
+ADULT_FROM, CHILD_BELOW = 0.9, 0.1  # P(adult) at or above: adult; below: child; between: not placed
+FOLDS = 5
+
+
+@dataclass(frozen=True)
+class FittedPopulations:
+    points: dict[Population, OperatingPoint]
+    estimate: AgeGroupEstimate
+    described: dict[str, Any]  # the manifest's `populations`: points, targets, the estimate and its test
+    # validation metrics, each image at its population's point: pooled, per source (with intervals) and per
+    # population (with the cross-validated figures)
+    metrics: dict[str, Any]
+    validation_scores: np.ndarray  # each validation image's probability at its population's point
+
+
+def population_of(example: Example, populations: dict[str, Population]) -> Population:
+    """An image's population is its source's (by the source's top-level name)."""
+    return populations[example.source.split("/")[0]]
+
+
+def pooled(
+    classifier: Classifier, examples: list[Example], spec: PreprocessSpec, limits: ImageLimits, batch: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The logit and pooled features of every image, end to end as the worker reads it, streamed a batch at a time."""
+    logits, features = [], []
+    for images in LabelledImages(examples, spec, limits, batch).images():
+        logit, feature = classifier.logits_and_features(images)
+        logits.append(logit)
+        features.append(feature)
+    return np.concatenate(logits), np.concatenate(features)
+
+
+def choose_point(labels: np.ndarray, logits: np.ndarray, sources: np.ndarray, target: float) -> OperatingPoint:
+    """The temperature fitted on these films, and the highest threshold keeping `target` sensitivity on each source."""
+    temperature = fit_temperature(labels, logits)
+    scores = probabilities(logits, temperature)
+    return OperatingPoint(threshold_for_every_group(labels, scores, sources, target), temperature)
+
+
+def patient_folds(patients: list[str], folds: int, seed: int) -> Iterator[np.ndarray]:
+    """Boolean masks of `folds` held-out folds, no patient in two."""
+    unique = sorted(set(patients))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    fold_of = {unique[index]: rank % folds for rank, index in enumerate(order)}
+    assigned = np.array([fold_of[patient] for patient in patients])
+    for fold in range(folds):
+        yield assigned == fold
+
+
+def cross_validated(
+    labels: np.ndarray, logits: np.ndarray, sources: np.ndarray, patients: list[str], target: float, seed: int
+) -> dict[str, Any]:
+    """Each film flagged or not by a point chosen without it (patient-wise folds); sensitivity and specificity over
+    all films, and per source."""
+    flagged = np.zeros(labels.shape, bool)
+    for held_out in patient_folds(patients, FOLDS, seed):
+        fitting = ~held_out
+        if not labels[fitting].any():
+            continue
+        point = choose_point(labels[fitting], logits[fitting], sources[fitting], target)
+        flagged[held_out] = probabilities(logits[held_out], point.temperature) >= point.threshold
+
+    def rates(members: np.ndarray) -> dict[str, float | None]:
+        positives, negatives = labels[members] == 1, labels[members] == 0
+        return {
+            "images": int(members.sum()),
+            "sensitivity": float(flagged[members][positives].mean()) if positives.any() else None,
+            "specificity": float(1 - flagged[members][negatives].mean()) if negatives.any() else None,
+        }
+
+    return {"folds": FOLDS, "all": rates(np.ones(labels.shape, bool))} | {
+        source: rates(sources == source) for source in sorted(set(sources))
+    }
+
+
+def fit_age_estimate(train_features: np.ndarray, train_populations: np.ndarray) -> AgeGroupEstimate:
+    probe = fit_probe(train_features, (train_populations == Population.ADULT).astype(int), REGULARISATION)
+    return AgeGroupEstimate(**vars(probe), adult_from=ADULT_FROM, child_below=CHILD_BELOW)
+
+
+def estimate_test(estimate: AgeGroupEstimate, features: np.ndarray, truth: np.ndarray, sources: np.ndarray) -> dict:
+    """Per validation source: placed right, placed wrong, not placed."""
+    placed = np.array([estimate.place(float(score)) for score in estimate.scores(features)], object)
+    tested = {}
+    for source in sorted(set(sources)):
+        members = sources == source
+        right = int((placed[members] == truth[members]).sum())
+        unplaced = int(sum(1 for value in placed[members] if value is None))
+        tested[source] = {
+            "images": int(members.sum()),
+            "right": right,
+            "wrong": int(members.sum()) - right - unplaced,
+            "not_placed": unplaced,
+            "accuracy": right / int(members.sum()),
+        }
+    return tested
+
+
+def fit_populations(
+    classifier: Classifier,
+    split: Split,
+    spec: PreprocessSpec,
+    limits: ImageLimits,
+    populations: dict[str, Population],
+    targets: dict[Population, float],
+    seed: int,
+    batch: int = 32,
+) -> FittedPopulations:
+    """Operating points per population on the validation side, the age-group estimate on the training side's
+    features (tested on the validation side), and every figure per population and source. The figures are on the
+    films the points were chosen on (the cross-validated ones excepted)."""
+    missing = {example.source.split("/")[0] for example in split.train + split.validation} - set(populations)
+    if missing:
+        raise ValueError(f"no population given for source(s) {', '.join(sorted(missing))}")
+    logits, features = pooled(classifier, split.validation, spec, limits, batch)
+    _, train_features = pooled(classifier, split.train, spec, limits, batch)
+    labels, sources = split.labels("validation"), split.sources("validation")
+    truth = np.array([population_of(example, populations) for example in split.validation], object)
+    train_truth = np.array([population_of(example, populations) for example in split.train], object)
+    estimate = fit_age_estimate(train_features, train_truth)
+
+    points: dict[Population, OperatingPoint] = {}
+    by_population: dict[str, Any] = {}
+    scores, thresholds = np.zeros(labels.shape), np.zeros(labels.shape)
+    patients = [example.patient for example in split.validation]
+    for population in Population:
+        members = truth == population
+        if not members.any():
+            raise ValueError(f"no validation films of the {population} population")
+        target = targets[population]
+        point = points[population] = choose_point(labels[members], logits[members], sources[members], target)
+        scores[members] = probabilities(logits[members], point.temperature)
+        thresholds[members] = point.threshold
+        member_patients = [patient for patient, member in zip(patients, members, strict=True) if member]
+        by_population[population.value] = {
+            **with_intervals(labels[members], scores[members], thresholds[members]),
+            "cross_validated": cross_validated(
+                labels[members], logits[members], sources[members], member_patients, target, seed
+            ),
+        }
+    top_level = np.array([source.split("/")[0] for source in sources])
+    metrics = {
+        "validation": binary_metrics(labels, scores, thresholds),
+        "validation_by_source": {
+            group: with_intervals(labels[members], scores[members], thresholds[members])
+            for group in sorted(set(sources) | set(top_level))
+            if (members := (sources == group) | (top_level == group)).any()
+        },
+        "populations": by_population,
+    }
+    tested = estimate_test(estimate, features, truth, sources)
+    described = {
+        "points": {
+            population.value: {**point.to_dict(), "target_sensitivity": targets[population]}
+            for population, point in points.items()
+        },
+        "sources": {name: population.value for name, population in sorted(populations.items())},
+        "estimate": {
+            "version": ESTIMATE_VERSION,
+            "adult_from": ADULT_FROM,
+            "child_below": CHILD_BELOW,
+            "method": f"logistic regression (balanced, C={REGULARISATION}) on the classifier's standardised pooled "
+            "backbone features",
+            "fitted_on": {population.value: int((train_truth == population).sum()) for population in Population},
+            "test": tested,
+        },
+    }
+    return FittedPopulations(points, estimate, described, metrics, scores)

@@ -1,0 +1,225 @@
+"""Operating points per population: which point an image gets and why, the header's age, choosing points, the
+age-group estimate, and the whole path from `screen models operating-points` to a result row."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+from helpers import ADULT, CXR224, DICOM, FULLRES, copy_adult_films, copy_training_set, results_by_name, run_screen
+
+from screening.db.schema import Population, PopulationBasis
+from screening.imaging.dicom import patient_age_years
+from screening.model.artifact import policy_of, read_age_estimate, read_artifact
+from screening.model.population import AgeGroupEstimate, OperatingPoint, PopulationPolicy, known_population
+from screening.training.config import TrainingConfig
+from screening.training.metrics import binary_metrics, bootstrap_intervals
+from screening.training.populations import choose_point, cross_validated, estimate_test, patient_folds
+
+CHILD_POINT, ADULT_POINT = OperatingPoint(0.6, 1.0), OperatingPoint(0.2, 2.0)
+
+
+def _estimate(weight: float = 1.0) -> AgeGroupEstimate:
+    """P(adult) = sigmoid(weight * feature 0): the first feature says how adult the image looks."""
+    ones = np.ones(2)
+    return AgeGroupEstimate(np.zeros(2), ones, np.array([weight, 0.0]), 0.0, adult_from=0.9, child_below=0.1)
+
+
+@pytest.mark.unit
+def test_an_image_gets_its_known_population_else_the_estimate_else_the_more_sensitive_point():
+    policy = PopulationPolicy({Population.CHILD: CHILD_POINT, Population.ADULT: ADULT_POINT}, estimate=_estimate())
+    assert policy.most_sensitive == Population.ADULT  # flags from logit 2 * logit(0.2) = -2.77, not logit(0.6) = 0.41
+    header = policy.decide((Population.CHILD, PopulationBasis.HEADER), adult_score=0.99)
+    assert (header.point, header.population, header.basis) == (CHILD_POINT, Population.CHILD, PopulationBasis.HEADER)
+    assert policy.decide(None, 0.95).point == ADULT_POINT and policy.decide(None, 0.95).basis == "estimate"
+    assert policy.decide(None, 0.05).population == Population.CHILD
+    unsure = policy.decide(None, 0.5)
+    assert (unsure.point, unsure.basis) == (ADULT_POINT, PopulationBasis.UNCERTAIN)
+    single = PopulationPolicy.one_point(0.3, 1.5).decide((Population.ADULT, PopulationBasis.OVERRIDE), 0.99)
+    assert single.point == OperatingPoint(0.3, 1.5) and single.population is None and single.basis is None
+
+
+@pytest.mark.unit
+def test_the_header_age_comes_before_the_batch_override():
+    assert known_population(12.0, Population.ADULT) == (Population.CHILD, PopulationBasis.HEADER)
+    assert known_population(18.0, None) == (Population.ADULT, PopulationBasis.HEADER)
+    assert known_population(None, Population.ADULT) == (Population.ADULT, PopulationBasis.OVERRIDE)
+    assert known_population(None, None) is None
+
+
+def _header(**values: str) -> pydicom.Dataset:
+    dataset = pydicom.Dataset()
+    for keyword, value in values.items():
+        setattr(dataset, keyword, value)
+    return dataset
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("values", "years"),
+    [
+        ({"PatientAge": "045Y"}, 45.0),
+        ({"PatientAge": "018M"}, 1.5),
+        ({"PatientAge": "003W", "PatientBirthDate": "19700101", "StudyDate": "20261201"}, 21 / 365.25),
+        ({"PatientAge": "62"}, None),  # not an age string (VR AS), and no dates to fall back on
+        ({"PatientAge": "62", "PatientBirthDate": "20200601", "StudyDate": "20261201"}, 6.5),
+        ({"PatientBirthDate": "19700100", "StudyDate": "20261201"}, None),  # no such day
+        ({"PatientBirthDate": "a1b2c3d4", "StudyDate": "20261201"}, None),  # an anonymiser's hash
+        ({"PatientBirthDate": "20300101", "StudyDate": "20261201"}, None),  # born after the study
+        ({"PatientBirthDate": "20100101", "StudyDate": "2026-12-01", "ContentDate": "20200101"}, 10.0),
+        ({"PatientAge": "999Y"}, None),
+        ({}, None),
+    ],
+)
+def test_the_patient_age_is_read_only_from_valid_header_values(values, years):
+    found = patient_age_years(_header(**values))
+    assert found == pytest.approx(years, abs=0.01) if years is not None else found is None
+
+
+@pytest.mark.unit
+def test_a_point_keeps_the_target_sensitivity_on_every_source_and_cross_validation_holds_films_out():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 60)
+    logits = np.where(labels == 1, 1.5, -1.5) + rng.normal(0, 1.2, labels.size)
+    sources = np.array(["adult/A", "adult/B"] * 60)
+    point = choose_point(labels, logits, sources, target=0.9)
+    scores = 1 / (1 + np.exp(-logits / point.temperature))
+    for source in ("adult/A", "adult/B"):
+        members = (sources == source) & (labels == 1)
+        assert (scores[members] >= point.threshold).mean() >= 0.9
+    patients = [f"p{i // 2}" for i in range(labels.size)]  # two films per patient
+    folds = list(patient_folds(patients, 5, seed=1))
+    assert np.all(np.sum(folds, axis=0) == 1)
+    assert all(len({patients[i] for i in np.flatnonzero(fold)} & {patients[i] for i in np.flatnonzero(~fold)}) == 0
+               for fold in folds)  # fmt: skip
+    crossed = cross_validated(labels, logits, sources, patients, 0.9, seed=1)
+    assert crossed["all"]["images"] == 120 and 0.6 < crossed["all"]["sensitivity"] <= 1.0
+    assert set(crossed) == {"folds", "all", "adult/A", "adult/B"}
+
+
+@pytest.mark.unit
+def test_metrics_at_one_threshold_per_image():
+    labels, scores = np.array([0, 0, 1, 1]), np.array([0.3, 0.5, 0.4, 0.9])
+    thresholds = np.array([0.6, 0.4, 0.35, 0.6])  # the second normal is flagged at its point, the others are right
+    metrics = binary_metrics(labels, scores, thresholds)
+    assert metrics["confusion"] == {"tn": 1, "fp": 1, "fn": 0, "tp": 2} and metrics["threshold"] is None
+    assert binary_metrics(labels, scores, np.full(4, 0.5))["threshold"] == 0.5
+    assert set(bootstrap_intervals(labels, scores, thresholds, rounds=20)) >= {"sensitivity", "specificity"}
+
+
+@pytest.mark.unit
+def test_the_estimate_reports_right_wrong_and_unplaced_films_per_source():
+    features = np.array([[5.0, 0], [4.0, 0], [0.1, 0], [-5.0, 0], [3.0, 0]])
+    truth = np.array([Population.ADULT, Population.ADULT, Population.ADULT, Population.CHILD, Population.CHILD])
+    sources = np.array(["adult/NIH", "adult/NIH", "adult/NIH", "kermany", "kermany"])
+    tested = estimate_test(_estimate(), features, truth, sources)
+    assert tested["adult/NIH"] == {"images": 3, "right": 2, "wrong": 0, "not_placed": 1, "accuracy": 2 / 3}
+    assert tested["kermany"]["wrong"] == 1 and tested["kermany"]["accuracy"] == 0.5
+
+
+def _dicom_with_age(source: str, target, age: str) -> None:
+    """A chest DICOM whose header's only age is `age` (its birth date removed)."""
+    dataset = pydicom.dcmread(DICOM / source)
+    dataset.PatientAge = age
+    if "PatientBirthDate" in dataset:
+        del dataset.PatientBirthDate
+    dataset.save_as(target)
+
+
+@pytest.mark.e2e  # `screen train`, `screen models operating-points`, `screen enqueue` and `screen evaluate`
+def test_operating_points_per_population_from_training_to_the_result_rows(screen_env, tmp_path):
+    children = copy_training_set(tmp_path / "children", per_class=30)
+    adults = copy_adult_films(tmp_path / "adults", train_per_class=12, validation_per_class=8)
+    sources = ["--source", f"kermany={children}", "--source", f"adult={adults / 'train'},{adults / 'val'}"]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"epochs": 6, "preprocessing": "plain-v1"}))
+    network = tmp_path / "network.zip"
+    run_screen(screen_env, "train", *sources, "--out", str(network), "--config", str(config), "--no-register")
+
+    pointed = tmp_path / "pointed" / "pointed.zip"
+    command = ("models", "operating-points", str(network), *sources, "--out", str(pointed))
+    refused = run_screen(screen_env, *command, "--population", "kermany=child", check=False)
+    assert refused.returncode == 2 and "give every source, and only those, a population" in refused.stderr
+    populations = ("--population", "kermany=child", "--population", "adult=adult")
+    run_screen(screen_env, *command, *populations, "--target", "child=0.95", "--target", "adult=0.9")
+    manifest, _ = read_artifact(pointed)
+    described = manifest.populations
+    assert described is not None and set(described["points"]) == {"child", "adult"}
+    assert described["points"]["child"]["target_sensitivity"] == 0.95
+    policy = policy_of(manifest, read_age_estimate(pointed, manifest))
+    assert policy.per_population and policy.estimate is not None
+    assert (manifest.threshold, manifest.temperature) == (
+        policy.points[policy.most_sensitive].threshold,
+        policy.points[policy.most_sensitive].temperature,
+    )
+    tested = described["estimate"]["test"]
+    assert "kermany" in tested and any(name.startswith("adult/") for name in tested)
+    assert all(
+        counts["right"] + counts["wrong"] + counts["not_placed"] == counts["images"] for counts in tested.values()
+    )
+    by_population = manifest.metrics["populations"]
+    assert set(by_population) == {"child", "adult"} and "cross_validated" in by_population["adult"]
+    assert by_population["child"]["sensitivity"] >= 0.95 and by_population["adult"]["sensitivity"] >= 0.9
+    card = (pointed.parent / "MODEL_CARD.md").read_text()
+    assert "## Operating points per population" in card and "age-group estimate" in card
+
+    shown = json.loads(run_screen(screen_env, "models", "list", "--json").stdout)
+    version = shown[-1]
+    assert version["populations"]["child"]["threshold"] == pytest.approx(described["points"]["child"]["threshold"])
+    run_screen(screen_env, "models", "promote", str(version["id"]))
+
+    night = tmp_path / "night"
+    night.mkdir()
+    _dicom_with_age("cr_chest_pa_monochrome2_jpeg_baseline.dcm", night / "child.dcm", "007Y")
+    _dicom_with_age("cr_chest_pa_monochrome1_jpegls.dcm", night / "adult.dcm", "062Y")
+    _dicom_with_age("cr_chest_pa_monochrome1_jpeg_lossless.dcm", night / "no_age.dcm", "62")  # invalid AS
+    shutil.copy(FULLRES / "val" / "NORMAL2-IM-1427-0001.jpeg", night / "film.jpeg")
+    run_screen(screen_env, "enqueue", "--wait", str(night))
+    rows = results_by_name(screen_env)
+    assert (rows["child.dcm"]["population"], rows["child.dcm"]["population_basis"]) == ("child", "header")
+    assert rows["child.dcm"]["threshold"] == pytest.approx(described["points"]["child"]["threshold"])
+    assert (rows["adult.dcm"]["population"], rows["adult.dcm"]["population_basis"]) == ("adult", "header")
+    for name in ("no_age.dcm", "film.jpeg"):
+        assert rows[name]["population_basis"] in ("estimate", "uncertain") and rows[name]["adult_score"] is not None
+        point = described["points"][rows[name]["population"]]
+        assert rows[name]["threshold"] == pytest.approx(point["threshold"])
+        assert rows[name]["flagged"] == (rows[name]["probability"] >= point["threshold"])
+    table = run_screen(screen_env, "results").stdout
+    assert "child" in table and "(header)" in table
+
+    overridden = tmp_path / "known"
+    overridden.mkdir()
+    shutil.copy(night / "film.jpeg", overridden / "film.jpeg")
+    shutil.copy(night / "child.dcm", overridden / "child.dcm")
+    shutil.copy(sorted((ADULT / "val" / "NORMAL").iterdir())[0], overridden / "adult_film.png")
+    run_screen(screen_env, "enqueue", "--wait", "--population", "adult", str(overridden))
+    rows = results_by_name(screen_env)
+    assert rows["adult_film.png"]["population_basis"] == "override" and rows["adult_film.png"]["population"] == "adult"
+    assert rows["child.dcm"]["population_basis"] == "header"  # the header's age comes first
+
+    labelled = tmp_path / "labelled"
+    for label, folder in (("NORMAL", "NORMAL"), ("PNEUMONIA", "PNEUMONIA")):
+        (labelled / label).mkdir(parents=True)
+        for source in sorted((CXR224 / folder).iterdir())[200:203]:
+            shutil.copy(source, labelled / label / source.name)
+    evaluated = json.loads(
+        run_screen(
+            screen_env, "evaluate", str(version["id"]), str(labelled), "--population", "child", "--format", "json"
+        ).stdout  # fmt: skip
+    )
+    assert set(evaluated["by_population"]) == {"child"}
+    assert evaluated["by_population"]["child"]["decided_by"] == {"override": 6}
+    assert evaluated["by_population"]["child"]["threshold"] == pytest.approx(described["points"]["child"]["threshold"])
+
+
+@pytest.mark.unit
+def test_a_recipe_names_only_children_and_adults_and_gives_each_a_target():
+    config = TrainingConfig(
+        target_sensitivity=0.9, populations={"kermany": "child"}, population_sensitivity={"child": 0.95}
+    )
+    assert config.population_targets() == {Population.CHILD: 0.95, Population.ADULT: 0.9}
+    with pytest.raises(ValueError, match="a population is child or adult"):
+        TrainingConfig(populations={"kermany": "infant"})

@@ -150,7 +150,7 @@ def main() -> None:
     runtime = WorkerRuntime(settings, sessions)
     classifier = runtime.classifier_for(version)
     spec = PreprocessSpec.from_dict(version.preprocessing)
-    classifier.probabilities(np.zeros((settings.inference_batch_size, 224, 224, 3), np.uint8))  # warm up
+    classifier.assess(np.zeros((settings.inference_batch_size, 224, 224, 3), np.uint8))  # warm up
     classifier.model.predict(np.zeros((1, 224, 224, 3), np.float32), verbose=0)
 
     print(

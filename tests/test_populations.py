@@ -17,7 +17,15 @@ from screening.model.artifact import policy_of, read_age_estimate, read_artifact
 from screening.model.population import AgeGroupEstimate, OperatingPoint, PopulationPolicy, known_population
 from screening.training.config import TrainingConfig
 from screening.training.metrics import binary_metrics, bootstrap_intervals
-from screening.training.populations import choose_point, cross_validated, estimate_test, patient_folds
+from screening.training.populations import (
+    acquired_otherwise,
+    choose_point,
+    cross_validated,
+    estimate_examples,
+    estimate_test,
+    patient_folds,
+)
+from screening.training.split import Example
 
 CHILD_POINT, ADULT_POINT = OperatingPoint(0.6, 1.0), OperatingPoint(0.2, 2.0)
 
@@ -144,7 +152,12 @@ def test_operating_points_per_population_from_training_to_the_result_rows(screen
     refused = run_screen(screen_env, *command, "--population", "kermany=child", check=False)
     assert refused.returncode == 2 and "give every source, and only those, a population" in refused.stderr
     populations = ("--population", "kermany=child", "--population", "adult=adult")
-    run_screen(screen_env, *command, *populations, "--target", "child=0.95", "--target", "adult=0.9")
+    full_size = tmp_path / "full_size"  # children's films at their own size, for the estimate alone
+    full_size.mkdir()
+    for source in sorted((FULLRES / "train" / "NORMAL").iterdir())[:4]:
+        shutil.copy(source, full_size / source.name)
+    estimate_folder = ("--estimate-folder", f"child={full_size}")
+    run_screen(screen_env, *command, *populations, *estimate_folder, "--target", "child=0.95", "--target", "adult=0.9")
     manifest, _ = read_artifact(pointed)
     described = manifest.populations
     assert described is not None and set(described["points"]) == {"child", "adult"}
@@ -155,6 +168,10 @@ def test_operating_points_per_population_from_training_to_the_result_rows(screen
         policy.points[policy.most_sensitive].threshold,
         policy.points[policy.most_sensitive].temperature,
     )
+    added = described["estimate"]["added_folders"][str(full_size)]
+    assert added["population"] == "child" and added["images"] + added["left_out"] == 4
+    children_trained = manifest.data_manifest["sources"]["kermany"]["train"]
+    assert described["estimate"]["fitted_on"]["child"] == 2 * (children_trained + added["images"])  # as is, varied
     tested = described["estimate"]["test"]
     assert "kermany" in tested and any(name.startswith("adult/") for name in tested)
     assert all(
@@ -223,3 +240,23 @@ def test_a_recipe_names_only_children_and_adults_and_gives_each_a_target():
     assert config.population_targets() == {Population.CHILD: 0.95, Population.ADULT: 0.9}
     with pytest.raises(ValueError, match="a population is child or adult"):
         TrainingConfig(populations={"kermany": "infant"})
+
+
+@pytest.mark.unit
+def test_films_acquired_otherwise_keep_their_size_and_differ(tmp_path):
+    image = np.repeat(np.linspace(0, 255, 224 * 224).reshape(224, 224, 1), 3, axis=2).astype(np.uint8)
+    rng = np.random.default_rng(3)
+    varied = [acquired_otherwise(image, rng) for _ in range(6)]
+    assert all(v.shape == image.shape and v.dtype == np.uint8 for v in varied)
+    assert all(np.abs(v.astype(int) - image).mean() < 20 for v in varied)  # the same film, acquired otherwise
+    assert any(not np.array_equal(v, image) for v in varied)
+
+
+@pytest.mark.unit
+def test_estimate_folders_leave_out_validation_side_patients(tmp_path):
+    for name in ("person5_virus_1.jpeg", "person6_virus_1.jpeg", "IM-0001-0001.jpeg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    validation = [Example(tmp_path / "v.jpeg", 1, "kermany:person5", "0" * 64, "kermany")]
+    examples, left_out = estimate_examples(tmp_path, Population.CHILD, validation)
+    assert sorted(example.path.name for example in examples) == ["IM-0001-0001.jpeg", "person6_virus_1.jpeg"]
+    assert left_out == 1 and {example.label for example in examples} == {0}

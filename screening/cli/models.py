@@ -185,6 +185,15 @@ def _named(texts: tuple[str, ...], what: str, parse: Callable[[str], Any]) -> di
     return named
 
 
+def _folder(text: str) -> tuple[Population, Path]:
+    population, separator, folder = text.partition("=")
+    if population not in {p.value for p in Population} or not separator or not Path(folder).is_dir():
+        raise click.BadParameter(
+            f"{text!r} is not child=DIR or adult=DIR with an existing DIR", param_hint="--estimate-folder"
+        )
+    return Population(population), Path(folder)
+
+
 def _sensitivity(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1:
@@ -209,6 +218,13 @@ def _sensitivity(text: str) -> float:
     help="The sensitivity a population's threshold keeps on each of its sources, e.g. child=0.95, adult=0.9 "
     "(default: the artifact's recipe's target_sensitivity). Repeatable.",
 )
+@click.option(
+    "--estimate-folder",
+    "estimate_folders",
+    multiple=True,
+    help="POPULATION=DIR: films of one population (other sizes or formats than its source's) the age-group "
+    "estimate is fitted on too; files of validation-side patients (by Kermany names) are left out. Repeatable.",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where the new artifact goes.")
 @pass_app
 def models_operating_points(
@@ -217,6 +233,7 @@ def models_operating_points(
     sources: tuple[str, ...],
     populations: tuple[str, ...],
     targets: tuple[str, ...],
+    estimate_folders: tuple[str, ...],
     out: str,
     check_dirs: tuple[str, ...],
     register: bool,
@@ -236,6 +253,7 @@ def models_operating_points(
         Path(out),
         tuple(Path(folder) for folder in check_dirs),
         register,
+        tuple(_folder(text) for text in estimate_folders),
     )
     manifest = pointed.manifest
     summary = {"artifact_sha256": manifest.artifact_sha256, "populations": manifest.populations}

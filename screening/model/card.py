@@ -212,8 +212,13 @@ def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
                 "image.",
             ]
         ),
-        f"- Training report (curves, ROC/PR, confusion matrix, most confident mistakes): "
-        f"[{report}/report.md]({report}/report.md).",
+        (
+            f"- Operating points added to the trained network of `{config['points_added_to'][:12]}…` (its SHA-256), "
+            "whose training report holds the curves; the figures below are this version's."
+            if config.get("points_added_to")
+            else f"- Training report (curves, ROC/PR, confusion matrix, most confident mistakes): "
+            f"[{report}/report.md]({report}/report.md)."
+        ),
     ]
     if resources:
         lines.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from screening.db.schema import Population
 from screening.imaging.preprocess import SPECS
@@ -50,6 +51,9 @@ class TrainingConfig:
     # each population's target sensitivity (default target_sensitivity); empty: one point for every image
     populations: dict[str, str] = field(default_factory=dict)
     population_sensitivity: dict[str, float] = field(default_factory=dict)
+    # folders of films of one population ({"../shared/data/cxr-fullres/train": "child"}) that the age-group estimate
+    # is fitted on too: other sizes and formats of a population than its training source has
+    estimate_folders: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, values: dict, ignore_unknown: bool = False) -> TrainingConfig:
@@ -68,7 +72,7 @@ class TrainingConfig:
             raise ValueError(f"blur_sigma must be between 0 and 1, not {self.blur_sigma}")
         if self.threshold_rule not in ("pooled", "every-source"):
             raise ValueError(f"threshold_rule must be pooled or every-source, not {self.threshold_rule!r}")
-        named = set(self.populations.values()) | set(self.population_sensitivity)
+        named = set(self.populations.values()) | set(self.population_sensitivity) | set(self.estimate_folders.values())
         if not named <= {population.value for population in Population}:
             raise ValueError(f"a population is child or adult, not {', '.join(sorted(named))}")
         if self.learning_rate_schedule not in ("plateau", "cosine"):
@@ -79,6 +83,9 @@ class TrainingConfig:
         if self.fine_tune_epochs:
             return f"head on frozen features, then fine-tuned from {self.fine_tune_from}"
         return "frozen-backbone head"
+
+    def estimate_folder_list(self) -> tuple[tuple[Population, Path], ...]:
+        return tuple((Population(population), Path(folder)) for folder, population in self.estimate_folders.items())
 
     def population_targets(self) -> dict[Population, float]:
         """Each population's target sensitivity."""

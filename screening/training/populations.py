@@ -7,15 +7,22 @@
   fold. (The network trained on the training side, so its scores there cannot stand in for unseen films.)
 - The age-group estimate is a linear probe on the network's pooled features, fitted on the training side (each
   image's population is its source's) and tested on the validation side, per source: how many it places right,
-  wrong, or not at all (those get the more sensitive operating point).
+  wrong, or not at all (those get the more sensitive operating point). Each training film is seen twice: as it
+  is, and acquired otherwise (JPEG-compressed again, blurred, or taken at a lower resolution), since the sources
+  differ in exactly such ways (children's films here are 224-px JPEGs, adults' 512-px PNGs) and a hospital's
+  films in others: the estimate must tell children from adults, not one source's files from another's. Folders of
+  films of known population (other sizes or formats of the same population) can be added for the estimate alone;
+  their files of validation-side patients are left out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from screening.config import ImageLimits
@@ -26,7 +33,7 @@ from screening.model.infer import Classifier
 from screening.model.population import ESTIMATE_VERSION, AgeGroupEstimate, OperatingPoint
 from screening.model.probe import fit_probe
 from screening.training.metrics import binary_metrics, threshold_for_every_group, with_intervals
-from screening.training.split import Example, Split
+from screening.training.split import Example, Split, patient_of
 from screening.training.stream import LabelledImages
 
 REGULARISATION = 0.05  # the estimate's C, as the gate's
@@ -50,12 +57,35 @@ def population_of(example: Example, populations: dict[str, Population]) -> Popul
     return populations[example.source.split("/")[0]]
 
 
+def acquired_otherwise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The model's input as another site's film might give it: JPEG-compressed again, blurred, or at a lower
+    resolution brought back to size."""
+    way = rng.integers(3)
+    if way == 0:
+        quality = int(rng.integers(30, 95))
+        encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+        return np.asarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR))
+    if way == 1:
+        return cv2.GaussianBlur(image, (0, 0), float(rng.uniform(0.5, 1.5)))
+    scale = float(rng.uniform(0.4, 0.8))
+    smaller = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return cv2.resize(smaller, image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+
+
 def pooled(
-    classifier: Classifier, examples: list[Example], spec: PreprocessSpec, limits: ImageLimits, batch: int
+    classifier: Classifier,
+    examples: list[Example],
+    spec: PreprocessSpec,
+    limits: ImageLimits,
+    batch: int,
+    rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The logit and pooled features of every image, end to end as the worker reads it, streamed a batch at a time."""
+    """The logit and pooled features of every image, end to end as the worker reads it, streamed a batch at a time;
+    with `rng`, of each image acquired otherwise."""
     logits, features = [], []
     for images in LabelledImages(examples, spec, limits, batch).images():
+        if rng is not None:
+            images = np.stack([acquired_otherwise(image.astype(np.uint8), rng) for image in images])
         logit, feature = classifier.logits_and_features(images)
         logits.append(logit)
         features.append(feature)
@@ -128,6 +158,28 @@ def estimate_test(estimate: AgeGroupEstimate, features: np.ndarray, truth: np.nd
     return tested
 
 
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".dcm"}
+
+
+def estimate_examples(folder: Path, population: Population, validation: list[Example]) -> tuple[list[Example], int]:
+    """The images under `folder` (all of `population`) for fitting the estimate, less those of validation-side
+    patients where the file name says the patient (Kermany names); and how many were left out so."""
+    kept_apart = {example.patient.split(":", 1)[-1] for example in validation}
+    examples, left_out = [], 0
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:
+            patient = patient_of(path.name)
+        except ValueError:
+            patient = path.name
+        if patient in kept_apart:
+            left_out += 1
+            continue
+        examples.append(Example(path, int(population == Population.ADULT), patient, ""))
+    return examples, left_out
+
+
 def fit_populations(
     classifier: Classifier,
     split: Split,
@@ -137,6 +189,7 @@ def fit_populations(
     targets: dict[Population, float],
     seed: int,
     batch: int = 32,
+    estimate_folders: tuple[tuple[Population, Path], ...] = (),
 ) -> FittedPopulations:
     """Operating points per population on the validation side, the age-group estimate on the training side's
     features (tested on the validation side), and every figure per population and source. The figures are on the
@@ -145,11 +198,19 @@ def fit_populations(
     if missing:
         raise ValueError(f"no population given for source(s) {', '.join(sorted(missing))}")
     logits, features = pooled(classifier, split.validation, spec, limits, batch)
-    _, train_features = pooled(classifier, split.train, spec, limits, batch)
     labels, sources = split.labels("validation"), split.sources("validation")
     truth = np.array([population_of(example, populations) for example in split.validation], object)
-    train_truth = np.array([population_of(example, populations) for example in split.train], object)
-    estimate = fit_age_estimate(train_features, train_truth)
+    fitting = [(example, population_of(example, populations)) for example in split.train]
+    added = {}
+    for population, folder in estimate_folders:
+        examples, left_out = estimate_examples(folder, population, split.validation)
+        fitting += [(example, population) for example in examples]
+        added[str(folder.resolve())] = {"population": population.value, "images": len(examples), "left_out": left_out}
+    fitting_examples = [example for example, _ in fitting]
+    as_they_are = pooled(classifier, fitting_examples, spec, limits, batch)[1]
+    otherwise = pooled(classifier, fitting_examples, spec, limits, batch, np.random.default_rng(seed))[1]
+    fitting_truth = np.array([population for _, population in fitting] * 2, object)
+    estimate = fit_age_estimate(np.concatenate([as_they_are, otherwise]), fitting_truth)
 
     points: dict[Population, OperatingPoint] = {}
     by_population: dict[str, Any] = {}
@@ -193,7 +254,8 @@ def fit_populations(
             "child_below": CHILD_BELOW,
             "method": f"logistic regression (balanced, C={REGULARISATION}) on the classifier's standardised pooled "
             "backbone features",
-            "fitted_on": {population.value: int((train_truth == population).sum()) for population in Population},
+            "fitted_on": {population.value: int((fitting_truth == population).sum()) for population in Population},
+            "added_folders": added,
             "test": tested,
         },
     }

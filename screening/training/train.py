@@ -409,6 +409,7 @@ def operating_points(run: TrainingRun) -> None:
         run.config.population_targets(),
         run.config.seed,
         run.config.fine_tune_batch_size,
+        run.config.estimate_folder_list(),
     )
     fallback = fitted.points[PopulationPolicy(fitted.points).most_sensitive]
     run.threshold, run.temperature = fallback.threshold, fallback.temperature

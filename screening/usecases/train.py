@@ -306,6 +306,19 @@ def assemble_ensemble(
     return _carded(services, manifest, out, register)
 
 
+def _network_records(manifest: ModelManifest, artifact: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The recipe notes and metrics of the one network an artifact gives (of an ensemble, its first member's phase
+    and training cost), without what described the artifact as a whole: its members, and the baseline and
+    validation figures of its own split (the new version's figures replace them)."""
+    recipe = {key: value for key, value in manifest.training_config.items() if key != "members"}
+    metrics = {key: value for key, value in manifest.metrics.items() if key not in ("baseline", "validation_by_source")}
+    if manifest.architecture.members > 1:
+        first = manifest.training_config["members"][0]
+        recipe["phase"] = f"{first['phase']} (the first network of {artifact.name})"
+        metrics["training_resources"] = first.get("training_resources")
+    return recipe, metrics
+
+
 def add_operating_points(
     services: Services,
     artifact: Path,
@@ -315,11 +328,13 @@ def add_operating_points(
     out: Path,
     check_dirs: tuple[Path, ...] = (),
     register: bool = True,
+    estimate_folders: tuple[tuple[Population, Path], ...] = (),
 ) -> TrainedCandidate:
     """`screen models operating-points`: a copy of a trained network with an operating point per population and the
     age-group estimate (a new version). The points are chosen on the sources' validation films, none of which the
     network may have trained on (refused otherwise, before a backend loads); an ensemble gives its first member,
     one network. Its gate is kept; each of `check_dirs` is scored again, each image at its population's point.
+    `estimate_folders`: films of one population the age-group estimate is fitted on too (training.populations).
     A population without a target keeps the network's recipe's target sensitivity."""
     named = {spec.name for spec in sources}
     if named != set(populations):
@@ -329,6 +344,7 @@ def add_operating_points(
         TrainingConfig.from_dict(manifest.training_config, ignore_unknown=True),
         populations={name: population.value for name, population in populations.items()},
         population_sensitivity={population.value: target for population, target in targets.items()},
+        estimate_folders={str(folder.resolve()): population.value for population, folder in estimate_folders},
     )
     _check_sources(sources, config.validation_fraction)
     for folder in check_dirs:
@@ -353,9 +369,19 @@ def add_operating_points(
     classifier = replace(loaded, model=build_ensemble([loaded.model], single))
     spec = PreprocessSpec.from_dict(manifest.preprocessing)
     limits = services.settings.image_limits
-    fitted = fit_populations(classifier, split, spec, limits, populations, config.population_targets(), config.seed)
+    fitted = fit_populations(
+        classifier,
+        split,
+        spec,
+        limits,
+        populations,
+        config.population_targets(),
+        config.seed,
+        estimate_folders=config.estimate_folder_list(),
+    )
     policy = PopulationPolicy(fitted.points, estimate=fitted.estimate)
     fallback = fitted.points[policy.most_sensitive]
+    recipe, metrics = _network_records(manifest, artifact)
     pointed = replace(
         manifest,
         architecture=single,
@@ -363,15 +389,11 @@ def add_operating_points(
         temperature=fallback.temperature,
         populations=fitted.described,
         data_manifest=split.manifest(),
-        training_config={
-            **manifest.training_config,
-            **asdict(config),
-            "operating_points_added_to": sha256_hex(artifact),
-        },
+        training_config={**recipe, **asdict(config), "points_added_to": sha256_hex(artifact)},
     )
     classifier = replace(classifier, manifest=pointed, estimate=fitted.estimate)
     checks = {folder.name: folder_metrics(classifier, spec, folder, limits=limits) for folder in check_dirs}
-    pointed = replace(pointed, metrics={**manifest.metrics, **fitted.metrics, "checks": checks})
+    pointed = replace(pointed, metrics={**metrics, **fitted.metrics, "checks": checks})
     pointed = replace(
         pointed,
         artifact_sha256=save_classifier(classifier.model, pointed, out, classifier.gate, fitted.estimate),

@@ -4,7 +4,7 @@
   (b) this product's embedded path: enqueue (hash, claim) + screen_chunk (decode and preprocessing in a
       thread pool, batched inference, one bulk write per chunk), on the same SQLite database kind.
 
-    .venv/bin/python bench/throughput.py [--cxr224 256] [--full-size 128] [--dicom 24]
+    .venv/bin/python bench/throughput.py [--cxr224 256] [--full-size 128] [--dicom 24] [--artifact FILE]
 
 Set KERAS_BACKEND, SCREEN_BATCH_SIZE, SCREEN_CHUNK_SIZE, SCREEN_DECODE_THREADS, SCREEN_DTYPE_POLICY to compare.
 """
@@ -32,7 +32,7 @@ from screening.db.migrate import upgrade
 from screening.db.schema import BatchMode, Result
 from screening.imaging.pipeline import prepare_file
 from screening.imaging.preprocess import PreprocessSpec
-from screening.model.released import ensure_active_model
+from screening.model.released import ensure_active_model, register_artifact
 from screening.queue.enqueue import enqueue_batch, start_batch
 from screening.usecases.screen_chunk import WorkerRuntime, screen_chunk
 
@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--cxr224", type=int, default=256)
     parser.add_argument("--full-size", type=int, default=128)
     parser.add_argument("--dicom", type=int, default=24)
+    parser.add_argument("--artifact", type=Path, help="a model artifact to measure (default: the newest release)")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp())
     settings = load_settings()
@@ -147,6 +148,8 @@ def main() -> None:
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
         version = ensure_active_model(session, settings.models_dir, settings.registry_dir)
+        if args.artifact:
+            version = register_artifact(session, args.artifact, settings.registry_dir, activate=True)
     runtime = WorkerRuntime(settings, sessions)
     classifier = runtime.classifier_for(version)
     spec = PreprocessSpec.from_dict(version.preprocessing)
@@ -156,7 +159,8 @@ def main() -> None:
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
         f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND', 'tensorflow')}; batch {settings.inference_batch_size}, "
-        f"chunk {settings.chunk_size}, decode threads {settings.decode_threads}, dtype {settings.dtype_policy}"
+        f"chunk {settings.chunk_size}, decode threads {settings.decode_threads}, dtype {settings.dtype_policy}; "
+        f"model version {version.id} ({Path(version.artifact_path).name[:12]}…, {version.name})"
     )
     header = (
         "set",

@@ -50,7 +50,8 @@ def test_results_export_flagged_studies_and_csv(screen_env, sample_folder):
     unscored = [s for s in studies if s["probability"] is None]  # the hip, the CT, the ultrasound: and why
     assert len(unscored) == 3 and all(s["note"] == "no image could be screened: 1 skipped" for s in unscored)
     csv_lines = run_screen(screen_env, "results", "--format", "csv").stdout.strip().splitlines()
-    assert csv_lines[0].startswith("path,status,probability,flagged,reason") and len(csv_lines) == 12
+    header = "path,status,probability,flagged,threshold,population,population_basis,adult_score,reason"
+    assert csv_lines[0].startswith(header) and len(csv_lines) == 12
 
 
 def test_preview_writes_what_the_model_sees(screen_env, tmp_path):

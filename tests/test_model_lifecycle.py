@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from helpers import FULLRES, REPOSITORY, active_version, results_by_name, run_screen
 
-from screening.model.artifact import read_gate
+from screening.model.artifact import read_age_estimate, read_gate
 from screening.model.network import load_classifier, save_classifier
 from screening.model.released import RELEASED_ARTIFACT
 
@@ -21,7 +21,8 @@ def second_model(tmp_path):
     kernel, bias = output.get_weights()
     output.set_weights([kernel, bias + 1.0])
     path = tmp_path / "shifted.zip"
-    save_classifier(model, replace(manifest, name="released-plus-one-logit"), path, read_gate(released, manifest))
+    gate, estimate = read_gate(released, manifest), read_age_estimate(released, manifest)
+    save_classifier(model, replace(manifest, name="released-plus-one-logit"), path, gate, estimate)
     return path
 
 
@@ -59,4 +60,5 @@ def test_promotion_and_rollback_reach_a_running_worker(screen_env, redis_url, st
         and shown["data_manifest"]["files"]
         == shown["data_manifest"]["train_images"] + shown["data_manifest"]["validation_images"]
     )
-    assert shown["threshold"] == pytest.approx(shown["metrics"]["validation"]["threshold"])
+    points = shown["populations"]["points"]  # the version's own threshold: its more sensitive population's
+    assert shown["threshold"] == pytest.approx(min(point["threshold"] for point in points.values()))

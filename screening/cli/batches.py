@@ -19,7 +19,15 @@ from screening.cli.tables import add_row, make_table, print_table
 from screening.usecases.enqueue import BatchMode, EnqueueEvents, Population, batch_mode, enqueue_folders, requeue
 from screening.usecases.explain import write_explanation
 from screening.usecases.preview import write_preview
-from screening.usecases.results import BatchProgress, ImageRow, StudyRow, batch_results, batch_status, operating_point
+from screening.usecases.results import (
+    SCORE_FIELDS,
+    BatchProgress,
+    ImageRow,
+    StudyRow,
+    batch_results,
+    batch_status,
+    operating_point,
+)
 
 console = Console(stderr=True)
 
@@ -114,19 +122,7 @@ def status(app: AppContext, batch_id: str | None) -> None:
     click.echo(f"batch {progress.batch_id}: {progress.state}: {_summary(progress)}")
 
 
-RESULT_COLUMNS = [
-    "path",
-    "status",
-    "probability",
-    "flagged",
-    "threshold",
-    "population",
-    "population_basis",
-    "adult_score",
-    "reason",
-    "model_version",
-    "already_screened",
-]
+RESULT_COLUMNS = ["path", "status", *SCORE_FIELDS, "reason", "model_version", "already_screened"]
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -61,20 +61,9 @@ class Outcome:
 
 
 OUTCOME_FIELDS = tuple(name for name in Outcome.__dataclass_fields__ if name != "result_id")
-RESET_FIELDS = {
-    name: None
-    for name in (
-        "reason",
-        "probability",
-        "flagged",
-        "threshold",
-        "population",
-        "population_basis",
-        "adult_score",
-        "pixel_sha256",
-        "screened_at",
-    )
-}
+# what a scored row says of its image: the score, and the operating point it was compared with and why
+SCORE_FIELDS = ("probability", "flagged", "threshold", "population", "population_basis", "adult_score")
+RESET_FIELDS = {name: None for name in ("reason", *SCORE_FIELDS, "pixel_sha256", "screened_at")}
 
 
 def insert_ignoring_conflict(session: Session, table: type) -> Insert:

@@ -236,8 +236,13 @@ def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
         "## Figures",
         "",
         "On the validation side (the epoch, temperature and threshold were chosen on it: figures for comparison,",
-        "not evidence of how it does on unseen patients); 95% bootstrap intervals in brackets. The baseline rows",
-        "are a logistic regression on frozen ImageNet features, at a threshold chosen the same way.",
+        "not evidence of how it does on unseen patients); 95% bootstrap intervals in brackets."
+        + (
+            " The baseline rows are a logistic regression on frozen ImageNet features, at a threshold chosen the"
+            " same way."
+            if metrics.get("baseline")
+            else ""
+        ),
         "",
         *figures_table(manifest),
         *_populations(manifest),

@@ -21,7 +21,12 @@ from screening.hashing import sha256_hex
 from screening.model.artifact import ArtifactError, policy_of, read_age_estimate, read_gate, read_manifest
 
 # The models shipped in models/, oldest first: the last is the current release.
-RELEASES = ("pneumonia_resnet50.zip", "pneumonia_resnet50_v2.zip", "pneumonia_resnet50_v3.zip")
+RELEASES = (
+    "pneumonia_resnet50.zip",
+    "pneumonia_resnet50_v2.zip",
+    "pneumonia_resnet50_v3.zip",
+    "pneumonia_resnet50_v4.zip",
+)
 RELEASED_ARTIFACT = RELEASES[-1]
 
 

@@ -8,12 +8,13 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from screening.db.batches import BatchProgress, batch_progress, latest_batch_id
-from screening.db.results import ImageRow, StudyRow, batch_rows, batch_studies
+from screening.db.results import SCORE_FIELDS, ImageRow, StudyRow, batch_rows, batch_studies
 from screening.db.schema import Batch, Population, PopulationBasis
 from screening.errors import ScreeningError
 from screening.usecases.context import Services
 
 __all__ = [
+    "SCORE_FIELDS",
     "BatchProgress",
     "BatchResults",
     "ImageRow",

@@ -388,6 +388,7 @@ def add_operating_points(
         threshold=fallback.threshold,
         temperature=fallback.temperature,
         populations=fitted.described,
+        created_at=utcnow().isoformat(),
         data_manifest=split.manifest(),
         training_config={**recipe, **asdict(config), "points_added_to": sha256_hex(artifact)},
     )

@@ -86,3 +86,18 @@ def with_intervals(
     if 0 < labels.sum() < labels.size:
         metrics["ci95"] = bootstrap_intervals(labels, scores, threshold, rounds)
     return metrics
+
+
+def metrics_by_source(
+    labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray, sources: np.ndarray, intervals: bool
+) -> dict[str, dict[str, Any]]:
+    """binary_metrics per source and per top-level source ("adult" for "adult/NIH ChestX-ray14" and its siblings),
+    with 95% bootstrap intervals where both classes are there, if asked."""
+    thresholds = np.broadcast_to(np.asarray(threshold, np.float64), labels.shape)
+    top_level = np.array([source.split("/")[0] for source in sources])
+    by_source = {}
+    for group in sorted(set(sources) | set(top_level)):
+        members = (sources == group) | (top_level == group)
+        found = labels[members], scores[members], thresholds[members]
+        by_source[group] = with_intervals(*found) if intervals else binary_metrics(*found)
+    return by_source

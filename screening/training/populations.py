@@ -30,9 +30,9 @@ from screening.db.schema import Population
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.calibration import fit_temperature, probabilities
 from screening.model.infer import Classifier
-from screening.model.population import ESTIMATE_VERSION, AgeGroupEstimate, OperatingPoint
+from screening.model.population import ESTIMATE_VERSION, AgeGroupEstimate, OperatingPoint, PopulationPolicy
 from screening.model.probe import fit_probe
-from screening.training.metrics import binary_metrics, threshold_for_every_group, with_intervals
+from screening.training.metrics import binary_metrics, metrics_by_source, threshold_for_every_group, with_intervals
 from screening.training.split import Example, Split, patient_of
 from screening.training.stream import LabelledImages
 
@@ -50,6 +50,12 @@ class FittedPopulations:
     # population (with the cross-validated figures)
     metrics: dict[str, Any]
     validation_scores: np.ndarray  # each validation image's probability at its population's point
+
+    @property
+    def fallback(self) -> OperatingPoint:
+        """The more sensitive population's point: the version's own threshold and temperature, for an image the
+        estimate cannot place."""
+        return self.points[PopulationPolicy(self.points).most_sensitive]
 
 
 def population_of(example: Example, populations: dict[str, Population]) -> Population:
@@ -231,14 +237,9 @@ def fit_populations(
                 labels[members], logits[members], sources[members], member_patients, target, seed
             ),
         }
-    top_level = np.array([source.split("/")[0] for source in sources])
     metrics = {
         "validation": binary_metrics(labels, scores, thresholds),
-        "validation_by_source": {
-            group: with_intervals(labels[members], scores[members], thresholds[members])
-            for group in sorted(set(sources) | set(top_level))
-            if (members := (sources == group) | (top_level == group)).any()
-        },
+        "validation_by_source": metrics_by_source(labels, scores, thresholds, sources, intervals=True),
         "populations": by_population,
     }
     tested = estimate_test(estimate, features, truth, sources)

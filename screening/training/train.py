@@ -51,7 +51,7 @@ from screening.model.network import (
     save_classifier,
     with_normalisation,
 )
-from screening.model.population import AgeGroupEstimate, Population, PopulationPolicy
+from screening.model.population import AgeGroupEstimate, Population
 from screening.model.weights import backbone_checksum, load_imagenet_weights
 from screening.training.config import TrainingConfig
 from screening.training.evaluate import folder_metrics
@@ -59,8 +59,8 @@ from screening.training.features import backbone_features
 from screening.training.gate import fit_gate
 from screening.training.metrics import (
     binary_metrics,
-    bootstrap_intervals,
     expected_calibration_error,
+    metrics_by_source,
     threshold_for_every_group,
     threshold_for_sensitivity,
 )
@@ -411,8 +411,7 @@ def operating_points(run: TrainingRun) -> None:
         run.config.fine_tune_batch_size,
         run.config.estimate_folder_list(),
     )
-    fallback = fitted.points[PopulationPolicy(fitted.points).most_sensitive]
-    run.threshold, run.temperature = fallback.threshold, fallback.temperature
+    run.threshold, run.temperature = fitted.fallback.threshold, fitted.fallback.temperature
     run.validation_scores, run.populations, run.estimate = fitted.validation_scores, fitted.described, fitted.estimate
     run.metrics |= fitted.metrics
     for population, point in fitted.points.items():
@@ -451,12 +450,7 @@ def _scored(run: TrainingRun, scores: np.ndarray, intervals: bool = False) -> tu
         threshold = threshold_for_every_group(labels, scores, top_level, run.config.target_sensitivity)
     else:
         threshold = threshold_for_sensitivity(labels, scores, run.config.target_sensitivity)
-    by_source = {}
-    for group in sorted(set(sources) | set(top_level)):
-        members = (sources == group) | (top_level == group)
-        by_source[group] = binary_metrics(labels[members], scores[members], threshold)
-        if intervals and 0 < labels[members].sum() < members.sum():
-            by_source[group]["ci95"] = bootstrap_intervals(labels[members], scores[members], threshold)
+    by_source = metrics_by_source(labels, scores, threshold, sources, intervals)
     return threshold, {"validation": binary_metrics(labels, scores, threshold), "validation_by_source": by_source}
 
 

@@ -191,16 +191,21 @@ def _carded(services: Services, manifest: ModelManifest, artifact: Path, registe
     return TrainedCandidate(manifest, artifact, version)
 
 
+def _checked_split(sources: list[SourceSpec], config: TrainingConfig, check_dirs: tuple[Path, ...]) -> Split:
+    """The split `sources` give by `config`'s recipe, every folder checked first (before a backend loads)."""
+    _check_sources(sources, config.validation_fraction)
+    for folder in check_dirs:
+        labelled_folder(folder)
+    return multi_source_split(sources, config.validation_fraction, config.seed, config.commercial_use_only)
+
+
 def _trained_split(
     artifact: Path, manifest: ModelManifest, sources: list[SourceSpec], check_dirs: tuple[Path, ...]
 ) -> tuple[Split, TrainingConfig]:
     """The split `artifact` was trained on, rebuilt from `sources` (refused when they do not give its validation
     side: its figures would be on other films), and its recipe; every folder checked before a backend loads."""
     config = TrainingConfig.from_dict(manifest.training_config, ignore_unknown=True)
-    _check_sources(sources, config.validation_fraction)
-    for folder in check_dirs:
-        labelled_folder(folder)
-    split = multi_source_split(sources, config.validation_fraction, config.seed, config.commercial_use_only)
+    split = _checked_split(sources, config, check_dirs)
     if sorted(example.sha256 for example in split.validation) != sorted(manifest.validation_hashes()):
         raise InvalidRequest(f"these sources do not give the validation split {artifact.name} was trained with")
     return split, config
@@ -346,10 +351,7 @@ def add_operating_points(
         population_sensitivity={population.value: target for population, target in targets.items()},
         estimate_folders={str(folder.resolve()): population.value for population, folder in estimate_folders},
     )
-    _check_sources(sources, config.validation_fraction)
-    for folder in check_dirs:
-        labelled_folder(folder)
-    split = multi_source_split(sources, config.validation_fraction, config.seed, config.commercial_use_only)
+    split = _checked_split(sources, config, check_dirs)
     trained_on = {row["sha256"] for row in manifest.data_manifest.get("files", []) if row["split"] == "train"}
     seen = [example.path.name for example in split.validation if example.sha256 in trained_on]
     if seen:
@@ -360,7 +362,6 @@ def add_operating_points(
     _free(services, out, [artifact])
     from screening.model.infer import Classifier
     from screening.model.network import build_ensemble, save_classifier
-    from screening.model.population import PopulationPolicy
     from screening.training.evaluate import folder_metrics
     from screening.training.populations import fit_populations
 
@@ -379,8 +380,7 @@ def add_operating_points(
         config.seed,
         estimate_folders=config.estimate_folder_list(),
     )
-    policy = PopulationPolicy(fitted.points, estimate=fitted.estimate)
-    fallback = fitted.points[policy.most_sensitive]
+    fallback = fitted.fallback
     recipe, metrics = _network_records(manifest, artifact)
     pointed = replace(
         manifest,

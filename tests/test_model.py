@@ -3,6 +3,7 @@
 import shutil
 
 import cv2
+import keras
 import numpy as np
 import pytest
 import skimage.data
@@ -114,6 +115,7 @@ def test_a_worker_process_can_load_one_artifact_after_another():
 
 
 def test_an_ensemble_scores_the_mean_logit_reads_its_first_members_features_and_round_trips(tmp_path):
+    keras.utils.set_random_seed(0)  # random members, the same each run
     architecture = Architecture(members=2)
     members = [(build_backbone(name=b), build_head(architecture, name=h)) for b, h in map(member_names, range(2))]
     ensemble = build_classifier(members)
@@ -137,4 +139,6 @@ def test_an_ensemble_scores_the_mean_logit_reads_its_first_members_features_and_
     assert manifest.architecture.members == 2
     assert np.allclose(loaded.predict(images, verbose=0), rows[:, :1], atol=1e-4)
     heatmaps = classifier_grad_cam(loaded, images)
-    assert heatmaps.shape == (3, 7, 7) and np.allclose(heatmaps.max(axis=(1, 2)), 1.0)
+    peaks = heatmaps.max(axis=(1, 2))  # Grad-CAM's ReLU leaves a random net's map all 0 where its gradients are < 0
+    assert heatmaps.shape == (3, 7, 7) and heatmaps.min() >= 0 and np.all(np.isclose(peaks, 1.0) | (peaks == 0))
+    assert peaks.max() == pytest.approx(1.0)

@@ -28,6 +28,7 @@ from pydicom.uid import generate_uid
 
 from screening.config import load_settings
 from screening.db.engine import make_engine, make_session_factory
+from screening.db.leases import Holder
 from screening.db.migrate import upgrade
 from screening.db.schema import BatchMode, Result
 from screening.imaging.pipeline import prepare_file
@@ -150,7 +151,7 @@ def main() -> None:
         version = ensure_active_model(session, settings.models_dir, settings.registry_dir)
         if args.artifact:
             version = register_artifact(session, args.artifact, settings.registry_dir, activate=True)
-    runtime = WorkerRuntime(settings, sessions)
+    runtime = WorkerRuntime(settings, sessions, Holder.this_process(settings.in_process_lease))
     classifier = runtime.classifier_for(version)
     spec = PreprocessSpec.from_dict(version.preprocessing)
     classifier.assess(np.zeros((settings.inference_batch_size, 224, 224, 3), np.uint8))  # warm up

@@ -56,6 +56,22 @@ class DicomSettings:
 
 
 @dataclass(frozen=True)
+class WorkLease:
+    """How a worker holds the images it screens (and the results it sends): it renews its claim every
+    `heartbeat_s`; a claim not renewed for `lease_s` is its process gone, and anyone may take the work over."""
+
+    heartbeat_s: float = 10
+    lease_s: float = 60
+
+    def __post_init__(self) -> None:
+        if self.lease_s < 3 * self.heartbeat_s:
+            raise SettingsError(
+                f"SCREEN_WORK_LEASE ({self.lease_s} s) must be at least three heartbeats "
+                f"(SCREEN_WORK_HEARTBEAT {self.heartbeat_s} s), or a busy worker loses work it is still doing"
+            )
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -68,6 +84,7 @@ class Settings:
     image_limits: ImageLimits
     visibility_timeout_s: int
     enqueue_lease_s: int
+    work_lease: WorkLease
     dtype_policy: str
     device: str
     retrain_schedule: str
@@ -79,6 +96,12 @@ class Settings:
     def distributed(self) -> bool:
         """A broker means Celery workers do the screening; without one, the CLI does it in-process."""
         return self.broker_url is not None
+
+    @property
+    def in_process_lease(self) -> WorkLease:
+        """How a `screen` process that screens by itself holds its rows: as long as its batch's lease, so that what
+        it was screening when it died is taken over as soon as what it had claimed is."""
+        return WorkLease(heartbeat_s=self.enqueue_lease_s / 4, lease_s=self.enqueue_lease_s)
 
     @property
     def registry_dir(self) -> Path:
@@ -170,6 +193,10 @@ def load_settings() -> Settings:
         ),
         visibility_timeout_s=_positive_int("SCREEN_VISIBILITY_TIMEOUT", 3600),
         enqueue_lease_s=_positive_int("SCREEN_ENQUEUE_LEASE", 30),
+        work_lease=WorkLease(
+            heartbeat_s=_positive_int("SCREEN_WORK_HEARTBEAT", 10),
+            lease_s=_positive_int("SCREEN_WORK_LEASE", 60),
+        ),
         dtype_policy=_choice("SCREEN_DTYPE_POLICY", "float32", DTYPE_POLICIES),
         device=_choice("SCREEN_DEVICE", "auto", DEVICES),
         publish_max_retries=_positive_int("SCREEN_PUBLISH_MAX_RETRIES", 40),

@@ -17,6 +17,25 @@ def result_statuses(database_url: str) -> dict[str, int]:
     return dict(rows)
 
 
+def held_by(database: str, worker: str) -> int:
+    """Rows a worker has started screening (taken under a token of one of its pool processes)."""
+    query = "SELECT COUNT(*) FROM results WHERE lease_holder LIKE :worker AND lease_token IS NOT NULL"
+    engine = sa.create_engine(database)
+    with engine.connect() as connection:
+        count = connection.execute(sa.text(query), {"worker": f"{worker}@%"}).scalar_one()
+    engine.dispose()
+    return count
+
+
+def screenings(database: str) -> list[tuple[str, int, str | None]]:
+    """Each row's status, how many screenings started on it, and whose lapsed lease it was taken over from."""
+    engine = sa.create_engine(database)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT status, screenings, lapsed_holder FROM results ORDER BY id")).all()
+    engine.dispose()
+    return [tuple(row) for row in rows]
+
+
 class OwnRedis:
     """redis-server on a port of its own, append-only like docker-compose's, stopped and started at will."""
 

@@ -5,14 +5,17 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from helpers import DICOM, FULLRES, REPOSITORY, scrambled_jpeg
+from helpers import DICOM, FULLRES, REPOSITORY, scrambled_jpeg, wait_until
 
-from screening.config import load_settings
+from screening.config import WorkLease, load_settings
+from screening.db.batches import batch_progress, create_batch
 from screening.db.engine import make_engine, make_session_factory
+from screening.db.leases import Holder, lapsed_results, overdue_sends, reserve_results, take_results, take_send
 from screening.db.migrate import upgrade
-from screening.db.schema import BatchMode, ModelVersion, Result
+from screening.db.outbox import record_object
+from screening.db.schema import BatchMode, ModelVersion, Result, ResultKind
 from screening.model.released import ensure_active_model
-from screening.queue.enqueue import enqueue_batch, start_batch
+from screening.queue.enqueue import dispatch_lapsed, enqueue_batch, start_batch
 from screening.usecases.screen_chunk import WorkerRuntime, screen_chunk
 
 
@@ -24,7 +27,7 @@ def runtime(database_url, monkeypatch, tmp_path):
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
         ensure_active_model(session, REPOSITORY / "models", tmp_path / "registry")
-    yield WorkerRuntime(load_settings(), sessions)
+    yield WorkerRuntime(load_settings(), sessions, Holder.this_process(WorkLease()))
     engine.dispose()
 
 
@@ -115,3 +118,61 @@ def test_a_model_that_cannot_be_loaded_fails_every_row_with_the_reason(runtime, 
         reasons = set(session.scalars(sa.select(Result.reason)))
     assert reasons == {f"model version {version.id} could not be loaded: " + next(iter(reasons)).split(": ", 1)[1]}
     assert "SHA-256 differs" in next(iter(reasons))
+
+
+def test_rows_under_a_live_lease_are_left_to_their_holder_and_a_lapsed_lease_is_taken_over(runtime, tmp_path):
+    """A worker that holds rows (reserved on receipt or being screened) keeps them while it renews; once its lease
+    lapses (it died), the rows are dispatched again, screened once more, and say whose lease lapsed."""
+    folder = tmp_path / "night"
+    folder.mkdir()
+    for path in sorted((FULLRES / "val").iterdir())[:3]:
+        shutil.copy(path, folder / path.name)
+    result_ids = queued_ids(runtime, folder)
+    dying = Holder("dying@host pid 1", timedelta(seconds=1), 0.3)
+    with runtime.session_factory.begin() as session:
+        assert reserve_results(session, result_ids[:1], dying) == 1  # a chunk it received and had not started
+        assert take_results(session, result_ids[1:], dying, "token") == result_ids[1:]  # one it was screening
+    held = screen_chunk(runtime, result_ids)  # the same chunk delivered to this worker meanwhile
+    assert held.held_elsewhere == 3 and held.statuses == {}
+    with runtime.session_factory.begin() as session:
+        assert reserve_results(session, result_ids, runtime.holder) == 0
+
+    def lapsed() -> list[int]:
+        with runtime.session_factory() as session:
+            return [result_id for ids in lapsed_results(session).values() for result_id in ids]
+
+    wait_until(lambda: lapsed() == result_ids, 10, 0.1, "the dying worker's lease lapsing")
+    chunks: list[list[int]] = []
+    assert dispatch_lapsed(runtime.session_factory, chunks.append, 2) == 3 and chunks == [
+        result_ids[:2],
+        result_ids[2:],
+    ]
+    assert lapsed() == []  # taken over: not dispatched again by the next look
+    for chunk in chunks:
+        screen_chunk(runtime, chunk)
+    with runtime.session_factory() as session:
+        rows = session.execute(sa.select(Result.status, Result.screenings, Result.lapsed_holder).order_by(Result.id))
+        assert [tuple(row) for row in rows] == [("done", 1, dying.name)] + [("done", 2, dying.name)] * 2
+        batch_id = session.scalar(sa.select(Result.batch_id))
+        (stranded,) = batch_progress(session, batch_id).stranded
+    assert stranded.holder == dying.name and stranded.images == 3 and stranded.taken_over_at is not None
+
+
+def test_a_send_is_held_for_one_attempt_and_a_stranded_one_is_dispatched_again_once_per_lease(runtime):
+    lease = timedelta(seconds=1)
+    dying, other = Holder("dying@host pid 1", lease, 0.3), Holder("other@host pid 2", lease, 0.3)
+    with runtime.session_factory.begin() as session:
+        version_id = session.scalar(sa.select(ModelVersion.id))
+        batch = create_batch(session, [], version_id, BatchMode.CELERY)
+        report = record_object(session, batch.id, "1.2.3", ResultKind.REPORT, "", "1.2.3.4", "/x.dcm", "A@h:1")
+        assert take_send(session, report.id, dying) and not take_send(session, report.id, other)
+        assert overdue_sends(session, lease) == []  # due now, and held
+
+    def overdue() -> list[int]:
+        with runtime.session_factory.begin() as session:
+            return overdue_sends(session, lease)
+
+    wait_until(lambda: overdue() == [report.id], 10, 0.1, "the attempt's lease lapsing and the send overdue")
+    assert overdue() == []  # due again from now: not dispatched again before another lease has passed
+    with runtime.session_factory.begin() as session:
+        assert take_send(session, report.id, other)

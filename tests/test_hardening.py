@@ -185,6 +185,7 @@ def test_an_enqueue_whose_broker_fails_leaves_nothing_stranded(screen_env, redis
         ("SCREEN_DATABASE_URL", "not a url", "SCREEN_DATABASE_URL must be a sqlite or postgresql URL"),
         ("SCREEN_BROKER_URL", "amqp://guest@localhost//", "SCREEN_BROKER_URL must be a redis or rediss URL"),
         ("SCREEN_DTYPE_POLICY", "float8", "SCREEN_DTYPE_POLICY must be one of float32"),
+        ("SCREEN_WORK_LEASE", "20", "SCREEN_WORK_LEASE (20 s) must be at least three heartbeats"),
     ],
 )
 def test_settings_are_checked_at_start_with_a_message_naming_the_variable(screen_env, variable, value, message):

@@ -23,10 +23,12 @@ from screening.usecases.results import (
     SCORE_FIELDS,
     BatchProgress,
     ImageRow,
+    StrandedWork,
     StudyRow,
     batch_results,
     batch_status,
     operating_point,
+    utc_text,
 )
 
 console = Console(stderr=True)
@@ -120,6 +122,18 @@ def status(app: AppContext, batch_id: str | None) -> None:
     """Progress of a batch (default: the latest)."""
     progress = batch_status(app.services, batch_id)
     click.echo(f"batch {progress.batch_id}: {progress.state}: {_summary(progress)}")
+    for stranded in progress.stranded:
+        click.echo(_stranded_line(stranded))
+
+
+def _stranded_line(stranded: StrandedWork) -> str:
+    held = f"{stranded.images} image(s) held by {stranded.holder}, which stopped renewing its lease"
+    if stranded.taken_over_at is None:
+        return (
+            f"{held} (lapsed {utc_text(stranded.lapsed_at)}): not taken over yet; a running worker, "
+            "`screen enqueue --wait` or `screen requeue` takes them over"
+        )
+    return f"{held}: taken over {utc_text(stranded.taken_over_at)}"
 
 
 RESULT_COLUMNS = ["path", "status", *SCORE_FIELDS, "reason", "model_version", "already_screened"]

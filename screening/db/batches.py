@@ -11,6 +11,7 @@ from enum import StrEnum
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from screening.db.leases import StrandedWork, stranded_work
 from screening.db.schema import Batch, BatchItem, BatchMode, ImageStatus, Population, Result, utcnow
 
 
@@ -73,6 +74,7 @@ class BatchProgress:
     studies: int
     enqueue_finished: bool
     lease_lapsed: bool
+    stranded: tuple[StrandedWork, ...] = ()  # images a process that died held, taken over or waiting to be
 
     @property
     def finished(self) -> bool:
@@ -114,6 +116,7 @@ def batch_progress(session: Session, batch_id: str) -> BatchProgress:
         studies=studies or 0,
         enqueue_finished=batch.enqueue_finished_at is not None,
         lease_lapsed=batch.lease_expires_at is not None and aware(batch.lease_expires_at) < utcnow(),
+        stranded=tuple(stranded_work(session, batch_id)),
     )
 
 

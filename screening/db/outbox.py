@@ -56,6 +56,7 @@ def record_attempt(
     """One send attempt's outcome: sent; or failed for good after `max_attempts`; or pending with the next attempt
     `backoff * 2 ** (attempts - 1)` from now."""
     result.attempts += 1
+    result.lease_holder, result.lease_expires_at = None, None
     if error is None:
         result.status, result.sent_at, result.last_error, result.next_attempt_at = SendStatus.SENT, utcnow(), None, None
     elif result.attempts >= max_attempts:
@@ -85,6 +86,7 @@ def resend(session: Session, object_ids: list[int] | None = None) -> list[Result
     objects = list(session.scalars(query))
     for result in objects:
         result.status, result.attempts, result.next_attempt_at = SendStatus.PENDING, 0, utcnow()
+        result.lease_holder, result.lease_expires_at = None, None
     session.flush()
     return objects
 

@@ -191,6 +191,14 @@ class Result(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     screened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The lease on a queued row (db.leases): the worker holding it, renewing it while alive; the token of the
+    # screening that took it (None: reserved on receipt, not started); once it lapses, anyone may take it over.
+    lease_holder: Mapped[str | None] = mapped_column(String(200))
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    screenings: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # screenings started on it
+    lapsed_holder: Mapped[str | None] = mapped_column(String(200))  # the last holder that stopped renewing
+    taken_over_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # Views are created by the migrations; this separate metadata only lets code query them.
@@ -266,3 +274,6 @@ class ResultObject(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the process making a send attempt now, until when (renewed while it sends): one attempt at a time
+    lease_holder: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

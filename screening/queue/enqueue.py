@@ -7,7 +7,6 @@ within seconds and the next enqueue or requeue that meets those images adopts an
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from itertools import islice
 from sqlalchemy.orm import Session, sessionmaker
 
 from screening.db.batches import add_items, batch_progress, create_batch, finish_enqueue, renew_lease
+from screening.db.leases import lapsed_results, mark_taken_over, renewing
 from screening.db.registry import active_version
 from screening.db.results import adopt_abandoned, claim_images, link_items, mark_dispatched, queued_claims
 from screening.db.schema import Batch, BatchMode, Population
@@ -43,24 +43,14 @@ def start_batch(
 
 @contextmanager
 def held_lease(session_factory: Sessions, batch_id: str, lease: timedelta) -> Iterator[None]:
-    """Renew the batch's lease every third of its length while the block runs (a thread: inference may be long)."""
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(lease.total_seconds() / 3):
-            try:
-                with session_factory.begin() as session:
-                    renew_lease(session, batch_id, lease)
-            except Exception:  # a database blip: the next beat tries again; the lease is generous enough
-                continue
-
-    keeper = threading.Thread(target=renew, name=f"lease-{batch_id[:8]}", daemon=True)
-    keeper.start()
-    try:
+    """Renew the batch's lease every third of its length while the block runs."""
+    with renewing(
+        session_factory,
+        lease.total_seconds() / 3,
+        lambda session: renew_lease(session, batch_id, lease),
+        name=f"lease-{batch_id[:8]}",
+    ):
         yield
-    finally:
-        stop.set()
-        keeper.join()
 
 
 def _dispatch(session_factory: Sessions, dispatch: Dispatch, result_ids: list[int], chunk_size: int) -> None:
@@ -105,6 +95,22 @@ def adopt_and_dispatch(session_factory: Sessions, batch_id: str, chunk_size: int
     return len(adopted)
 
 
+def dispatch_lapsed(session_factory: Sessions, dispatch: Dispatch, chunk_size: int) -> int:
+    """Dispatch again the queued rows (of any batch) whose holder stopped renewing its lease: a worker that died
+    with them reserved or half screened. Returns how many; whoever notices first does it, and a row a quick
+    worker claimed meanwhile is left to it."""
+    with session_factory() as session:
+        by_version = lapsed_results(session)
+    for result_ids in by_version.values():  # a chunk is screened by one version
+        for start in range(0, len(result_ids), chunk_size):
+            chunk = result_ids[start : start + chunk_size]
+            dispatch(chunk)
+            with session_factory.begin() as session:
+                mark_taken_over(session, chunk)
+                mark_dispatched(session, chunk)
+    return sum(map(len, by_version.values()))
+
+
 def wait_for_batch(
     session_factory: Sessions,
     batch_id: str,
@@ -116,6 +122,7 @@ def wait_for_batch(
     """Until every file of the batch has an outcome, adopting images whose claimer died on the way."""
     while True:
         adopt_and_dispatch(session_factory, batch_id, chunk_size, dispatch)
+        dispatch_lapsed(session_factory, dispatch, chunk_size)
         with session_factory() as session:
             progress = batch_progress(session, batch_id)
         on_progress(progress.total - progress.pending, progress.total)
@@ -131,4 +138,5 @@ def requeue_batch(session_factory: Sessions, batch_id: str, chunk_size: int, dis
     with session_factory() as session:
         claimed = queued_claims(session, batch_id)
     _dispatch(session_factory, dispatch, claimed, chunk_size)
-    return len(claimed) + adopt_and_dispatch(session_factory, batch_id, chunk_size, dispatch)
+    adopted = adopt_and_dispatch(session_factory, batch_id, chunk_size, dispatch)
+    return len(claimed) + adopted + dispatch_lapsed(session_factory, dispatch, chunk_size)

@@ -55,7 +55,7 @@ def batch_mode(services: Services) -> BatchMode:
     return BatchMode.CELERY if services.settings.distributed else BatchMode.IN_PROCESS
 
 
-def _dispatcher(services: Services) -> Dispatch:
+def dispatcher(services: Services) -> Dispatch:
     if services.settings.distributed:
         from screening.queue.celery_app import SCREEN_CHUNK_TASK, app
 
@@ -106,7 +106,7 @@ def enqueue_folders(
     lease = timedelta(seconds=settings.enqueue_lease_s)
     batch_id = start_batch(services.sessions, roots, batch_mode(services), lease, population)
     events.started(batch_id, version.id, version.name)
-    dispatch = _dispatcher(services)
+    dispatch = dispatcher(services)
     with held_lease(services.sessions, batch_id, lease), _broker_errors(batch_id):
         enqueue_batch(
             services.sessions,
@@ -138,4 +138,4 @@ def requeue(services: Services, batch_id: str | None) -> tuple[str, int]:
     with services.sessions.begin() as session:
         renew_lease(session, batch_id, lease)  # this process now answers for the batch's claims
     with held_lease(services.sessions, batch_id, lease), _broker_errors(batch_id):
-        return batch_id, requeue_batch(services.sessions, batch_id, settings.chunk_size, _dispatcher(services))
+        return batch_id, requeue_batch(services.sessions, batch_id, settings.chunk_size, dispatcher(services))

@@ -21,6 +21,7 @@ from screening.dicomnet.spool import Spool, valid_uid
 from screening.usecases.context import Services
 from screening.usecases.enqueue import enqueue_folders
 from screening.usecases.outbox import dispatch_sends, export_batch, send_due
+from screening.usecases.recover import recover_stranded
 from screening.usecases.results import batch_status
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ def store_instance(spool: Spool, dataset: Dataset, encoded: bytes) -> int:
 
 
 def process_spool(services: Services, spool: Spool, say: Say = lambda message: None) -> None:
-    """One pass: seal settled studies, enqueue sealed ones, export finished ones, send what is due."""
+    """One pass: seal settled studies, enqueue sealed ones, export finished ones, send what is due, take over
+    what dead workers held."""
     for incoming in spool.settled(services.settings.dicom.settle_s):
         spool.seal(incoming)
     for study in spool.unbatched():
@@ -68,6 +70,7 @@ def process_spool(services: Services, spool: Spool, say: Say = lambda message: N
             say(f"batch {batch_id}: {len(entries)} result object(s) made")
     if not services.settings.distributed:
         send_due(services)
+    recover_stranded(services)  # images (and sends) of workers that died: the studies' reports must not wait
 
 
 def listen(services: Services, options: ListenerOptions, stop: threading.Event, say: Say = lambda m: None) -> None:

@@ -7,13 +7,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import highdicom as hd
 import pydicom
 
+from screening.config import DicomPeer
 from screening.db import outbox as store
 from screening.db.batches import aware
+from screening.db.leases import Holder, renew_send, renewing, take_send
 from screening.db.schema import ImageStatus, ModelVersion, ResultKind, ResultObject, SendStatus, utcnow
 from screening.dicomnet.objects import ModelIdentity, ScreenedImage, heatmap_capture, screening_report
 from screening.dicomnet.scu import SendFailed, send_file
@@ -21,7 +24,16 @@ from screening.usecases.context import Services
 from screening.usecases.explain import explain
 from screening.usecases.results import ImageRow, batch_results, operating_point
 
-__all__ = ["OutboxEntry", "SendStatus", "dispatch_sends", "export_batch", "list_outbox", "resend", "send_due"]
+__all__ = [
+    "OutboxEntry",
+    "SendStatus",
+    "dispatch_send",
+    "dispatch_sends",
+    "export_batch",
+    "list_outbox",
+    "resend",
+    "send_due",
+]
 logger = logging.getLogger(__name__)
 CALLING_AE = "SCREEN"
 
@@ -117,18 +129,16 @@ def send_object(services: Services, object_id: int) -> OutboxEntry:
     """One attempt to send one pending object; the outcome is recorded (sent, pending with its next attempt, or
     failed for good once SCREEN_SEND_MAX_ATTEMPTS were made)."""
     settings = services.settings.dicom
-    with services.sessions() as session:
+    sender = Holder.this_process(services.settings.work_lease)
+    with services.sessions.begin() as session:
+        taken = settings.results_destination is not None and take_send(session, object_id, sender)
         result = session.get_one(ResultObject, object_id)
-        path, status = Path(result.path), result.status
-    if status != SendStatus.PENDING or settings.results_destination is None:
+        path = Path(result.path)
+    if not taken or settings.results_destination is None:  # sent, failed for good, or being sent by another
         return _entry(result)
-    try:
-        send_file(path, settings.results_destination, CALLING_AE)
-        error = None
-    except SendFailed as problem:
-        error = str(problem)
-    except OSError as problem:
-        error = f"cannot send: {problem.strerror or type(problem).__name__}"
+    renew = partial(renew_send, object_id=object_id, holder=sender)
+    with renewing(services.sessions, sender.heartbeat_s, renew, name=f"send-{object_id}"):
+        error = _send(path, settings.results_destination)
     if error:
         logger.warning("sending result object %s failed: %s", object_id, error)
     with services.sessions.begin() as session:
@@ -137,15 +147,31 @@ def send_object(services: Services, object_id: int) -> OutboxEntry:
         return _entry(store.record_attempt(session, result, error, settings.send_max_attempts, backoff))
 
 
+def _send(path: Path, destination: DicomPeer) -> str | None:
+    """One C-STORE; the reason it failed, or None."""
+    try:
+        send_file(path, destination, CALLING_AE)
+    except SendFailed as problem:
+        return str(problem)
+    except OSError as problem:
+        return f"cannot send: {problem.strerror or type(problem).__name__}"
+    return None
+
+
 def dispatch_sends(services: Services, entries: list[OutboxEntry]) -> None:
     """With a broker, each object is sent by a Celery task that retries it; without one, `send_due` sends."""
     if not services.settings.distributed:
         return
-    from screening.queue.celery_app import SEND_RESULT_TASK, app
-
     for entry in entries:
         if entry.destination and entry.status == SendStatus.PENDING:
-            app.send_task(SEND_RESULT_TASK, args=[entry.id])
+            dispatch_send(entry.id)
+
+
+def dispatch_send(object_id: int) -> None:
+    """Publish the Celery task that sends one result object (with a broker)."""
+    from screening.queue.celery_app import SEND_RESULT_TASK, app
+
+    app.send_task(SEND_RESULT_TASK, args=[object_id])
 
 
 def send_due(services: Services) -> list[OutboxEntry]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from screening.db.batches import BatchProgress, batch_progress, latest_batch_id
+from screening.db.batches import BatchProgress, aware, batch_progress, latest_batch_id
+from screening.db.leases import StrandedWork
 from screening.db.results import SCORE_FIELDS, ImageRow, StudyRow, batch_rows, batch_studies
 from screening.db.schema import Batch, Population, PopulationBasis
 from screening.errors import ScreeningError
@@ -18,11 +20,13 @@ __all__ = [
     "BatchProgress",
     "BatchResults",
     "ImageRow",
+    "StrandedWork",
     "StudyRow",
     "batch_results",
     "batch_status",
     "find_batch",
     "operating_point",
+    "utc_text",
 ]
 
 
@@ -87,3 +91,8 @@ def operating_point(row: ScoredAt) -> str:
     if row.population_basis == PopulationBasis.UNCERTAIN:
         why += ": not placed, the more sensitive point"
     return f"{row.population}, threshold {row.threshold:.3f} ({why})"
+
+
+def utc_text(moment: datetime | None) -> str:
+    """`2026-12-07 03:55:12 UTC` (SQLite hands back naive datetimes; they were written in UTC)."""
+    return aware(moment).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "at an unknown time"

@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 from screening.config import Settings
 from screening.db.batches import population_overrides
+from screening.db.leases import Holder, release_results, renew_results, renewing, take_results
 from screening.db.results import queued_results, record_outcomes
 from screening.db.schema import ImageStatus, ModelVersion
 from screening.usecases.context import Services, connect
@@ -30,6 +32,7 @@ class ChunkSummary:
     items: int
     already_screened: int
     statuses: dict[ImageStatus, int]
+    held_elsewhere: int = 0  # still queued, under another screening's live lease: that one screens them
     elapsed_ms: float = 0.0
     write_ms: float = 0.0
 
@@ -38,41 +41,74 @@ class ChunkSummary:
         return asdict(self)
 
 
-def worker_runtime(settings: Settings) -> WorkerRuntime:
-    """What a worker process keeps between chunks, made after the fork (database connections of its own)."""
-    return WorkerRuntime(settings, connect(settings).sessions)
+def worker_runtime(settings: Settings, worker: Holder) -> WorkerRuntime:
+    """What a worker process keeps between chunks, made after the fork (database connections of its own); the
+    rows it screens are held under `worker`'s lease, which the worker's main process renews while it lives."""
+    return WorkerRuntime(settings, connect(settings).sessions, worker)
 
 
 @lru_cache(maxsize=2)
 def process_runtime(services: Services) -> WorkerRuntime:
     """The runtime of a process that screens and explains by itself (`screen enqueue` without a broker, `screen
     listen`, `screen serve`): one loaded model, however many batches and heatmaps it serves."""
-    return WorkerRuntime(services.settings, services.sessions)
+    holder = Holder.this_process(services.settings.in_process_lease)
+    return WorkerRuntime(services.settings, services.sessions, holder)
 
 
 def screen_chunk(runtime: WorkerRuntime, result_ids: list[int]) -> ChunkSummary:
-    """Screen the queued result rows `result_ids` with the version they were claimed for."""
+    """Screen the queued result rows `result_ids` with the version they were claimed for; rows another screening
+    holds under a live lease are left to it. The rows are held under a token of this call's, renewed every
+    heartbeat while it runs, and freed again if it stops without writing them (to be retried)."""
     started = time.perf_counter()
-    with runtime.session_factory() as session:
-        queued = queued_results(session, result_ids)
-        if not queued:
-            return ChunkSummary(None, len(result_ids), len(result_ids), {})
-        version = session.get_one(ModelVersion, queued[0].model_version_id)  # claimed together: one version
-        overrides = population_overrides(session, {row.batch_id for row in queued})
-    jobs = [ImageJob(row.path, row.sha256, row.id, overrides.get(row.batch_id or "")) for row in queued]
-    score_jobs(runtime, version, jobs)
-    writing = time.perf_counter()
+    token = uuid.uuid4().hex
     with runtime.session_factory.begin() as session:
-        record_outcomes(session, [job.outcome() for job in jobs])
+        taken = take_results(session, result_ids, runtime.holder, token)
+        already_screened = len(result_ids) - len(queued_results(session, result_ids))
+    if not taken:
+        held_elsewhere = len(result_ids) - already_screened
+        return ChunkSummary(None, len(result_ids), already_screened, {}, held_elsewhere=held_elsewhere)
+    heartbeat = runtime.holder.heartbeat_s
+    try:
+        with renewing(
+            runtime.session_factory, heartbeat, lambda s: renew_results(s, runtime.holder, token), f"chunk-{token[:8]}"
+        ):
+            jobs, version = _score_taken(runtime, taken)
+            writing = time.perf_counter()
+            with runtime.session_factory.begin() as session:
+                record_outcomes(session, [job.outcome() for job in jobs])
+    except BaseException:
+        _release(runtime, token)
+        raise
     finished = time.perf_counter()
     return ChunkSummary(
         version.id,
         len(result_ids),
-        len(result_ids) - len(queued),
+        already_screened,
         dict(Counter(job.status for job in jobs if job.status is not None)),
+        held_elsewhere=len(result_ids) - already_screened - len(taken),
         elapsed_ms=round((finished - started) * 1000, 1),
         write_ms=round((finished - writing) * 1000, 1),
     )
+
+
+def _score_taken(runtime: WorkerRuntime, taken: list[int]) -> tuple[list[ImageJob], ModelVersion]:
+    with runtime.session_factory() as session:
+        queued = queued_results(session, taken)
+        version = session.get_one(ModelVersion, queued[0].model_version_id)  # claimed together: one version
+        overrides = population_overrides(session, {row.batch_id for row in queued})
+    jobs = [ImageJob(row.path, row.sha256, row.id, overrides.get(row.batch_id or "")) for row in queued]
+    score_jobs(runtime, version, jobs)
+    return jobs, version
+
+
+def _release(runtime: WorkerRuntime, token: str) -> None:
+    """Free the rows of a screening that failed, so its retry may take them at once (if the database is away
+    too, they are free once the lease lapses)."""
+    try:
+        with runtime.session_factory.begin() as session:
+            release_results(session, token)
+    except Exception:
+        logger.warning("could not free the rows of a failed screening: they are free again once its lease lapses")
 
 
 def announce_worker_process(settings: Settings) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session, sessionmaker
 
 from screening.config import Settings
+from screening.db.leases import Holder
 from screening.db.results import screened_pixels
 from screening.db.schema import ModelVersion
 from screening.imaging.errors import Unreadable
@@ -36,6 +37,7 @@ class WorkerRuntime:
 
     settings: Settings
     session_factory: sessionmaker[Session]
+    holder: Holder  # whose lease the rows it screens are under: this worker (its main process), or this process
     _classifiers: dict[int, Classifier] = field(default_factory=dict)
 
     @cached_property

@@ -16,6 +16,7 @@ from screening.dicomnet.objects import (
     MANUFACTURER,
     ModelIdentity,
     ScreenedImage,
+    conformant_header,
     heatmap_capture,
     made_by_us,
     screening_report,
@@ -131,3 +132,45 @@ def test_sending_stops_after_the_attempt_limit_with_the_last_reason_and_backs_of
     sent = ResultObject(status=SendStatus.PENDING, attempts=0)
     record_attempt(FakeSession(), sent, None, 3, timedelta(seconds=5))
     assert sent.status == SendStatus.SENT and sent.sent_at is not None
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "fatal"),
+    [
+        ("PatientBirthDate", "a1b2c3d4", True),  # an anonymiser's hash
+        ("PatientBirthDate", "19700100", True),  # the form of a DA, no such day
+        ("StudyDate", "2026-12-01", True),
+        ("StudyTime", "10:15:00", True),
+        ("PatientSex", "W", True),
+        ("PatientAge", "62", False),  # the sample's own: no unit; highdicom copied it as it was
+    ],
+)
+def test_a_header_value_its_vr_does_not_allow_is_left_out_of_what_we_make_with_a_note(keyword, value, fatal):
+    source = pydicom.dcmread(CHEST, stop_before_pixels=True)
+    source.PatientAge = "062Y"
+    setattr(source, keyword, value)
+    header, notes = conformant_header(source)
+    assert notes == [f"{keyword} left empty: not a valid {source[keyword].VR}"]  # the attribute, never the value
+    assert header.get(keyword) in (None, "")
+    kept = [name for name in ("PatientID", "SOPInstanceUID", "StudyDate", "PatientAge") if name != keyword]
+    assert all(header[name].value == source[name].value for name in kept)
+    report = screening_report([ScreenedImage(header, 0.8, True, 0.5)], MODEL)
+    capture = heatmap_capture(header, np.zeros((32, 32, 3), np.uint8), hd.UID(), 1)
+    assert report.get(keyword) in (None, "") and capture.get(keyword) in (None, "")
+    if fatal:  # made from the source itself, it stopped the listener's every pass
+        with pytest.raises(ValueError):
+            screening_report([ScreenedImage(source, 0.8, True, 0.5)], MODEL)
+    else:
+        assert screening_report([ScreenedImage(source, 0.8, True, 0.5)], MODEL).PatientAge == value
+
+
+def test_a_write_that_fails_leaves_no_partial_file_and_a_stale_partial_is_cleared(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    with pytest.raises(TypeError):
+        spool.write("1.2.3", "1.2.3.4", None)  # a failed write, as a full disk's
+    assert not (spool.incoming / "1.2.3").exists()
+    left = spool.incoming / "1.2.4"  # what a listener killed mid-write leaves
+    left.mkdir(parents=True)
+    (left / "1.2.4.5.partial").write_bytes(b"DI")
+    assert spool.settled(60) == [] and left.exists()  # recent: a write may still be under way
+    assert spool.settled(60, now=time.time() + 61) == [] and not left.exists()

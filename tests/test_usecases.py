@@ -1,5 +1,6 @@
 """Each use case called as the edges call it, without click or Celery: SQLite in a folder, in this process."""
 
+import io
 import os
 import shutil
 
@@ -188,13 +189,62 @@ def test_a_listener_pass_turns_a_settled_study_into_a_batch_and_a_report(service
     ours.Manufacturer, ours.StudyInstanceUID = "ACME", "../../etc"
     assert store_instance(spool, ours, encoded) == 0xC000
 
-    os.utime(next(spool.incoming.rglob("*.dcm")), (0, 0))  # arrived long ago: settled
+    poisoned = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
+    poisoned.StudyInstanceUID, poisoned.SOPInstanceUID = "1.2.826.0.1.3680043.99.1", "1.2.826.0.1.3680043.99.1.1"
+    poisoned.PatientBirthDate, poisoned.StudyDate, poisoned.StudyTime, poisoned.PatientSex = (
+        "a1b2c3d4",  # an anonymiser's hash
+        "2026-12-01",
+        "10:15:00",
+        "W",
+    )
+    assert store_instance(spool, poisoned, dataset_bytes(poisoned)) == 0x0000
+
+    for instance in spool.incoming.rglob("*.dcm"):
+        os.utime(instance, (0, 0))  # arrived long ago: settled
     process_spool(services, spool)
-    ((study, batch_id),) = [(folder, (folder / ".batch").read_text()) for folder in spool.studies.iterdir()]
-    assert (study / ".exported").exists() and batch_status(services, batch_id).finished
+    batches = {(folder / ".batch").read_text(): folder for folder in spool.studies.iterdir()}
+    assert len(batches) == 2 and all((folder / ".exported").exists() for folder in batches.values())
     entries = list_outbox(services)
-    assert [entry.kind for entry in entries] == ["sr", "sc"]  # the image is flagged: a heatmap capture too
+    assert [entry.kind for entry in entries] == ["sr", "sc"] * 2  # the image is flagged: a heatmap capture too
     assert all(entry.status == "pending" and entry.destination is None for entry in entries)
-    assert export_batch(services, batch_id) == []  # exported once
+    (poisoned_report,) = [e for e in entries if e.study_uid == poisoned.StudyInstanceUID and e.kind == "sr"]
+    assert poisoned_report.notes == (
+        "PatientAge left empty: not a valid AS; PatientBirthDate left empty: not a valid DA; "
+        "PatientSex left empty: not a valid CS; StudyDate left empty: not a valid DA; "
+        "StudyTime left empty: not a valid TM"
+    )
+    assert all(export_batch(services, batch_id) == [] for batch_id in batches)  # exported once
     process_spool(services, spool)  # nothing left to do
-    assert len(list_outbox(services)) == 2
+    assert len(list_outbox(services)) == 4
+
+
+def dataset_bytes(dataset: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_a_study_whose_results_cannot_be_made_fails_alone_with_its_reason(services, tmp_path):
+    folder, studies = tmp_path / "night", {}
+    for name in ("kept", "moved"):
+        study = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
+        study.StudyInstanceUID, study.SOPInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+        (folder / name).mkdir(parents=True)
+        study.save_as(folder / name / "film.dcm", enforce_file_format=True)
+        studies[study.StudyInstanceUID] = name
+    batch_id = enqueue_folders(services, [folder]).progress.batch_id
+    (folder / "moved" / "film.dcm").unlink()  # moved away after screening, before its report was made
+    made = {(studies[entry.study_uid], entry.kind): entry for entry in export_batch(services, batch_id)}
+    assert {key: entry.status for key, entry in made.items()} == {
+        ("kept", "sr"): "pending",
+        ("kept", "sc"): "pending",
+        ("moved", "sr"): "failed",
+    }
+    reason = made["moved", "sr"].last_error
+    assert reason == "could not be made: FileNotFoundError while reading or encoding its images"
+    sent = {studies[study.study_uid]: study.sent for study in batch_results(services, batch_id).studies}
+    assert sent == {
+        "kept": "report in the outbox (no SCREEN_RESULTS_DESTINATION); heatmap in the outbox (no "
+        "SCREEN_RESULTS_DESTINATION)",
+        "moved": f"report {reason}",
+    }

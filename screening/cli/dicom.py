@@ -49,7 +49,9 @@ def outbox(app: AppContext, resend_failed: bool, failed: bool) -> None:
             send_due(app.services)
         click.echo(f"{len(entries)} result object(s) sent again", err=True)
     rows = list_outbox(app.services, (SendStatus.FAILED,) if failed else None)
-    table = make_table(["id", "study", "kind", "status", "attempts", "destination", "last error"], "outbox")
+    columns = ["id", "study", "kind", "status", "attempts", "destination", "last error", "notes"]
+    table = make_table(columns, "outbox")
     for row in rows:
-        add_row(table, [row.id, row.study_uid, row.kind, row.status, row.attempts, row.destination, row.last_error])
+        values = [row.id, row.study_uid, row.kind, row.status, row.attempts, row.destination, row.last_error]
+        add_row(table, [*values, row.notes])
     print_table(table)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -10,27 +12,34 @@ from sqlalchemy.orm import Session
 from screening.db.schema import ResultKind, ResultObject, SendStatus, utcnow
 
 
-def record_object(
-    session: Session,
-    batch_id: str,
-    study_uid: str,
-    kind: ResultKind,
-    source_sop_uid: str,
-    sop_uid: str,
-    path: str,
-    destination: str | None,
-) -> ResultObject:
+@dataclass(frozen=True)
+class MadeObject:
+    """An object made for a study (written to `path`), or the reason it could not be made."""
+
+    study_uid: str
+    kind: ResultKind
+    source_sop_uid: str  # the image of a heatmap; "" for a report
+    sop_uid: str
+    path: Path | None
+    notes: list[str]  # header values left out of it, by attribute name
+    error: str | None = None
+
+
+def record_object(session: Session, batch_id: str, made: MadeObject, destination: str | None) -> ResultObject:
+    """Pending when there is somewhere to send it; failed at once (with its reason) when it could not be made."""
     result = ResultObject(
         batch_id=batch_id,
-        study_uid=study_uid,
-        kind=kind,
-        source_sop_uid=source_sop_uid,
-        sop_uid=sop_uid,
-        path=path,
+        study_uid=made.study_uid,
+        kind=made.kind,
+        source_sop_uid=made.source_sop_uid,
+        sop_uid=made.sop_uid,
+        path=str(made.path or ""),
         destination=destination,
-        status=SendStatus.PENDING,
+        status=SendStatus.FAILED if made.error else SendStatus.PENDING,
         attempts=0,
-        next_attempt_at=utcnow() if destination else None,
+        last_error=made.error,
+        notes="; ".join(made.notes) or None,
+        next_attempt_at=utcnow() if destination and not made.error else None,
     )
     session.add(result)
     session.flush()

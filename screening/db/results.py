@@ -332,7 +332,9 @@ def _sends_by_study(session: Session, batch_id: str) -> dict[str, str]:
     objects = session.scalars(select(ResultObject).where(ResultObject.batch_id == batch_id).order_by(ResultObject.id))
     for result in objects:
         kind = "report" if result.kind == ResultKind.REPORT else "heatmap"
-        if result.destination is None:
+        if result.status == SendStatus.FAILED and not result.attempts:
+            note = f"{kind} {result.last_error}"  # it could not be made, so it was never sent
+        elif result.destination is None:
             note = f"{kind} in the outbox (no SCREEN_RESULTS_DESTINATION)"
         elif result.status == SendStatus.FAILED:
             note = f"{kind} failed after {result.attempts} attempts ({result.last_error})"

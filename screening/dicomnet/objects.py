@@ -19,8 +19,11 @@ from dataclasses import dataclass
 
 import highdicom as hd
 import numpy as np
-from pydicom import Dataset
+from pydicom import Dataset, config
+from pydicom.dataelem import DataElement
 from pydicom.sr.codedict import codes
+from pydicom.tag import Tag
+from pydicom.valuerep import DA, DT, TM, validate_value
 
 MANUFACTURER = "chest-xray-screening"
 REPORT_SERIES, HEATMAP_SERIES = 9901, 9902
@@ -31,6 +34,7 @@ CHEST_X_RAY = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
 PROBABILITY = hd.sr.CodedConcept("PNEU-P", "99CXRSCREEN", "Probability of pneumonia")
 THRESHOLD = hd.sr.CodedConcept("PNEU-T", "99CXRSCREEN", "Flagging threshold")
 NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
+PIXEL_DATA_TAG = Tag("PixelData")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,49 @@ def _quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+# The values highdicom reads and copies from a source's header into the objects we make; enumerated ones too
+ENUMERATED = {"PatientSex": ("M", "F", "O")}
+PARSED_VRS = {"DA": DA, "TM": TM, "DT": DT}
+TEXT_OF_NUMBERS = ("IS", "DS", "PN")
+
+
+def _conforms(element: DataElement) -> bool:
+    values = element.value if element.VM > 1 else [element.value]
+    for value in values:
+        if value in (None, ""):
+            continue
+        try:
+            text = str(value) if element.VR in TEXT_OF_NUMBERS else value  # IS, DS and PN are checked as written
+            validate_value(element.VR, text, config.RAISE)
+            if element.VR in PARSED_VRS:
+                PARSED_VRS[element.VR](value)  # a DA of 19700100 has the right form and no such day
+        except (ValueError, TypeError, OverflowError):
+            return False
+        if element.keyword in ENUMERATED and value not in ENUMERATED[element.keyword]:
+            return False
+    return True
+
+
+def conformant_header(source: Dataset) -> tuple[Dataset, list[str]]:
+    """A copy of a source's header (pixels left out) whose top-level values each conform to their VR: a value that
+    does not (an anonymiser's hashed birth date, `StudyDate=2026-12-01`, `PatientSex=W`) is emptied, never copied
+    into what we make and never fatal. Returns the copy and a note per emptied value, naming the attribute only."""
+    header = Dataset()
+    if hasattr(source, "file_meta"):
+        header.file_meta = source.file_meta
+    notes = []
+    with _quiet():
+        for element in source:
+            if element.tag == PIXEL_DATA_TAG:
+                continue
+            if element.VR != "SQ" and not _conforms(element):
+                header.add_new(element.tag, element.VR, None)
+                notes.append(f"{element.keyword or element.tag} left empty: not a valid {element.VR}")
+            else:
+                header.add(element)
+    return header, notes
 
 
 def made_by_us(dataset: Dataset) -> bool:

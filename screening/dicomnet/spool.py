@@ -23,6 +23,13 @@ PARTIAL = ".partial"
 BATCH_MARK, EXPORTED_MARK = ".batch", ".exported"
 
 
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (another instance of the study arrived), or already gone
+
+
 def valid_uid(value: object) -> bool:
     return isinstance(value, str) and len(value) <= 64 and bool(UID.match(value))
 
@@ -51,11 +58,16 @@ class Spool:
         partial = folder / f"{sop_uid}{PARTIAL}"
         with self.lock:
             folder.mkdir(parents=True, exist_ok=True)
-            with open(partial, "wb") as stream:
-                stream.write(encoded)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(partial, target)
+            try:
+                with open(partial, "wb") as stream:
+                    stream.write(encoded)
+                    stream.flush()
+                    os.fsync(stream.fileno())
+                os.replace(partial, target)
+            except BaseException:  # a full disk, say: nothing half-written stays behind to fill it for good
+                partial.unlink(missing_ok=True)
+                _remove_if_empty(folder)
+                raise
         return target
 
     def settled(self, settle_s: float, now: float | None = None) -> list[Path]:
@@ -68,7 +80,17 @@ class Spool:
             instances = list(folder.glob("*.dcm"))
             if instances and now - max(path.stat().st_mtime for path in instances) >= settle_s:
                 ready.append(folder)
+            elif not instances:
+                self._drop_stale_partials(folder, now - settle_s)
         return ready
+
+    def _drop_stale_partials(self, folder: Path, before: float) -> None:
+        """A study folder with no instance, only writes a crash cut short (never answered with success)."""
+        with self.lock:
+            for partial in folder.glob(f"*{PARTIAL}"):
+                if partial.stat().st_mtime < before:
+                    partial.unlink(missing_ok=True)
+            _remove_if_empty(folder)
 
     def seal(self, incoming: Path) -> Path:
         """Move a settled study out of `incoming` (one rename): later instances of it start a new folder."""

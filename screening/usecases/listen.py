@@ -20,7 +20,7 @@ from screening.dicomnet.scp import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, STORED, 
 from screening.dicomnet.spool import Spool, valid_uid
 from screening.usecases.context import Services
 from screening.usecases.enqueue import enqueue_folders
-from screening.usecases.outbox import dispatch_sends, export_batch, send_due
+from screening.usecases.outbox import SendStatus, dispatch_sends, export_batch, send_due
 from screening.usecases.recover import recover_stranded
 from screening.usecases.results import batch_status
 
@@ -63,11 +63,17 @@ def process_spool(services: Services, spool: Spool, say: Say = lambda message: N
         spool.mark_batch(study, outcome.progress.batch_id)
         say(f"batch {outcome.progress.batch_id}: {outcome.progress.total} instance(s) of a settled study")
     for study, batch_id in spool.unexported():
-        if batch_status(services, batch_id).finished:
-            entries = export_batch(services, batch_id)
-            spool.mark_exported(study)
-            dispatch_sends(services, entries)
-            say(f"batch {batch_id}: {len(entries)} result object(s) made")
+        try:
+            if batch_status(services, batch_id).finished:
+                entries = export_batch(services, batch_id)  # an object that cannot be made fails alone
+                spool.mark_exported(study)
+                dispatch_sends(services, entries)
+                failed = sum(entry.status == SendStatus.FAILED for entry in entries)
+                say(
+                    f"batch {batch_id}: {len(entries)} result object(s) made" + (f", {failed} failed" if failed else "")
+                )
+        except Exception as error:  # this study waits for the next pass; the studies after it do not
+            logger.error("exporting batch %s failed (%s); the next pass tries again", batch_id, type(error).__name__)
     if not services.settings.distributed:
         send_due(services)
     recover_stranded(services)  # images (and sends) of workers that died: the studies' reports must not wait

@@ -5,6 +5,7 @@ times (a Celery task with a broker; the listener's loop without one)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -12,13 +13,21 @@ from pathlib import Path
 
 import highdicom as hd
 import pydicom
+from pydicom import Dataset
 
 from screening.config import DicomPeer
 from screening.db import outbox as store
 from screening.db.batches import aware
 from screening.db.leases import Holder, renew_send, renewing, take_send
+from screening.db.outbox import MadeObject
 from screening.db.schema import ImageStatus, ModelVersion, ResultKind, ResultObject, SendStatus, utcnow
-from screening.dicomnet.objects import ModelIdentity, ScreenedImage, heatmap_capture, screening_report
+from screening.dicomnet.objects import (
+    ModelIdentity,
+    ScreenedImage,
+    conformant_header,
+    heatmap_capture,
+    screening_report,
+)
 from screening.dicomnet.scu import SendFailed, send_file
 from screening.usecases.context import Services
 from screening.usecases.explain import explain
@@ -48,6 +57,7 @@ class OutboxEntry:
     destination: str | None
     last_error: str | None
     retry_in_s: float | None  # pending after a failed attempt: when the next one is due
+    notes: str | None = None  # header values left out of the object (attribute names)
 
     @property
     def waiting_for_retry(self) -> bool:
@@ -65,6 +75,7 @@ def _entry(result: ResultObject) -> OutboxEntry:
         result.destination,
         result.last_error,
         max(0.0, (aware(due) - utcnow()).total_seconds()) if due else None,
+        result.notes,
     )
 
 
@@ -79,44 +90,72 @@ def _study_images(rows: list[ImageRow]) -> dict[str, list[ImageRow]]:
 
 def export_batch(services: Services, batch_id: str) -> list[OutboxEntry]:
     """Write the report of each screened study of a finished batch, and a heatmap capture of each flagged image,
-    to the outbox; record them for sending. Idempotent: a batch already exported gets nothing new."""
+    to the outbox; record them for sending. Idempotent: a batch already exported gets nothing new. An object that
+    cannot be made is recorded as failed with its reason, and the others are made and sent all the same."""
     settings = services.settings
     found = batch_results(services, batch_id)
     with services.sessions() as session:
         if store.objects_of_batch(session, batch_id):
             return []
         version = session.get_one(ModelVersion, found.model_version_id)
-    model = ModelIdentity(version.name, version.id, version.artifact_sha256)
     destination = str(settings.dicom.results_destination) if settings.dicom.results_destination else None
     folder = settings.data_dir / "outbox" / batch_id
     folder.mkdir(parents=True, exist_ok=True)
-    made: list[tuple[str, ResultKind, str, str, Path]] = []
-    for study_uid, rows in _study_images(found.images).items():
-        headers = {row.sop_uid: pydicom.dcmread(row.path, stop_before_pixels=True) for row in rows}
-        screened = [
-            ScreenedImage(
-                headers[row.sop_uid],
-                row.probability or 0.0,
-                bool(row.flagged),
-                version.threshold if row.threshold is None else row.threshold,  # rows from before operating points
-                operating_point(row),
-            )
-            for row in rows
-        ]
-        report = screening_report(screened, model)
-        made.append((study_uid, ResultKind.REPORT, "", report.SOPInstanceUID, _save(report, folder)))
-        series_uid = hd.UID()
-        for number, row in enumerate((row for row in rows if row.flagged), start=1):
-            overlay = explain(services, Path(row.path), version).overlay
-            capture = heatmap_capture(headers[row.sop_uid], overlay, series_uid, number)  # the header suffices
-            made.append(
-                (study_uid, ResultKind.HEATMAP, str(row.sop_uid), capture.SOPInstanceUID, _save(capture, folder))
-            )
+    made = [
+        one
+        for study_uid, rows in _study_images(found.images).items()
+        for one in _study_objects(services, version, study_uid, rows, folder)
+    ]
     with services.sessions.begin() as session:
-        return [
-            _entry(store.record_object(session, batch_id, study, kind, source, sop, str(path), destination))
-            for study, kind, source, sop, path in made
-        ]
+        return [_entry(store.record_object(session, batch_id, one, destination)) for one in made]
+
+
+def _study_objects(
+    services: Services, version: ModelVersion, study_uid: str, rows: list[ImageRow], folder: Path
+) -> list[MadeObject]:
+    """A study's report and its flagged images' captures, each made from headers whose values conform."""
+    try:
+        headers = {row.sop_uid: conformant_header(pydicom.dcmread(row.path, stop_before_pixels=True)) for row in rows}
+    except (OSError, pydicom.errors.InvalidDicomError) as error:
+        return [MadeObject(study_uid, ResultKind.REPORT, "", hd.UID(), None, [], _cannot_make("its images", error))]
+    notes = sorted({note for _, image_notes in headers.values() for note in image_notes})
+    screened = [
+        ScreenedImage(
+            headers[row.sop_uid][0],
+            row.probability or 0.0,
+            bool(row.flagged),
+            version.threshold if row.threshold is None else row.threshold,  # rows from before operating points
+            operating_point(row),
+        )
+        for row in rows
+    ]
+    model = ModelIdentity(version.name, version.id, version.artifact_sha256)
+    made = [_made(study_uid, ResultKind.REPORT, "", notes, folder, lambda: screening_report(screened, model))]
+    series_uid = hd.UID()
+    for number, row in enumerate((row for row in rows if row.flagged), start=1):
+        header, image_notes = headers[row.sop_uid]
+
+        def capture(row: ImageRow = row, header: Dataset = header, number: int = number) -> Dataset:
+            overlay = explain(services, Path(row.path), version).overlay
+            return heatmap_capture(header, overlay, series_uid, number)  # the header suffices
+
+        made.append(_made(study_uid, ResultKind.HEATMAP, str(row.sop_uid), image_notes, folder, capture))
+    return made
+
+
+def _made(
+    study_uid: str, kind: ResultKind, source: str, notes: list[str], folder: Path, make: Callable[[], Dataset]
+) -> MadeObject:
+    try:
+        dataset = make()
+    except Exception as error:  # a header value or a file we could not use: this object fails, no other
+        return MadeObject(study_uid, kind, source, hd.UID(), None, notes, _cannot_make("it", error))
+    return MadeObject(study_uid, kind, source, dataset.SOPInstanceUID, _save(dataset, folder), notes)
+
+
+def _cannot_make(what: str, error: Exception) -> str:
+    """The reason, coded: never the exception's text, which may quote a header value (a patient's name)."""
+    return f"could not be made: {type(error).__name__} while reading or encoding {what}"
 
 
 def _save(dataset: pydicom.Dataset, folder: Path) -> Path:

@@ -1,5 +1,6 @@
 """Leases on work in flight: the worker holding each queued result (and each result object being sent), until
 when, how often a worker started screening it, and which holder stopped renewing and when it was taken over.
+Result objects also note the header values that were left out of them.
 
 Revision ID: 0007
 Revises: 0006
@@ -28,10 +29,12 @@ def upgrade() -> None:
     with op.batch_alter_table("result_objects") as table:
         table.add_column(sa.Column("lease_holder", sa.String(200)))
         table.add_column(sa.Column("lease_expires_at", sa.DateTime(timezone=True)))
+        table.add_column(sa.Column("notes", sa.Text))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("result_objects") as table:
+        table.drop_column("notes")
         table.drop_column("lease_expires_at")
         table.drop_column("lease_holder")
     op.drop_index("ix_results_lease_expires_at", "results")

@@ -8,6 +8,8 @@ that quietly screens nothing.
 from __future__ import annotations
 
 import os
+import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,8 @@ class DicomPeer:
 class DicomSettings:
     """The product as a DICOM node: what it accepts, where it spools, where results go."""
 
+    ae_title: str  # this node's: the listener answers to it alone, and sends results as it
+    device_uid: str  # the Device Observer UID of every report this installation makes
     spool_dir: Path
     settle_s: int  # a study becomes a batch once no instance of it arrived for this long
     allowed_aes: tuple[str, ...]  # calling AE titles accepted by `screen listen` (with its --allow)
@@ -157,6 +161,25 @@ def _peer(name: str) -> DicomPeer | None:
     return DicomPeer(ae_title, host, int(port))
 
 
+def _ae_title(name: str, default: str) -> str:
+    value = (os.environ.get(name) or default).strip()
+    if not 0 < len(value) <= 16 or "\\" in value:
+        raise SettingsError(f"{name} must be an AE title of 1 to 16 characters, not {value!r}")
+    return value
+
+
+def installation_uid(database_url: str) -> str:
+    """A UID of this installation that every process sharing its database derives alike (UUID-derived, 2.25)."""
+    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, database_url).int}"
+
+
+def _uid(name: str, default: str) -> str:
+    value = os.environ.get(name) or default
+    if not (len(value) <= 64 and re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+", value)):
+        raise SettingsError(f"{name} must be a DICOM UID (digits and dots, at most 64 characters), not {value!r}")
+    return value
+
+
 def _ae_titles(name: str) -> tuple[str, ...]:
     titles = tuple(title.strip() for title in (os.environ.get(name) or "").split(",") if title.strip())
     too_long = [title for title in titles if len(title) > 16]
@@ -202,6 +225,8 @@ def load_settings() -> Settings:
         publish_max_retries=_positive_int("SCREEN_PUBLISH_MAX_RETRIES", 40),
         retrain_schedule=_cron("SCREEN_RETRAIN_SCHEDULE", os.environ.get("SCREEN_RETRAIN_SCHEDULE") or "0 2 * * *"),
         dicom=DicomSettings(
+            ae_title=_ae_title("SCREEN_DICOM_AE_TITLE", "SCREEN"),
+            device_uid=_uid("SCREEN_DEVICE_UID", installation_uid(database_url)),
             spool_dir=Path(os.environ.get("SCREEN_SPOOL_DIR") or data_dir / "spool"),
             settle_s=_positive_int("SCREEN_STUDY_SETTLE_SECONDS", 30),
             allowed_aes=_ae_titles("SCREEN_DICOM_ALLOWED_AES"),

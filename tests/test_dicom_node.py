@@ -35,9 +35,11 @@ def study_of(folder: Path, sources: list[str]) -> list[Path]:
     return paths
 
 
-def storescu(port: int, paths: list[Path], calling: str = "MODALITY") -> subprocess.CompletedProcess:
+def storescu(
+    port: int, paths: list[Path], calling: str = "MODALITY", called: str = "SCREEN"
+) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "pynetdicom", "storescu", "127.0.0.1", str(port), *map(str, paths)]
-    return subprocess.run(command + ["-aet", calling, "-aec", "SCREEN", "-cx"], capture_output=True, text=True)
+    return subprocess.run(command + ["-aet", calling, "-aec", called, "-cx", "-v"], capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -109,6 +111,8 @@ def test_a_study_sent_to_the_listener_comes_back_as_a_report_and_heatmaps_in_its
     assert storescu(port, chest[2:] + hip).returncode == 0
     stranger = storescu(port, chest[:1], calling="STRANGER")
     assert "Calling AE title not recognised" in stranger.stderr + stranger.stdout
+    elsewhere = storescu(port, chest[:1], called="ANOTHER_NODE")
+    assert "Called AE title not recognised" in elsewhere.stderr + elsewhere.stdout
     ct = storescu(port, [DICOM / "ct_small_not_xray.dcm"])
     assert "No accepted presentation context" in ct.stderr + ct.stdout or ct.returncode != 0
 
@@ -135,6 +139,16 @@ def test_a_study_sent_to_the_listener_comes_back_as_a_report_and_heatmaps_in_its
     batch = re.search(r"batch (\w+): 3 instance", (tmp_path / "listener-1.log").read_text()).group(1)
     (study,) = json.loads(run_screen(env, "results", batch, "--studies", "--format", "json").stdout)
     assert study["study_uid"] == chest_study and study["sent"].startswith("report sent")
+
+    # The archive pushes the study back whole: our report and captures, and a report of someone else's
+    theirs = pydicom.dcmread(next(path for path, d in received_files(archive_dir).items() if d.Modality == "SR"))
+    theirs.Manufacturer, theirs.SOPInstanceUID = "ACME", generate_uid()
+    theirs.file_meta.MediaStorageSOPInstanceUID = theirs.SOPInstanceUID
+    theirs.save_as(tmp_path / "theirs.dcm")
+    pushed = storescu(port, [*sorted(archive_dir.iterdir()), tmp_path / "theirs.dcm"])
+    answers = re.findall(r"Received Store Response \(Status: (0x\w+)", pushed.stderr + pushed.stdout)
+    assert pushed.returncode == 0 and answers == ["0x0000"] * (len(received(archive_dir)) + 1), answers
+    assert not list((Path(env["SCREEN_DATA_DIR"]) / "spool" / "incoming").glob(f"{chest_study}*"))  # none spooled
 
 
 class RefusingArchive:

@@ -8,8 +8,9 @@ import keras
 import numpy as np
 import pydicom
 import pytest
-from helpers import DICOM
+from helpers import DICOM, free_port
 
+from screening.config import DicomPeer
 from screening.db.outbox import record_attempt
 from screening.db.schema import ResultObject, SendStatus
 from screening.dicomnet.objects import (
@@ -21,16 +22,20 @@ from screening.dicomnet.objects import (
     made_by_us,
     screening_report,
 )
+from screening.dicomnet.scu import SendFailed, send_file
 from screening.dicomnet.spool import Spool
 from screening.model.explain import grad_cam
 
 CHEST = DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm"
 MODEL = ModelIdentity("resnet50-frozen-head", 7, "ab" * 32)
+DEVICE = "2.25.1234567890"
 
 
 def test_the_report_is_a_tid_1500_sr_highdicom_reads_back_with_the_score_and_the_model(tmp_path):
     header = pydicom.dcmread(CHEST, stop_before_pixels=True)
-    report = screening_report([ScreenedImage(header, 0.93, True, 0.7917, "adult, threshold 0.792 (header)")], MODEL)
+    report = screening_report(
+        [ScreenedImage(header, 0.93, True, 0.7917, "adult, threshold 0.792 (header)")], MODEL, DEVICE
+    )
     report.save_as(tmp_path / "sr.dcm", enforce_file_format=True)
     back = hd.sr.srread(tmp_path / "sr.dcm")
     assert back.StudyInstanceUID == header.StudyInstanceUID and back.SeriesInstanceUID != header.SeriesInstanceUID
@@ -48,6 +53,10 @@ def test_the_report_is_a_tid_1500_sr_highdicom_reads_back_with_the_score_and_the
     (evidence,) = back.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == header.SOPInstanceUID
     assert made_by_us(back)
+    observed = {(item.ConceptNameCodeSequence[0].CodeMeaning, item.get("UID")) for item in back.ContentSequence}
+    assert ("Device Observer UID", DEVICE) in observed  # one per installation: an archive groups reports by it
+    schemes = {item.CodingSchemeDesignator: item for item in back.CodingSchemeIdentificationSequence}
+    assert schemes["99CXRSCREEN"].CodingSchemeResponsibleOrganization == MANUFACTURER
 
 
 def text_items(dataset) -> set[tuple[str, str]]:
@@ -62,7 +71,7 @@ def text_items(dataset) -> set[tuple[str, str]]:
 
 def test_a_normal_image_is_reported_absent_and_the_heatmap_capture_joins_the_study(tmp_path):
     source = pydicom.dcmread(CHEST)
-    report = screening_report([ScreenedImage(source, 0.12, False, 0.7917)], MODEL)
+    report = screening_report([ScreenedImage(source, 0.12, False, 0.7917)], MODEL, DEVICE)
     (group,) = report_groups(report, tmp_path)
     assert group.get_qualitative_evaluations()[0].value.meaning == "Absent"
     overlay = np.zeros((64, 48, 3), np.uint8)
@@ -154,14 +163,14 @@ def test_a_header_value_its_vr_does_not_allow_is_left_out_of_what_we_make_with_a
     assert header.get(keyword) in (None, "")
     kept = [name for name in ("PatientID", "SOPInstanceUID", "StudyDate", "PatientAge") if name != keyword]
     assert all(header[name].value == source[name].value for name in kept)
-    report = screening_report([ScreenedImage(header, 0.8, True, 0.5)], MODEL)
+    report = screening_report([ScreenedImage(header, 0.8, True, 0.5)], MODEL, DEVICE)
     capture = heatmap_capture(header, np.zeros((32, 32, 3), np.uint8), hd.UID(), 1)
     assert report.get(keyword) in (None, "") and capture.get(keyword) in (None, "")
     if fatal:  # made from the source itself, it stopped the listener's every pass
         with pytest.raises(ValueError):
-            screening_report([ScreenedImage(source, 0.8, True, 0.5)], MODEL)
+            screening_report([ScreenedImage(source, 0.8, True, 0.5)], MODEL, DEVICE)
     else:
-        assert screening_report([ScreenedImage(source, 0.8, True, 0.5)], MODEL).PatientAge == value
+        assert screening_report([ScreenedImage(source, 0.8, True, 0.5)], MODEL, DEVICE).PatientAge == value
 
 
 def test_a_write_that_fails_leaves_no_partial_file_and_a_stale_partial_is_cleared(tmp_path):
@@ -174,3 +183,11 @@ def test_a_write_that_fails_leaves_no_partial_file_and_a_stale_partial_is_cleare
     (left / "1.2.4.5.partial").write_bytes(b"DI")
     assert spool.settled(60) == [] and left.exists()  # recent: a write may still be under way
     assert spool.settled(60, now=time.time() + 61) == [] and not left.exists()
+
+
+def test_a_send_to_a_port_nobody_listens_on_says_it_could_not_connect(tmp_path):
+    path = tmp_path / "sr.dcm"
+    screening_report([ScreenedImage(pydicom.dcmread(CHEST), 0.9, True, 0.5)], MODEL, DEVICE).save_as(path)
+    peer = DicomPeer("ARCHIVE", "127.0.0.1", free_port())
+    with pytest.raises(SendFailed, match=r"^cannot connect to ARCHIVE@127.0.0.1:\d+ \(Connection refused\)$"):
+        send_file(path, peer, "SCREEN", timeout_s=5)

@@ -186,6 +186,8 @@ def test_an_enqueue_whose_broker_fails_leaves_nothing_stranded(screen_env, redis
         ("SCREEN_BROKER_URL", "amqp://guest@localhost//", "SCREEN_BROKER_URL must be a redis or rediss URL"),
         ("SCREEN_DTYPE_POLICY", "float8", "SCREEN_DTYPE_POLICY must be one of float32"),
         ("SCREEN_WORK_LEASE", "20", "SCREEN_WORK_LEASE (20 s) must be at least three heartbeats"),
+        ("SCREEN_DICOM_AE_TITLE", "A" * 17, "SCREEN_DICOM_AE_TITLE must be an AE title of 1 to 16 characters"),
+        ("SCREEN_DEVICE_UID", "1.2.x", "SCREEN_DEVICE_UID must be a DICOM UID"),
     ],
 )
 def test_settings_are_checked_at_start_with_a_message_naming_the_variable(screen_env, variable, value, message):

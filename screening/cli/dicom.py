@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from datetime import UTC, datetime
 
 import click
 
@@ -17,23 +18,27 @@ from screening.usecases.outbox import SendStatus, dispatch_sends, list_outbox, r
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=11112, show_default=True, type=click.IntRange(1, 65535), help="DICOM port.")
-@click.option("--ae-title", default="SCREEN", show_default=True, help="This node's AE title.")
 @click.option(
     "--allow",
     multiple=True,
     help="A calling AE title to accept (repeatable; default SCREEN_DICOM_ALLOWED_AES; neither: any).",
 )
 @pass_app
-def listen(app: AppContext, host: str, port: int, ae_title: str, allow: tuple[str, ...]) -> None:
+def listen(app: AppContext, host: str, port: int, allow: tuple[str, ...]) -> None:
     """Receive studies by C-STORE (CR, DX, Secondary Capture), screen each once it settles, and send its
-    structured report and heatmaps to SCREEN_RESULTS_DESTINATION. Stops cleanly on SIGTERM or Ctrl-C."""
-    if len(ae_title) > 16 or any(len(title) > 16 for title in allow):
+    structured report and heatmaps to SCREEN_RESULTS_DESTINATION. This node's AE title is SCREEN_DICOM_AE_TITLE
+    (the workers send results under it too). Stops cleanly on SIGTERM or Ctrl-C."""
+    if any(len(title) > 16 for title in allow):
         raise click.BadParameter("AE titles have at most 16 characters")
     stop = threading.Event()
     for sign in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sign, lambda *_: stop.set())
-    options = ListenerOptions(host, port, ae_title, allow)
-    run_listener(app.services, options, stop, say=lambda message: click.echo(message, err=True))
+    options = ListenerOptions(host, port, allow)
+    run_listener(app.services, options, stop, say=lambda message: click.echo(f"{_now()} {message}", err=True))
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @click.command()

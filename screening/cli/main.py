@@ -37,7 +37,9 @@ class ScreenGroup(click.Group):
 def main(ctx: click.Context, verbose: bool) -> None:
     """Chest X-ray pneumonia screening."""
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
     )
     ctx.obj = make_context()
 

@@ -12,6 +12,7 @@ Both carry MANUFACTURER, so the product never screens what it made itself.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from pydicom.sr.codedict import codes
 from pydicom.tag import Tag
 from pydicom.valuerep import DA, DT, TM, validate_value
 
+logging.getLogger("highdicom").setLevel(logging.WARNING)  # its INFO lines quote source UIDs, even with -v
 MANUFACTURER = "chest-xray-screening"
 REPORT_SERIES, HEATMAP_SERIES = 9901, 9902
 PNEUMONIA = hd.sr.CodedConcept("233604007", "SCT", "Pneumonia")
@@ -34,6 +36,10 @@ CHEST_X_RAY = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
 PROBABILITY = hd.sr.CodedConcept("PNEU-P", "99CXRSCREEN", "Probability of pneumonia")
 THRESHOLD = hd.sr.CodedConcept("PNEU-T", "99CXRSCREEN", "Flagging threshold")
 NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
+_SCHEME = Dataset()  # the private scheme identified, as PS3.3 C.12.1.1.5 asks of a private designator
+_SCHEME.CodingSchemeDesignator = PROBABILITY.scheme_designator
+_SCHEME.CodingSchemeName = "Chest X-ray pneumonia screening: model outputs"
+_SCHEME.CodingSchemeResponsibleOrganization = MANUFACTURER
 PIXEL_DATA_TAG = Tag("PixelData")
 
 
@@ -132,23 +138,24 @@ def _group(image: ScreenedImage, model: ModelIdentity) -> hd.sr.MeasurementsAndQ
     )
 
 
-def screening_report(images: list[ScreenedImage], model: ModelIdentity) -> hd.sr.ComprehensiveSR:
-    """The study's structured report: one measurement group per screened image (at least one)."""
+def screening_report(images: list[ScreenedImage], model: ModelIdentity, device_uid: str) -> hd.sr.ComprehensiveSR:
+    """The study's structured report: one measurement group per screened image (at least one), observed by the
+    device `device_uid` (one per installation, so an archive can group its reports)."""
     observer = hd.sr.ObserverContext(
         observer_type=codes.cid270.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(), name=MANUFACTURER, model_name=model.name
+            uid=device_uid, name=MANUFACTURER, model_name=model.name
         ),
     )
     with _quiet():
-        report = hd.sr.MeasurementReport(
+        measurements = hd.sr.MeasurementReport(
             observation_context=hd.sr.ObservationContext(observer_device_context=observer),
             procedure_reported=CHEST_X_RAY,
             imaging_measurements=[_group(image, model) for image in images],
         )
-        return hd.sr.ComprehensiveSR(
+        document = hd.sr.ComprehensiveSR(
             evidence=[image.header for image in images],
-            content=report[0],
+            content=measurements[0],
             series_instance_uid=hd.UID(),
             series_number=REPORT_SERIES,
             sop_instance_uid=hd.UID(),
@@ -158,6 +165,9 @@ def screening_report(images: list[ScreenedImage], model: ModelIdentity) -> hd.sr
             is_verified=False,
             series_description="Pneumonia screening (AI, unverified)",
         )
+    known = document.get("CodingSchemeIdentificationSequence", [])
+    document.CodingSchemeIdentificationSequence = [*known, _SCHEME]
+    return document
 
 
 def heatmap_capture(source: Dataset, overlay: np.ndarray, series_uid: str, number: int) -> hd.sc.SCImage:

@@ -20,9 +20,13 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import time
+    BasicTextSRStorage,
+    Comprehensive3DSRStorage,
+    ComprehensiveSRStorage,
     ComputedRadiographyImageStorage,
     DigitalXRayImageStorageForPresentation,
     DigitalXRayImageStorageForProcessing,
+    EnhancedSRStorage,
     SecondaryCaptureImageStorage,
     Verification,
 )
@@ -34,6 +38,9 @@ STORAGE_CLASSES = (
     DigitalXRayImageStorageForProcessing,
     SecondaryCaptureImageStorage,
 )
+# Structured reports are accepted so that an archive pushing a whole study (with an earlier report of ours, or a
+# radiologist's) is not refused; they are never screened.
+REPORT_CLASSES = (BasicTextSRStorage, EnhancedSRStorage, ComprehensiveSRStorage, Comprehensive3DSRStorage)
 TRANSFER_SYNTAXES = [
     ImplicitVRLittleEndian,
     ExplicitVRLittleEndian,
@@ -56,12 +63,16 @@ def start_storage_scp(
     ae_title: str, host: str, port: int, allowed_aes: tuple[str, ...], store: StoreHandler
 ) -> ThreadedAssociationServer:
     """Listen in background threads; `store` decides each instance's status (it must answer only once the
-    instance is safe). An association from a calling AE outside `allowed_aes` is rejected (empty: any)."""
+    instance is safe). An association from a calling AE outside `allowed_aes` (empty: any), or to a called AE
+    other than `ae_title`, is rejected."""
     ae = AE(ae_title=ae_title)
+    ae.require_called_aet = True  # an association addressed to another AE title is meant for another node
     ae.require_calling_aet = list(allowed_aes)
     ae.add_supported_context(Verification)
     for storage_class in STORAGE_CLASSES:
         ae.add_supported_context(storage_class, TRANSFER_SYNTAXES)
+    for report_class in REPORT_CLASSES:
+        ae.add_supported_context(report_class, [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
     ae.maximum_associations = 16
 
     def handle_store(event: evt.Event) -> int:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pydicom
-from pynetdicom import AE
+from pynetdicom import AE, Association
 
 from screening.config import DicomPeer
 from screening.errors import ScreeningError
@@ -17,6 +18,16 @@ class SendFailed(ScreeningError):
     pass
 
 
+def _why_not_established(association: Association, peer: DicomPeer) -> str:
+    if association.is_rejected:
+        return f"association with {peer} rejected"
+    try:  # pynetdicom reports a connection nobody accepted as an aborted association: say which it was
+        socket.create_connection((peer.host, peer.port), timeout=5).close()
+    except OSError as problem:
+        return f"cannot connect to {peer} ({problem.strerror or type(problem).__name__})"
+    return f"association with {peer} {'aborted' if association.is_aborted else 'not established'}"
+
+
 def send_file(path: Path, peer: DicomPeer, calling_ae: str, timeout_s: float = 30) -> None:
     """C-STORE the file at `path` to `peer`; SendFailed says why it was not stored (never patient data)."""
     dataset = pydicom.dcmread(path)
@@ -25,8 +36,7 @@ def send_file(path: Path, peer: DicomPeer, calling_ae: str, timeout_s: float = 3
     ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
     association = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
     if not association.is_established:
-        state = "rejected" if association.is_rejected else "aborted" if association.is_aborted else "not established"
-        raise SendFailed(f"association with {peer} {state}")
+        raise SendFailed(_why_not_established(association, peer))
     try:
         status = association.send_c_store(dataset)
     finally:

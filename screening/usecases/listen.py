@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pydicom import Dataset
 
 from screening.dicomnet.objects import made_by_us
-from screening.dicomnet.scp import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, STORED, start_storage_scp
+from screening.dicomnet.scp import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, REPORT_CLASSES, STORED, start_storage_scp
 from screening.dicomnet.spool import Spool, valid_uid
 from screening.usecases.context import Services
 from screening.usecases.enqueue import enqueue_folders
@@ -32,7 +32,6 @@ Say = Callable[[str], None]
 class ListenerOptions:
     host: str = "127.0.0.1"
     port: int = 11112
-    ae_title: str = "SCREEN"
     allowed_aes: tuple[str, ...] = ()  # with SCREEN_DICOM_ALLOWED_AES: the calling AEs accepted; none: any
     poll_s: float = 1.0
 
@@ -40,8 +39,8 @@ class ListenerOptions:
 def store_instance(spool: Spool, dataset: Dataset, encoded: bytes) -> int:
     """The C-STORE's answer: success once the instance is durable; objects the product made are accepted and
     dropped (never screened); an instance without valid UIDs cannot be filed."""
-    if made_by_us(dataset):
-        return STORED
+    if made_by_us(dataset) or dataset.get("SOPClassUID") in REPORT_CLASSES:
+        return STORED  # accepted, so that a study pushed whole is not refused; never screened
     study_uid, sop_uid = dataset.get("StudyInstanceUID"), dataset.get("SOPInstanceUID")
     if not (valid_uid(study_uid) and valid_uid(sop_uid)):
         return CANNOT_UNDERSTAND
@@ -84,14 +83,14 @@ def listen(services: Services, options: ListenerOptions, stop: threading.Event, 
     spool = Spool(services.settings.dicom.spool_dir)
     allowed = options.allowed_aes or services.settings.dicom.allowed_aes
     server = start_storage_scp(
-        options.ae_title,
+        services.settings.dicom.ae_title,
         options.host,
         options.port,
         allowed,
         lambda dataset, encoded: store_instance(spool, dataset, encoded),
     )
     say(
-        f"listening as {options.ae_title} on {options.host}:{options.port}"
+        f"listening as {services.settings.dicom.ae_title} on {options.host}:{options.port}"
         + (f", from {', '.join(allowed)}" if allowed else "")
     )
     try:

@@ -44,7 +44,6 @@ __all__ = [
     "send_due",
 ]
 logger = logging.getLogger(__name__)
-CALLING_AE = "SCREEN"
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,8 @@ def _study_objects(
         for row in rows
     ]
     model = ModelIdentity(version.name, version.id, version.artifact_sha256)
-    made = [_made(study_uid, ResultKind.REPORT, "", notes, folder, lambda: screening_report(screened, model))]
+    device = services.settings.dicom.device_uid
+    made = [_made(study_uid, ResultKind.REPORT, "", notes, folder, lambda: screening_report(screened, model, device))]
     series_uid = hd.UID()
     for number, row in enumerate((row for row in rows if row.flagged), start=1):
         header, image_notes = headers[row.sop_uid]
@@ -177,7 +177,7 @@ def send_object(services: Services, object_id: int) -> OutboxEntry:
         return _entry(result)
     renew = partial(renew_send, object_id=object_id, holder=sender)
     with renewing(services.sessions, sender.heartbeat_s, renew, name=f"send-{object_id}"):
-        error = _send(path, settings.results_destination)
+        error = _send(path, settings.results_destination, settings.ae_title)
     if error:
         logger.warning("sending result object %s failed: %s", object_id, error)
     with services.sessions.begin() as session:
@@ -186,10 +186,10 @@ def send_object(services: Services, object_id: int) -> OutboxEntry:
         return _entry(store.record_attempt(session, result, error, settings.send_max_attempts, backoff))
 
 
-def _send(path: Path, destination: DicomPeer) -> str | None:
+def _send(path: Path, destination: DicomPeer, calling_ae: str) -> str | None:
     """One C-STORE; the reason it failed, or None."""
     try:
-        send_file(path, destination, CALLING_AE)
+        send_file(path, destination, calling_ae)
     except SendFailed as problem:
         return str(problem)
     except OSError as problem:

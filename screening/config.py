@@ -53,6 +53,7 @@ class DicomSettings:
     device_uid: str  # the Device Observer UID of every report this installation makes
     spool_dir: Path
     settle_s: int  # a study becomes a batch once no instance of it arrived for this long
+    max_wait_s: int  # ... or once its first instance arrived this long ago, whatever keeps arriving
     allowed_aes: tuple[str, ...]  # calling AE titles accepted by `screen listen` (with its --allow)
     results_destination: DicomPeer | None
     send_max_attempts: int
@@ -173,10 +174,11 @@ def installation_uid(database_url: str) -> str:
     return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, database_url).int}"
 
 
-def _uid(name: str, default: str) -> str:
+def _device_uid(name: str, default: str) -> str:
+    """The UID of the device, and the root of every UID it makes: 48 characters at most leave 15 digits of each."""
     value = os.environ.get(name) or default
-    if not (len(value) <= 64 and re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+", value)):
-        raise SettingsError(f"{name} must be a DICOM UID (digits and dots, at most 64 characters), not {value!r}")
+    if not (len(value) <= 48 and re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+", value)):
+        raise SettingsError(f"{name} must be a DICOM UID (digits and dots, at most 48 characters), not {value!r}")
     return value
 
 
@@ -226,9 +228,10 @@ def load_settings() -> Settings:
         retrain_schedule=_cron("SCREEN_RETRAIN_SCHEDULE", os.environ.get("SCREEN_RETRAIN_SCHEDULE") or "0 2 * * *"),
         dicom=DicomSettings(
             ae_title=_ae_title("SCREEN_DICOM_AE_TITLE", "SCREEN"),
-            device_uid=_uid("SCREEN_DEVICE_UID", installation_uid(database_url)),
+            device_uid=_device_uid("SCREEN_DEVICE_UID", installation_uid(database_url)),
             spool_dir=Path(os.environ.get("SCREEN_SPOOL_DIR") or data_dir / "spool"),
             settle_s=_positive_int("SCREEN_STUDY_SETTLE_SECONDS", 30),
+            max_wait_s=_positive_int("SCREEN_STUDY_MAX_WAIT_SECONDS", 600),
             allowed_aes=_ae_titles("SCREEN_DICOM_ALLOWED_AES"),
             results_destination=_peer("SCREEN_RESULTS_DESTINATION"),
             send_max_attempts=_positive_int("SCREEN_SEND_MAX_ATTEMPTS", 5),

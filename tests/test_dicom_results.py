@@ -1,5 +1,6 @@
 """The pieces of the DICOM node on their own: reports, heatmap captures, Grad-CAM, the spool, bounded retries."""
 
+import os
 import time
 from datetime import timedelta
 
@@ -25,6 +26,7 @@ from screening.dicomnet.objects import (
 from screening.dicomnet.scu import SendFailed, send_file
 from screening.dicomnet.spool import Spool
 from screening.model.explain import grad_cam
+from screening.usecases.listen import store_instance
 
 CHEST = DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm"
 MODEL = ModelIdentity("resnet50-frozen-head", 7, "ab" * 32)
@@ -52,7 +54,7 @@ def test_the_report_is_a_tid_1500_sr_highdicom_reads_back_with_the_score_and_the
     assert ("Algorithm Parameters", "operating point: adult, threshold 0.792 (header)") in texts
     (evidence,) = back.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == header.SOPInstanceUID
-    assert made_by_us(back)
+    assert made_by_us(back, DEVICE) and back.SOPInstanceUID.startswith(DEVICE + ".")
     observed = {(item.ConceptNameCodeSequence[0].CodeMeaning, item.get("UID")) for item in back.ContentSequence}
     assert ("Device Observer UID", DEVICE) in observed  # one per installation: an archive groups reports by it
     schemes = {item.CodingSchemeDesignator: item for item in back.CodingSchemeIdentificationSequence}
@@ -76,9 +78,10 @@ def test_a_normal_image_is_reported_absent_and_the_heatmap_capture_joins_the_stu
     assert group.get_qualitative_evaluations()[0].value.meaning == "Absent"
     overlay = np.zeros((64, 48, 3), np.uint8)
     overlay[..., 0] = 255
-    capture = heatmap_capture(source, overlay, hd.UID(), 1)
+    capture = heatmap_capture(source, overlay, hd.UID(), 1, DEVICE)
     assert capture.StudyInstanceUID == source.StudyInstanceUID and capture.PhotometricInterpretation == "RGB"
-    assert capture.Manufacturer == MANUFACTURER and made_by_us(capture)
+    assert capture.Manufacturer == MANUFACTURER and made_by_us(capture, DEVICE)
+    assert not made_by_us(capture, "2.25.99")  # another installation's
     np.testing.assert_array_equal(capture.pixel_array, overlay)
 
 
@@ -112,6 +115,9 @@ def test_the_spool_writes_atomically_settles_by_arrival_and_refuses_paths_as_uid
     path = spool.write("1.2.3", "1.2.3.4", b"DICM")
     assert path.read_bytes() == b"DICM" and not list(path.parent.glob("*.partial"))
     assert spool.settled(60) == [] and spool.settled(60, now=time.time() + 61) == [path.parent]
+    os.utime(path, (time.time() - 300, time.time() - 300))  # the first instance, five minutes ago
+    spool.write("1.2.3", "1.2.3.5", b"DICM")  # and one now: instances keep arriving
+    assert spool.settled(60, 600) == [] and spool.settled(60, 240) == [path.parent]  # the maximum wait seals it
     sealed = spool.seal(path.parent)
     assert spool.unbatched() == [sealed] and not (spool.incoming / "1.2.3").exists()
     spool.mark_batch(sealed, "b1")
@@ -164,7 +170,7 @@ def test_a_header_value_its_vr_does_not_allow_is_left_out_of_what_we_make_with_a
     kept = [name for name in ("PatientID", "SOPInstanceUID", "StudyDate", "PatientAge") if name != keyword]
     assert all(header[name].value == source[name].value for name in kept)
     report = screening_report([ScreenedImage(header, 0.8, True, 0.5)], MODEL, DEVICE)
-    capture = heatmap_capture(header, np.zeros((32, 32, 3), np.uint8), hd.UID(), 1)
+    capture = heatmap_capture(header, np.zeros((32, 32, 3), np.uint8), hd.UID(), 1, DEVICE)
     assert report.get(keyword) in (None, "") and capture.get(keyword) in (None, "")
     if fatal:  # made from the source itself, it stopped the listener's every pass
         with pytest.raises(ValueError):
@@ -191,3 +197,14 @@ def test_a_send_to_a_port_nobody_listens_on_says_it_could_not_connect(tmp_path):
     peer = DicomPeer("ARCHIVE", "127.0.0.1", free_port())
     with pytest.raises(SendFailed, match=r"^cannot connect to ARCHIVE@127.0.0.1:\d+ \(Connection refused\)$"):
         send_file(path, peer, "SCREEN", timeout_s=5)
+
+
+def test_our_objects_are_known_by_their_uid_root_not_by_a_manufacturer_anyone_can_write(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    chest = pydicom.dcmread(CHEST)
+    encoded = CHEST.read_bytes()
+    ours = screening_report([ScreenedImage(chest, 0.9, True, 0.5)], MODEL, DEVICE)
+    assert store_instance(spool, ours, b"", DEVICE) == 0x0000 and not spool.incoming.exists()  # dropped
+    chest.Manufacturer = MANUFACTURER  # spoofed, or a product of the same name elsewhere
+    assert store_instance(spool, chest, encoded, DEVICE) == 0x0000
+    assert (spool.incoming / chest.StudyInstanceUID / f"{chest.SOPInstanceUID}.dcm").read_bytes() == encoded

@@ -10,7 +10,7 @@ import pytest
 from helpers import DICOM, EXPECTED_DICOM_STATUS, FULLRES, REPOSITORY, artifact_with
 
 from screening.config import load_settings
-from screening.dicomnet.objects import MANUFACTURER
+from screening.dicomnet.objects import our_uid
 from screening.dicomnet.spool import Spool
 from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
@@ -181,13 +181,13 @@ def test_a_listener_pass_turns_a_settled_study_into_a_batch_and_a_report(service
     spool = Spool(services.settings.dicom.spool_dir)
     chest = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
     encoded = (DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm").read_bytes()
-    assert store_instance(spool, chest, encoded) == 0x0000
+    device = services.settings.dicom.device_uid
+    assert store_instance(spool, chest, encoded, device) == 0x0000
     ours = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
-    ours.Manufacturer = MANUFACTURER
-    ours.StudyInstanceUID = "9.9.9"
-    assert store_instance(spool, ours, encoded) == 0x0000 and not (spool.incoming / "9.9.9").exists()
-    ours.Manufacturer, ours.StudyInstanceUID = "ACME", "../../etc"
-    assert store_instance(spool, ours, encoded) == 0xC000
+    ours.SOPInstanceUID, ours.StudyInstanceUID = our_uid(device), "9.9.9"
+    assert store_instance(spool, ours, encoded, device) == 0x0000 and not (spool.incoming / "9.9.9").exists()
+    ours.SOPInstanceUID, ours.StudyInstanceUID = "1.2.3", "../../etc"
+    assert store_instance(spool, ours, encoded, device) == 0xC000
 
     poisoned = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
     poisoned.StudyInstanceUID, poisoned.SOPInstanceUID = "1.2.826.0.1.3680043.99.1", "1.2.826.0.1.3680043.99.1.1"
@@ -197,7 +197,7 @@ def test_a_listener_pass_turns_a_settled_study_into_a_batch_and_a_report(service
         "10:15:00",
         "W",
     )
-    assert store_instance(spool, poisoned, dataset_bytes(poisoned)) == 0x0000
+    assert store_instance(spool, poisoned, dataset_bytes(poisoned), device) == 0x0000
 
     for instance in spool.incoming.rglob("*.dcm"):
         os.utime(instance, (0, 0))  # arrived long ago: settled

@@ -7,7 +7,8 @@
   and a reference to the image. Same study, a new series, VerificationFlag UNVERIFIED: a screening aid's
   output, never a signed report.
 - A Secondary Capture of each flagged image with its heatmap, in the same study.
-Both carry MANUFACTURER, so the product never screens what it made itself.
+Both carry MANUFACTURER, and UIDs under the installation's device UID: by those the product knows, and never
+screens, what it made itself.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydicom import Dataset, config
 from pydicom.dataelem import DataElement
 from pydicom.sr.codedict import codes
 from pydicom.tag import Tag
+from pydicom.uid import generate_uid
 from pydicom.valuerep import DA, DT, TM, validate_value
 
 logging.getLogger("highdicom").setLevel(logging.WARNING)  # its INFO lines quote source UIDs, even with -v
@@ -110,8 +112,14 @@ def conformant_header(source: Dataset) -> tuple[Dataset, list[str]]:
     return header, notes
 
 
-def made_by_us(dataset: Dataset) -> bool:
-    return str(dataset.get("Manufacturer", "")) == MANUFACTURER
+def our_uid(device_uid: str) -> str:
+    """A new UID under this installation's device UID: how the objects we made are known when they come back."""
+    return generate_uid(prefix=f"{device_uid}.")
+
+
+def made_by_us(dataset: Dataset, device_uid: str) -> bool:
+    """By the UID root, which a device of another installation does not share; a Manufacturer can be anyone's."""
+    return str(dataset.get("SOPInstanceUID", "")).startswith(f"{device_uid}.")
 
 
 def _algorithm(model: ModelIdentity, operating_point: str) -> hd.sr.AlgorithmIdentification:
@@ -156,9 +164,9 @@ def screening_report(images: list[ScreenedImage], model: ModelIdentity, device_u
         document = hd.sr.ComprehensiveSR(
             evidence=[image.header for image in images],
             content=measurements[0],
-            series_instance_uid=hd.UID(),
+            series_instance_uid=our_uid(device_uid),
             series_number=REPORT_SERIES,
-            sop_instance_uid=hd.UID(),
+            sop_instance_uid=our_uid(device_uid),
             instance_number=1,
             manufacturer=MANUFACTURER,
             is_complete=True,
@@ -170,8 +178,11 @@ def screening_report(images: list[ScreenedImage], model: ModelIdentity, device_u
     return document
 
 
-def heatmap_capture(source: Dataset, overlay: np.ndarray, series_uid: str, number: int) -> hd.sc.SCImage:
-    """A Secondary Capture of the film with its heatmap (RGB uint8), in the source's study."""
+def heatmap_capture(
+    source: Dataset, overlay: np.ndarray, series_uid: str, number: int, device_uid: str
+) -> hd.sc.SCImage:
+    """A Secondary Capture of the film with its heatmap (RGB uint8), in the source's study; `series_uid` is one of
+    `our_uid`'s."""
     orientation = source.get("PatientOrientation")
     with _quiet():
         return hd.sc.SCImage.from_ref_dataset(
@@ -182,7 +193,7 @@ def heatmap_capture(source: Dataset, overlay: np.ndarray, series_uid: str, numbe
             "PATIENT",
             series_uid,
             HEATMAP_SERIES,
-            hd.UID(),
+            our_uid(device_uid),
             number,
             MANUFACTURER,
             patient_orientation=tuple(orientation) if orientation and len(orientation) == 2 else ("L", "F"),

@@ -11,6 +11,7 @@ to do; instances are never deleted by the listener.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -70,17 +71,18 @@ class Spool:
                 raise
         return target
 
-    def settled(self, settle_s: float, now: float | None = None) -> list[Path]:
-        """Incoming studies whose newest instance arrived at least `settle_s` ago."""
+    def settled(self, settle_s: float, max_wait_s: float = math.inf, now: float | None = None) -> list[Path]:
+        """Incoming studies whose newest instance arrived at least `settle_s` ago, or whose first arrived at least
+        `max_wait_s` ago (a study that never stops receiving is screened all the same)."""
         now = time.time() if now is None else now
         if not self.incoming.is_dir():
             return []
         ready = []
         for folder in sorted(self.incoming.iterdir()):
-            instances = list(folder.glob("*.dcm"))
-            if instances and now - max(path.stat().st_mtime for path in instances) >= settle_s:
+            arrivals = [path.stat().st_mtime for path in folder.glob("*.dcm")]
+            if arrivals and (now - max(arrivals) >= settle_s or now - min(arrivals) >= max_wait_s):
                 ready.append(folder)
-            elif not instances:
+            elif not arrivals:
                 self._drop_stale_partials(folder, now - settle_s)
         return ready
 

@@ -36,10 +36,11 @@ class ListenerOptions:
     poll_s: float = 1.0
 
 
-def store_instance(spool: Spool, dataset: Dataset, encoded: bytes) -> int:
-    """The C-STORE's answer: success once the instance is durable; objects the product made are accepted and
-    dropped (never screened); an instance without valid UIDs cannot be filed."""
-    if made_by_us(dataset) or dataset.get("SOPClassUID") in REPORT_CLASSES:
+def store_instance(spool: Spool, dataset: Dataset, encoded: bytes, device_uid: str) -> int:
+    """The C-STORE's answer: success once the instance is durable; objects the product made (their UIDs are under
+    `device_uid`) and reports are accepted and dropped (never screened); an instance without valid UIDs cannot be
+    filed."""
+    if made_by_us(dataset, device_uid) or dataset.get("SOPClassUID") in REPORT_CLASSES:
         return STORED  # accepted, so that a study pushed whole is not refused; never screened
     study_uid, sop_uid = dataset.get("StudyInstanceUID"), dataset.get("SOPInstanceUID")
     if not (valid_uid(study_uid) and valid_uid(sop_uid)):
@@ -55,7 +56,8 @@ def store_instance(spool: Spool, dataset: Dataset, encoded: bytes) -> int:
 def process_spool(services: Services, spool: Spool, say: Say = lambda message: None) -> None:
     """One pass: seal settled studies, enqueue sealed ones, export finished ones, send what is due, take over
     what dead workers held."""
-    for incoming in spool.settled(services.settings.dicom.settle_s):
+    settings = services.settings.dicom
+    for incoming in spool.settled(settings.settle_s, settings.max_wait_s):
         spool.seal(incoming)
     for study in spool.unbatched():
         outcome = enqueue_folders(services, [study])
@@ -87,7 +89,7 @@ def listen(services: Services, options: ListenerOptions, stop: threading.Event, 
         options.host,
         options.port,
         allowed,
-        lambda dataset, encoded: store_instance(spool, dataset, encoded),
+        lambda dataset, encoded: store_instance(spool, dataset, encoded, services.settings.dicom.device_uid),
     )
     say(
         f"listening as {services.settings.dicom.ae_title} on {options.host}:{options.port}"

@@ -26,6 +26,7 @@ from screening.dicomnet.objects import (
     ScreenedImage,
     conformant_header,
     heatmap_capture,
+    our_uid,
     screening_report,
 )
 from screening.dicomnet.scu import SendFailed, send_file
@@ -131,13 +132,13 @@ def _study_objects(
     model = ModelIdentity(version.name, version.id, version.artifact_sha256)
     device = services.settings.dicom.device_uid
     made = [_made(study_uid, ResultKind.REPORT, "", notes, folder, lambda: screening_report(screened, model, device))]
-    series_uid = hd.UID()
+    series_uid = our_uid(device)
     for number, row in enumerate((row for row in rows if row.flagged), start=1):
         header, image_notes = headers[row.sop_uid]
 
         def capture(row: ImageRow = row, header: Dataset = header, number: int = number) -> Dataset:
             overlay = explain(services, Path(row.path), version).overlay
-            return heatmap_capture(header, overlay, series_uid, number)  # the header suffices
+            return heatmap_capture(header, overlay, series_uid, number, device)  # the header suffices
 
         made.append(_made(study_uid, ResultKind.HEATMAP, str(row.sop_uid), image_notes, folder, capture))
     return made

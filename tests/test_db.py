@@ -1,9 +1,12 @@
 """Schema, migrations, the registry, and exactly-once result rows on SQLite and PostgreSQL."""
 
+import random
+import threading
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from helpers import REPOSITORY
 
 from screening.db.batches import add_items, batch_progress, create_batch
 from screening.db.engine import make_engine, make_session_factory
@@ -19,8 +22,8 @@ from screening.db.results import (
     record_outcomes,
     study_rows,
 )
-from screening.db.schema import BatchMode, ImageStatus, ModelVersion, Result
-from screening.model.released import RELEASES
+from screening.db.schema import BatchMode, ImageStatus, ModelActivation, ModelVersion, Result
+from screening.model.released import RELEASES, ensure_active_model
 
 MANIFEST = {
     "preprocessing": {"name": "cxr-seed-v1"},
@@ -110,6 +113,50 @@ def test_rollback_walks_back_through_the_activation_history(sessions):
         assert active_version(session).id == first.id
         promote(session, third.id)
         assert rollback(session).id == first.id
+
+
+def test_concurrent_promotions_and_rollbacks_leave_exactly_one_active_version_and_a_true_history(sessions):
+    with sessions.begin() as session:
+        ids = [register(session, c * 64).id for c in "abcd"]
+        promote(session, ids[0])
+    choose, failures = random.Random(0), []
+
+    def change(action) -> None:
+        try:
+            with sessions.begin() as session:
+                action(session)
+        except RegistryError:
+            pass  # nothing earlier to roll back to: said, not a failure
+        except Exception as error:  # a lost race: an integrity error, a lock that could not be taken
+            failures.append(error)
+
+    for _ in range(20):
+        target = choose.choice(ids)
+        pair = [
+            threading.Thread(target=change, args=(lambda session, target=target: promote(session, target),)),
+            threading.Thread(target=change, args=(rollback,)),
+        ]
+        for thread in pair:
+            thread.start()
+        for thread in pair:
+            thread.join()
+        with sessions() as session:
+            (active,) = session.scalars(sa.select(ModelVersion).where(ModelVersion.status == "active"))
+            newest_standing = session.scalars(
+                sa.select(ModelActivation)
+                .where(ModelActivation.rolled_back_at.is_(None))
+                .order_by(ModelActivation.id.desc())
+            ).first()
+            assert newest_standing.model_version_id == active.id
+    assert failures == []
+
+
+def test_a_registry_with_versions_and_none_active_says_so_and_activates_nothing(sessions, tmp_path):
+    with sessions.begin() as session:
+        register(session)
+        with pytest.raises(NoActiveModel, match="no model version is active, of the 1 registered"):
+            ensure_active_model(session, REPOSITORY / "models", tmp_path / "registry")
+        assert len(session.scalars(sa.select(ModelVersion)).all()) == 1
 
 
 def test_an_image_is_claimed_once_per_version(sessions):
@@ -258,8 +305,6 @@ def test_study_score_is_the_highest_image_probability(sessions):
 def test_workers_starting_together_register_the_released_model_once(database_url, tmp_path):
     """Several processes on a fresh database: one version, one active, no crash."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from helpers import REPOSITORY
 
     from screening.model.released import ensure_active_model
 

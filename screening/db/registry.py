@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import false, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -72,20 +72,32 @@ def get_version(session: Session, version_id: int) -> ModelVersion:
     return version
 
 
+def lock_registry(session: Session) -> None:
+    """Serialise whoever changes which version is active, until this transaction ends: row locks on PostgreSQL;
+    on SQLite, the database's write lock, taken by a write that changes nothing (it must come first: SQLite
+    cannot take the lock later in a transaction that has read since another one wrote)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(ModelVersion.id).with_for_update())
+    else:
+        session.execute(update(ModelVersion).where(false()).values(status=ModelVersion.status))
+
+
 def _activate(session: Session, version: ModelVersion) -> ModelVersion:
+    """`version` active and every other active one retired, in SQL (the ORM's idea of the rows may be stale)."""
     session.execute(
         update(ModelVersion)
         .where(ModelVersion.status == VersionStatus.ACTIVE, ModelVersion.id != version.id)
         .values(status=VersionStatus.RETIRED)
     )
+    session.execute(update(ModelVersion).where(ModelVersion.id == version.id).values(status=VersionStatus.ACTIVE))
     session.flush()
-    version.status = VersionStatus.ACTIVE
-    session.flush()
-    return version
+    session.expire_all()
+    return session.get_one(ModelVersion, version.id)
 
 
 def promote(session: Session, version_id: int) -> ModelVersion:
     """Make one version active; the previously active one is retired. Batches enqueued from now on use it."""
+    lock_registry(session)
     version = get_version(session, version_id)
     if version.status == VersionStatus.REJECTED:
         raise RegistryError(f"version {version_id} was rejected ({version.status_reason}); register it again to use it")
@@ -105,6 +117,7 @@ def reject(session: Session, version_id: int, reason: str) -> ModelVersion:
 def rollback(session: Session) -> ModelVersion:
     """Re-activate the version that was active before the current one, walking back through the history:
     a second rollback goes one step further back, never forth to the version just rolled back."""
+    lock_registry(session)
     current = active_version(session)
     history = list(
         session.scalars(

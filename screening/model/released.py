@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from screening.db.registry import NoActiveModel, active_version, promote, register_version
+from screening.db.registry import NoActiveModel, active_version, list_versions, promote, register_version
 from screening.db.schema import ModelVersion
 from screening.hashing import sha256_hex
 from screening.model.artifact import ArtifactError, policy_of, read_age_estimate, read_gate, read_manifest
@@ -114,10 +114,16 @@ def ensure_active_model(session: Session, models_dir: Path, registry_dir: Path) 
     """The active version. On a fresh database the releases in models/ are registered and activated oldest first,
     so the newest is active and `screen models rollback` returns to the one before it. A database that has an
     active version keeps it: moving an installation to a new release is the site's call (`screen models register`
-    and `promote`)."""
+    and `promote`). A registry with versions and none active is not set right behind the site's back."""
     try:
         return active_version(session)
     except NoActiveModel:
+        registered = len(list_versions(session))
+        if registered:
+            raise NoActiveModel(
+                f"no model version is active, of the {registered} registered: `screen models list`, then "
+                "`screen models promote ID`"
+            ) from None
         released = [models_dir / name for name in RELEASES if (models_dir / name).exists()]
         if not released:
             raise

@@ -60,6 +60,11 @@ def test_nothing_is_served_to_anyone_who_has_not_signed_in(review_app):
     assert "httponly" in cookie and "samesite=strict" in cookie
     forged = browser.post(base + "/images/1/verdict", data={"truth": "normal", "csrf": "forged"}, timeout=30)
     assert forged.status_code == 403  # a post without the page's CSRF token: refused
+    for page in ("/signin", "/", "/images/1", "/images/1/input.png"):
+        headers = browser.get(base + page, timeout=60).headers
+        assert headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-store", page
+    assert browser.get(base + "/images/99999999999999999999", timeout=30).status_code == 422  # not a server error
 
 
 def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdict(review_app, tmp_path):

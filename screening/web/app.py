@@ -1,11 +1,13 @@
 """The review app's routes: worklist, image page (model view, heatmap, verdict), model versions, and a JSON API."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi import Path as PathParameter
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -27,6 +29,14 @@ from screening.usecases.review import (
 from screening.web.auth import SESSION_COOKIE, Sessions
 
 HERE = Path(__file__).parent
+PROTECTIVE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+# a row id the databases can hold: a larger one is refused as invalid, not a server error
+ResultId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 
 
 class SignInRequired(Exception):
@@ -53,6 +63,16 @@ def create_app(services: Services, token: str) -> FastAPI:
             )
 
     Browser = Annotated[str, Depends(browser)]
+
+    @app.middleware("http")
+    async def protective_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Never framed by another page (a click there would record a verdict), never sniffed as another type,
+        and nothing but the static files kept in a cache: every page and image is about a patient."""
+        response = await call_next(request)
+        response.headers.update(PROTECTIVE_HEADERS)
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.exception_handler(SignInRequired)
     async def to_sign_in(request: Request, _: SignInRequired) -> Response:
@@ -109,20 +129,20 @@ def create_app(services: Services, token: str) -> FastAPI:
         )
 
     @app.get("/images/{result_id}", response_class=HTMLResponse)
-    def image_page(request: Request, result_id: int, session_id: Browser) -> HTMLResponse:
+    def image_page(request: Request, result_id: ResultId, session_id: Browser) -> HTMLResponse:
         return page(request, "image.html", session_id, view=image_view(services, result_id), truths=list(Truth))
 
     @app.get("/images/{result_id}/input.png")
-    def model_input(result_id: int, _: Browser) -> Response:
+    def model_input(result_id: ResultId, _: Browser) -> Response:
         return Response(model_input_png(services, result_id), media_type="image/png")
 
     @app.get("/images/{result_id}/heatmap.png")
-    def heatmap(result_id: int, _: Browser) -> Response:
+    def heatmap(result_id: ResultId, _: Browser) -> Response:
         return Response(heatmap_png(services, result_id), media_type="image/png")
 
     @app.post("/images/{result_id}/verdict")
     def verdict(
-        result_id: int, session_id: Browser, truth: Annotated[Truth, Form()], csrf: Annotated[str, Form()]
+        result_id: ResultId, session_id: Browser, truth: Annotated[Truth, Form()], csrf: Annotated[str, Form()]
     ) -> Response:
         if not sessions.csrf_matches(session_id, csrf):
             raise HTTPException(403, "cross-site request refused")

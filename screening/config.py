@@ -61,6 +61,25 @@ class DicomSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The review app's sign-in."""
+
+    token: str | None  # SCREEN_WEB_TOKEN: browsers sign in with it, API clients send it; no token, no app
+    session_idle_s: int  # a browser session lapses after this long without a request
+    secure_cookie: bool  # the session cookie only over HTTPS (behind a TLS proxy)
+
+    @property
+    def token_problem(self) -> str | None:
+        """Why the token cannot guard the app, or None."""
+        if not self.token or len(self.token.strip()) < 16:
+            return (
+                "set SCREEN_WEB_TOKEN to a secret of at least 16 characters (not blanks): nothing is served "
+                "without sign-in"
+            )
+        return None
+
+
+@dataclass(frozen=True)
 class WorkLease:
     """How a worker holds the images it screens (and the results it sends): it renews its claim every
     `heartbeat_s`; a claim not renewed for `lease_s` is its process gone, and anyone may take the work over."""
@@ -95,7 +114,7 @@ class Settings:
     retrain_schedule: str
     publish_max_retries: int
     dicom: DicomSettings
-    web_token: str | None  # SCREEN_WEB_TOKEN: the review app's sign-in token; it refuses to start without one
+    web: WebSettings
 
     @property
     def distributed(self) -> bool:
@@ -125,6 +144,15 @@ def _positive_int(name: str, default: int) -> int:
     if value < 1:
         raise SettingsError(f"{name} must be at least 1, not {value}")
     return value
+
+
+def _yes_no(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("1", "true", "yes", "0", "false", "no"):
+        raise SettingsError(f"{name} must be true or false, not {raw!r}")
+    return raw in ("1", "true", "yes")
 
 
 def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -237,5 +265,9 @@ def load_settings() -> Settings:
             send_max_attempts=_positive_int("SCREEN_SEND_MAX_ATTEMPTS", 5),
             send_backoff_s=_positive_int("SCREEN_SEND_BACKOFF_SECONDS", 5),
         ),
-        web_token=os.environ.get("SCREEN_WEB_TOKEN") or None,
+        web=WebSettings(
+            token=os.environ.get("SCREEN_WEB_TOKEN") or None,
+            session_idle_s=_positive_int("SCREEN_WEB_SESSION_IDLE_SECONDS", 1800),
+            secure_cookie=_yes_no("SCREEN_WEB_SECURE_COOKIE", False),
+        ),
     )

@@ -31,6 +31,7 @@ from helpers import (
 )
 
 from screening.model.released import RELEASED_ARTIFACT, RELEASES
+from screening.web.auth import Sessions
 
 # Root without the capabilities that let it read anything: permission bits apply again, as for any user.
 WITHOUT_ROOT_OVERRIDE = [
@@ -416,3 +417,19 @@ def test_the_nightly_retrain_runs_once_per_night_whatever_is_delivered(tmp_path,
     task = app.tasks[NIGHTLY_RETRAIN_TASK]
     assert task.acks_late is False and task.reject_on_worker_lost is False
     services.engine.dispose()
+
+
+def test_a_browser_session_lapses_when_idle_and_a_request_keeps_it_open():
+    now = [0.0]
+    sessions = Sessions("a-long-enough-review-token", idle_s=600, clock=lambda: now[0])
+    kept, idle = sessions.open(), sessions.open()
+    for minute in range(1, 15):
+        now[0] = minute * 60.0
+        assert sessions.csrf_of(kept) is not None  # a request a minute
+    assert sessions.csrf_of(idle) is None  # 14 minutes without one: signed out
+    assert not sessions.csrf_matches(idle, "anything")
+
+
+def test_a_blank_token_cannot_guard_the_review_app(screen_env):
+    refused = run_screen({**screen_env, "SCREEN_WEB_TOKEN": " " * 16}, "serve", check=False, timeout=60)
+    assert refused.returncode == 1 and "at least 16 characters (not blanks)" in refused.stderr

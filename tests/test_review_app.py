@@ -41,7 +41,7 @@ def review_app(screen_env, sample_folder, tmp_path):
 
 
 def test_nothing_is_served_to_anyone_who_has_not_signed_in(review_app):
-    base, _, _ = review_app
+    base, _, log_path = review_app
     for page in ("/", "/models", "/images/1", "/images/1/heatmap.png", "/images/1/input.png"):
         answer = requests.get(base + page, allow_redirects=False, timeout=30)
         assert answer.status_code == 303 and answer.headers["location"] == "/signin", page
@@ -65,6 +65,15 @@ def test_nothing_is_served_to_anyone_who_has_not_signed_in(review_app):
         assert headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in headers["content-security-policy"]
         assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-store", page
     assert browser.get(base + "/images/99999999999999999999", timeout=30).status_code == 422  # not a server error
+    no_csrf = browser.post(base + "/images/1/verdict", data={"truth": "normal"}, timeout=30)
+    assert no_csrf.status_code == 403  # as a forged one: refused, not a validation error
+
+    for _ in range(5):  # with the three wrong tokens above, more than five in a minute
+        requests.post(base + "/signin", data={"token": "guess-again"}, allow_redirects=False, timeout=30)
+    right = requests.post(base + "/signin", data={"token": TOKEN}, allow_redirects=False, timeout=30)
+    assert right.status_code == 429 and right.headers["retry-after"] == "60"  # this address, for the minute
+    logged = log_path.read_text()
+    assert "a sign-in with a wrong token from 127.0.0.1" in logged and "guess" not in logged
 
 
 def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdict(review_app, tmp_path):

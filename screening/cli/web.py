@@ -14,11 +14,9 @@ from screening.cli.context import AppContext, pass_app
 def serve(app: AppContext, host: str, port: int) -> None:
     """The review app: worklist (flagged first), each image with its heatmap and sends, radiologists' verdicts,
     model versions. Needs SCREEN_WEB_TOKEN: browsers sign in with it, API clients send it as a Bearer token."""
-    token = app.settings.web_token
-    if not token or len(token) < 16:
-        raise click.ClickException(
-            "set SCREEN_WEB_TOKEN to a secret of at least 16 characters: nothing is served without sign-in"
-        )
+    token, problem = app.settings.web.token, app.settings.web.token_problem
+    if token is None or problem:
+        raise click.ClickException(problem or "no SCREEN_WEB_TOKEN")
     import uvicorn
 
     from screening.web.app import create_app

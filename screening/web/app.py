@@ -39,13 +39,18 @@ PROTECTIVE_HEADERS = {
 ResultId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 class SignInRequired(Exception):
     """A page asked for without a session: the browser is sent to the sign-in form."""
 
 
 def create_app(services: Services, token: str) -> FastAPI:
     app = FastAPI(title="Chest X-ray screening review", docs_url=None, redoc_url=None, openapi_url=None)
-    sessions = Sessions(token)
+    web = services.settings.web
+    sessions = Sessions(token, web.session_idle_s)
     templates = Jinja2Templates(directory=HERE / "templates")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -56,8 +61,13 @@ def create_app(services: Services, token: str) -> FastAPI:
         return str(session_id)
 
     def api_client(request: Request) -> None:
+        client = client_address(request)
+        if sessions.blocked(client):
+            raise HTTPException(429, "too many wrong tokens: wait a minute", {"Retry-After": "60"})
         scheme, _, offered = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not sessions.token_matches(offered):
+            if offered:
+                sessions.failed(client, "an API request")
             raise HTTPException(
                 401, "sign in: Authorization: Bearer <SCREEN_WEB_TOKEN>", {"WWW-Authenticate": "Bearer"}
             )
@@ -92,15 +102,21 @@ def create_app(services: Services, token: str) -> FastAPI:
         return templates.TemplateResponse(request, "signin.html", {"failed": failed})
 
     @app.post("/signin")
-    def sign_in(token: Annotated[str, Form()]) -> Response:
+    def sign_in(request: Request, token: Annotated[str, Form()] = "") -> Response:
+        client = client_address(request)
+        if sessions.blocked(client):
+            raise HTTPException(429, "too many wrong tokens: wait a minute", {"Retry-After": "60"})
         if not sessions.token_matches(token):
+            sessions.failed(client, "a sign-in")
             return RedirectResponse("/signin?failed=1", status_code=303)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(SESSION_COOKIE, sessions.open(), httponly=True, samesite="strict", path="/")
+        response.set_cookie(
+            SESSION_COOKIE, sessions.open(), httponly=True, samesite="strict", secure=web.secure_cookie, path="/"
+        )
         return response
 
     @app.post("/signout")
-    def sign_out(request: Request, session_id: Browser, csrf: Annotated[str, Form()]) -> Response:
+    def sign_out(request: Request, session_id: Browser, csrf: Annotated[str, Form()] = "") -> Response:
         if not sessions.csrf_matches(session_id, csrf):
             raise HTTPException(403, "cross-site request refused")
         sessions.close(session_id)
@@ -142,7 +158,7 @@ def create_app(services: Services, token: str) -> FastAPI:
 
     @app.post("/images/{result_id}/verdict")
     def verdict(
-        result_id: ResultId, session_id: Browser, truth: Annotated[Truth, Form()], csrf: Annotated[str, Form()]
+        result_id: ResultId, session_id: Browser, truth: Annotated[Truth, Form()], csrf: Annotated[str, Form()] = ""
     ) -> Response:
         if not sessions.csrf_matches(session_id, csrf):
             raise HTTPException(403, "cross-site request refused")

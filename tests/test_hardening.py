@@ -92,10 +92,14 @@ def test_names_are_not_markup_tables_keep_cells_whole_and_csv_is_formula_safe(sc
     dicom_with(night / "name.dcm", StudyInstanceUID="1.2.3.4", BodyPartExamined="DOE^JANE")
     broken = dicom_with(night / "broken.dcm", StudyInstanceUID="1.2.3.5")
     broken.write_bytes(broken.read_bytes()[:2000])  # the only image of its study, and it fails
+    shutil.copy(NORMALS[3], night / "two\nlines.jpeg")
+    shutil.copy(NORMALS[4], night / "scan\u202egepj.exe.jpg")  # a right-to-left override: shows as "scangepj.exe.jpg"
     run_screen(screen_env, "enqueue", str(night), check=False)
     table = run_screen(screen_env, "results").stdout  # a pipe: no terminal width to cut to
     for name in ("pt1 [left].jpeg", "pt1 [right].jpeg", "scan[/]odd name that is rather long for a narrow table.jpeg"):
         assert name in table
+    assert "two\\u000alines.jpeg" in table and "scan\\u202egepj.exe.jpg" in table  # one row each, shown as is
+    assert "\u202e" not in table
     studies = run_screen(screen_env, "results", "--studies").stdout
     assert "1.2.[/]3" in studies and "no image could be screened: 1 failed" in studies
     rows = results_by_name(screen_env)
@@ -105,6 +109,9 @@ def test_names_are_not_markup_tables_keep_cells_whole_and_csv_is_formula_safe(sc
     cells = [row["study_uid"] for row in csv.DictReader(io.StringIO(exported))]
     assert '\'=HYPERLINK("http://x")' in cells and not any(cell.startswith("=") for cell in cells)
     assert "1.2.3.5" in cells  # the study whose images all failed is listed
+    images = list(csv.DictReader(io.StringIO(run_screen(screen_env, "results", "--format", "csv").stdout)))
+    assert all(len(row["sha256"]) == 64 for row in images if row["status"] != "failed" or row["sha256"])
+    assert any(row["study_uid"] == "1.2.3.4" and row["sop_uid"] for row in images)
     models = run_screen(screen_env, "models", "list").stdout
     assert "resnet50-frozen-head" in models and "…" not in models
 

@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "screening"
 PROBE = "import sys, screening.cli.main, screening.tasks; print({'keras', 'tensorflow'} & set(sys.modules))"
 # cli -> usecases -> queue/worker -> imaging -> model -> db: a package may import those after it, never before.
-# training is called by use cases and reuses imaging and model. config, errors and hashing are the floor.
+# training is called by use cases and reuses imaging and model. config, errors, hashing and text are the floor.
 LAYERS = {
     "cli": 0,
     "tasks": 0.5,  # `screen worker` starts the Celery edge
@@ -26,6 +26,7 @@ LAYERS = {
     "config": 6,
     "errors": 6,
     "hashing": 6,
+    "text": 6,
 }
 
 

@@ -66,8 +66,9 @@ def test_enqueue_screens_every_file_and_results_say_what_became_of_each(services
     assert statuses["notes.txt"] == "skipped"
     assert len([study for study in found.studies if study.probability is not None]) == 2
     assert batch_status(services, found.batch_id).finished
-    rerun = enqueue_folders(services, [sample_folder])
-    assert rerun.progress.reused == 11  # nothing screened twice at one version
+    overlapping = [sample_folder, sample_folder / "jpeg", sample_folder / "jpeg" / "..", sample_folder / "dicom"]
+    rerun = enqueue_folders(services, overlapping)
+    assert rerun.progress.total == rerun.progress.reused == 11  # each file once, and none screened twice
     assert requeue(services, None) == (rerun.progress.batch_id, 0)
     with pytest.raises(NoSuchBatch):
         batch_status(services, "no-such-batch")

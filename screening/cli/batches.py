@@ -136,7 +136,17 @@ def _stranded_line(stranded: StrandedWork) -> str:
     return f"{held}: taken over {utc_text(stranded.taken_over_at)}"
 
 
-RESULT_COLUMNS = ["path", "status", *SCORE_FIELDS, "reason", "model_version", "already_screened"]
+RESULT_COLUMNS = [
+    "path",
+    "status",
+    *SCORE_FIELDS,
+    "reason",
+    "model_version",
+    "already_screened",
+    "sha256",
+    "study_uid",
+    "sop_uid",
+]
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -102,7 +102,7 @@ def enqueue_folders(
             f"the active model version {version.id} has one operating point for every image: --population would "
             "change nothing"
         )
-    roots = [str(path.resolve()) for path in paths]
+    roots = distinct_roots(paths)
     lease = timedelta(seconds=settings.enqueue_lease_s)
     batch_id = start_batch(services.sessions, roots, batch_mode(services), lease, population)
     events.started(batch_id, version.id, version.name)
@@ -122,6 +122,17 @@ def enqueue_folders(
             wait_for_batch(services.sessions, batch_id, settings.chunk_size, dispatch, on_progress=events.screened)
     with services.sessions() as session:
         return BatchOutcome(batch_progress(session, batch_id))
+
+
+def distinct_roots(paths: list[Path]) -> list[str]:
+    """The folders and files given, each once: `a`, `a/` and `a/../a` are one root, and one inside another adds
+    nothing (every file of the batch is found once)."""
+    resolved = sorted({path.resolve() for path in paths}, key=lambda path: len(path.parts))
+    kept: list[Path] = []
+    for path in resolved:
+        if not any(path.is_relative_to(root) for root in kept):
+            kept.append(path)
+    return [str(path) for path in sorted(kept)]
 
 
 def requeue(services: Services, batch_id: str | None) -> tuple[str, int]:

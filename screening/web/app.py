@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from screening.errors import ScreeningError
+from screening.text import visible
 from screening.usecases.context import Services
 from screening.usecases.models import list_models
 from screening.usecases.review import (
@@ -52,6 +53,7 @@ def create_app(services: Services, token: str) -> FastAPI:
     web = services.settings.web
     sessions = Sessions(token, web.session_idle_s)
     templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.filters["visible"] = visible  # file names: control and bidi characters shown, not obeyed
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def browser(request: Request) -> str:

@@ -29,6 +29,7 @@ from helpers import (
     run_screen,
     wait_until,
 )
+from sqlalchemy.engine import make_url
 
 from screening.model.released import RELEASED_ARTIFACT, RELEASES
 from screening.web.auth import Sessions
@@ -440,3 +441,15 @@ def test_a_browser_session_lapses_when_idle_and_a_request_keeps_it_open():
 def test_a_blank_token_cannot_guard_the_review_app(screen_env):
     refused = run_screen({**screen_env, "SCREEN_WEB_TOKEN": " " * 16}, "serve", check=False, timeout=60)
     assert refused.returncode == 1 and "at least 16 characters (not blanks)" in refused.stderr
+
+
+@pytest.mark.parametrize("database", ["postgresql+psycopg://postgres:secret@127.0.0.1:1/x", "no_such_database"])
+def test_a_database_that_cannot_be_used_is_one_line_without_its_password(screen_env, database, postgres_url):
+    url = (
+        database
+        if "://" in database
+        else make_url(postgres_url).set(database="no_such_db_here").render_as_string(hide_password=False)
+    )
+    refused = run_screen({**screen_env, "SCREEN_DATABASE_URL": url}, "status", check=False, timeout=60)
+    assert refused.returncode == 1 and "cannot be used" in refused.stderr and "secret" not in refused.stderr
+    no_traceback(refused)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from screening.config import Settings
@@ -19,6 +21,10 @@ from screening.model.released import ensure_active_model
 
 
 class SchemaOutdated(ScreeningError):
+    pass
+
+
+class DatabaseUnavailable(ScreeningError):
     pass
 
 
@@ -41,7 +47,13 @@ def bootstrap(settings: Settings) -> Services:
     The embedded SQLite database migrates itself; a shared database is migrated deliberately, with
     `screen db upgrade`. On a fresh registry the released model in models/ is registered and activated."""
     services = connect(settings)
-    if current_revision(services.engine) != head_revision():
+    try:
+        revision = current_revision(services.engine)
+    except DBAPIError as problem:  # not there, not reachable, not ours to read: one line, no traceback
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        reason = " ".join(str(problem.orig or type(problem).__name__).split())
+        raise DatabaseUnavailable(f"the database {where} cannot be used: {reason}") from None
+    if revision != head_revision():
         if services.engine.dialect.name != "sqlite":
             raise SchemaOutdated("the database schema is not up to date: run `screen db upgrade`")
         upgrade(services.engine)

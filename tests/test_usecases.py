@@ -129,8 +129,11 @@ def test_labels_name_images_by_path_hash_or_uid_and_only_scored_ones(services, s
 
 def test_register_promote_and_roll_back_without_hard_coded_ids(services, tmp_path):
     released = active_model(services)
-    other = register_model(services, artifact_with(RELEASED, tmp_path / "other.zip", name="other"))
-    assert other.status == "candidate" and other.id != released.id
+    registration = register_model(services, artifact_with(RELEASED, tmp_path / "other.zip", name="other"))
+    other = registration.version
+    assert other.status == "candidate" and other.id != released.id and not registration.already_registered
+    again = register_model(services, tmp_path / "other.zip")  # the same bytes: said, nothing added
+    assert again.already_registered and again.version.id == other.id
     assert promote_model(services, other.id).id == other.id
     statuses = {summary.id: summary.status for summary in list_models(services)}
     assert statuses.pop(other.id) == "active" and set(statuses.values()) == {"retired"}

@@ -78,8 +78,10 @@ def models_register(app: AppContext, artifact: str, activate: bool) -> None:
 
     The artifact is loaded first (a file that is no model is refused), then copied into the registry's own
     store under SCREEN_DATA_DIR, so later changes to ARTIFACT cannot change the registered model."""
-    version = register_model(app.services, Path(artifact), activate)
-    click.echo(f"version {version.id} ({version.name}): {version.status}")
+    registration = register_model(app.services, Path(artifact), activate)
+    version = registration.version
+    already = "already registered as " if registration.already_registered else ""
+    click.echo(f"{already}version {version.id} ({version.name}): {version.status}")
 
 
 def _trained_on(function: Callable[..., None]) -> Callable[..., None]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from screening.db import registry
 from screening.db.schema import ModelVersion, VersionStatus
-from screening.model.released import register_artifact
+from screening.model.released import register_artifact, registered_file
 from screening.usecases.context import Services
 
 METRICS_SHOWN = ("roc_auc", "sensitivity", "specificity")
@@ -76,10 +76,18 @@ def show_model(services: Services, version_id: int) -> dict[str, Any]:
         }
 
 
-def register_model(services: Services, artifact: Path, activate: bool = False) -> ModelVersion:
+@dataclass(frozen=True)
+class Registration:
+    version: ModelVersion
+    already_registered: bool  # the same bytes were registered before: nothing new was added
+
+
+def register_model(services: Services, artifact: Path, activate: bool = False) -> Registration:
     """Load the artifact (a file that is no model is refused), copy it into the registry's store, register it."""
     with services.sessions.begin() as session:
-        return register_artifact(session, artifact, services.settings.registry_dir, activate)
+        before = registered_file(session, artifact)
+        version = register_artifact(session, artifact, services.settings.registry_dir, activate)
+        return Registration(version, before is not None and before.id == version.id)
 
 
 def promote_model(services: Services, version_id: int) -> ModelVersion:

@@ -125,6 +125,13 @@ def test_labels_name_images_by_path_hash_or_uid_and_only_scored_ones(services, s
         record_labels(services, [(str(sample_folder / "notes.txt"), "normal")], "cli")
     with pytest.raises(LabelError, match="truth must be"):
         record_labels(services, [(str(jpeg), "maybe")], "cli")
+    unscreened = tmp_path / "never-enqueued.jpeg"
+    unscreened.write_bytes(jpeg.read_bytes() + b"\0")
+    with pytest.raises(LabelError, match=f"^{unscreened}: no screened image has this file's content"):
+        record_labels(services, [(str(unscreened), "normal")], "cli")
+    sheet.write_text(f"image,truth\n{jpeg},pneumonia,extra\n")
+    with pytest.raises(LabelError, match="line 2: more cells than the first line names"):
+        read_label_csv(sheet)
 
 
 def test_register_promote_and_roll_back_without_hard_coded_ids(services, tmp_path):

@@ -41,6 +41,8 @@ def read_label_csv(path: Path) -> list[tuple[str, str]]:
         )
     rows = []
     for number, row in enumerate(reader, start=2):
+        if None in row:  # DictReader's place for cells beyond the header's columns
+            raise LabelError(f"{path.name} line {number}: more cells than the first line names (nothing recorded)")
         values = {key.strip().lower(): (value or "").strip() for key, value in row.items() if key is not None}
         if not values.get("image") or not values.get("truth"):
             raise LabelError(f"{path.name} line {number}: needs both an image and a truth (nothing recorded)")
@@ -55,10 +57,12 @@ def record_labels(services: Services, rows: list[tuple[str, str]], source: str) 
         for key, value in rows:
             if value not in tuple(Truth):
                 raise LabelError(f"truth must be normal or pneumonia, not {value!r} (nothing recorded)")
+            is_file = Path(key).is_file()
             try:
-                result = screened_image(session, sha256_hex(Path(key)) if Path(key).is_file() else key)
+                result = screened_image(session, sha256_hex(Path(key)) if is_file else key)
             except UnknownImage as problem:
-                raise LabelError(f"{problem} (nothing recorded)") from None
+                unknown = f"{key}: no screened image has this file's content" if is_file else str(problem)
+                raise LabelError(f"{unknown} (nothing recorded)") from None
             if result.status != ImageStatus.DONE:
                 raise LabelError(
                     f"{key} was not scored ({result.status}: {result.reason}); only screened images can be labelled "

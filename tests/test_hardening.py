@@ -313,11 +313,28 @@ def test_models_register_refuses_what_is_not_a_loadable_model(screen_env, tmp_pa
             del manifest["name"]
             archive.writestr("manifest.json", json.dumps(manifest))
             archive.writestr("weights.npz", b"not weights")
+
+    def with_manifest(path, **changes):
+        return artifact_with(REPOSITORY / "models" / RELEASED_ARTIFACT, path, **changes)
+
     expected = {
         random_file: "not a readable zip file",
         other_zip: "no manifest.json inside",
         bad_json: "manifest.json is not valid JSON",
         nameless: "manifest.json lacks name",
+        # what would serve wrong flags without a word (NaN, never, always, inverted)
+        artifact_with(
+            REPOSITORY / "models" / RELEASED_ARTIFACT, tmp_path / "nan.zip", threshold=float("nan")
+        ): "strictly between 0 and 1, not nan",
+        artifact_with(
+            REPOSITORY / "models" / RELEASED_ARTIFACT, tmp_path / "never.zip", threshold=1.5
+        ): "strictly between 0 and 1, not 1.5",
+        artifact_with(
+            REPOSITORY / "models" / RELEASED_ARTIFACT, tmp_path / "always.zip", threshold=-0.5
+        ): "strictly between 0 and 1, not -0.5",
+        artifact_with(
+            REPOSITORY / "models" / RELEASED_ARTIFACT, tmp_path / "inverted.zip", temperature=-1.0
+        ): "a positive number, not -1.0",
     }
     for artifact, message in expected.items():
         refused = run_screen(screen_env, "models", "register", str(artifact), "--activate", check=False)

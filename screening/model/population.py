@@ -55,6 +55,14 @@ class OperatingPoint:
     threshold: float  # on calibrated probabilities: at or above it, an image is flagged
     temperature: float  # the logit is divided by it before the sigmoid
 
+    def usable(self) -> OperatingPoint:
+        """This point, if it can serve: one that would flag every image, none, or the wrong ones is a ValueError."""
+        if not (math.isfinite(self.threshold) and 0 < self.threshold < 1):
+            raise ValueError(f"a threshold is a probability strictly between 0 and 1, not {self.threshold}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"a temperature is a positive number, not {self.temperature}")
+        return self
+
     @property
     def logit_threshold(self) -> float:
         """The logit at and above which this point flags: comparable across temperatures."""
@@ -120,15 +128,16 @@ class PopulationPolicy:
     ) -> PopulationPolicy:
         """From a manifest's `populations` entry (None: one operating point for every image); ValueError when it
         lacks a population or a point is not a probability and a positive temperature."""
+        single = OperatingPoint(threshold, temperature).usable()  # with populations, the more sensitive one's
         if not described:
-            return cls.one_point(threshold, temperature)
+            return cls({}, single=single)
         points = {}
         for population in Population:
             stored = described["points"][population.value]
-            point = OperatingPoint(float(stored["threshold"]), float(stored["temperature"]))
-            if not (0 < point.threshold < 1 and point.temperature > 0):
-                raise ValueError(f"the {population} operating point is not a probability and a positive temperature")
-            points[population] = point
+            try:
+                points[population] = OperatingPoint(float(stored["threshold"]), float(stored["temperature"])).usable()
+            except ValueError as problem:
+                raise ValueError(f"the {population} operating point: {problem}") from None
         return cls(points, estimate=estimate)
 
     @property

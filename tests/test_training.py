@@ -85,6 +85,13 @@ def test_a_multi_source_run_killed_mid_fine_tuning_resumes_from_its_checkpoint(s
     first.wait()
     refused = run_screen(screen_env, *arguments, check=False)
     assert refused.returncode == 1 and "--resume continues it" in refused.stderr
+    head = tmp_path / "multi-checkpoints" / "head.weights.h5"
+    kept = head.read_bytes()
+    middle = len(kept) // 2
+    head.write_bytes(kept[:middle] + bytes(b ^ 0xFF for b in kept[middle : middle + 64]) + kept[middle + 64 :])
+    tampered = run_screen(screen_env, *arguments, "--resume", check=False)
+    assert tampered.returncode == 1 and "head.weights.h5 is not the checkpoint this run wrote" in tampered.stderr
+    head.write_bytes(kept)
 
     resumed = run_screen(screen_env, *arguments, "--resume").stderr
     assert "head: taken from the checkpoint" in resumed and "resuming after epoch 1" in resumed

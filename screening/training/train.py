@@ -36,6 +36,8 @@ import keras
 import numpy as np
 
 from screening.config import ImageLimits
+from screening.errors import ScreeningError
+from screening.hashing import sha256_hex
 from screening.imaging.pipeline import prepare_file
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.calibration import fit_temperature, probabilities
@@ -223,6 +225,51 @@ def _checkpoint(run: TrainingRun, name: str) -> Path:
     return run.checkpoint_dir / name
 
 
+class CheckpointRefused(ScreeningError):
+    pass
+
+
+def _seal(weights: Path) -> None:
+    """Record the SHA-256 of a weights file this run wrote, so that a resumed run uses no other."""
+    weights.with_name(weights.name + ".sha256").write_text(sha256_hex(weights))
+
+
+def _check_seal(weights: Path) -> None:
+    seal = weights.with_name(weights.name + ".sha256")
+    if not seal.exists() or seal.read_text().strip() != sha256_hex(weights):
+        raise CheckpointRefused(
+            f"{weights.name} is not the checkpoint this run wrote (its SHA-256 differs from the one recorded): "
+            f"remove {weights.parent} to train from the start"
+        )
+
+
+def _load_sealed(model: keras.Model, weights: Path) -> None:
+    """Load a checkpoint only if it is the file this run sealed, and only finite weights."""
+    _check_seal(weights)
+    model.load_weights(weights)
+    _require_finite(model, weights.name)
+
+
+def _require_finite(model: keras.Model, what: str) -> None:
+    if not all(np.isfinite(keras.ops.convert_to_numpy(weight)).all() for weight in model.weights):
+        raise CheckpointRefused(f"{what} holds weights that are not finite numbers: a run cannot go on from it")
+
+
+class SealBest(keras.callbacks.Callback):
+    """After each epoch: seal the best weights ModelCheckpoint may just have written. Before training: refuse a
+    restored state (BackupAndRestore's) whose weights are not finite."""
+
+    def __init__(self, best: Path) -> None:
+        super().__init__()
+        self.best = best
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        _require_finite(self.model, "the interrupted run's saved state")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        _seal(self.best)
+
+
 def fit_head(run: TrainingRun) -> None:
     """The head alone on the cached features; the classifier is backbone + head from here on. A head an interrupted
     run finished is taken from its checkpoint."""
@@ -230,7 +277,7 @@ def fit_head(run: TrainingRun) -> None:
     run.head = build_head(run.architecture)
     done, history = _checkpoint(run, "head.weights.h5"), _checkpoint(run, "head-history.json")
     if done.exists():
-        run.head.load_weights(done)
+        _load_sealed(run.head, done)
         run.history = json.loads(history.read_text())
         run.say(f"head: taken from the checkpoint of the interrupted run ({len(run.history['loss'])} epochs)")
     else:
@@ -254,6 +301,7 @@ def fit_head(run: TrainingRun) -> None:
         run.history = progress.history
         history.write_text(json.dumps(run.history))
         run.head.save_weights(done)
+        _seal(done)
     run.classifier = build_classifier([(run.backbone, run.head)])
 
 
@@ -330,8 +378,10 @@ def fine_tune(run: TrainingRun) -> None:
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_auc", mode="max", factor=0.3, patience=1))
     if so_far:
         run.say(f"fine-tuning: resuming after epoch {len(so_far)} of the interrupted run")
+        _check_seal(best)  # the best epoch so far: refused if it is not the file the interrupted run wrote
     elif not best.exists():  # the head-only network is the one to beat: fine-tuning may only improve on it
         trainer.save_weights(best)
+        _seal(best)
     callbacks += [
         keras.callbacks.BackupAndRestore(str(_checkpoint(run, "fine-tune-state"))),
         keras.callbacks.ModelCheckpoint(
@@ -343,7 +393,7 @@ def fine_tune(run: TrainingRun) -> None:
             initial_value_threshold=max([*so_far, max(run.history["val_auc"])]),
         ),
     ]
-    callbacks.append(progress)  # last: an epoch it reports is already saved
+    callbacks += [SealBest(best), progress]  # last: an epoch it reports is already saved and sealed
     trainer.fit(
         train_batches,
         validation_data=LabelledImages(

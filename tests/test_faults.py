@@ -48,10 +48,10 @@ def env_for(screen_env):
 
 
 def test_kill9_of_one_of_two_whole_workers_its_chunks_are_back_in_minutes_and_screened_once(
-    env_for, redis_url, postgres_url, start_worker, tmp_path
+    env_for, redis_url, database_url, start_worker, tmp_path
 ):
     """Default settings: the broker would hand the dead worker's chunks back only after an hour."""
-    database = fresh_postgres_schema(postgres_url)
+    database = database_url  # SQLite and PostgreSQL
     env = env_for(redis_url, database, SCREEN_CHUNK_SIZE="2")
     folder = copy_images(tmp_path / "night", FULL_SIZE[:12])
     victim = start_worker(env, "victim")

@@ -144,7 +144,7 @@ def test_rows_under_a_live_lease_are_left_to_their_holder_and_a_lapsed_lease_is_
 
     wait_until(lambda: lapsed() == result_ids, 10, 0.1, "the dying worker's lease lapsing")
     chunks: list[list[int]] = []
-    assert dispatch_lapsed(runtime.session_factory, chunks.append, 2) == 3 and chunks == [
+    assert dispatch_lapsed(runtime.session_factory, chunks.append, 2) == result_ids and chunks == [
         result_ids[:2],
         result_ids[2:],
     ]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from screening.config import WorkLease
 from screening.db.schema import ImageStatus, Result, ResultObject, SendStatus, utcnow
@@ -42,8 +42,15 @@ class Holder:
         )
 
 
-def _free(now: datetime) -> ColumnElement[bool]:
-    return or_(Result.lease_expires_at.is_(None), Result.lease_expires_at < now)
+def _unheld(lease_expires_at: InstrumentedAttribute, now: datetime) -> ColumnElement[bool]:
+    """Held by nobody: never leased, or leased by a process that stopped renewing."""
+    return or_(lease_expires_at.is_(None), lease_expires_at < now)
+
+
+def _claimable(holder: Holder, now: datetime) -> ColumnElement[bool]:
+    """A queued row this holder may claim: held by nobody, or reserved by this holder and not started."""
+    reserved_here = and_(Result.lease_holder == holder.name, Result.lease_token.is_(None))
+    return and_(Result.status == ImageStatus.QUEUED, or_(_unheld(Result.lease_expires_at, now), reserved_here))
 
 
 def _claim_values(holder: Holder, token: str | None, now: datetime) -> dict:
@@ -61,10 +68,9 @@ def _claim_values(holder: Holder, token: str | None, now: datetime) -> dict:
 def reserve_results(session: Session, result_ids: list[int], holder: Holder) -> int:
     """A chunk's message arrived: hold its queued rows that nobody else holds; returns how many."""
     now = utcnow()
-    reserved_here = and_(Result.lease_holder == holder.name, Result.lease_token.is_(None))
     statement = (
         update(Result)
-        .where(Result.id.in_(result_ids), Result.status == ImageStatus.QUEUED, or_(_free(now), reserved_here))
+        .where(Result.id.in_(result_ids), _claimable(holder, now))
         .values(_claim_values(holder, None, now))
         .execution_options(synchronize_session=False)
     )
@@ -74,10 +80,9 @@ def reserve_results(session: Session, result_ids: list[int], holder: Holder) -> 
 def take_results(session: Session, result_ids: list[int], holder: Holder, token: str) -> list[int]:
     """Start screening: the queued rows that are free or reserved by this holder, now under `token`."""
     now = utcnow()
-    reserved_here = and_(Result.lease_holder == holder.name, Result.lease_token.is_(None))
     statement = (
         update(Result)
-        .where(Result.id.in_(result_ids), Result.status == ImageStatus.QUEUED, or_(_free(now), reserved_here))
+        .where(Result.id.in_(result_ids), _claimable(holder, now))
         .values({**_claim_values(holder, token, now), "screenings": Result.screenings + 1})
         .returning(Result.id)
         .execution_options(synchronize_session=False)
@@ -168,10 +173,10 @@ def stranded_work(session: Session, batch_id: str) -> list[StrandedWork]:
 def take_send(session: Session, object_id: int, holder: Holder) -> bool:
     """Hold a pending result object for one send attempt; False if another process is sending it now."""
     now = utcnow()
-    free = or_(ResultObject.lease_expires_at.is_(None), ResultObject.lease_expires_at < now)
+    unheld = _unheld(ResultObject.lease_expires_at, now)
     statement = (
         update(ResultObject)
-        .where(ResultObject.id == object_id, ResultObject.status == SendStatus.PENDING, free)
+        .where(ResultObject.id == object_id, ResultObject.status == SendStatus.PENDING, unheld)
         .values(lease_holder=holder.name, lease_expires_at=now + holder.lease)
         .execution_options(synchronize_session=False)
     )
@@ -192,12 +197,11 @@ def overdue_sends(session: Session, lease: timedelta) -> list[int]:
     them died with a worker (a retry waiting in a worker's memory, say). Each is due again from now on, so it is
     dispatched again once per lease at most."""
     now = utcnow()
-    free = or_(ResultObject.lease_expires_at.is_(None), ResultObject.lease_expires_at < now)
     overdue = and_(
         ResultObject.status == SendStatus.PENDING,
         ResultObject.destination.is_not(None),
         ResultObject.next_attempt_at < now - lease,
-        free,
+        _unheld(ResultObject.lease_expires_at, now),
     )
     return list(
         session.scalars(

@@ -120,7 +120,7 @@ class PopulationPolicy:
 
     @classmethod
     def one_point(cls, threshold: float, temperature: float) -> PopulationPolicy:
-        return cls({}, single=OperatingPoint(threshold, temperature))
+        return cls({}, single=OperatingPoint(threshold, temperature).usable())
 
     @classmethod
     def from_manifest(
@@ -128,9 +128,9 @@ class PopulationPolicy:
     ) -> PopulationPolicy:
         """From a manifest's `populations` entry (None: one operating point for every image); ValueError when it
         lacks a population or a point is not a probability and a positive temperature."""
-        single = OperatingPoint(threshold, temperature).usable()  # with populations, the more sensitive one's
+        for_every_image = cls.one_point(threshold, temperature)  # with populations, the more sensitive one's
         if not described:
-            return cls({}, single=single)
+            return for_every_image
         points = {}
         for population in Population:
             stored = described["points"][population.value]

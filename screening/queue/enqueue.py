@@ -95,10 +95,10 @@ def adopt_and_dispatch(session_factory: Sessions, batch_id: str, chunk_size: int
     return len(adopted)
 
 
-def dispatch_lapsed(session_factory: Sessions, dispatch: Dispatch, chunk_size: int) -> int:
+def dispatch_lapsed(session_factory: Sessions, dispatch: Dispatch, chunk_size: int) -> list[int]:
     """Dispatch again the queued rows (of any batch) whose holder stopped renewing its lease: a worker that died
-    with them reserved or half screened. Returns how many; whoever notices first does it, and a row a quick
-    worker claimed meanwhile is left to it."""
+    with them reserved or half screened. Returns them; whoever notices first does it, and a row a quick worker
+    claimed meanwhile is left to it."""
     with session_factory() as session:
         by_version = lapsed_results(session)
     for result_ids in by_version.values():  # a chunk is screened by one version
@@ -108,7 +108,7 @@ def dispatch_lapsed(session_factory: Sessions, dispatch: Dispatch, chunk_size: i
             with session_factory.begin() as session:
                 mark_taken_over(session, chunk)
                 mark_dispatched(session, chunk)
-    return sum(map(len, by_version.values()))
+    return [result_id for result_ids in by_version.values() for result_id in result_ids]
 
 
 def wait_for_batch(
@@ -135,8 +135,8 @@ def requeue_batch(session_factory: Sessions, batch_id: str, chunk_size: int, dis
     """Dispatch again every image the batch claimed and nobody screened (messages lost with a broker).
 
     Safe to run at any time: a worker leaves rows that are already filled in alone."""
+    lapsed = set(dispatch_lapsed(session_factory, dispatch, chunk_size))
     with session_factory() as session:
-        claimed = queued_claims(session, batch_id)
+        claimed = [result_id for result_id in queued_claims(session, batch_id) if result_id not in lapsed]
     _dispatch(session_factory, dispatch, claimed, chunk_size)
-    adopted = adopt_and_dispatch(session_factory, batch_id, chunk_size, dispatch)
-    return len(claimed) + adopted + dispatch_lapsed(session_factory, dispatch, chunk_size)
+    return len(lapsed) + len(claimed) + adopt_and_dispatch(session_factory, batch_id, chunk_size, dispatch)

@@ -229,13 +229,17 @@ class CheckpointRefused(ScreeningError):
     pass
 
 
+def _seal_of(weights: Path) -> Path:
+    return weights.with_name(weights.name + ".sha256")
+
+
 def _seal(weights: Path) -> None:
     """Record the SHA-256 of a weights file this run wrote, so that a resumed run uses no other."""
-    weights.with_name(weights.name + ".sha256").write_text(sha256_hex(weights))
+    _seal_of(weights).write_text(sha256_hex(weights))
 
 
 def _check_seal(weights: Path) -> None:
-    seal = weights.with_name(weights.name + ".sha256")
+    seal = _seal_of(weights)
     if not seal.exists() or seal.read_text().strip() != sha256_hex(weights):
         raise CheckpointRefused(
             f"{weights.name} is not the checkpoint this run wrote (its SHA-256 differs from the one recorded): "

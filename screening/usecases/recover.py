@@ -38,7 +38,7 @@ def worker_holder(services: Services, node: str) -> Holder:
 def recover_stranded(services: Services) -> Recovered:
     """One look for work whose holder stopped renewing; dispatch it again."""
     settings = services.settings
-    images = dispatch_lapsed(services.sessions, dispatcher(services), settings.chunk_size)
+    images = len(dispatch_lapsed(services.sessions, dispatcher(services), settings.chunk_size))
     sends = 0
     if settings.distributed:  # without a broker the listener's loop sends whatever is due anyway
         with services.sessions.begin() as session:

@@ -62,17 +62,22 @@ def screen_chunk(runtime: WorkerRuntime, result_ids: list[int]) -> ChunkSummary:
     started = time.perf_counter()
     token = uuid.uuid4().hex
     with runtime.session_factory.begin() as session:
-        taken = take_results(session, result_ids, runtime.holder, token)
-        already_screened = len(result_ids) - len(queued_results(session, result_ids))
-    if not taken:
-        held_elsewhere = len(result_ids) - already_screened
+        taken = set(take_results(session, result_ids, runtime.holder, token))
+        queued = queued_results(session, result_ids)
+        mine = [row for row in queued if row.id in taken]
+        if mine:
+            version = session.get_one(ModelVersion, mine[0].model_version_id)  # claimed together: one version
+            overrides = population_overrides(session, {row.batch_id for row in mine})
+    already_screened, held_elsewhere = len(result_ids) - len(queued), len(queued) - len(mine)
+    if not mine:
         return ChunkSummary(None, len(result_ids), already_screened, {}, held_elsewhere=held_elsewhere)
+    jobs = [ImageJob(row.path, row.sha256, row.id, overrides.get(row.batch_id or "")) for row in mine]
     heartbeat = runtime.holder.heartbeat_s
     try:
         with renewing(
             runtime.session_factory, heartbeat, lambda s: renew_results(s, runtime.holder, token), f"chunk-{token[:8]}"
         ):
-            jobs, version = _score_taken(runtime, taken)
+            score_jobs(runtime, version, jobs)
             writing = time.perf_counter()
             with runtime.session_factory.begin() as session:
                 record_outcomes(session, [job.outcome() for job in jobs])
@@ -85,20 +90,10 @@ def screen_chunk(runtime: WorkerRuntime, result_ids: list[int]) -> ChunkSummary:
         len(result_ids),
         already_screened,
         dict(Counter(job.status for job in jobs if job.status is not None)),
-        held_elsewhere=len(result_ids) - already_screened - len(taken),
+        held_elsewhere=held_elsewhere,
         elapsed_ms=round((finished - started) * 1000, 1),
         write_ms=round((finished - writing) * 1000, 1),
     )
-
-
-def _score_taken(runtime: WorkerRuntime, taken: list[int]) -> tuple[list[ImageJob], ModelVersion]:
-    with runtime.session_factory() as session:
-        queued = queued_results(session, taken)
-        version = session.get_one(ModelVersion, queued[0].model_version_id)  # claimed together: one version
-        overrides = population_overrides(session, {row.batch_id for row in queued})
-    jobs = [ImageJob(row.path, row.sha256, row.id, overrides.get(row.batch_id or "")) for row in queued]
-    score_jobs(runtime, version, jobs)
-    return jobs, version
 
 
 def _release(runtime: WorkerRuntime, token: str) -> None:

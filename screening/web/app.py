@@ -62,10 +62,15 @@ def create_app(services: Services, token: str) -> FastAPI:
             raise SignInRequired
         return str(session_id)
 
-    def api_client(request: Request) -> None:
+    def unblocked_client(request: Request) -> str:
+        """The request's address, unless too many wrong tokens came from it this minute (429)."""
         client = client_address(request)
         if sessions.blocked(client):
             raise HTTPException(429, "too many wrong tokens: wait a minute", {"Retry-After": "60"})
+        return client
+
+    def api_client(request: Request) -> None:
+        client = unblocked_client(request)
         scheme, _, offered = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not sessions.token_matches(offered):
             if offered:
@@ -105,9 +110,7 @@ def create_app(services: Services, token: str) -> FastAPI:
 
     @app.post("/signin")
     def sign_in(request: Request, token: Annotated[str, Form()] = "") -> Response:
-        client = client_address(request)
-        if sessions.blocked(client):
-            raise HTTPException(429, "too many wrong tokens: wait a minute", {"Retry-After": "60"})
+        client = unblocked_client(request)
         if not sessions.token_matches(token):
             sessions.failed(client, "a sign-in")
             return RedirectResponse("/signin?failed=1", status_code=303)

@@ -11,6 +11,7 @@ from helpers import REPOSITORY
 
 from screening.config import load_settings
 from screening.hashing import sha256_hex
+from screening.imaging.preprocess import SPECS, preprocess
 from screening.model.artifact import ArtifactError, read_gate, read_manifest
 from screening.model.explain import classifier_grad_cam
 from screening.model.manifest import Architecture, ModelManifest
@@ -142,3 +143,16 @@ def test_an_ensemble_scores_the_mean_logit_reads_its_first_members_features_and_
     peaks = heatmaps.max(axis=(1, 2))  # Grad-CAM's ReLU leaves a random net's map all 0 where its gradients are < 0
     assert heatmaps.shape == (3, 7, 7) and heatmaps.min() >= 0 and np.all(np.isclose(peaks, 1.0) | (peaks == 0))
     assert peaks.max() == pytest.approx(1.0)
+
+
+def test_the_graph_takes_the_size_its_preprocessing_spec_gives():
+    """One network, any square input: a 320-px spec gives finer detail with the same weights and feature width."""
+    keras.utils.set_random_seed(0)
+    classifier = build_classifier([(build_backbone(), build_head(Architecture()))])
+    film = np.random.default_rng(0).integers(0, 4096, (600, 500)).astype(np.uint16)
+    for name, grid in (("plain-v1", 7), ("plain-v1-320", 10)):
+        image = preprocess(film, SPECS[name])[None]
+        assert image.shape == (1, SPECS[name].size, SPECS[name].size, 3)
+        rows = with_features(classifier).predict(image, verbose=0)
+        assert rows.shape == (1, 2049) and np.isfinite(rows).all()
+        assert classifier_grad_cam(classifier, image).shape == (1, grid, grid)

@@ -1,17 +1,21 @@
 """Several labelled sources, their balance, and the recipe's settings: plain functions, no training run."""
 
+import shutil
+
 import keras
 import numpy as np
 import pytest
 from helpers import DATA, FULLRES, copy_adult_films, copy_training_set
 
 from screening.config import ImageLimits
+from screening.hashing import sha256_hex
+from screening.imaging.errors import Unreadable
 from screening.imaging.preprocess import SPECS, preprocess
 from screening.model.manifest import Architecture, ModelManifest, non_commercial
 from screening.training.config import TrainingConfig
 from screening.training.labelled import LabelledDataError
 from screening.training.metrics import threshold_for_every_group, threshold_for_sensitivity
-from screening.training.retrain import parent_sources, retraining_split
+from screening.training.retrain import LabelledImage, parent_sources, retraining_split
 from screening.training.sources import SourceSpec, balancing_weights, multi_source_split
 from screening.training.split import Example, Split
 from screening.training.stream import LabelledImages
@@ -183,6 +187,22 @@ def test_retraining_a_multi_source_version_keeps_its_validation_split(tmp_path):
     assert parent_sources(parent) == [SourceSpec(s.name, s.train.resolve(), s.validation) for s in sources[:1]] + [
         SourceSpec("adult", (adult / "train").resolve(), (adult / "val").resolve())
     ]
-    again, feedback = retraining_split(parent, parent_sources(parent), [])
+    again, feedback, changed = retraining_split(parent, parent_sources(parent), [])
     assert sorted(e.sha256 for e in again.validation) == sorted(e.sha256 for e in split.validation)
-    assert sorted(e.sha256 for e in again.train) == sorted(e.sha256 for e in split.train) and feedback == 0
+    assert sorted(e.sha256 for e in again.train) == sorted(e.sha256 for e in split.train) and feedback == changed == 0
+
+    # A radiologist's label is for the film that was read: a path that holds another film by now is left out
+    read, replaced, kept = (tmp_path / f"{name}.jpeg" for name in ("read", "replaced", "kept"))
+    normal, pneumonia = split.train[0].path, next(e.path for e in split.train if e.label == 1)
+    for film, original in ((read, normal), (replaced, normal), (kept, pneumonia)):
+        shutil.copy(original, film)
+    labelled = [LabelledImage(sha256_hex(film), film, pneumonia=True) for film in (replaced, kept)]
+    shutil.copy(pneumonia, replaced)  # another patient's film now where the labelled one was
+    with_labels, feedback, changed = retraining_split(parent, parent_sources(parent), labelled)
+    assert (feedback, changed) == (1, 1)
+    assert [e.path for e in with_labels.train if e.patient == "radiologist label"] == [kept]
+    # and one that changes during the run stops it rather than train on another film under this label
+    shutil.copy(normal, kept)
+    stream = LabelledImages([e for e in with_labels.train if e.path == kept], SPECS["plain-v1"], ImageLimits(), 1)
+    with pytest.raises(Unreadable, match="SHA-256 differs"):
+        stream[0]

@@ -29,7 +29,17 @@ from screening.usecases.models import list_models, promote_model, register_model
 from screening.usecases.outbox import export_batch, list_outbox
 from screening.usecases.preview import PreviewError, model_view, write_preview
 from screening.usecases.results import NoSuchBatch, batch_results, batch_status
-from screening.usecases.review import ImageStatus, Truth, image_view, record_verdict, studies_of, worklist
+from screening.usecases.review import (
+    FilmChanged,
+    ImageStatus,
+    Truth,
+    heatmap_png,
+    image_view,
+    model_input_png,
+    record_verdict,
+    studies_of,
+    worklist,
+)
 
 RELEASED = REPOSITORY / "models" / RELEASED_ARTIFACT
 
@@ -187,6 +197,35 @@ def test_the_review_worklist_puts_flagged_first_and_a_verdict_becomes_a_label(se
     assert worklist(services, batch_id="another-batch") == []
 
 
+def test_the_review_page_shows_and_labels_only_the_film_that_was_screened(services, screened, sample_folder):
+    """A path may hold another patient's film by now: nothing read from it is shown beside the old score, and a
+    verdict is not stored against the film that was screened; with the film back, all of it works again."""
+    row = next(row for row in worklist(services) if row.flagged and row.file_name.endswith(".jpeg"))
+    film = sample_folder / "jpeg" / row.file_name
+    original = film.read_bytes()
+    film.write_bytes(next(other for other in film.parent.iterdir() if other != film).read_bytes())
+    view = image_view(services, row.result_id)
+    assert view.film_problem and "changed since it was screened" in view.film_problem
+    for shown in (model_input_png, heatmap_png):
+        with pytest.raises(FilmChanged):
+            shown(services, row.result_id)
+    with pytest.raises(FilmChanged):
+        record_verdict(services, row.result_id, Truth.PNEUMONIA)
+    assert image_view(services, row.result_id).row.verdict is None
+    assert not (services.settings.data_dir / "heatmaps").exists() or not any(
+        (services.settings.data_dir / "heatmaps").iterdir()
+    )  # the wrong picture is not kept either
+    film.unlink()
+    assert "cannot be read" in (image_view(services, row.result_id).film_problem or "")
+    film.write_bytes(original)
+    view = image_view(services, row.result_id)
+    assert view.film_problem is None and view.input_size == 224
+    assert model_input_png(services, row.result_id).startswith(b"\x89PNG")
+    assert heatmap_png(services, row.result_id).startswith(b"\x89PNG")
+    record_verdict(services, row.result_id, Truth.PNEUMONIA)
+    assert image_view(services, row.result_id).row.verdict is True
+
+
 def test_a_listener_pass_turns_a_settled_study_into_a_batch_and_a_report(services, tmp_path):
     """The listener's loop without its network side: spool -> batch -> report in the outbox (no destination)."""
     spool = Spool(services.settings.dicom.spool_dir)
@@ -237,7 +276,7 @@ def dataset_bytes(dataset: pydicom.Dataset) -> bytes:
 
 def test_a_study_whose_results_cannot_be_made_fails_alone_with_its_reason(services, tmp_path):
     folder, studies = tmp_path / "night", {}
-    for name in ("kept", "moved"):
+    for name in ("kept", "moved", "replaced"):
         study = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
         study.StudyInstanceUID, study.SOPInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
         (folder / name).mkdir(parents=True)
@@ -245,17 +284,21 @@ def test_a_study_whose_results_cannot_be_made_fails_alone_with_its_reason(servic
         studies[study.StudyInstanceUID] = name
     batch_id = enqueue_folders(services, [folder]).progress.batch_id
     (folder / "moved" / "film.dcm").unlink()  # moved away after screening, before its report was made
+    shutil.copy(folder / "kept" / "film.dcm", folder / "replaced" / "film.dcm")  # another patient's film there now
     made = {(studies[entry.study_uid], entry.kind): entry for entry in export_batch(services, batch_id)}
     assert {key: entry.status for key, entry in made.items()} == {
         ("kept", "sr"): "pending",
         ("kept", "sc"): "pending",
         ("moved", "sr"): "failed",
+        ("replaced", "sr"): "failed",
     }
     reason = made["moved", "sr"].last_error
-    assert reason == "could not be made: FileNotFoundError while reading or encoding its images"
+    assert reason == "could not be made from its images: cannot read file: No such file or directory"
+    assert made["replaced", "sr"].last_error == (
+        "could not be made from its images: file changed since it was enqueued (SHA-256 differs); enqueue it again"
+    )
     sent = {studies[study.study_uid]: study.sent for study in batch_results(services, batch_id).studies}
-    assert sent == {
-        "kept": "report in the outbox (no SCREEN_RESULTS_DESTINATION); heatmap in the outbox (no "
-        "SCREEN_RESULTS_DESTINATION)",
-        "moved": f"report {reason}",
-    }
+    assert sent["kept"] == (
+        "report in the outbox (no SCREEN_RESULTS_DESTINATION); heatmap in the outbox (no SCREEN_RESULTS_DESTINATION)"
+    )
+    assert sent["moved"] == f"report {reason}"

@@ -19,6 +19,8 @@ from screening.imaging.errors import NotScreenable, Unreadable
 from screening.imaging.preprocess import PreprocessSpec, preprocess
 from screening.imaging.read import Radiograph, decode_radiograph
 
+FILE_CHANGED = "file changed since it was enqueued (SHA-256 differs); enqueue it again"
+
 
 @dataclass(frozen=True)
 class ModelInput:
@@ -42,7 +44,7 @@ def read_image_file(path: Path, limits: ImageLimits, expected_sha256: str | None
     except OSError as error:
         raise Unreadable(f"cannot read file: {error.strerror or type(error).__name__}") from None
     if expected_sha256 is not None and sha256_hex(data) != expected_sha256:
-        raise Unreadable("file changed since it was enqueued (SHA-256 differs); enqueue it again")
+        raise Unreadable(FILE_CHANGED)
     return data
 
 
@@ -61,10 +63,13 @@ def prepare_radiograph(radiograph: Radiograph, spec: PreprocessSpec, timings_ms:
     return ModelInput(radiograph.kind, image, radiograph.pixel_sha256(), radiograph.note, radiograph.age_years, timings)
 
 
-def read_radiograph(path: Path, limits: ImageLimits = ImageLimits()) -> Radiograph:
+def read_radiograph(path: Path, limits: ImageLimits = ImageLimits(), expected_sha256: str | None = None) -> Radiograph:
     """The decoded film of a file, for callers that need it as well as the model's input (heatmaps)."""
-    return decode_radiograph(read_image_file(path, limits), limits.max_image_pixels)
+    return decode_radiograph(read_image_file(path, limits, expected_sha256), limits.max_image_pixels)
 
 
-def prepare_file(path: Path, spec: PreprocessSpec, limits: ImageLimits = ImageLimits()) -> ModelInput:
-    return prepare(read_image_file(path, limits), spec, limits)
+def prepare_file(
+    path: Path, spec: PreprocessSpec, limits: ImageLimits = ImageLimits(), expected_sha256: str | None = None
+) -> ModelInput:
+    """`expected_sha256`: the file must still be the one a result or a label is about (the path may hold another)."""
+    return prepare(read_image_file(path, limits, expected_sha256), spec, limits)

@@ -14,7 +14,7 @@ import numpy as np
 
 from screening.model.network import members_of
 
-LAST_CONV_STAGE = "conv5_block3_out"  # ResNet50's last residual block: 7 x 7 x 2048 for a 224 x 224 input
+LAST_CONV_STAGE = "conv5_block3_out"  # ResNet50's last residual block: S/32 x S/32 x 2048 for an S x S input
 
 
 def _gradient(function: Callable[[Any], Any], inputs: Any) -> tuple[Any, Any]:
@@ -51,7 +51,7 @@ def grad_cam(features: keras.Model, head: Callable[[Any], Any], images: np.ndarr
 
 
 def classifier_grad_cam(classifier: keras.Model, images: np.ndarray) -> np.ndarray:
-    """Grad-CAM of the pneumonia logit for 0-255 images (N x 224 x 224 x 3): N x 7 x 7 in [0, 1]. Of an ensemble,
+    """Grad-CAM of the pneumonia logit for 0-255 images (N x S x S x 3): N x S/32 x S/32 in [0, 1]. Of an ensemble,
     the mean of its members' maps, each on its own backbone's last stage, scaled again to a peak of 1."""
     normalise = classifier.get_layer("imagenet_normalisation")
     inputs = keras.Input(classifier.input_shape[1:])

@@ -81,7 +81,7 @@ class Classifier:
         return policy_of(self.manifest, self.estimate)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
-        """The network's logit for each image of an N x 224 x 224 x 3 uint8 array."""
+        """The network's logit for each image of an N x S x S x 3 uint8 array (S: the spec's size)."""
         return predict_in_batches(self.model, images, self.batch_size)[:, 0].astype(np.float64)
 
     def logits_and_features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,10 @@ from screening.model.gate import ApplicabilityGate
 from screening.model.manifest import Architecture, ModelManifest
 from screening.model.population import AgeGroupEstimate
 
-INPUT_SIZE = 224
+# The graph takes any image size: the version's preprocessing spec fixes it (224 for ImageNet's own, larger for
+# finer detail); average pooling makes the head's features the same width whatever the size.
+ANY_SIZE = (None, None, 3)
+IMAGENET_SIZE = (224, 224, 3)  # ImageNet's classification top needs the size it was trained at
 FEATURES = 2048
 # keras.applications.resnet50.preprocess_input ("caffe" mode): RGB -> BGR, then these means subtracted.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -53,7 +56,7 @@ def build_backbone(
         weights=None,
         include_top=include_top,
         pooling=None if include_top else "avg",
-        input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
+        input_shape=IMAGENET_SIZE if include_top else ANY_SIZE,
         name=name,
     )
     if imagenet is not None:
@@ -65,7 +68,7 @@ def build_backbone(
 
 def with_normalisation(*networks: keras.Model, name: str | None = None) -> keras.Model:
     """The `networks` in sequence, taking 0-255 RGB images (any numeric dtype) instead of normalised ones."""
-    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3))
+    inputs = keras.Input(ANY_SIZE)
     outputs = ImageNetNormalisation(name="imagenet_normalisation")(inputs)
     for network in networks:
         outputs = network(outputs)
@@ -99,7 +102,7 @@ def _logit_and_features(members: list[Member], normalised: Any) -> tuple[Any, An
 
 def build_classifier(members: list[Member]) -> keras.Model:
     """0-255 RGB image -> the pneumonia logit. Backbones and heads stay separately trainable."""
-    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3))
+    inputs = keras.Input(ANY_SIZE)
     logit, _ = _logit_and_features(members, ImageNetNormalisation(name="imagenet_normalisation")(inputs))
     return keras.Model(inputs, logit, name="pneumonia_classifier")
 
@@ -116,7 +119,7 @@ def members_of(classifier: keras.Model) -> list[Member]:
 def with_features(classifier: keras.Model) -> keras.Model:
     """The classifier's logit followed by the pooled backbone features of its first member, as one row per image
     (column 0 the logit): one pass gives the score and what the applicability gate reads. Shares the weights."""
-    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3))
+    inputs = keras.Input(ANY_SIZE)
     normalised = classifier.get_layer("imagenet_normalisation")(inputs)
     logit, pooled = _logit_and_features(members_of(classifier), normalised)
     features = keras.ops.cast(pooled, "float32")  # under a mixed policy the backbone computes in half precision

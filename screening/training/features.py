@@ -15,36 +15,40 @@ from screening.imaging.preprocess import PreprocessSpec
 from screening.model.infer import predict_in_batches
 
 
-def model_inputs(paths: list[Path], spec: PreprocessSpec, limits: ImageLimits, pool: ThreadPoolExecutor) -> np.ndarray:
-    """The images the worker would feed the model for these files (the shared pipeline), decoded in parallel."""
-    return np.stack(list(pool.map(lambda path: prepare_file(path, spec, limits).image, paths)))
+def model_inputs(
+    files: list[tuple[Path, str]], spec: PreprocessSpec, limits: ImageLimits, pool: ThreadPoolExecutor
+) -> np.ndarray:
+    """The images the worker would feed the model for these (path, SHA-256) files (the shared pipeline), decoded in
+    parallel; a file whose content is no longer that hash is refused, not learnt from under another's label."""
+    return np.stack(list(pool.map(lambda file: prepare_file(file[0], spec, limits, file[1]).image, files)))
 
 
 def backbone_features(
     extractor: keras.Model,
     paths: list[Path],
-    keys: list[str],
+    sha256s: list[str],
     spec: PreprocessSpec,
     limits: ImageLimits,
     cache_file: Path,
     batch_size: int = 64,
     on_images: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """`extractor` (0-255 images in, features out) over the files, reusing features cached under their keys."""
+    """`extractor` (0-255 images in, features out) over the files, reusing features cached under their content
+    hashes."""
     cached: dict[str, np.ndarray] = {}
     if cache_file.exists():
         with np.load(cache_file) as stored:
             cached = dict(zip(stored["keys"], stored["features"], strict=True))
-    missing = [(p, k) for p, k in zip(paths, keys, strict=True) if k not in cached]
+    missing = [(path, sha) for path, sha in zip(paths, sha256s, strict=True) if sha not in cached]
     with ThreadPoolExecutor() as pool:
         for start in range(0, len(missing), batch_size):
             chunk = missing[start : start + batch_size]
-            images = model_inputs([path for path, _ in chunk], spec, limits, pool)
+            images = model_inputs(chunk, spec, limits, pool)
             features = predict_in_batches(extractor, images, batch_size)
-            cached.update({key: feature for (_, key), feature in zip(chunk, features, strict=True)})
+            cached.update({sha: feature for (_, sha), feature in zip(chunk, features, strict=True)})
             if on_images:
                 on_images(len(chunk))
     if missing:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache_file, keys=np.array(list(cached)), features=np.stack(list(cached.values())))
-    return np.stack([cached[key] for key in keys])
+    return np.stack([cached[sha] for sha in sha256s])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from screening.errors import ScreeningError
+from screening.hashing import sha256_hex
 from screening.model.manifest import ModelManifest, non_commercial
 from screening.training.config import TrainingConfig
 from screening.training.sources import SourceSpec, examples_of
@@ -63,9 +64,11 @@ def parent_sources(parent: ModelManifest, data_dir: Path | None = None) -> list[
 
 def retraining_split(
     parent: ModelManifest, sources: list[SourceSpec], labelled: list[LabelledImage]
-) -> tuple[Split, int]:
+) -> tuple[Split, int, int]:
     """The parent's validation split unchanged; for training, the rest of the sources' images plus the labelled
-    images that are not in that validation split. Returns the split and how many labelled images it trains on."""
+    images that are not in that validation split and whose file is still the film that was read (a path may hold
+    another patient's film by now: its label is not for that one). Returns the split, how many labelled images it
+    trains on and how many it leaves out for that reason."""
     config = TrainingConfig.from_dict(parent.training_config, ignore_unknown=True)
     examples: dict[str, Example] = {}
     for spec in sources:
@@ -79,10 +82,11 @@ def retraining_split(
         folders = ", ".join(str(spec.train) for spec in sources)
         raise RetrainError(f"{len(missing)} images of the active version's validation split are not in {folders}")
     held_out = set(validation_hashes)
+    candidates = [image for image in labelled if image.sha256 not in held_out]
     feedback = [
         Example(image.path, int(image.pneumonia), "radiologist label", image.sha256)
-        for image in labelled
-        if image.sha256 not in held_out and image.path.is_file()
+        for image in candidates
+        if image.path.is_file() and sha256_hex(image.path) == image.sha256
     ]
     train = [example for sha, example in examples.items() if sha not in held_out] + feedback
-    return Split(train, [examples[sha] for sha in validation_hashes]), len(feedback)
+    return Split(train, [examples[sha] for sha in validation_hashes]), len(feedback), len(candidates) - len(feedback)

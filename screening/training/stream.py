@@ -55,7 +55,8 @@ class LabelledImages(keras.utils.PyDataset):
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        images = np.stack([prepare_file(self.examples[i].path, self.spec, self.limits).image for i in chosen])
+        examples = [self.examples[i] for i in chosen]  # each refused if its file is no longer the one labelled
+        images = np.stack([prepare_file(e.path, self.spec, self.limits, e.sha256).image for e in examples])
         batch = (images.astype(np.float32), self.labels[chosen])
         return batch if self.weights is None or self.draws else (*batch, self.weights[chosen])
 

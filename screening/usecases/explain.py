@@ -26,7 +26,7 @@ class Explanation:
     probability: float
     threshold: float  # of the operating point it was scored at (its population's, where the version has them)
     population: Population | None  # whose point that is: the header's age, else the age-group estimate's
-    heatmap: np.ndarray  # the Grad-CAM grid (7 x 7), values in [0, 1]
+    heatmap: np.ndarray  # the Grad-CAM grid (7 x 7 for a 224-px input), values in [0, 1]
     overlay: np.ndarray  # RGB uint8: the film with the heatmap over it
 
     @property
@@ -34,13 +34,16 @@ class Explanation:
         return self.probability >= self.threshold
 
 
-def explain(services: Services, file: Path, version: ModelVersion | None = None) -> Explanation:
+def explain(
+    services: Services, file: Path, version: ModelVersion | None = None, expected_sha256: str | None = None
+) -> Explanation:
     """Probability and heatmap of `file` under `version` (default: the active one); ImageRejected says why a file
-    the worker would not score has no heatmap either."""
+    the worker would not score has no heatmap either, or (with `expected_sha256`, a result's) that the file is no
+    longer the film that was screened."""
     from screening.model.explain import classifier_grad_cam
 
     version = version or active_model(services)
-    radiograph = read_radiograph(file, services.settings.image_limits)
+    radiograph = read_radiograph(file, services.settings.image_limits, expected_sha256)
     image = prepare_radiograph(radiograph, PreprocessSpec.from_dict(version.preprocessing)).image
     classifier = process_runtime(services).classifier_for(version)  # the model this process screens with
     assessed = classifier.assess(image[None], [known_population(radiograph.age_years, None)])

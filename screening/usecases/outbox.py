@@ -4,6 +4,7 @@ times (a Celery task with a broker; the listener's loop without one)."""
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import highdicom as hd
 import pydicom
 from pydicom import Dataset
 
-from screening.config import DicomPeer
+from screening.config import DicomPeer, ImageLimits
 from screening.db import outbox as store
 from screening.db.batches import aware
 from screening.db.leases import Holder, renew_send, renewing, take_send
@@ -30,6 +31,8 @@ from screening.dicomnet.objects import (
     screening_report,
 )
 from screening.dicomnet.scu import SendFailed, send_file
+from screening.imaging.errors import ImageRejected
+from screening.imaging.pipeline import read_image_file
 from screening.usecases.context import Services
 from screening.usecases.explain import explain
 from screening.usecases.results import ImageRow, batch_results, operating_point
@@ -114,9 +117,10 @@ def _study_objects(
     services: Services, version: ModelVersion, study_uid: str, rows: list[ImageRow], folder: Path
 ) -> list[MadeObject]:
     """A study's report and its flagged images' captures, each made from headers whose values conform."""
+    limits = services.settings.image_limits
     try:
-        headers = {row.sop_uid: conformant_header(pydicom.dcmread(row.path, stop_before_pixels=True)) for row in rows}
-    except (OSError, pydicom.errors.InvalidDicomError) as error:
+        headers = {row.sop_uid: conformant_header(_screened_header(row, limits)) for row in rows}
+    except (ImageRejected, pydicom.errors.InvalidDicomError) as error:
         return [MadeObject(study_uid, ResultKind.REPORT, "", hd.UID(), None, [], _cannot_make("its images", error))]
     notes = sorted({note for _, image_notes in headers.values() for note in image_notes})
     screened = [
@@ -137,7 +141,7 @@ def _study_objects(
         header, image_notes = headers[row.sop_uid]
 
         def capture(row: ImageRow = row, header: Dataset = header, number: int = number) -> Dataset:
-            overlay = explain(services, Path(row.path), version).overlay
+            overlay = explain(services, Path(row.path), version, row.sha256).overlay  # the film screened
             return heatmap_capture(header, overlay, series_uid, number, device)  # the header suffices
 
         made.append(_made(study_uid, ResultKind.HEATMAP, str(row.sop_uid), image_notes, folder, capture))
@@ -154,8 +158,17 @@ def _made(
     return MadeObject(study_uid, kind, source, dataset.SOPInstanceUID, _save(dataset, folder), notes)
 
 
+def _screened_header(row: ImageRow, limits: ImageLimits) -> Dataset:
+    """The header of the file that was screened (a path may hold another by now: refused)."""
+    data = read_image_file(Path(row.path), limits, row.sha256)
+    return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+
+
 def _cannot_make(what: str, error: Exception) -> str:
-    """The reason, coded: never the exception's text, which may quote a header value (a patient's name)."""
+    """The reason, coded: never the exception's text, which may quote a header value (a patient's name); our own
+    reasons for refusing a file are safe to give."""
+    if isinstance(error, ImageRejected):
+        return f"could not be made from {what}: {error.reason}"
     return f"could not be made: {type(error).__name__} while reading or encoding {what}"
 
 

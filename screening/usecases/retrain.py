@@ -52,14 +52,14 @@ def retrain_active(services: Services, data_dir: Path | None = None, tolerance: 
         labelled = [LabelledImage(sha, Path(path), pneumonia) for sha, path, pneumonia in radiologist_labels(session)]
     parent = read_manifest(Path(active.artifact_path))
     sources = parent_sources(parent, data_dir)
-    split, feedback = retraining_split(parent, sources, labelled)
+    split, feedback, changed = retraining_split(parent, sources, labelled)
     out_of_scope = parent.training_config.get("out_of_scope_dir")
     if parent.gate is not None and not (out_of_scope and Path(out_of_scope).is_dir()):
         raise RetrainError(
             f"version {active.id} has an applicability gate, and the out-of-scope images it was fitted on "
             f"({out_of_scope or 'not recorded'}) are gone: a retrained version needs a gate of its own"
         )
-    notes: dict[str, Any] = {"radiologist_labels": feedback}
+    notes: dict[str, Any] = {"radiologist_labels": feedback, "labels_left_out_file_changed": changed}
     if parent.gate is not None:
         notes["out_of_scope_dir"] = out_of_scope
     artifact = settings.data_dir / "models" / f"retrained-{utcnow():%Y%m%dT%H%M%S}.zip"

@@ -11,7 +11,8 @@ import cv2
 from screening.db.review import ReviewRow, review_rows, study_sends
 from screening.db.schema import ImageStatus, ModelVersion, Result, SendStatus
 from screening.errors import ScreeningError
-from screening.imaging.pipeline import prepare_file
+from screening.imaging.errors import ImageRejected
+from screening.imaging.pipeline import FILE_CHANGED, prepare_file, read_image_file
 from screening.imaging.preprocess import PreprocessSpec
 from screening.usecases.context import Services
 from screening.usecases.explain import explain
@@ -19,6 +20,7 @@ from screening.usecases.label import Truth, record_labels
 from screening.usecases.results import operating_point
 
 __all__ = [
+    "FilmChanged",
     "ImageStatus",
     "ImageView",
     "NoSuchImage",
@@ -35,12 +37,19 @@ class NoSuchImage(ScreeningError):
     pass
 
 
+class FilmChanged(ScreeningError):
+    """The file at a result's path is not the film that was screened (moved, deleted or replaced since): nothing
+    read from it is shown beside that result, and no verdict is recorded against a film the reader did not see."""
+
+
 @dataclass(frozen=True)
 class ImageView:
     row: ReviewRow
     threshold: float  # of the operating point it was scored at
     operating_point: str  # whose point that is and why: `child, threshold 0.430 (header)`
     sends: list[tuple[str, SendStatus, int, str | None]]
+    input_size: int  # the side of the square image the model saw
+    film_problem: str | None  # why the film cannot be shown (FilmChanged), or None
 
 
 def worklist(
@@ -86,36 +95,60 @@ def _result(services: Services, result_id: int) -> tuple[Result, ModelVersion]:
         return result, session.get_one(ModelVersion, result.model_version_id)
 
 
+def _film_changed(problem: ImageRejected) -> FilmChanged:
+    changed = problem.reason == FILE_CHANGED
+    what = "has changed since it was screened" if changed else f"cannot be read ({problem.reason})"
+    return FilmChanged(f"the film's file {what}: its pictures are not shown and no verdict is recorded for it")
+
+
+def _film_problem(services: Services, result: Result) -> str | None:
+    try:
+        read_image_file(Path(result.path), services.settings.image_limits, result.sha256)
+    except ImageRejected as problem:
+        return str(_film_changed(problem))
+    return None
+
+
 def image_view(services: Services, result_id: int) -> ImageView:
     result, version = _result(services, result_id)
     with services.sessions() as session:
         (row,) = review_rows(session, result_id=result_id)
         sends = study_sends(session, result.study_uid) if result.study_uid else []
     threshold = version.threshold if result.threshold is None else result.threshold  # rows from before the points
-    return ImageView(row, threshold, operating_point(result), sends)
+    size = PreprocessSpec.from_dict(version.preprocessing).size
+    return ImageView(row, threshold, operating_point(result), sends, size, _film_problem(services, result))
 
 
 def model_input_png(services: Services, result_id: int) -> bytes:
-    """The 224 x 224 image the model saw, as PNG."""
+    """The image the model saw, as PNG: of the film that was screened, never of what its path holds now."""
     result, version = _result(services, result_id)
-    prepared = prepare_file(
-        Path(result.path), PreprocessSpec.from_dict(version.preprocessing), services.settings.image_limits
-    )
+    spec, limits = PreprocessSpec.from_dict(version.preprocessing), services.settings.image_limits
+    try:
+        prepared = prepare_file(Path(result.path), spec, limits, result.sha256)
+    except ImageRejected as problem:
+        raise _film_changed(problem) from None
     return cv2.imencode(".png", prepared.image)[1].tobytes()
 
 
 def heatmap_png(services: Services, result_id: int) -> bytes:
-    """The film with the Grad-CAM of the version that screened it, as PNG; cached under SCREEN_DATA_DIR."""
+    """The film with the Grad-CAM of the version that screened it, as PNG; cached under SCREEN_DATA_DIR by the
+    film's SHA-256, and made only from a file that still has it."""
     result, version = _result(services, result_id)
     cache = services.settings.data_dir / "heatmaps" / f"{result.sha256}-{version.id}.png"
     if not cache.exists():
-        overlay = explain(services, Path(result.path), version).overlay
+        try:
+            overlay = explain(services, Path(result.path), version, result.sha256).overlay
+        except ImageRejected as problem:
+            raise _film_changed(problem) from None
         cache.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(cache), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
     return cache.read_bytes()
 
 
 def record_verdict(services: Services, result_id: int, truth: Truth) -> None:
-    """The radiologist's reading, into the same labels table as `screen label`."""
+    """The radiologist's reading, into the same labels table as `screen label`: refused when the film at the path
+    is not the one screened (the reader cannot have seen it)."""
     result, _ = _result(services, result_id)
+    if problem := _film_problem(services, result):
+        raise FilmChanged(problem)
     record_labels(services, [(result.sha256, truth.value)], "review page")

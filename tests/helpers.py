@@ -17,9 +17,11 @@ import sys
 import time
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pydicom
 import sqlalchemy as sa
 
@@ -232,4 +234,24 @@ def artifact_with(source: Path, target: Path, **manifest_changes: object) -> Pat
         for member in original.namelist():  # the weights, and the gate where there is one, untouched
             if member != "manifest.json":
                 copy.writestr(member, original.read(member))
+    return target
+
+
+def artifact_with_weights(
+    source: Path, target: Path, weights: dict[str, Callable[[np.ndarray], np.ndarray]], **manifest_changes: object
+) -> Path:
+    """A copy of the artifact `source` with the named weight arrays changed (and its manifest, as artifact_with)."""
+    with zipfile.ZipFile(source) as original:
+        names = json.loads(original.read("manifest.json"))["weight_names"]
+        with np.load(io.BytesIO(original.read("weights.npz"))) as stored:
+            arrays = [stored[f"arr_{index}"] for index in range(len(names))]
+    changed = [weights[name](array) if name in weights else array for name, array in zip(names, arrays, strict=True)]
+    buffer = io.BytesIO()
+    np.savez(buffer, *changed)
+    artifact_with(source, target, **manifest_changes)
+    with zipfile.ZipFile(target) as copy:
+        members = {name: copy.read(name) for name in copy.namelist() if name != "weights.npz"}
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as copy:
+        for name, data in {**members, "weights.npz": buffer.getvalue()}.items():
+            copy.writestr(name, data)
     return target

@@ -12,6 +12,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 import requests
@@ -24,6 +25,7 @@ from helpers import (
     SCREEN,
     active_version,
     artifact_with,
+    artifact_with_weights,
     free_port,
     results_by_name,
     run_screen,
@@ -335,6 +337,13 @@ def test_models_register_refuses_what_is_not_a_loadable_model(screen_env, tmp_pa
         artifact_with(
             REPOSITORY / "models" / RELEASED_ARTIFACT, tmp_path / "inverted.zip", temperature=-1.0
         ): "a positive number, not -1.0",
+        # loads, but serves no ranking whatever its manifest claims: refused on the reference films, in one line
+        artifact_with_weights(
+            REPOSITORY / "models" / RELEASED_ARTIFACT,
+            tmp_path / "zeroed.zip",
+            {"head/pneumonia/kernel": np.zeros_like},
+            metrics={"validation": {"roc_auc": 0.9999}},
+        ): "zeroed.zip fails the reference films (child: ",
     }
     for artifact, message in expected.items():
         refused = run_screen(screen_env, "models", "register", str(artifact), "--activate", check=False)

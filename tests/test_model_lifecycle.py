@@ -2,14 +2,26 @@
 
 import json
 import re
+import zipfile
 from dataclasses import replace
 
+import numpy as np
 import pytest
-from helpers import FULLRES, REPOSITORY, active_version, results_by_name, run_screen
+from helpers import (
+    FULLRES,
+    REPOSITORY,
+    active_version,
+    artifact_with,
+    artifact_with_weights,
+    results_by_name,
+    run_screen,
+)
 
-from screening.model.artifact import read_age_estimate, read_gate
+from screening.db.schema import Population
+from screening.model.artifact import ArtifactError, read_age_estimate, read_gate
 from screening.model.network import load_classifier, save_classifier
-from screening.model.released import RELEASED_ARTIFACT
+from screening.model.released import RELEASED_ARTIFACT, RELEASES
+from screening.training.reference import check_reference_films
 
 
 @pytest.fixture
@@ -39,7 +51,9 @@ def test_promotion_and_rollback_reach_a_running_worker(screen_env, redis_url, st
 
     released = active_version(env)
     registered = run_screen(env, "models", "register", str(second_model)).stdout
-    second = re.fullmatch(r"version (\d+) \(released-plus-one-logit\): candidate\n", registered).group(1)
+    second = re.fullmatch(
+        r"version (\d+) \(released-plus-one-logit\): candidate\nreference films: child: AUC 1.00, .*\n", registered
+    ).group(1)
     run_screen(env, "models", "promote", second)
     run_screen(env, "enqueue", "--wait", str(folder))
     after = results_by_name(env)
@@ -62,3 +76,35 @@ def test_promotion_and_rollback_reach_a_running_worker(screen_env, redis_url, st
     )
     points = shown["populations"]["points"]  # the version's own threshold: its more sensitive population's
     assert shown["threshold"] == pytest.approx(min(point["threshold"] for point in points.values()))
+
+
+def test_registration_scores_the_reference_films_and_refuses_what_does_not_serve_what_it_claims(tmp_path):
+    """Every hostile artifact of the adversarial list loads; none of them passes the reference films."""
+    for release in RELEASES:  # the shipped releases pass, each on the populations it serves
+        figures = {f.population: f for f in check_reference_films(REPOSITORY / "models" / release).figures}
+        assert figures[Population.CHILD].required and figures[Population.CHILD].problem() is None, release
+        assert figures[Population.ADULT].required == (release == RELEASED_ARTIFACT)
+    released, two = REPOSITORY / "models" / RELEASED_ARTIFACT, REPOSITORY / "models" / RELEASES[1]
+    plain = json.loads(zipfile.ZipFile(released).read("manifest.json"))["preprocessing"]
+    kernel, bias = "head/pneumonia/kernel", "head/pneumonia/bias"
+    hostile = {
+        "nan.zip": ({bias: lambda b: b * np.nan}, {}, "probabilities that are not numbers"),
+        "zeroed.zip": (  # its manifest claims AUC 0.9999: a claim, not a measure
+            {kernel: np.zeros_like},
+            {"metrics": {"validation": {"roc_auc": 0.9999}}},
+            "fails the reference films",
+        ),
+        "inverted.zip": ({kernel: np.negative, bias: np.negative}, {}, "fails the reference films"),
+        "gamma.zip": ({}, {"preprocessing": {**plain, "gamma": -3}}, "other parameters than its own (gamma)"),
+        "small.zip": ({}, {"preprocessing": {**plain, "size": 64}}, "other parameters than its own (size)"),
+        "clahe.zip": ({}, {"preprocessing": {**plain, "clahe_clip_limit": 2.0}}, "(clahe_clip_limit)"),
+        "unnamed.zip": ({}, {"preprocessing": {**plain, "name": "mine"}}, "'mine' is none of"),
+    }
+    for name, (weights, manifest, message) in hostile.items():
+        with pytest.raises(ArtifactError, match=re.escape(message)):
+            check_reference_films(artifact_with_weights(released, tmp_path / name, weights, **manifest))
+    never, always = artifact_with(two, tmp_path / "never.zip", threshold=0.999999), tmp_path / "always.zip"
+    with pytest.raises(ArtifactError, match=re.escape("child: 5 of 10 films wrong at its operating point (0 of 5 pn")):
+        check_reference_films(never)
+    with pytest.raises(ArtifactError, match=re.escape("child: 5 of 10 films wrong at its operating point (5 of 5 pn")):
+        check_reference_films(artifact_with(two, always, threshold=0.000001))

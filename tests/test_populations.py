@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from helpers import ADULT, CXR224, DICOM, FULLRES, copy_adult_films, copy_training_set, results_by_name, run_screen
+from helpers import (
+    ADULT,
+    CXR224,
+    DICOM,
+    FULLRES,
+    REPOSITORY,
+    results_by_name,
+    run_screen,
+)
 
 from screening.db.schema import Population, PopulationBasis
 from screening.imaging.dicom import patient_age_years
-from screening.model.artifact import policy_of, read_age_estimate, read_artifact
+from screening.model.artifact import policy_of, read_age_estimate, read_artifact, read_manifest
 from screening.model.population import AgeGroupEstimate, OperatingPoint, PopulationPolicy, known_population
+from screening.model.released import RELEASED_ARTIFACT
 from screening.training.config import TrainingConfig
 from screening.training.metrics import binary_metrics, bootstrap_intervals
 from screening.training.populations import (
@@ -138,14 +148,32 @@ def _dicom_with_age(source: str, target, age: str) -> None:
 
 
 @pytest.mark.e2e  # `screen train`, `screen models operating-points`, `screen enqueue` and `screen evaluate`
+def _films_the_release_never_trained_on(target: Path, children_per_class: int, adults: tuple[int, int]) -> list[str]:
+    """Children of the released network's validation side and adults of the adult validation split (it trained on
+    neither), as two sources: a real network, so its points pass the reference films as a weak one's would not."""
+    unseen = {
+        row["file"]
+        for row in read_manifest(REPOSITORY / "models" / RELEASED_ARTIFACT).data_manifest["files"]
+        if row["source"] == "kermany" and row["split"] == "validation"
+    }
+    for label in ("NORMAL", "PNEUMONIA"):
+        (target / "children" / label).mkdir(parents=True)
+        for source in [path for path in sorted((CXR224 / label).iterdir()) if path.name in unseen][:children_per_class]:
+            shutil.copy(source, target / "children" / label / source.name)
+        films = sorted((ADULT / "val" / label).iterdir())
+        for side, chosen in (("train", films[: adults[0]]), ("val", films[adults[0] : sum(adults)])):
+            (target / "adults" / side / label).mkdir(parents=True)
+            for source in chosen:
+                shutil.copy(source, target / "adults" / side / label / source.name)
+    shutil.copy(ADULT / "manifest.csv", target / "adults" / "manifest.csv")
+    adult = target / "adults"
+    return ["--source", f"kermany={target / 'children'}", "--source", f"adult={adult / 'train'},{adult / 'val'}"]
+
+
+@pytest.mark.e2e  # `screen models operating-points`, `screen enqueue` and `screen evaluate`
 def test_operating_points_per_population_from_training_to_the_result_rows(screen_env, tmp_path):
-    children = copy_training_set(tmp_path / "children", per_class=30)
-    adults = copy_adult_films(tmp_path / "adults", train_per_class=12, validation_per_class=8)
-    sources = ["--source", f"kermany={children}", "--source", f"adult={adults / 'train'},{adults / 'val'}"]
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"epochs": 6, "preprocessing": "plain-v1"}))
-    network = tmp_path / "network.zip"
-    run_screen(screen_env, "train", *sources, "--out", str(network), "--config", str(config), "--no-register")
+    sources = _films_the_release_never_trained_on(tmp_path / "sources", 30, (12, 8))
+    network = REPOSITORY / "models" / RELEASED_ARTIFACT
 
     pointed = tmp_path / "pointed" / "pointed.zip"
     command = ("models", "operating-points", str(network), *sources, "--out", str(pointed))

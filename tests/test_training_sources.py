@@ -157,6 +157,8 @@ def test_the_every_source_threshold_gives_each_source_the_target_sensitivity():
     assert threshold_for_sensitivity(labels[:6], scores[:6], 1.0) == 0.6
     one_class = np.array(["big"] * 6 + ["negatives only"] * 4)
     assert threshold_for_every_group(np.r_[labels[:6], [0] * 4], scores, one_class, 1.0) == 0.6
+    saturated = threshold_for_sensitivity(np.array([1, 1, 0]), np.array([1.0, 1.0, 0.0]), 0.95)
+    assert 0.99 < saturated < 1.0 and 0.0 < threshold_for_sensitivity(np.array([1, 0]), np.zeros(2), 0.95) < 0.01
     with pytest.raises(ValueError):
         TrainingConfig(threshold_rule="median")
 

@@ -13,7 +13,14 @@ import click
 from screening.cli.context import AppContext, pass_app
 from screening.cli.tables import add_row, make_table, print_table
 from screening.usecases.evaluate import evaluate_version
-from screening.usecases.models import list_models, promote_model, register_model, roll_back, show_model
+from screening.usecases.models import (
+    describe_reference,
+    list_models,
+    promote_model,
+    register_model,
+    roll_back,
+    show_model,
+)
 from screening.usecases.train import (
     Population,
     SourceSpec,
@@ -76,12 +83,15 @@ def _cell(value: object) -> object:
 def models_register(app: AppContext, artifact: str, activate: bool) -> None:
     """Register a model artifact as a candidate (or the active) version.
 
-    The artifact is loaded first (a file that is no model is refused), then copied into the registry's own
-    store under SCREEN_DATA_DIR, so later changes to ARTIFACT cannot change the registered model."""
+    The artifact is loaded and scored on the reference films shipped with the product first (a file that is no
+    model, or one that does not serve what it claims, is refused), then copied into the registry's own store under
+    SCREEN_DATA_DIR, so later changes to ARTIFACT cannot change the registered model."""
     registration = register_model(app.services, Path(artifact), activate)
     version = registration.version
     already = "already registered as " if registration.already_registered else ""
     click.echo(f"{already}version {version.id} ({version.name}): {version.status}")
+    if not registration.already_registered and version.reference_check:
+        click.echo(f"reference films: {describe_reference(version.reference_check)}")
 
 
 def _trained_on(function: Callable[..., None]) -> Callable[..., None]:

@@ -35,6 +35,7 @@ def register_version(
     gate_version: str | None = None,
     gate_threshold: float | None = None,
     populations: dict[str, Any] | None = None,
+    reference_check: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Add a candidate version, or return the one already registered with this artifact.
 
@@ -55,6 +56,7 @@ def register_version(
         gate_version=gate_version,
         gate_threshold=gate_threshold,
         populations=populations,
+        reference_check=reference_check,
         status=VersionStatus.CANDIDATE,
     )
     try:

@@ -115,6 +115,8 @@ class ModelVersion(Base):
     gate_threshold: Mapped[float | None] = mapped_column(Float)
     # operating points per population (model.population), as the manifest gives them; None: `threshold` for all
     populations: Mapped[dict | None] = mapped_column(JSON)
+    # what it scored on the reference films when registered (training.reference); None: registered without it
+    reference_check: Mapped[dict | None] = mapped_column(JSON)
     status: Mapped[VersionStatus] = mapped_column(coded(VersionStatus, 20), default=VersionStatus.CANDIDATE)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -88,3 +88,17 @@ SPECS = {
 }
 # plain-v1 at 320 px: twice the pixels for the detail of adult films (512 px here); children's 224-px files upsampled
 SPECS["plain-v1-320"] = replace(SPECS["plain-v1"], name="plain-v1-320", size=320)
+
+
+def named_spec(stored: dict) -> PreprocessSpec:
+    """A version's stored spec, accepted only as one of SPECS exactly: a name must say what its parameters do (no
+    `plain-v1` with CLAHE), and no parameter can fall outside what was tested (a gamma of -3, a 64-px input).
+    ValueError says which part differs."""
+    name = stored.get("name")
+    if name not in SPECS:
+        raise ValueError(f"preprocessing {name!r} is none of {', '.join(SPECS)}")
+    expected = SPECS[name].to_dict()
+    differing = sorted(key for key in expected.keys() | stored.keys() if stored.get(key) != expected.get(key))
+    if differing:
+        raise ValueError(f"preprocessing {name!r} with other parameters than its own ({', '.join(differing)})")
+    return SPECS[name]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from screening.db.registry import NoActiveModel, active_version, list_versions, promote, register_version
 from screening.db.schema import ModelVersion
 from screening.hashing import sha256_hex
-from screening.model.artifact import ArtifactError, policy_of, read_age_estimate, read_gate, read_manifest
+from screening.model.artifact import ArtifactError, policy_of, read_manifest
 
 # The models shipped in models/, oldest first: the last is the current release.
 RELEASES = (
@@ -48,33 +48,18 @@ def store_artifact(path: Path, registry_dir: Path) -> tuple[Path, str]:
     return stored, sha256
 
 
-def check_loads(path: Path) -> None:
-    """Build the network from the artifact and set its weights: what a worker will do, done before registering."""
-    from screening.model.network import load_classifier  # loads a Keras backend: only when asked to
-
-    try:
-        _, manifest = load_classifier(path)
-        read_gate(path, manifest)
-        policy_of(manifest, read_age_estimate(path, manifest))
-    except ArtifactError:
-        raise
-    except Exception as error:  # a manifest that parses but describes no model we can build
-        raise ArtifactError(f"{path.name} cannot be loaded as a model ({type(error).__name__})") from None
-
-
 def register_artifact(
     session: Session,
     path: Path,
     registry_dir: Path,
     activate: bool = False,
     parent_id: int | None = None,
-    load_check: bool = True,
+    reference_check: dict | None = None,
 ) -> ModelVersion:
-    """Validate (fully, unless `load_check` is off), store and register an artifact; optionally activate it."""
+    """Store and register an artifact whose operating points are usable; optionally activate it. `reference_check`:
+    what it scored on the reference films (the use case that registers by hand measures it first)."""
     manifest = read_manifest(path)
     policy_of(manifest)  # operating points that are not probabilities and positive temperatures are refused
-    if load_check:
-        check_loads(path)
     stored, sha256 = store_artifact(path, registry_dir)
     version = register_version(
         session,
@@ -90,6 +75,7 @@ def register_artifact(
         gate_version=manifest.gate["version"] if manifest.gate else None,
         gate_threshold=manifest.gate["threshold"] if manifest.gate else None,
         populations=manifest.populations,
+        reference_check=reference_check,
     )
     if activate:
         promote(session, version.id)
@@ -128,5 +114,5 @@ def ensure_active_model(session: Session, models_dir: Path, registry_dir: Path) 
         if not released:
             raise
         for artifact in released:  # processes starting together may each do this: the newest ends active
-            version = register_artifact(session, artifact, registry_dir, activate=True, load_check=False)
+            version = register_artifact(session, artifact, registry_dir, activate=True)
         return version

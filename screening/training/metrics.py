@@ -10,12 +10,14 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 
 
 def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: float = 0.95) -> float:
-    """The highest threshold at which at least `target` of the positives score >= it."""
+    """The highest threshold at which at least `target` of the positives score >= it: a probability strictly
+    between 0 and 1 even where the scores saturate (a separable validation side at a small temperature gives its
+    pneumonias a probability of exactly 1.0, and a threshold of 1.0 would be no operating point)."""
     positives = np.sort(scores[labels == 1])[::-1]
     if positives.size == 0:
         raise ValueError("no positive examples to choose a threshold on")
     needed = math.ceil(target * positives.size)
-    return float(positives[needed - 1])
+    return float(np.clip(positives[needed - 1], np.nextafter(0.0, 1.0), np.nextafter(1.0, 0.0)))
 
 
 def threshold_for_every_group(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, target: float) -> float:

@@ -27,6 +27,7 @@ import numpy as np
 
 from screening.config import ImageLimits
 from screening.db.schema import Population
+from screening.hashing import sha256_hex
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.calibration import fit_temperature, probabilities
 from screening.model.infer import Classifier
@@ -182,7 +183,7 @@ def estimate_examples(folder: Path, population: Population, validation: list[Exa
         if patient in kept_apart:
             left_out += 1
             continue
-        examples.append(Example(path, int(population == Population.ADULT), patient, ""))
+        examples.append(Example(path, int(population == Population.ADULT), patient, sha256_hex(path)))
     return examples, left_out
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from screening.db import registry
 from screening.db.schema import ModelVersion, VersionStatus
 from screening.model.released import register_artifact, registered_file
+from screening.training.reference import ReferenceCheck
 from screening.usecases.context import Services
 
 METRICS_SHOWN = ("roc_auc", "sensitivity", "specificity")
@@ -22,9 +23,12 @@ class VersionSummary:
     name: str
     status: VersionStatus
     threshold: float
-    roc_auc: float | None
-    sensitivity: float | None
-    specificity: float | None
+    # claimed by the artifact's manifest (its own validation split): not measured here
+    claimed_roc_auc: float | None
+    claimed_sensitivity: float | None
+    claimed_specificity: float | None
+    # measured at registration on the reference films (training.reference); None: registered without them
+    reference: str | None
     gate: str | None  # the applicability gate's version, if the version has one
     # per population, its operating point ({"child": {"threshold", "temperature", "target_sensitivity"}, ...});
     # None: `threshold` for every image
@@ -41,7 +45,8 @@ def list_models(services: Services) -> list[VersionSummary]:
                 name=v.name,
                 status=VersionStatus(v.status),
                 threshold=v.threshold,
-                **{k: v.metrics.get("validation", {}).get(k) for k in METRICS_SHOWN},
+                **{f"claimed_{k}": v.metrics.get("validation", {}).get(k) for k in METRICS_SHOWN},
+                reference=describe_reference(v.reference_check),
                 gate=v.gate_version,
                 populations=v.populations["points"] if v.populations else None,
                 created_at=v.created_at.isoformat(timespec="seconds"),
@@ -49,6 +54,11 @@ def list_models(services: Services) -> list[VersionSummary]:
             )
             for v in registry.list_versions(session)
         ]
+
+
+def describe_reference(stored: dict[str, Any] | None) -> str | None:
+    """A version's reference-film figures in one line, as measured when it was registered."""
+    return ReferenceCheck.from_dict(stored).describe() if stored else None
 
 
 def show_model(services: Services, version_id: int) -> dict[str, Any]:
@@ -65,7 +75,8 @@ def show_model(services: Services, version_id: int) -> dict[str, Any]:
             "threshold": version.threshold,
             "gate": {"version": version.gate_version, "threshold": version.gate_threshold},
             "populations": version.populations,
-            "metrics": version.metrics,
+            "metrics": version.metrics,  # as its manifest claims them
+            "reference_check": version.reference_check,  # measured at registration
             "preprocessing": version.preprocessing,
             "training_config": version.training_config,
             "data_manifest": {**data, "files": len(version.data_manifest.get("files", []))},
@@ -82,11 +93,18 @@ class Registration:
     already_registered: bool  # the same bytes were registered before: nothing new was added
 
 
-def register_model(services: Services, artifact: Path, activate: bool = False) -> Registration:
-    """Load the artifact (a file that is no model is refused), copy it into the registry's store, register it."""
-    with services.sessions.begin() as session:
+def register_model(
+    services: Services, artifact: Path, activate: bool = False, parent_id: int | None = None
+) -> Registration:
+    """Score the artifact on the reference films as a worker would (what does not load, or does not serve what it
+    claims, is refused with one line), copy it into the registry's store, register it with those figures."""
+    from screening.training.reference import check_reference_films  # loads a Keras backend
+
+    with services.sessions() as session:
         before = registered_file(session, artifact)
-        version = register_artifact(session, artifact, services.settings.registry_dir, activate)
+    check = None if before is not None else check_reference_films(artifact).to_dict()
+    with services.sessions.begin() as session:
+        version = register_artifact(session, artifact, services.settings.registry_dir, activate, parent_id, check)
         return Registration(version, before is not None and before.id == version.id)
 
 

@@ -10,9 +10,8 @@ from typing import Any
 from screening.db.labels import radiologist_labels
 from screening.db.registry import active_version, promote, reject
 from screening.db.results import insert_ignoring_conflict
-from screening.db.schema import RetrainRun, VersionStatus, utcnow
+from screening.db.schema import ModelVersion, RetrainRun, VersionStatus, utcnow
 from screening.model.artifact import read_manifest
-from screening.model.released import register_artifact
 from screening.training.retrain import (
     LabelledImage,
     RetrainError,
@@ -21,6 +20,7 @@ from screening.training.retrain import (
     retraining_split,
 )
 from screening.usecases.context import Services
+from screening.usecases.models import register_model
 from screening.usecases.train import training_run
 
 
@@ -79,8 +79,9 @@ def retrain_active(services: Services, data_dir: Path | None = None, tolerance: 
     )
     manifest = train(run)
     decision = promotion_decision(parent.validation_metrics, manifest.validation_metrics, tolerance)
+    registered = register_model(services, artifact, parent_id=active.id).version
     with services.sessions.begin() as session:
-        version = register_artifact(session, artifact, settings.registry_dir, parent_id=active.id, load_check=False)
+        version = session.get_one(ModelVersion, registered.id)
         if decision.promote:
             promote(session, version.id).status_reason = decision.reason
         else:

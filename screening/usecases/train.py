@@ -17,12 +17,13 @@ from screening.imaging.preprocess import SPECS, PreprocessSpec
 from screening.model.artifact import read_manifest
 from screening.model.card import render_model_card
 from screening.model.manifest import ModelManifest
-from screening.model.released import register_artifact, registered_file
+from screening.model.released import registered_file
 from screening.training.config import TrainingConfig
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.sources import SourceSpec, multi_source_split
 from screening.training.split import Split, check_training_folder
 from screening.usecases.context import Services
+from screening.usecases.models import register_model
 
 if TYPE_CHECKING:  # the training module loads a Keras backend: only when a run starts
     from screening.training.train import TrainingRun
@@ -186,9 +187,7 @@ def _carded(services: Services, manifest: ModelManifest, artifact: Path, registe
     (artifact.parent / "MODEL_CARD.md").write_text(render_model_card(manifest, artifact.name))
     if not register:
         return TrainedCandidate(manifest, artifact, None)
-    with services.sessions.begin() as session:
-        version = register_artifact(session, artifact, services.settings.registry_dir, load_check=False)
-    return TrainedCandidate(manifest, artifact, version)
+    return TrainedCandidate(manifest, artifact, register_model(services, artifact).version)
 
 
 def _checked_split(sources: list[SourceSpec], config: TrainingConfig, check_dirs: tuple[Path, ...]) -> Split:

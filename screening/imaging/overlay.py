@@ -28,3 +28,41 @@ def overlay_heatmap(film: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(film, cv2.COLOR_GRAY2BGR)
     blended = cv2.addWeighted(grey, 1 - HEAT_WEIGHT, coloured, HEAT_WEIGHT, 0)
     return cv2.cvtColor(blended, cv2.COLOR_BGR2RGB)
+
+
+def _fitted_text_scale(lines: list[str], width: int, thickness: int) -> float:
+    """The largest font scale (at most one line per 1,400 px of width) at which every line fits the width."""
+    widest = max(cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 1.0, thickness)[0][0] for line in lines)
+    return min(max(width / 1400, 0.4), 0.94 * width / max(widest, 1))
+
+
+def captioned(overlay: np.ndarray, lines: list[str]) -> np.ndarray:
+    """RGB uint8: the overlay with the result in words in a banner above it (for viewers that show no structured
+    report) and the heatmap's colour legend below it; the film itself is not covered. ASCII text only."""
+    width = overlay.shape[1]
+    thickness = max(1, round(width / 1000))
+    scale = _fitted_text_scale(lines, width, thickness)
+    line_height = round(40 * scale) + 4 * thickness
+    banner = np.zeros((line_height * len(lines) + line_height // 2, width, 3), np.uint8)
+    for number, line in enumerate(lines, start=1):
+        colour = (255, 220, 0) if number == 1 else (255, 255, 255)  # the first line (the warning) in amber
+        origin = (round(0.03 * width), line_height * number)
+        cv2.putText(banner, line, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+    return np.vstack([banner, overlay, _legend(width, line_height, scale, thickness)])
+
+
+def _legend(width: int, line_height: int, scale: float, thickness: int) -> np.ndarray:
+    """The jet colour bar the heatmap is drawn in, from weaker to stronger evidence, with its words."""
+    legend = np.zeros((2 * line_height, width, 3), np.uint8)
+    left, right = round(0.03 * width), round(0.97 * width)
+    ramp = np.linspace(0, 255, right - left).astype(np.uint8)[None, :]
+    bar = cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    legend[line_height // 4 : line_height // 4 + line_height // 2, left:right] = bar
+    words = ("weaker", "stronger evidence for the model's score (Grad-CAM)")
+    baseline = line_height // 4 + line_height // 2 + line_height
+    cv2.putText(legend, words[0], (left, baseline), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.8, (255, 255, 255), thickness)
+    size = cv2.getTextSize(words[1], cv2.FONT_HERSHEY_SIMPLEX, scale * 0.8, thickness)[0][0]
+    cv2.putText(
+        legend, words[1], (right - size, baseline), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.8, (255, 255, 255), thickness
+    )
+    return legend

@@ -164,6 +164,35 @@ def _populations(manifest: ModelManifest) -> list[str]:
     ]
 
 
+def _consistency(consistency: dict[str, Any] | None) -> list[str]:
+    """How often the flag survives variations that do not change the diagnosis (training.consistency)."""
+    if not consistency:
+        return []
+    groups = consistency["populations"]
+    variations = [name for name in next(iter(groups.values())) if name != "films"]
+    rows = [
+        f"| {population} | {group['films']} | "
+        + " | ".join(
+            f"{group[name]['rate']:.1%}" + (f" ({group[name]['refused']} refused)" if group[name]["refused"] else "")
+            for name in variations
+        )
+        + " |"
+        for population, group in groups.items()
+    ]
+    return [
+        "",
+        "## Consistency",
+        "",
+        "Validation films whose flag stays the same when the film is varied in ways a reader would call the same",
+        "film (each at the film's operating point; a variation the gate refuses counts as changed; "
+        f"{consistency['target']:.0%} asked of each):",
+        "",
+        f"| population | films | {' | '.join(variations)} |",
+        "|---|---|" + "---|" * len(variations),
+        *rows,
+    ]
+
+
 def _member(member: dict[str, Any]) -> str:
     """One network of an ensemble: where it came from and what training it took."""
     trained = member.get("training_resources")
@@ -250,6 +279,7 @@ def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
         "## Applicability gate",
         "",
         *_gate(manifest.gate),
+        *_consistency(metrics.get("consistency")),
         "",
         "## Known failure modes",
         "",

@@ -3,8 +3,9 @@
 In scope: the frontal films of the training side, and mild variations of them (a little rotation,
 zoom and exposure, as films come). Out of scope, for fitting: part of an out-of-scope folder (lateral
 chest films, CT slices, other images; split by patient as its manifest names them), each in a few
-variations, and images made here: frontal films turned, mirrored upside down, inverted, cropped to a
-patch or clipped to black and white, and noise, text pages and drawings. The test uses the other part
+variations, and images made here: frontal films cut to one half or one lung, turned 25 degrees or more,
+mirrored upside down, inverted, cropped to a patch or clipped to black and white, and noise, text pages and
+drawings. The test uses the other part
 of the folder, images made the same ways from the validation side's films with other random draws,
 and the validation side's frontal films per source.
 """
@@ -114,8 +115,20 @@ def _clipped(film: Film, rng: np.random.Generator) -> Film:
     return np.clip((film.astype(np.float32) - 128) * gain + 128 + rng.uniform(-60, 60), 0, 255).astype(np.uint8)
 
 
+def _half(film: Film, rng: np.random.Generator) -> Film:
+    """The top or bottom half of a film, or one side of it (one lung): not a chest film to screen whole."""
+    height, width = film.shape
+    return (film[: height // 2], film[height // 2 :], film[:, : width // 2], film[:, width // 2 :])[rng.integers(4)]
+
+
+def _turned_past_twenty(film: Film, rng: np.random.Generator) -> Film:
+    return _warp(film, float(rng.choice([-1, 1]) * rng.uniform(25, 70)), 1.0)
+
+
 # Ways of making an out-of-scope image from a frontal film
 FROM_FILMS: dict[str, Callable[[Film, np.random.Generator], Film]] = {
+    "half a film or one lung": _half,
+    "turned 25 to 70 degrees": _turned_past_twenty,
     "turned a quarter": lambda film, rng: cv2.rotate(
         film, (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE)[rng.integers(2)]
     ),

@@ -11,13 +11,16 @@ import numpy as np
 
 from screening.db.schema import ModelVersion, Population
 from screening.imaging.errors import ImageRejected, NotScreenable
-from screening.imaging.overlay import display_film, overlay_heatmap
+from screening.imaging.overlay import DISPLAY_SIDE, display_film, overlay_heatmap
 from screening.imaging.pipeline import prepare_radiograph, read_radiograph
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.population import known_population
 from screening.usecases.context import Services, active_model
 from screening.usecases.preview import PreviewError, check_image_target
 from screening.usecases.screen_chunk import process_runtime
+
+# The DICOM capture's longer side at most: a film's own resolution up to this (CR/DX films are 2,000 to 3,000 px)
+CAPTURE_SIDE = 2048
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,15 @@ class Explanation:
 
 
 def explain(
-    services: Services, file: Path, version: ModelVersion | None = None, expected_sha256: str | None = None
+    services: Services,
+    file: Path,
+    version: ModelVersion | None = None,
+    expected_sha256: str | None = None,
+    display_side: int = DISPLAY_SIDE,
 ) -> Explanation:
     """Probability and heatmap of `file` under `version` (default: the active one); ImageRejected says why a file
     the worker would not score has no heatmap either, or (with `expected_sha256`, a result's) that the file is no
-    longer the film that was screened."""
+    longer the film that was screened. `display_side`: the overlay's longer side at most."""
     from screening.model.explain import classifier_grad_cam
 
     version = version or active_model(services)
@@ -57,7 +64,7 @@ def explain(
         decision.point.threshold,
         decision.population,
         heatmap,
-        overlay_heatmap(display_film(radiograph), heatmap),
+        overlay_heatmap(display_film(radiograph, display_side), heatmap),
     )
 
 

@@ -34,7 +34,7 @@ from screening.dicomnet.scu import SendFailed, send_file
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import read_image_file
 from screening.usecases.context import Services
-from screening.usecases.explain import explain
+from screening.usecases.explain import CAPTURE_SIDE, explain
 from screening.usecases.results import ImageRow, batch_results, operating_point
 
 __all__ = [
@@ -135,27 +135,34 @@ def _study_objects(
     ]
     model = ModelIdentity(version.name, version.id, version.artifact_sha256)
     device = services.settings.dicom.device_uid
-    made = [_made(study_uid, ResultKind.REPORT, "", notes, folder, lambda: screening_report(screened, model, device))]
     series_uid = our_uid(device)
-    for number, row in enumerate((row for row in rows if row.flagged), start=1):
-        header, image_notes = headers[row.sop_uid]
+    captures: list[tuple[MadeObject, Dataset | None]] = []
+    flagged = [(row, image) for row, image in zip(rows, screened, strict=True) if row.flagged]
+    for number, (row, image) in enumerate(flagged, start=1):
 
-        def capture(row: ImageRow = row, header: Dataset = header, number: int = number) -> Dataset:
-            overlay = explain(services, Path(row.path), version, row.sha256).overlay  # the film screened
-            return heatmap_capture(header, overlay, series_uid, number, device)  # the header suffices
+        def capture(row: ImageRow = row, image: ScreenedImage = image, number: int = number) -> Dataset:
+            overlay = explain(services, Path(row.path), version, row.sha256, CAPTURE_SIDE).overlay  # the film screened
+            return heatmap_capture(image, overlay, model, series_uid, number, device)  # the header suffices
 
-        made.append(_made(study_uid, ResultKind.HEATMAP, str(row.sop_uid), image_notes, folder, capture))
-    return made
+        captures.append(
+            _made(study_uid, ResultKind.HEATMAP, str(row.sop_uid), headers[row.sop_uid][1], folder, capture)
+        )
+    made = [dataset for _, dataset in captures if dataset is not None]  # the report references them
+    report, _ = _made(
+        study_uid, ResultKind.REPORT, "", notes, folder, lambda: screening_report(screened, model, device, made)
+    )
+    return [report, *(one for one, _ in captures)]
 
 
 def _made(
     study_uid: str, kind: ResultKind, source: str, notes: list[str], folder: Path, make: Callable[[], Dataset]
-) -> MadeObject:
+) -> tuple[MadeObject, Dataset | None]:
+    """The object written to the outbox folder, and the dataset; or the reason it could not be made, and None."""
     try:
         dataset = make()
     except Exception as error:  # a header value or a file we could not use: this object fails, no other
-        return MadeObject(study_uid, kind, source, hd.UID(), None, notes, _cannot_make("it", error))
-    return MadeObject(study_uid, kind, source, dataset.SOPInstanceUID, _save(dataset, folder), notes)
+        return MadeObject(study_uid, kind, source, hd.UID(), None, notes, _cannot_make("it", error)), None
+    return MadeObject(study_uid, kind, source, dataset.SOPInstanceUID, _save(dataset, folder), notes), dataset
 
 
 def _screened_header(row: ImageRow, limits: ImageLimits) -> Dataset:

@@ -229,12 +229,14 @@ def add_gate(
 ) -> TrainedCandidate:
     """A copy of a trained artifact with an applicability gate fitted for it (a new version: the file differs).
     `sources` must give the split the model was trained on, so that the gate is tested on the same validation
-    films the model was and never fitted on them. Each of `check_dirs` is scored again, through the gate."""
+    films the model was and never fitted on them. Each of `check_dirs` is scored again, through the gate, and the
+    validation films' flags under variations that do not change the diagnosis are counted (training.consistency)."""
     manifest = read_manifest(artifact)
     split, config = _trained_split(artifact, manifest, sources, check_dirs)
     _free(services, out, [artifact])
     from screening.model.infer import Classifier
     from screening.model.network import save_classifier
+    from screening.training.consistency import flag_consistency
     from screening.training.evaluate import folder_metrics
     from screening.training.gate import fit_gate
 
@@ -245,11 +247,15 @@ def add_gate(
     )
     notes = {"out_of_scope_dir": str(out_of_scope.resolve()), "gate_added_to": sha256_hex(artifact)}
     classifier = replace(classifier, gate=gate)
-    checks = {
-        folder.name: folder_metrics(classifier, spec, folder, limits=services.settings.image_limits)
-        for folder in check_dirs
+    limits = services.settings.image_limits
+    checks = {folder.name: folder_metrics(classifier, spec, folder, limits=limits) for folder in check_dirs}
+    populations = {source: Population(value) for source, value in config.populations.items()}
+    consistency = flag_consistency(classifier, split.validation, populations, spec, limits)
+    metrics = {
+        **manifest.metrics,
+        "checks": {**manifest.metrics.get("checks", {}), **checks},
+        "consistency": consistency,
     }
-    metrics = {**manifest.metrics, "checks": {**manifest.metrics.get("checks", {}), **checks}}
     gated = replace(manifest, gate=described, metrics=metrics, training_config={**manifest.training_config, **notes})
     gated = replace(gated, artifact_sha256=save_classifier(classifier.model, gated, out, gate))
     return _carded(services, gated, out, register)

@@ -16,12 +16,15 @@ sample: $(BIN)/screen
 	$(BIN)/screen results --studies
 	$(BIN)/screen results
 
-# What the tests run besides Python (Debian's packages): a compose client to validate the compose files, and a
-# Chromium for the review app's browser test (Playwright drives it; its own browser download is not needed).
+# What the tests run besides Python (Debian's packages): a compose client to validate the compose files, a
+# Chromium for the review app's browser test (Playwright drives it; its own browser download is not needed), and
+# the DICOM peers a hospital has: dcmtk's storescu as the modality, Orthanc as the archive.
 test-tools:
 	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; }
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	@{ test -x /usr/bin/storescu && test -x /usr/sbin/Orthanc; } || \
+	  { apt-get update -qq && apt-get install -y -qq dcmtk orthanc >/dev/null; }
 
 test: $(BIN)/screen test-tools
 	$(BIN)/screen weights fetch

@@ -58,6 +58,9 @@ class DicomSettings:
     results_destination: DicomPeer | None
     send_max_attempts: int
     send_backoff_s: int  # the wait before retry n is send_backoff_s * 2 ** (n - 1)
+    max_instance_bytes: int  # one received instance at most
+    associations_per_ae: int  # open at once per calling AE title, of the listener's 16
+    idle_timeout_s: int  # an association with no traffic for this long is closed
 
 
 @dataclass(frozen=True)
@@ -264,6 +267,9 @@ def load_settings() -> Settings:
             results_destination=_peer("SCREEN_RESULTS_DESTINATION"),
             send_max_attempts=_positive_int("SCREEN_SEND_MAX_ATTEMPTS", 5),
             send_backoff_s=_positive_int("SCREEN_SEND_BACKOFF_SECONDS", 5),
+            max_instance_bytes=_positive_int("SCREEN_DICOM_MAX_INSTANCE_BYTES", 128 * 2**20),
+            associations_per_ae=_positive_int("SCREEN_DICOM_ASSOCIATIONS_PER_AE", 4),
+            idle_timeout_s=_positive_int("SCREEN_DICOM_IDLE_SECONDS", 30),
         ),
         web=WebSettings(
             token=os.environ.get("SCREEN_WEB_TOKEN") or None,

@@ -12,7 +12,10 @@ import keras
 import numpy as np
 import pydicom
 import pytest
-from helpers import DICOM, free_port
+from helpers import DICOM, free_port, wait_until
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
 from screening.config import DicomPeer
 from screening.db.outbox import record_attempt
@@ -27,6 +30,7 @@ from screening.dicomnet.objects import (
     made_by_us,
     screening_report,
 )
+from screening.dicomnet.scp import PeerLimits, start_storage_scp
 from screening.dicomnet.scu import SendFailed, send_file
 from screening.dicomnet.spool import Spool
 from screening.model.explain import grad_cam
@@ -261,3 +265,49 @@ def test_our_objects_are_known_by_their_uid_root_not_by_a_manufacturer_anyone_ca
     chest.Manufacturer = MANUFACTURER  # spoofed, or a product of the same name elsewhere
     assert store_instance(spool, chest, encoded, DEVICE) == 0x0000
     assert (spool.incoming / chest.StudyInstanceUID / f"{chest.SOPInstanceUID}.dcm").read_bytes() == encoded
+
+
+def test_no_peer_can_close_the_node_to_the_others_nor_fill_its_memory():
+    """A message past the size limit aborts its association as it arrives; pixel data shorter than declared is
+    refused; a calling AE past its share of associations is dropped while another AE gets in; an idle one closes."""
+    stored = []
+    port = free_port()
+    limits = PeerLimits(max_instance_bytes=3 * 2**20, associations_per_ae=2, idle_timeout_s=2)
+    server = start_storage_scp("SCREEN", "127.0.0.1", port, (), lambda ds, _: stored.append(ds) or 0x0000, limits)
+    try:
+
+        def associate(calling: str = "MODALITY"):
+            ae = AE(ae_title=calling)
+            ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+            return ae.associate("127.0.0.1", port, ae_title="SCREEN")
+
+        def capture(rows: int, pixels: bytes | None = None) -> pydicom.Dataset:
+            dataset = heatmap_capture(
+                ScreenedImage(pydicom.dcmread(CHEST), 0.9, True, 0.5),
+                np.zeros((rows, 1000, 3), np.uint8),
+                MODEL,
+                hd.UID(),
+                1,
+                DEVICE,
+            )
+            if pixels is not None:
+                dataset.PixelData = pixels
+            return dataset
+
+        small = associate()
+        assert small.is_established and small.send_c_store(capture(200)).Status == 0x0000
+        short = capture(200, pixels=b"\0" * 1000)  # a header that promises ~0.7 MB of pixels over 1,000 bytes
+        assert small.send_c_store(short).Status == 0xC000 and len(stored) == 1
+        small.release()
+        big = associate()
+        answer = big.send_c_store(capture(2000))  # 6 MB of pixels: past the limit
+        wait_until(lambda: big.is_aborted, 10, 0.1, "the association aborted")
+        assert "Status" not in answer and len(stored) == 1  # no status came back: the node stopped listening to it
+        held = [associate() for _ in range(3)]  # one more than its share
+        wait_until(lambda: sum(assoc.is_established for assoc in held) == 2, 10, 0.1, "a share of two")
+        other = associate("OTHER")
+        assert other.is_established and other.send_c_store(capture(100)).Status == 0x0000
+        other.release()
+        wait_until(lambda: not any(assoc.is_established for assoc in held), 10, 0.2, "idle associations closed")
+    finally:
+        server.shutdown()

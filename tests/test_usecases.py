@@ -4,6 +4,7 @@ import io
 import os
 import shutil
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
@@ -266,6 +267,48 @@ def test_a_listener_pass_turns_a_settled_study_into_a_batch_and_a_report(service
     assert all(export_batch(services, batch_id) == [] for batch_id in batches)  # exported once
     process_spool(services, spool)  # nothing left to do
     assert len(list_outbox(services)) == 4
+
+
+def test_a_study_keeps_one_current_report_through_re_sends_and_late_instances(services):
+    """An identical re-send makes nothing new; a late instance makes one report of the whole study naming the one
+    it replaces, and the study's verdict there agrees with `screen results --studies`."""
+    spool = Spool(services.settings.dicom.spool_dir)
+    device = services.settings.dicom.device_uid
+    film = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
+    film.StudyInstanceUID = pydicom.uid.generate_uid()
+    instances = []
+    for _ in range(3):
+        film.SOPInstanceUID = pydicom.uid.generate_uid()
+        instances.append(dataset_bytes(film))
+
+    def arrive(encoded: list[bytes]) -> list:
+        for one in encoded:
+            assert store_instance(spool, pydicom.dcmread(io.BytesIO(one)), one, device) == 0x0000
+        for instance in spool.incoming.rglob("*.dcm"):
+            os.utime(instance, (0, 0))  # arrived long ago: settled
+        process_spool(services, spool)
+        return [entry for entry in list_outbox(services) if entry.study_uid == film.StudyInstanceUID]
+
+    first = arrive(instances[:2])
+    assert sorted(entry.kind for entry in first) == ["sc", "sc", "sr"]
+    assert arrive(instances[:2]) == first  # the same two again: no new report, no new capture
+    after_late = arrive(instances[2:])
+    new = [entry for entry in after_late if entry not in first]
+    assert sorted(entry.kind for entry in new) == ["sc", "sr"]  # one report of the whole study, the new image's capture
+    reports = [
+        hd.sr.srread(path)
+        for path in sorted((services.settings.data_dir / "outbox").rglob("*.dcm"))
+        if pydicom.dcmread(path, stop_before_pixels=True).Modality == "SR"
+    ]
+    (old_report,) = [one for one in reports if "PredecessorDocumentsSequence" not in one]
+    (report,) = [one for one in reports if "PredecessorDocumentsSequence" in one]
+    (predecessor,) = report.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence
+    assert predecessor.ReferencedSOPInstanceUID == old_report.SOPInstanceUID
+    groups = report.content.get_image_measurement_groups()
+    assert len(groups) == 3  # every instance of the study, whichever batch it came in
+    (study,) = [row for row in batch_results(services, None).studies if row.study_uid == film.StudyInstanceUID]
+    present = [group.get_qualitative_evaluations()[0].value.meaning == "Present" for group in groups]
+    assert study.flagged == any(present)
 
 
 def dataset_bytes(dataset: pydicom.Dataset) -> bytes:

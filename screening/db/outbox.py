@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +23,7 @@ class MadeObject:
     path: Path | None
     notes: list[str]  # header values left out of it, by attribute name
     error: str | None = None
+    covers: list[int] = field(default_factory=list)  # the result ids it was made from
 
 
 def record_object(session: Session, batch_id: str, made: MadeObject, destination: str | None) -> ResultObject:
@@ -39,6 +40,7 @@ def record_object(session: Session, batch_id: str, made: MadeObject, destination
         attempts=0,
         last_error=made.error,
         notes="; ".join(made.notes) or None,
+        covers=sorted(made.covers),
         next_attempt_at=utcnow() if destination and not made.error else None,
     )
     session.add(result)
@@ -102,3 +104,9 @@ def resend(session: Session, object_ids: list[int] | None = None) -> list[Result
 
 def objects_of_batch(session: Session, batch_id: str) -> list[ResultObject]:
     return list(session.scalars(select(ResultObject).where(ResultObject.batch_id == batch_id)))
+
+
+def made_for_study(session: Session, study_uid: str) -> list[ResultObject]:
+    """The objects made for a study so far (not those that could not be made), oldest first."""
+    query = select(ResultObject).where(ResultObject.study_uid == study_uid, ResultObject.path != "")
+    return list(session.scalars(query.order_by(ResultObject.id)))

@@ -227,6 +227,7 @@ class ImageRow:
     study_uid: str | None
     sop_uid: str | None
     sha256: str | None
+    result_id: int | None = None  # None: the file never got a result row (refused when enqueued)
 
 
 def batch_rows(session: Session, batch_id: str, flagged_only: bool = False) -> list[ImageRow]:
@@ -240,29 +241,43 @@ def batch_rows(session: Session, batch_id: str, flagged_only: bool = False) -> l
     )
     if flagged_only:
         query = query.where(Result.flagged.is_(True))
-    rows = []
-    for item, result, version_name in session.execute(query):
-        rows.append(
-            ImageRow(
-                path=item.path,
-                status=ImageStatus(
-                    item.enqueue_status or (ImageStatus.FAILED if item.enqueue_error else result.status)
-                ),
-                probability=result.probability if result else None,
-                flagged=result.flagged if result else None,
-                reason=item.enqueue_error or (result.reason if result else None),
-                model_version=f"{result.model_version_id}:{version_name}" if result else None,
-                threshold=result.threshold if result else None,
-                population=result.population if result else None,
-                population_basis=result.population_basis if result else None,
-                adult_score=result.adult_score if result else None,
-                already_screened=bool(result and result.batch_id != batch_id),
-                study_uid=item.study_uid,
-                sop_uid=item.sop_uid,
-                sha256=item.sha256,
-            )
-        )
-    return rows
+    return [_image_row(item, result, version_name, batch_id) for item, result, version_name in session.execute(query)]
+
+
+def study_images(session: Session, study_uid: str, model_version_id: int) -> list[ImageRow]:
+    """Every instance of a DICOM study screened at this version, whichever batch it came in (the latest result of
+    each SOP instance): what one report of the whole study covers."""
+    query = (
+        select(BatchItem, Result, ModelVersion.name)
+        .join(Result, Result.id == BatchItem.result_id)
+        .join(ModelVersion, ModelVersion.id == Result.model_version_id)
+        .where(BatchItem.study_uid == study_uid, Result.model_version_id == model_version_id)
+        .where(Result.status == ImageStatus.DONE, Result.probability.is_not(None))
+        .order_by(BatchItem.id)
+    )
+    latest = {item.sop_uid: (item, result, name) for item, result, name in session.execute(query)}
+    return [_image_row(item, result, name, item.batch_id) for item, result, name in latest.values()]
+
+
+def _image_row(item: BatchItem, result: Result | None, version_name: str | None, batch_id: str) -> ImageRow:
+    status = item.enqueue_status or (ImageStatus.FAILED if item.enqueue_error or result is None else result.status)
+    return ImageRow(
+        path=item.path,
+        status=ImageStatus(status),
+        probability=result.probability if result else None,
+        flagged=result.flagged if result else None,
+        reason=item.enqueue_error or (result.reason if result else None),
+        model_version=f"{result.model_version_id}:{version_name}" if result else None,
+        threshold=result.threshold if result else None,
+        population=result.population if result else None,
+        population_basis=result.population_basis if result else None,
+        adult_score=result.adult_score if result else None,
+        already_screened=bool(result and result.batch_id != batch_id),
+        study_uid=item.study_uid,
+        sop_uid=item.sop_uid,
+        sha256=item.sha256,
+        result_id=result.id if result else None,
+    )
 
 
 @dataclass(frozen=True)

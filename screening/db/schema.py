@@ -277,6 +277,8 @@ class ResultObject(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     notes: Mapped[str | None] = mapped_column(Text)  # header values left out of it (attribute names, no values)
+    # the result ids it was made from (a report: every screened image of its study; a heatmap: its image's)
+    covers: Mapped[list | None] = mapped_column(JSON)
     # the process making a send attempt now, until when (renewed while it sends): one attempt at a time
     lease_holder: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

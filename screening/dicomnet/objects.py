@@ -149,11 +149,16 @@ def _group(image: ScreenedImage, model: ModelIdentity) -> hd.sr.MeasurementsAndQ
 
 
 def screening_report(
-    images: list[ScreenedImage], model: ModelIdentity, device_uid: str, captures: Sequence[Dataset] = ()
+    images: list[ScreenedImage],
+    model: ModelIdentity,
+    device_uid: str,
+    captures: Sequence[Dataset] = (),
+    predecessors: Sequence[Dataset] = (),
 ) -> hd.sr.ComprehensiveSR:
     """The study's structured report: one measurement group per screened image (at least one), observed by the
-    device `device_uid` (one per installation, so an archive can group its reports); the heatmap `captures` made for
-    it are referenced as its other evidence."""
+    device `device_uid` (one per installation, so an archive can group its reports); the study's heatmap
+    `captures` are referenced as evidence, and the reports it replaces (an earlier one of the same study, before
+    more of its instances arrived) as Predecessor Documents."""
     observer = hd.sr.ObserverContext(
         observer_type=codes.cid270.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -177,6 +182,7 @@ def screening_report(
             is_complete=True,
             is_verified=False,
             series_description="Pneumonia screening (AI, unverified)",
+            previous_versions=list(predecessors) or None,
         )
     known = document.get("CodingSchemeIdentificationSequence", [])
     document.CodingSchemeIdentificationSequence = [*known, _SCHEME]

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pydicom import Dataset
 
 from screening.dicomnet.objects import made_by_us
-from screening.dicomnet.scp import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, REPORT_CLASSES, STORED, start_storage_scp
+from screening.dicomnet.scp import (
+    CANNOT_UNDERSTAND,
+    OUT_OF_RESOURCES,
+    REPORT_CLASSES,
+    STORED,
+    PeerLimits,
+    start_storage_scp,
+)
 from screening.dicomnet.spool import Spool, valid_uid
 from screening.usecases.context import Services
 from screening.usecases.enqueue import enqueue_folders
@@ -83,13 +90,15 @@ def process_spool(services: Services, spool: Spool, say: Say = lambda message: N
 def listen(services: Services, options: ListenerOptions, stop: threading.Event, say: Say = lambda m: None) -> None:
     """Serve until `stop` is set. What an earlier listener left in the spool is taken up on the first pass."""
     spool = Spool(services.settings.dicom.spool_dir)
-    allowed = options.allowed_aes or services.settings.dicom.allowed_aes
+    dicom = services.settings.dicom
+    allowed = options.allowed_aes or dicom.allowed_aes
     server = start_storage_scp(
-        services.settings.dicom.ae_title,
+        dicom.ae_title,
         options.host,
         options.port,
         allowed,
-        lambda dataset, encoded: store_instance(spool, dataset, encoded, services.settings.dicom.device_uid),
+        lambda dataset, encoded: store_instance(spool, dataset, encoded, dicom.device_uid),
+        PeerLimits(dicom.max_instance_bytes, dicom.associations_per_ae, dicom.idle_timeout_s),
     )
     say(
         f"listening as {services.settings.dicom.ae_title} on {options.host}:{options.port}"

@@ -21,6 +21,7 @@ from screening.db import outbox as store
 from screening.db.batches import aware
 from screening.db.leases import Holder, renew_send, renewing, take_send
 from screening.db.outbox import MadeObject
+from screening.db.results import study_images
 from screening.db.schema import ImageStatus, ModelVersion, ResultKind, ResultObject, SendStatus, utcnow
 from screening.dicomnet.objects import (
     ModelIdentity,
@@ -82,49 +83,72 @@ def _entry(result: ResultObject) -> OutboxEntry:
     )
 
 
-def _study_images(rows: list[ImageRow]) -> dict[str, list[ImageRow]]:
-    """Screened DICOM images by study: a study with none gets no report (the results table says why)."""
-    studies: dict[str, list[ImageRow]] = {}
-    for row in rows:
-        if row.status == ImageStatus.DONE and row.study_uid and row.sop_uid and row.probability is not None:
-            studies.setdefault(row.study_uid, []).append(row)
-    return studies
-
-
 def export_batch(services: Services, batch_id: str) -> list[OutboxEntry]:
-    """Write the report of each screened study of a finished batch, and a heatmap capture of each flagged image,
-    to the outbox; record them for sending. Idempotent: a batch already exported gets nothing new. An object that
-    cannot be made is recorded as failed with its reason, and the others are made and sent all the same."""
+    """Bring the DICOM results of each study with screened images in a finished batch up to date, in the outbox, and
+    record them for sending: one current report per study, covering every instance of it screened at this version
+    (whichever batch brought it), and a heatmap capture of each flagged image. An identical re-send makes nothing
+    new; a late instance makes one new report of the whole study that names the one before (Predecessor
+    Documents). Idempotent: a batch already exported gets nothing new. An object that cannot be made is recorded
+    as failed with its reason, and the others are made and sent all the same."""
     settings = services.settings
     found = batch_results(services, batch_id)
     with services.sessions() as session:
         if store.objects_of_batch(session, batch_id):
             return []
         version = session.get_one(ModelVersion, found.model_version_id)
+        studies = {
+            study_uid: (study_images(session, study_uid, version.id), store.made_for_study(session, study_uid))
+            for study_uid in _screened_studies(found.images)
+        }
     destination = str(settings.dicom.results_destination) if settings.dicom.results_destination else None
     folder = settings.data_dir / "outbox" / batch_id
     folder.mkdir(parents=True, exist_ok=True)
     made = [
         one
-        for study_uid, rows in _study_images(found.images).items()
-        for one in _study_objects(services, version, study_uid, rows, folder)
+        for study_uid, (rows, earlier) in studies.items()
+        for one in _study_objects(services, version, study_uid, rows, earlier, folder)
     ]
     with services.sessions.begin() as session:
         return [_entry(store.record_object(session, batch_id, one, destination)) for one in made]
 
 
+def _screened_studies(rows: list[ImageRow]) -> list[str]:
+    """The studies with a screened DICOM image among `rows`: a study with none gets no report (the results table
+    says why)."""
+    screened = (
+        row.study_uid for row in rows if row.status == ImageStatus.DONE and row.sop_uid and row.probability is not None
+    )
+    return sorted({uid for uid in screened if uid})
+
+
 def _study_objects(
-    services: Services, version: ModelVersion, study_uid: str, rows: list[ImageRow], folder: Path
+    services: Services,
+    version: ModelVersion,
+    study_uid: str,
+    rows: list[ImageRow],
+    earlier: list[ResultObject],
+    folder: Path,
 ) -> list[MadeObject]:
-    """A study's report and its flagged images' captures, each made from headers whose values conform."""
+    """What a study lacks: a report of all its screened `rows` unless the latest of the `earlier` objects already
+    covers exactly them, and a capture of each flagged image that has none; made from headers whose values
+    conform."""
+    covered = sorted(row.result_id for row in rows if row.result_id is not None)
+    reports = [one for one in earlier if one.kind == ResultKind.REPORT]
+    captured = {tuple(one.covers or ()): one for one in earlier if one.kind == ResultKind.HEATMAP}
+    flagged = [row for row in rows if row.flagged]
+    to_capture = [row for row in flagged if (row.result_id,) not in captured]
+    current = bool(reports) and reports[-1].covers == covered
+    if current and not to_capture:
+        return []  # an identical re-send: the study's results stand as they are
     limits = services.settings.image_limits
     try:
         headers = {row.sop_uid: conformant_header(_screened_header(row, limits)) for row in rows}
     except (ImageRejected, pydicom.errors.InvalidDicomError) as error:
-        return [MadeObject(study_uid, ResultKind.REPORT, "", hd.UID(), None, [], _cannot_make("its images", error))]
+        failed = _cannot_make("its images", error)
+        return [MadeObject(study_uid, ResultKind.REPORT, "", hd.UID(), None, [], failed, covered)]
     notes = sorted({note for _, image_notes in headers.values() for note in image_notes})
-    screened = [
-        ScreenedImage(
+    screened = {
+        row.sop_uid: ScreenedImage(
             headers[row.sop_uid][0],
             row.probability or 0.0,
             bool(row.flagged),
@@ -132,37 +156,64 @@ def _study_objects(
             operating_point(row),
         )
         for row in rows
-    ]
+    }
     model = ModelIdentity(version.name, version.id, version.artifact_sha256)
     device = services.settings.dicom.device_uid
     series_uid = our_uid(device)
     captures: list[tuple[MadeObject, Dataset | None]] = []
-    flagged = [(row, image) for row, image in zip(rows, screened, strict=True) if row.flagged]
-    for number, (row, image) in enumerate(flagged, start=1):
+    for number, row in enumerate(flagged, start=1):
+        if row not in to_capture:
+            continue
 
-        def capture(row: ImageRow = row, image: ScreenedImage = image, number: int = number) -> Dataset:
+        def capture(row: ImageRow = row, number: int = number) -> Dataset:
             overlay = explain(services, Path(row.path), version, row.sha256, CAPTURE_SIDE).overlay  # the film screened
-            return heatmap_capture(image, overlay, model, series_uid, number, device)  # the header suffices
+            return heatmap_capture(screened[row.sop_uid], overlay, model, series_uid, number, device)
 
-        captures.append(
-            _made(study_uid, ResultKind.HEATMAP, str(row.sop_uid), headers[row.sop_uid][1], folder, capture)
-        )
-    made = [dataset for _, dataset in captures if dataset is not None]  # the report references them
-    report, _ = _made(
-        study_uid, ResultKind.REPORT, "", notes, folder, lambda: screening_report(screened, model, device, made)
-    )
-    return [report, *(one for one, _ in captures)]
+        image_notes = headers[row.sop_uid][1]
+        covers = [row.result_id] if row.result_id is not None else []
+        made = _made(study_uid, ResultKind.HEATMAP, str(row.sop_uid), image_notes, folder, capture, covers)
+        captures.append(made)
+    if current:
+        return [one for one, _ in captures]
+    evidence = [dataset for _, dataset in captures if dataset is not None] + _headers_of(
+        [captured[(row.result_id,)] for row in flagged if (row.result_id,) in captured]
+    )  # the report names the study's captures
+    predecessors = _headers_of(reports[-1:])
+
+    def report() -> Dataset:
+        return screening_report(list(screened.values()), model, device, evidence, predecessors)
+
+    made_report, _ = _made(study_uid, ResultKind.REPORT, "", notes, folder, report, covered)
+    return [made_report, *(one for one, _ in captures)]
+
+
+def _headers_of(objects: list[ResultObject]) -> list[Dataset]:
+    """The headers of objects made earlier whose files are still in the outbox (what a report references)."""
+    headers: list[Dataset] = []
+    for one in objects:
+        try:
+            headers.append(pydicom.dcmread(one.path, stop_before_pixels=True))
+        except (OSError, pydicom.errors.InvalidDicomError):
+            continue
+    return headers
 
 
 def _made(
-    study_uid: str, kind: ResultKind, source: str, notes: list[str], folder: Path, make: Callable[[], Dataset]
+    study_uid: str,
+    kind: ResultKind,
+    source: str,
+    notes: list[str],
+    folder: Path,
+    make: Callable[[], Dataset],
+    covers: list[int],
 ) -> tuple[MadeObject, Dataset | None]:
     """The object written to the outbox folder, and the dataset; or the reason it could not be made, and None."""
     try:
         dataset = make()
     except Exception as error:  # a header value or a file we could not use: this object fails, no other
-        return MadeObject(study_uid, kind, source, hd.UID(), None, notes, _cannot_make("it", error)), None
-    return MadeObject(study_uid, kind, source, dataset.SOPInstanceUID, _save(dataset, folder), notes), dataset
+        return MadeObject(study_uid, kind, source, hd.UID(), None, notes, _cannot_make("it", error), covers), None
+    path = _save(dataset, folder)
+    return MadeObject(study_uid, kind, source, dataset.SOPInstanceUID, path, notes, None, covers), dataset
 
 
 def _screened_header(row: ImageRow, limits: ImageLimits) -> Dataset:

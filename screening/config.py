@@ -136,6 +136,28 @@ class Settings:
         return self.data_dir / "registry"
 
 
+KERAS_BACKENDS = ("tensorflow", "jax")  # the model code is Keras 3 and tested on both
+
+
+def _data_dir() -> Path:
+    """SCREEN_DATA_DIR, made if it is not there yet: a file in its place, or a folder that cannot be made, is said
+    in one line now rather than as a traceback from the first command that writes there."""
+    data_dir = Path(os.environ.get("SCREEN_DATA_DIR") or Path.home() / ".local/share/screening")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SettingsError(f"SCREEN_DATA_DIR {data_dir} is a file, not a folder") from None
+    except OSError as problem:
+        raise SettingsError(f"SCREEN_DATA_DIR {data_dir} cannot be made ({problem.strerror})") from None
+    return data_dir
+
+
+def _keras_backend() -> None:
+    backend = os.environ.get("KERAS_BACKEND")
+    if backend and backend not in KERAS_BACKENDS:
+        raise SettingsError(f"KERAS_BACKEND must be {' or '.join(KERAS_BACKENDS)}, not {backend!r}")
+
+
 def _positive_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -229,7 +251,8 @@ def _cron(name: str, value: str) -> str:
 
 def load_settings() -> Settings:
     """The settings of this process; raises SettingsError naming the variable that is wrong."""
-    data_dir = Path(os.environ.get("SCREEN_DATA_DIR") or Path.home() / ".local/share/screening")
+    data_dir = _data_dir()
+    _keras_backend()
     database_url = os.environ.get("SCREEN_DATABASE_URL") or f"sqlite:///{data_dir / 'screening.db'}"
     broker_url = os.environ.get("SCREEN_BROKER_URL") or None
     chunk_size = _positive_int("SCREEN_CHUNK_SIZE", 64)

@@ -5,8 +5,10 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import zipfile
@@ -479,3 +481,27 @@ def test_a_database_that_cannot_be_used_is_one_line_without_its_password(screen_
     refused = run_screen({**screen_env, "SCREEN_DATABASE_URL": url}, "status", check=False, timeout=60)
     assert refused.returncode == 1 and "cannot be used" in refused.stderr and "secret" not in refused.stderr
     no_traceback(refused)
+
+
+def test_an_operators_mistakes_are_answered_in_one_line(screen_env, tmp_path):
+    """A data folder that is a file or cannot be made, a Keras backend the product does not run on, an empty
+    folder (no empty batch to become the default of `results`), a port another process holds."""
+    (tmp_path / "a-file").write_text("")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    expected = {
+        (("status",), ("SCREEN_DATA_DIR", str(tmp_path / "a-file"))): "is a file, not a folder",
+        (("status",), ("SCREEN_DATA_DIR", "/proc/no-such/folder")): "cannot be made",
+        (("status",), ("KERAS_BACKEND", "mxnet")): "KERAS_BACKEND must be tensorflow or jax, not 'mxnet'",
+        (("enqueue", str(empty)), ("SCREEN_DATA_DIR", screen_env["SCREEN_DATA_DIR"])): "nothing to screen",
+    }
+    for (args, (name, value)), message in expected.items():
+        refused = run_screen({**screen_env, name: value}, *args, check=False)
+        assert refused.returncode in (1, 2) and message in refused.stderr, refused.stderr
+        no_traceback(refused)
+    assert "no batch yet" in run_screen(screen_env, "status", check=False).stderr  # the empty folder left none
+    assert re.fullmatch(r"screen \d+\.\d+\.\d+\n", run_screen(screen_env, "--version").stdout)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        busy = run_screen({**screen_env, "SCREEN_WEB_TOKEN": "t" * 20}, "serve", "--port", port, check=False)
+    assert busy.returncode == 1 and f"cannot serve on 127.0.0.1:{port} (Address already in use)" in busy.stderr

@@ -32,6 +32,7 @@ class ScreenGroup(click.Group):
 
 
 @click.group(cls=ScreenGroup)
+@click.version_option(package_name="cxr-screening", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log more (never file paths or patient data).")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import click
 
 from screening.cli.context import AppContext, pass_app
@@ -17,8 +20,19 @@ def serve(app: AppContext, host: str, port: int) -> None:
     token, problem = app.settings.web.token, app.settings.web.token_problem
     if token is None or problem:
         raise click.ClickException(problem or "no SCREEN_WEB_TOKEN")
+    _check_free(host, port)
     import uvicorn
 
     from screening.web.app import create_app
 
     uvicorn.run(create_app(app.services, token), host=host, port=port, log_level="info", server_header=False)
+
+
+def _check_free(host: str, port: int) -> None:
+    """One line, before the app loads, when another process holds the address (uvicorn would log and exit 3)."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as problem:
+        reason = os.strerror(problem.errno) if problem.errno else type(problem).__name__
+        raise click.ClickException(f"cannot serve on {host}:{port} ({reason}): use --port") from None

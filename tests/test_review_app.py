@@ -50,7 +50,7 @@ def test_nothing_is_served_to_anyone_who_has_not_signed_in(review_app):
         bad = requests.get(base + api, headers={"Authorization": "Bearer not-the-token"}, timeout=30)
         assert bad.status_code == 401
     worklist = requests.get(base + "/api/worklist", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-    assert worklist.status_code == 200 and worklist.json()[0]["flagged"]
+    assert worklist.status_code == 200 and worklist.json()["total"] == 11 and worklist.json()["rows"][0]["flagged"]
     wrong = requests.post(base + "/signin", data={"token": "guess"}, allow_redirects=False, timeout=30)
     assert wrong.headers["location"] == "/signin?failed=1" and "set-cookie" not in wrong.headers
 
@@ -97,6 +97,12 @@ def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdic
         ]
         assert probabilities == sorted(probabilities, reverse=True)  # flagged first, highest first
         page.screenshot(path=str(shots / "worklist.png"), full_page=True)
+        page.click("form.filters button[type=submit]")  # every field left empty: the whole worklist, no 422
+        assert page.locator("#counts").inner_text() == "Images 1 to 11 of 11." and rows.count() == 11
+        page.click("#quick-unscored")
+        statuses = page.locator("#images tbody td:nth-child(2)").all_inner_texts()
+        assert statuses and set(statuses) <= {"skipped", "failed"} and rows.count() < 11
+        page.goto(base + "/")
 
         top_name = rows.first.locator("a").inner_text()
         rows.first.locator("a").click()

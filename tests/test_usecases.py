@@ -3,6 +3,7 @@
 import io
 import os
 import shutil
+from datetime import date
 
 import highdicom as hd
 import numpy as np
@@ -20,6 +21,7 @@ from screening.imaging.preprocess import PreprocessSpec
 from screening.model.infer import Classifier
 from screening.model.released import RELEASED_ARTIFACT, RELEASES
 from screening.training.evaluate import score_labelled_folder
+from screening.usecases import review
 from screening.usecases.context import active_model, bootstrap
 from screening.usecases.enqueue import enqueue_folders, requeue
 from screening.usecases.evaluate import evaluate_version
@@ -34,6 +36,8 @@ from screening.usecases.review import (
     FilmChanged,
     ImageStatus,
     Truth,
+    WorklistFilter,
+    WorklistView,
     heatmap_png,
     image_view,
     model_input_png,
@@ -41,6 +45,7 @@ from screening.usecases.review import (
     studies_of,
     worklist,
 )
+from screening.web.app import worklist_filter
 
 RELEASED = REPOSITORY / "models" / RELEASED_ARTIFACT
 
@@ -183,25 +188,49 @@ def test_explain_gives_the_workers_probability_and_a_heatmap_over_the_film(servi
         explain(services, sample_folder / "dicom" / "ct_small_not_xray.dcm")
 
 
-def test_the_review_worklist_puts_flagged_first_and_a_verdict_becomes_a_label(services, screened):
-    rows = worklist(services)
-    assert len(rows) == 11 and rows[0].flagged
+def test_the_review_worklist_puts_flagged_first_and_a_verdict_becomes_a_label(services, screened, monkeypatch):
+    found = worklist(services)
+    rows = found.rows
+    assert (found.total, found.page, found.pages, found.first, found.last) == (11, 1, 1, 1, 11) and rows[0].flagged
     scored = [row.probability for row in rows if row.flagged]
     assert scored == sorted(scored, reverse=True)
-    assert {row.status for row in worklist(services, status=ImageStatus.SKIPPED)} == {ImageStatus.SKIPPED}
+    skipped = worklist(services, WorklistFilter(status=ImageStatus.SKIPPED)).rows
+    assert {row.status for row in skipped} == {ImageStatus.SKIPPED}
     studies = studies_of(rows)  # the hip, the CT and the ultrasound have no score: listed last
     assert len(studies) == 5 and studies[0].flagged and studies[0].top is not None
     assert [study.probability is None for study in studies] == [False, False, True, True, True]
+    unread = worklist(services, WorklistFilter(view=WorklistView.FLAGGED_UNREAD))
+    assert unread.total == sum(1 for row in rows if row.flagged)
     record_verdict(services, rows[0].result_id, Truth.NORMAL)
+    assert worklist(services, WorklistFilter(view=WorklistView.FLAGGED_UNREAD)).total == unread.total - 1
+    not_scored = worklist(services, WorklistFilter(view=WorklistView.NOT_SCORED)).rows
+    unscored = [row.result_id for row in rows if row.status in (ImageStatus.SKIPPED, ImageStatus.FAILED)]
+    assert unscored and [row.result_id for row in not_scored] == unscored
     view = image_view(services, rows[0].result_id)
     assert view.row.verdict is False and 0 < view.threshold < 1 and view.sends == []
-    assert worklist(services, batch_id="another-batch") == []
+    assert worklist(services, WorklistFilter(batch_id="another-batch")).rows == []
+    monkeypatch.setattr(review, "PAGE_SIZE", 4)  # every image on one of the pages, none cut off
+    pages = [worklist(services, page=number) for number in (1, 2, 3, 99)]
+    assert [(page.page, page.pages, page.first, page.last) for page in pages] == [
+        (1, 3, 1, 4), (2, 3, 5, 8), (3, 3, 9, 11), (3, 3, 9, 11)
+    ]  # fmt: skip
+    assert [row.result_id for page in pages[:3] for row in page.rows] == [row.result_id for row in rows]
+
+
+def test_the_worklist_form_filters_with_any_field_left_empty_and_says_what_it_could_not_read():
+    assert worklist_filter("", "", "", "") == (WorklistFilter(), [])
+    assert worklist_filter(" b1 ", "2026-12-07", "done", "not-scored") == (
+        WorklistFilter("b1", date(2026, 12, 7), ImageStatus.DONE, WorklistView.NOT_SCORED),
+        [],
+    )
+    chosen, problems = worklist_filter("", "07/12/2026", "any", "unread")
+    assert chosen == WorklistFilter() and len(problems) == 3
 
 
 def test_the_review_page_shows_and_labels_only_the_film_that_was_screened(services, screened, sample_folder):
     """A path may hold another patient's film by now: nothing read from it is shown beside the old score, and a
     verdict is not stored against the film that was screened; with the film back, all of it works again."""
-    row = next(row for row in worklist(services) if row.flagged and row.file_name.endswith(".jpeg"))
+    row = next(row for row in worklist(services).rows if row.flagged and row.file_name.endswith(".jpeg"))
     film = sample_folder / "jpeg" / row.file_name
     original = film.read_bytes()
     film.write_bytes(next(other for other in film.parent.iterdir() if other != film).read_bytes())

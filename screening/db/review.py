@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from screening.db.schema import ImageStatus, Label, ModelVersion, Result, ResultObject, SendStatus
+from screening.db.schema import ImageStatus, Label, ModelVersion, Result, ResultObject, SendStatus, WorklistView
 
 
 @dataclass(frozen=True)
@@ -26,31 +26,52 @@ class ReviewRow:
     verdict: bool | None  # the radiologist's label (pneumonia?), None when not read yet
 
 
+@dataclass(frozen=True)
+class WorklistFilter:
+    """Which screened images a worklist shows: any combination, each part optional."""
+
+    batch_id: str | None = None
+    day: date | None = None  # screened on this UTC day
+    status: ImageStatus | None = None
+    view: WorklistView | None = None
+
+
+EVERYTHING = WorklistFilter()
+
+
+def _filtered(query: Select, chosen: WorklistFilter, result_id: int | None = None) -> Select:
+    query = query.where(Result.status != ImageStatus.QUEUED)
+    if chosen.batch_id:
+        query = query.where(Result.batch_id == chosen.batch_id)
+    if chosen.day:
+        start = datetime.combine(chosen.day, time.min)
+        query = query.where(Result.screened_at >= start, Result.screened_at < start + timedelta(days=1))
+    if chosen.status:
+        query = query.where(Result.status == chosen.status)
+    if chosen.view == WorklistView.FLAGGED_UNREAD:
+        query = query.where(Result.flagged.is_(True), Label.pneumonia.is_(None))
+    elif chosen.view == WorklistView.NOT_SCORED:
+        query = query.where(Result.status.in_((ImageStatus.SKIPPED, ImageStatus.FAILED)))
+    if result_id is not None:
+        query = query.where(Result.id == result_id)
+    return query
+
+
 def review_rows(
     session: Session,
-    batch_id: str | None = None,
-    day: date | None = None,
-    status: ImageStatus | None = None,
-    limit: int = 500,
+    chosen: WorklistFilter = EVERYTHING,
+    limit: int = 100,
+    offset: int = 0,
     result_id: int | None = None,
 ) -> list[ReviewRow]:
-    """Images flagged first, then by probability (highest first), then the unscored; optionally one batch, one
-    screening day (UTC) or one status."""
+    """Images flagged first, then by probability (highest first), then the unscored; `limit` of them from
+    `offset` on."""
     query = (
         select(Result, ModelVersion.name, Label.pneumonia)
         .join(ModelVersion, ModelVersion.id == Result.model_version_id)
         .outerjoin(Label, Label.sha256 == Result.sha256)
-        .where(Result.status != ImageStatus.QUEUED)
     )
-    if batch_id:
-        query = query.where(Result.batch_id == batch_id)
-    if day:
-        start = datetime.combine(day, time.min)
-        query = query.where(Result.screened_at >= start, Result.screened_at < start + timedelta(days=1))
-    if status:
-        query = query.where(Result.status == status)
-    if result_id is not None:
-        query = query.where(Result.id == result_id)
+    query = _filtered(query, chosen, result_id)
     query = query.order_by(Result.flagged.desc().nulls_last(), Result.probability.desc().nulls_last(), Result.id)
     return [
         ReviewRow(
@@ -66,8 +87,14 @@ def review_rows(
             result.screened_at,
             verdict,
         )
-        for result, name, verdict in session.execute(query.limit(limit))
+        for result, name, verdict in session.execute(query.limit(limit).offset(offset))
     ]
+
+
+def count_rows(session: Session, chosen: WorklistFilter) -> int:
+    """How many images the filter selects in all (the worklist shows a page of them)."""
+    query = select(func.count(Result.id)).outerjoin(Label, Label.sha256 == Result.sha256)
+    return int(session.scalar(_filtered(query, chosen)) or 0)
 
 
 def study_sends(session: Session, study_uid: str) -> list[tuple[str, SendStatus, int, str | None]]:

@@ -36,6 +36,13 @@ class ImageStatus(StrEnum):
     FAILED = "failed"  # a file that could not be read or decoded, or a model that could not be loaded
 
 
+class WorklistView(StrEnum):
+    """The review worklist's quick filters."""
+
+    FLAGGED_UNREAD = "flagged-unread"  # flagged, and no radiologist's verdict yet
+    NOT_SCORED = "not-scored"  # skipped or failed: images no model read
+
+
 class Population(StrEnum):
     CHILD = "child"  # under 18
     ADULT = "adult"

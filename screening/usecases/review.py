@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import cv2
 
-from screening.db.review import ReviewRow, review_rows, study_sends
-from screening.db.schema import ImageStatus, ModelVersion, Result, SendStatus
+from screening.db.review import EVERYTHING, ReviewRow, WorklistFilter, count_rows, review_rows, study_sends
+from screening.db.schema import ImageStatus, ModelVersion, Result, SendStatus, WorklistView
 from screening.errors import ScreeningError
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import FILE_CHANGED, prepare_file, read_image_file
@@ -23,6 +22,9 @@ __all__ = [
     "FilmChanged",
     "ImageStatus",
     "ImageView",
+    "WorklistFilter",
+    "WorklistPage",
+    "WorklistView",
     "NoSuchImage",
     "ReviewRow",
     "ReviewStudy",
@@ -52,11 +54,34 @@ class ImageView:
     film_problem: str | None  # why the film cannot be shown (FilmChanged), or None
 
 
-def worklist(
-    services: Services, batch_id: str | None = None, day: date | None = None, status: ImageStatus | None = None
-) -> list[ReviewRow]:
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class WorklistPage:
+    """One page of a worklist, and where it sits: "rows 101 to 200 of 1,234", never a silent cap."""
+
+    rows: list[ReviewRow]
+    total: int  # images the filter selects in all
+    page: int  # from 1
+    pages: int
+
+    @property
+    def first(self) -> int:
+        return (self.page - 1) * PAGE_SIZE + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        return (self.page - 1) * PAGE_SIZE + len(self.rows)
+
+
+def worklist(services: Services, chosen: WorklistFilter = EVERYTHING, page: int = 1) -> WorklistPage:
+    """The page `page` of the images `chosen` selects, flagged first by probability, then the unscored."""
     with services.sessions() as session:
-        return review_rows(session, batch_id, day, status)
+        total = count_rows(session, chosen)
+        pages = max(1, -(-total // PAGE_SIZE))
+        page = min(max(page, 1), pages)
+        return WorklistPage(review_rows(session, chosen, PAGE_SIZE, (page - 1) * PAGE_SIZE), total, page, pages)
 
 
 @dataclass(frozen=True)
@@ -112,7 +137,7 @@ def _film_problem(services: Services, result: Result) -> str | None:
 def image_view(services: Services, result_id: int) -> ImageView:
     result, version = _result(services, result_id)
     with services.sessions() as session:
-        (row,) = review_rows(session, result_id=result_id)
+        (row,) = review_rows(session, result_id=result_id)  # any filter: the one image
         sends = study_sends(session, result.study_uid) if result.study_uid else []
     threshold = version.threshold if result.threshold is None else result.threshold  # rows from before the points
     size = PreprocessSpec.from_dict(version.preprocessing).size

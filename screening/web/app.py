@@ -6,7 +6,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi import Path as PathParameter
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -20,6 +20,8 @@ from screening.usecases.review import (
     ImageStatus,
     NoSuchImage,
     Truth,
+    WorklistFilter,
+    WorklistView,
     heatmap_png,
     image_view,
     model_input_png,
@@ -46,6 +48,29 @@ def client_address(request: Request) -> str:
 
 class SignInRequired(Exception):
     """A page asked for without a session: the browser is sent to the sign-in form."""
+
+
+def worklist_filter(batch: str, day: str, status: str, view: str) -> tuple[WorklistFilter, list[str]]:
+    """The worklist form's fields, each optional: an empty one filters nothing, and one that cannot be read is
+    left out with a line saying so (never a raw 422 page)."""
+    problems = []
+    chosen_day = chosen_status = chosen_view = None
+    if day.strip():
+        try:
+            chosen_day = date.fromisoformat(day.strip())
+        except ValueError:
+            problems.append("the date is not a date (YYYY-MM-DD): not filtered by day")
+    if status.strip():
+        try:
+            chosen_status = ImageStatus(status.strip())
+        except ValueError:
+            problems.append("no such status: not filtered by status")
+    if view.strip():
+        try:
+            chosen_view = WorklistView(view.strip())
+        except ValueError:
+            problems.append("no such quick filter: left out")
+    return WorklistFilter(batch.strip() or None, chosen_day, chosen_status, chosen_view), problems
 
 
 def create_app(services: Services, token: str) -> FastAPI:
@@ -133,20 +158,26 @@ def create_app(services: Services, token: str) -> FastAPI:
     def worklist_page(
         request: Request,
         session_id: Browser,
-        batch: str | None = None,
-        day: date | None = None,
-        status: ImageStatus | None = None,
+        batch: str = "",
+        day: str = "",
+        status: str = "",
+        view: str = "",
+        page_number: Annotated[int, Query(alias="page", ge=1, le=10**6)] = 1,
     ) -> HTMLResponse:
-        rows = worklist(services, batch or None, day, status)
-        filters = {"batch": batch or "", "day": day.isoformat() if day else "", "status": status or ""}
+        chosen, problems = worklist_filter(batch, day, status, view)
+        found = worklist(services, chosen, page_number)
+        filters = {"batch": batch.strip(), "day": day.strip(), "status": status.strip(), "view": view.strip()}
         return page(
             request,
             "worklist.html",
             session_id,
-            rows=rows,
-            studies=studies_of(rows),
+            found=found,
+            rows=found.rows,
+            studies=studies_of(found.rows),
             filters=filters,
+            problems=problems,
             statuses=list(ImageStatus),
+            views=list(WorklistView),
         )
 
     @app.get("/images/{result_id}", response_class=HTMLResponse)
@@ -175,8 +206,15 @@ def create_app(services: Services, token: str) -> FastAPI:
         return page(request, "models.html", session_id, versions=list_models(services))
 
     @app.get("/api/worklist", dependencies=[Depends(api_client)])
-    def worklist_api(batch: str | None = None, day: date | None = None, status: ImageStatus | None = None) -> Any:
-        return [asdict(row) for row in worklist(services, batch, day, status)]
+    def worklist_api(
+        batch: str | None = None,
+        day: date | None = None,
+        status: ImageStatus | None = None,
+        view: WorklistView | None = None,
+        page_number: Annotated[int, Query(alias="page", ge=1, le=10**6)] = 1,
+    ) -> Any:
+        found = worklist(services, WorklistFilter(batch or None, day, status, view), page_number)
+        return {"total": found.total, "page": found.page, "pages": found.pages, "rows": [asdict(r) for r in found.rows]}
 
     @app.get("/api/models", dependencies=[Depends(api_client)])
     def models_api() -> Any:

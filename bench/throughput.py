@@ -51,11 +51,15 @@ def make_sets(scratch: Path, n224: int, n_full: int, n_dicom: int) -> dict[str, 
         ("224-px JPEG", sorted((DATA / "cxr224" / "train" / "PNEUMONIA").iterdir())[:n224]),
         ("full-size JPEG", sorted((DATA / "cxr-fullres" / "train").rglob("*.jpeg"))[:n_full]),
     ):
+        if not sources:  # a set of size 0 is left out
+            continue
         folder = scratch / name.replace(" ", "_")
         folder.mkdir()
         for source in sources:
             shutil.copy(source, folder / source.name)
         sets[name] = folder
+    if not n_dicom:
+        return sets
     folder = scratch / "dicom"
     folder.mkdir()
     sources = CHEST_DICOMS + [Path(get_testdata_file(n, download=False)) for n in ("RG1_UNCR.dcm", "RG1_J2KR.dcm")]
@@ -154,8 +158,9 @@ def main() -> None:
     runtime = WorkerRuntime(settings, sessions, Holder.this_process(settings.in_process_lease))
     classifier = runtime.classifier_for(version)
     spec = PreprocessSpec.from_dict(version.preprocessing)
-    classifier.assess(np.zeros((settings.inference_batch_size, 224, 224, 3), np.uint8))  # warm up
-    classifier.model.predict(np.zeros((1, 224, 224, 3), np.float32), verbose=0)
+    side = spec.size  # the version's input size
+    classifier.assess(np.zeros((settings.inference_batch_size, side, side, 3), np.uint8))  # warm up
+    classifier.model.predict(np.zeros((1, side, side, 3), np.float32), verbose=0)
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "

@@ -31,7 +31,7 @@ from screening.usecases.listen import process_spool, store_instance
 from screening.usecases.models import list_models, promote_model, register_model, roll_back, show_model
 from screening.usecases.outbox import export_batch, list_outbox
 from screening.usecases.preview import PreviewError, model_view, write_preview
-from screening.usecases.results import NoSuchBatch, batch_results, batch_status
+from screening.usecases.results import NoSuchBatch, batch_results, batch_status, recent_batches
 from screening.usecases.review import (
     FilmChanged,
     ImageStatus,
@@ -88,6 +88,13 @@ def test_enqueue_screens_every_file_and_results_say_what_became_of_each(services
     assert requeue(services, None) == (rerun.progress.batch_id, 0)
     with pytest.raises(NoSuchBatch):
         batch_status(services, "no-such-batch")
+    first = found.batch_id
+    assert batch_status(services, first[:8]).batch_id == first  # the eight characters `screen batches` shows
+    with pytest.raises(NoSuchBatch, match="no such batch"):
+        batch_status(services, first[:4])  # too short to name one
+    listed = recent_batches(services)
+    assert [line.progress.batch_id for line in listed] == [rerun.progress.batch_id, first]  # newest first
+    assert listed[1].progress.total == 11 and listed[1].roots == [str(sample_folder.resolve())]
 
 
 def test_preview_worker_and_evaluation_give_one_probability_per_file(services, tmp_path):

@@ -28,6 +28,7 @@ from screening.usecases.results import (
     batch_results,
     batch_status,
     operating_point,
+    recent_batches,
     utc_text,
 )
 
@@ -124,6 +125,28 @@ def status(app: AppContext, batch_id: str | None) -> None:
     click.echo(f"batch {progress.batch_id}: {progress.state}: {_summary(progress)}")
     for stranded in progress.stranded:
         click.echo(_stranded_line(stranded))
+
+
+@click.command()
+@click.option("--last", default=20, show_default=True, type=click.IntRange(1, 10_000), help="How many batches.")
+@pass_app
+def batches(app: AppContext, last: int) -> None:
+    """The latest batches, newest first: an id's first eight characters name it in every command."""
+    table = make_table(["batch", "created (UTC)", "model", "files", "state", "folders"])
+    for line in recent_batches(app.services, last):
+        progress = line.progress
+        add_row(
+            table,
+            [
+                progress.batch_id[:8],
+                utc_text(line.created_at),
+                str(line.model_version_id),
+                str(progress.total),
+                f"{progress.state.split(' (')[0]}: {_summary(progress)}",
+                ", ".join(line.roots),
+            ],
+        )
+    print_table(table)
 
 
 def _stranded_line(stranded: StrandedWork) -> str:

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from screening.cli.batches import enqueue, explain, preview, requeue_command, results, status
+from screening.cli.batches import batches, enqueue, explain, preview, requeue_command, results, status
 from screening.cli.context import AppContext, make_context, pass_app
 from screening.cli.dicom import listen, outbox
 from screening.cli.feedback import label, retrain
@@ -117,6 +117,7 @@ def flower(app: AppContext, port: int, address: str) -> None:
 main.add_command(enqueue)
 main.add_command(requeue_command)
 main.add_command(status)
+main.add_command(batches)
 main.add_command(results)
 main.add_command(preview)
 main.add_command(explain)

@@ -127,3 +127,13 @@ def aware(moment: datetime) -> datetime:
 
 def latest_batch_id(session: Session) -> str | None:
     return session.scalar(select(Batch.id).order_by(Batch.created_at.desc()).limit(1))
+
+
+def latest_batches(session: Session, limit: int) -> list[Batch]:
+    return list(session.scalars(select(Batch).order_by(Batch.created_at.desc()).limit(limit)))
+
+
+def batches_starting_with(session: Session, prefix: str) -> list[str]:
+    """The ids that start with `prefix` (two at most: enough to tell one from several)."""
+    query = select(Batch.id).where(Batch.id.startswith(prefix, autoescape=True)).limit(2)
+    return list(session.scalars(query))

@@ -8,7 +8,14 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from screening.db.batches import BatchProgress, aware, batch_progress, latest_batch_id
+from screening.db.batches import (
+    BatchProgress,
+    aware,
+    batch_progress,
+    batches_starting_with,
+    latest_batch_id,
+    latest_batches,
+)
 from screening.db.leases import StrandedWork
 from screening.db.results import SCORE_FIELDS, ImageRow, StudyRow, batch_rows, batch_studies
 from screening.db.schema import Batch, Population, PopulationBasis
@@ -17,6 +24,7 @@ from screening.usecases.context import Services
 
 __all__ = [
     "SCORE_FIELDS",
+    "BatchLine",
     "BatchProgress",
     "BatchResults",
     "ImageRow",
@@ -26,6 +34,7 @@ __all__ = [
     "batch_status",
     "find_batch",
     "operating_point",
+    "recent_batches",
     "utc_text",
 ]
 
@@ -34,12 +43,45 @@ class NoSuchBatch(ScreeningError):
     pass
 
 
+SHORTEST_PREFIX = 6  # of a batch id, to name it (`screen batches` shows eight characters)
+
+
 def find_batch(session: Session, batch_id: str | None) -> str:
-    """`batch_id`, or the latest batch when it is None; NoSuchBatch when there is none."""
-    batch_id = batch_id or latest_batch_id(session)
-    if batch_id is None or session.get(Batch, batch_id) is None:
-        raise NoSuchBatch("no such batch" if batch_id else "no batch yet: run `screen enqueue`")
-    return batch_id
+    """`batch_id`, or the one batch whose id starts with it, or the latest batch when it is None; NoSuchBatch when
+    there is none (or, for a prefix, more than one)."""
+    if not batch_id:
+        latest = latest_batch_id(session)
+        if latest is None:
+            raise NoSuchBatch("no batch yet: run `screen enqueue`")
+        return latest
+    if session.get(Batch, batch_id) is not None:
+        return batch_id
+    if len(batch_id) >= SHORTEST_PREFIX:
+        found = batches_starting_with(session, batch_id)
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise NoSuchBatch(f"{len(found)} batches start with {batch_id}: give more of the id")
+    raise NoSuchBatch("no such batch: `screen batches` lists them")
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """One line of `screen batches`."""
+
+    progress: BatchProgress
+    created_at: datetime
+    roots: list[str]
+    model_version_id: int
+
+
+def recent_batches(services: Services, limit: int = 20) -> list[BatchLine]:
+    """The latest batches, newest first, with their progress."""
+    with services.sessions() as session:
+        return [
+            BatchLine(batch_progress(session, batch.id), aware(batch.created_at), batch.roots, batch.model_version_id)
+            for batch in latest_batches(session, limit)
+        ]
 
 
 def batch_status(services: Services, batch_id: str | None) -> BatchProgress:

@@ -58,12 +58,10 @@ def orthanc(tmp_path):
 def _instances(api: str, study_uid: str) -> list[dict]:
     """The instances Orthanc holds of a study, with their tags."""
     found = requests.post(f"{api}/tools/find", json={"Level": "Study", "Query": {"StudyInstanceUID": study_uid}})
-    studies = found.json()
-    if not studies:
-        return []
-    return [
+    return [  # every Orthanc study of that UID (Orthanc keys a study by patient too)
         {"id": one["ID"], **requests.get(f"{api}/instances/{one['ID']}/simplified-tags").json()}
-        for one in requests.get(f"{api}/studies/{studies[0]}/instances").json()
+        for study in found.json()
+        for one in requests.get(f"{api}/studies/{study}/instances").json()
     ]
 
 
@@ -73,9 +71,10 @@ def test_dcmtk_in_orthanc_out_and_every_object_passes_dciodvfy(orthanc, screen_e
     films = []
     # dcmtk's option that proposes each file's own syntax first: JPEG baseline, JPEG-LS near-lossless
     proposals = {"cr_chest_pa_monochrome2_jpeg_baseline.dcm": "-xy", "cr_chest_pa_monochrome1_jpegls.dcm": "-xu"}
-    for index, name in enumerate(proposals):
+    patient = pydicom.dcmread(DICOM / next(iter(proposals)), stop_before_pixels=True)
+    for index, name in enumerate(proposals):  # two films of one patient's study
         dataset = pydicom.dcmread(DICOM / name)
-        dataset.StudyInstanceUID = study
+        dataset.StudyInstanceUID, dataset.PatientID, dataset.PatientName = study, patient.PatientID, patient.PatientName
         dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         dataset.save_as(tmp_path / f"{index}.dcm")
         films.append(str(tmp_path / f"{index}.dcm"))
@@ -98,9 +97,14 @@ def test_dcmtk_in_orthanc_out_and_every_object_passes_dciodvfy(orthanc, screen_e
         assert requests.post(f"{api}/instances", data=Path(films[0]).read_bytes()).ok  # the archive has the films
         assert requests.post(f"{api}/instances", data=Path(films[1]).read_bytes()).ok
 
-        def results_back() -> list[dict]:
+        outbox = Path(env["SCREEN_DATA_DIR"]) / "outbox"
+
+        def results_back() -> list[dict]:  # every object the listener made (a report, a capture per flagged film)
             held = _instances(api, study)
-            return held if {one.get("Modality") for one in held} >= {"SR", "OT"} else []
+            made = [one for one in held if one.get("Modality") in ("SR", "OT")]
+            expected = len(list(outbox.rglob("*.dcm"))) if outbox.exists() else 0
+            kinds = {one.get("Modality") for one in made}
+            return held if kinds == {"SR", "OT"} and len(made) == expected else []
 
         held = wait_until(results_back, 240, 1, "the report and a heatmap in Orthanc")
         made = [one for one in held if one.get("Modality") in ("SR", "OT")]

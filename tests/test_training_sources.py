@@ -81,7 +81,8 @@ def test_every_source_weighs_the_same_and_each_class_within_it():
 
 def test_drawn_epochs_follow_the_balancing_weights_and_carry_none():
     film = sorted((FULLRES / "val").iterdir())[0]
-    examples = [Example(film, 0, "p", "s", "big")] * 90 + [Example(film, 1, "p", "s", "small")] * 10
+    sha = sha256_hex(film)
+    examples = [Example(film, 0, "p", sha, "big")] * 90 + [Example(film, 1, "p", sha, "small")] * 10
     weights = balancing_weights(examples)
     drawn = LabelledImages(examples, SPECS["plain-v1"], ImageLimits(), 8, weights, shuffle=True, draws=4000)
     assert len(drawn) == 500

@@ -13,6 +13,7 @@ import pytest
 from helpers import (
     ADULT,
     CXR224,
+    DATA,
     DICOM,
     FULLRES,
     REPOSITORY,
@@ -258,6 +259,16 @@ def test_operating_points_per_population_from_training_to_the_result_rows(screen
     assert set(evaluated["by_population"]) == {"child"}
     assert evaluated["by_population"]["child"]["decided_by"] == {"override": 6}
     assert evaluated["by_population"]["child"]["threshold"] == pytest.approx(described["points"]["child"]["threshold"])
+
+    # a new gate for a version with operating points keeps them and its age-group estimate, and counts how often
+    # each population's flags survive variations that do not change the diagnosis
+    gated = tmp_path / "gated" / "gated.zip"
+    out_of_scope = ("--out-of-scope", str(DATA / "out-of-scope"), "--out", str(gated))
+    run_screen(screen_env, "models", "gate", str(pointed), *sources, *out_of_scope)  # registered: it loads whole
+    regated, _ = read_artifact(gated)
+    assert regated.populations == described and read_age_estimate(gated, regated) is not None
+    consistency = regated.metrics["consistency"]["populations"]
+    assert set(consistency) == {"child", "adult"} and all(group["films"] > 0 for group in consistency.values())
 
 
 @pytest.mark.unit

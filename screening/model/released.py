@@ -26,6 +26,7 @@ RELEASES = (
     "pneumonia_resnet50_v2.zip",
     "pneumonia_resnet50_v3.zip",
     "pneumonia_resnet50_v4.zip",
+    "pneumonia_resnet50_v5.zip",
 )
 RELEASED_ARTIFACT = RELEASES[-1]
 

@@ -52,7 +52,8 @@ def _clahe(spec: PreprocessSpec) -> cv2.CLAHE:
     return cache[spec]
 
 
-def _gamma_table(gamma: float) -> np.ndarray:
+def gamma_table(gamma: float) -> np.ndarray:
+    """OpenCV's gamma recipe as a lookup table: out = 255 * (in / 255) ** (1 / gamma)."""
     return np.clip(255.0 * (np.arange(256) / 255.0) ** (1.0 / gamma), 0, 255).astype(np.uint8)
 
 
@@ -74,7 +75,7 @@ def preprocess(grayscale: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     if spec.clahe_clip_limit > 0:
         image = _clahe(spec).apply(image)
     if spec.gamma != 1.0:
-        image = cv2.LUT(image, _gamma_table(spec.gamma))
+        image = cv2.LUT(image, gamma_table(spec.gamma))
     image = cv2.resize(image, (spec.size, spec.size), interpolation=INTERPOLATIONS[spec.interpolation])
     return np.repeat(image[:, :, None], 3, axis=2)
 

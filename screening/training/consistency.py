@@ -18,22 +18,14 @@ from screening.config import ImageLimits
 from screening.db.schema import Population
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import read_radiograph
-from screening.imaging.preprocess import PreprocessSpec, preprocess, to_8bit
+from screening.imaging.preprocess import PreprocessSpec, gamma_table, preprocess, to_8bit
 from screening.model.infer import Classifier
 from screening.model.population import known_population
+from screening.training.gate import warp
 from screening.training.split import Example
 
 Film = np.ndarray
 TARGET = 0.95  # of films whose flag stays the same under each variation (issue #20)
-
-
-def _turned(degrees: float) -> Callable[[Film], Film]:
-    def turn(film: Film) -> Film:
-        height, width = film.shape
-        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
-        return cv2.warpAffine(film, matrix, (width, height), borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-    return turn
 
 
 def _cropped(film: Film) -> Film:
@@ -42,15 +34,15 @@ def _cropped(film: Film) -> Film:
     return film[top : height - top, left : width - left]
 
 
-def _gamma(gamma: float) -> Callable[[Film], Film]:
-    table = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma, 0, 255).astype(np.uint8)
+def _gamma(exponent: float) -> Callable[[Film], Film]:
+    table = gamma_table(1 / exponent)  # the preprocessing's recipe takes the exponent's inverse
     return lambda film: cv2.LUT(film, table)
 
 
 VARIATIONS: dict[str, Callable[[Film], Film]] = {
     "mirrored": lambda film: cv2.flip(film, 1),
-    "turned +10 degrees": _turned(10),
-    "turned -10 degrees": _turned(-10),
+    "turned +10 degrees": lambda film: warp(film, 10),
+    "turned -10 degrees": lambda film: warp(film, -10),
     "cropped by 5%": _cropped,
     "brighter (gamma 0.8)": _gamma(0.8),
     "darker (gamma 1.25)": _gamma(1.25),

@@ -87,7 +87,8 @@ def out_of_scope_licences(images: list[OutOfScopeImage]) -> dict[str, int]:
     return dict(Counter(image.licence or "not recorded" for image in images))
 
 
-def _warp(film: Film, degrees: float, scale: float) -> Film:
+def warp(film: Film, degrees: float, scale: float = 1.0) -> Film:
+    """The film turned by `degrees` and scaled about its centre, what leaves the frame black."""
     height, width = film.shape
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, scale)
     return cv2.warpAffine(film, matrix, (width, height), borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -100,7 +101,7 @@ def _exposure(film: Film, rng: np.random.Generator) -> Film:
 
 def as_films_come(film: Film, rng: np.random.Generator) -> Film:
     """A mild variation of an image: what a different exposure or positioning gives, not another kind of image."""
-    return _exposure(_warp(film, rng.uniform(-10, 10), rng.uniform(0.9, 1.1)), rng)
+    return _exposure(warp(film, rng.uniform(-10, 10), rng.uniform(0.9, 1.1)), rng)
 
 
 def _patch(film: Film, rng: np.random.Generator) -> Film:
@@ -122,7 +123,7 @@ def _half(film: Film, rng: np.random.Generator) -> Film:
 
 
 def _turned_past_twenty(film: Film, rng: np.random.Generator) -> Film:
-    return _warp(film, float(rng.choice([-1, 1]) * rng.uniform(25, 70)), 1.0)
+    return warp(film, float(rng.choice([-1, 1]) * rng.uniform(25, 70)), 1.0)
 
 
 # Ways of making an out-of-scope image from a frontal film

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from screening.db.schema import Population
-from screening.imaging.preprocess import named_spec
+from screening.imaging.preprocess import PreprocessSpec, named_spec
 from screening.model.artifact import ArtifactError, read_manifest
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.metrics import binary_metrics
@@ -98,7 +98,7 @@ class ReferenceCheck:
         return "; ".join(figures.describe() for figures in self.figures)
 
 
-def _figures(classifier: Classifier, population: Population, required: bool) -> ReferenceFigures:
+def _figures(classifier: Classifier, spec: PreprocessSpec, population: Population, required: bool) -> ReferenceFigures:
     from screening.training.evaluate import score_labelled_folder
 
     folder = REFERENCE_FILMS / population.value
@@ -106,9 +106,7 @@ def _figures(classifier: Classifier, population: Population, required: bool) -> 
     pneumonias = sum(label_of.values())
     normals = len(label_of) - pneumonias
     try:
-        scored = score_labelled_folder(
-            classifier, named_spec(classifier.manifest.preprocessing), folder, population=population
-        )
+        scored = score_labelled_folder(classifier, spec, folder, population=population)
     except LabelledDataError:  # the gate refused every film of a class
         return ReferenceFigures(population, required, pneumonias, 0, normals, 0, len(label_of), normals, None, True)
     finite = bool(np.isfinite(scored.probabilities).all())
@@ -133,7 +131,7 @@ def check_reference_films(path: Path) -> ReferenceCheck:
     from screening.model.infer import Classifier  # loads a Keras backend: only when a version is checked
 
     try:
-        named_spec(read_manifest(path).preprocessing)
+        spec = named_spec(read_manifest(path).preprocessing)
     except ValueError as problem:
         raise ArtifactError(f"{path.name}: {problem}") from None
     try:
@@ -143,7 +141,9 @@ def check_reference_films(path: Path) -> ReferenceCheck:
     except Exception as error:  # a manifest that parses but describes no model we can build
         raise ArtifactError(f"{path.name} cannot be loaded as a model ({type(error).__name__})") from None
     required = {Population.CHILD} | ({Population.ADULT} if classifier.policy.per_population else set())
-    check = ReferenceCheck(tuple(_figures(classifier, population, population in required) for population in Population))
+    check = ReferenceCheck(
+        tuple(_figures(classifier, spec, population, population in required) for population in Population)
+    )
     failed = [f"{f.population}: {why}" for f in check.figures if f.required and (why := f.problem())]
     if failed:
         raise ReferenceRefused(f"{path.name} fails the reference films ({'; '.join(failed)}): not registered")

@@ -126,11 +126,11 @@ def _film_changed(problem: ImageRejected) -> FilmChanged:
     return FilmChanged(f"the film's file {what}: its pictures are not shown and no verdict is recorded for it")
 
 
-def _film_problem(services: Services, result: Result) -> str | None:
+def _film_problem(services: Services, result: Result) -> FilmChanged | None:
     try:
         read_image_file(Path(result.path), services.settings.image_limits, result.sha256)
     except ImageRejected as problem:
-        return str(_film_changed(problem))
+        return _film_changed(problem)
     return None
 
 
@@ -141,7 +141,8 @@ def image_view(services: Services, result_id: int) -> ImageView:
         sends = study_sends(session, result.study_uid) if result.study_uid else []
     threshold = version.threshold if result.threshold is None else result.threshold  # rows from before the points
     size = PreprocessSpec.from_dict(version.preprocessing).size
-    return ImageView(row, threshold, operating_point(result), sends, size, _film_problem(services, result))
+    problem = _film_problem(services, result)
+    return ImageView(row, threshold, operating_point(result), sends, size, str(problem) if problem else None)
 
 
 def model_input_png(services: Services, result_id: int) -> bytes:
@@ -175,5 +176,5 @@ def record_verdict(services: Services, result_id: int, truth: Truth) -> None:
     is not the one screened (the reader cannot have seen it)."""
     result, _ = _result(services, result_id)
     if problem := _film_problem(services, result):
-        raise FilmChanged(problem)
+        raise problem
     record_labels(services, [(result.sha256, truth.value)], "review page")

@@ -4,7 +4,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi import Path as PathParameter
@@ -31,6 +31,7 @@ from screening.usecases.review import (
 )
 from screening.web.auth import SESSION_COOKIE, Sessions
 
+Field = TypeVar("Field")
 HERE = Path(__file__).parent
 PROTECTIVE_HEADERS = {
     "X-Frame-Options": "DENY",
@@ -53,24 +54,24 @@ class SignInRequired(Exception):
 def worklist_filter(batch: str, day: str, status: str, view: str) -> tuple[WorklistFilter, list[str]]:
     """The worklist form's fields, each optional: an empty one filters nothing, and one that cannot be read is
     left out with a line saying so (never a raw 422 page)."""
-    problems = []
-    chosen_day = chosen_status = chosen_view = None
-    if day.strip():
+    problems: list[str] = []
+
+    def read(text: str, parse: Callable[[str], Field], problem: str) -> Field | None:
+        if not text.strip():
+            return None
         try:
-            chosen_day = date.fromisoformat(day.strip())
+            return parse(text.strip())
         except ValueError:
-            problems.append("the date is not a date (YYYY-MM-DD): not filtered by day")
-    if status.strip():
-        try:
-            chosen_status = ImageStatus(status.strip())
-        except ValueError:
-            problems.append("no such status: not filtered by status")
-    if view.strip():
-        try:
-            chosen_view = WorklistView(view.strip())
-        except ValueError:
-            problems.append("no such quick filter: left out")
-    return WorklistFilter(batch.strip() or None, chosen_day, chosen_status, chosen_view), problems
+            problems.append(problem)
+            return None
+
+    chosen = WorklistFilter(
+        batch.strip() or None,
+        read(day, date.fromisoformat, "the date is not a date (YYYY-MM-DD): not filtered by day"),
+        read(status, ImageStatus, "no such status: not filtered by status"),
+        read(view, WorklistView, "no such quick filter: left out"),
+    )
+    return chosen, problems
 
 
 def create_app(services: Services, token: str) -> FastAPI:

@@ -13,7 +13,7 @@ from screening.db.batches import batch_progress, create_batch
 from screening.db.engine import make_engine, make_session_factory
 from screening.db.leases import Holder, lapsed_results, overdue_sends, reserve_results, take_results, take_send
 from screening.db.migrate import upgrade
-from screening.db.outbox import MadeObject, record_object
+from screening.db.outbox import MadeObject, Retries, record_object
 from screening.db.schema import BatchMode, ModelVersion, Result, ResultKind
 from screening.model.released import ensure_active_model
 from screening.queue.enqueue import dispatch_lapsed, enqueue_batch, start_batch
@@ -166,7 +166,7 @@ def test_a_send_is_held_for_one_attempt_and_a_stranded_one_is_dispatched_again_o
         version_id = session.scalar(sa.select(ModelVersion.id))
         batch = create_batch(session, [], version_id, BatchMode.CELERY)
         made = MadeObject("1.2.3", ResultKind.REPORT, "", "1.2.3.4", Path("/x.dcm"), [])
-        report = record_object(session, batch.id, made, "A@h:1")
+        report = record_object(session, batch.id, made, "A@h:1", Retries(3, lease))
         assert take_send(session, report.id, dying) and not take_send(session, report.id, other)
         assert overdue_sends(session, lease) == []  # due now, and held
 

@@ -3,6 +3,7 @@ studies in over DICOM, structured reports and heatmaps back into the same study,
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +18,11 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import ComprehensiveSRStorage, SecondaryCaptureImageStorage
+
+from screening.config import load_settings
+from screening.usecases.context import connect
+from screening.usecases.outbox import dispatch_sends, export_batch, list_outbox
+from screening.usecases.results import recent_batches
 
 pytestmark = pytest.mark.e2e
 
@@ -215,3 +221,36 @@ def test_with_a_broker_the_workers_screen_and_send_what_the_listener_received_th
     assert report.StudyInstanceUID == pydicom.dcmread(chest[0]).StudyInstanceUID
     assert any(holder and holder.startswith("victim@") for _, _, holder in screenings(database))
     assert "screening.send_result" in survivor.output()  # sent by the workers' task, not by the listener
+
+
+def test_with_a_broker_a_report_that_could_not_be_made_is_made_again_by_the_workers_and_sent(
+    node, redis_url, start_worker, tmp_path, monkeypatch
+):
+    """The screened film is away when its study's results are made: the workers' task tries again after the
+    back-off, and once the film is back the report and the heatmap are made and reach the archive."""
+    env, archive_dir, _ = node
+    env = {**env, "SCREEN_BROKER_URL": redis_url, "SCREEN_SEND_BACKOFF_SECONDS": "1"}
+    start_worker(env)
+    (film,) = study_of(tmp_path / "night", ["cr_chest_pa_monochrome2_jpeg_baseline.dcm"])
+    run_screen(env, "enqueue", "--wait", str(film.parent), timeout=300)
+    for name, value in env.items():
+        if name.startswith("SCREEN_"):
+            monkeypatch.setenv(name, value)
+    services = connect(load_settings())
+    (batch,) = recent_batches(services)
+    shutil.move(film, tmp_path / "away.dcm")
+    (report,) = export_batch(services, batch.progress.batch_id)
+    assert not report.made and report.attempts == 1 and "No such file" in str(report.last_error)
+    dispatch_sends(services, [report])
+
+    def attempts() -> int:
+        (entry,) = [entry for entry in list_outbox(services) if entry.id == report.id]
+        return entry.attempts
+
+    wait_until(lambda: attempts() >= 2, 60, 0.2, "a second try by the workers")
+    shutil.move(tmp_path / "away.dcm", film)
+    wait_until(lambda: len(received(archive_dir)) == 2, 60, 0.5, "the report and the heatmap at the archive")
+    assert {d.SOPClassUID for d in received(archive_dir)} == {ComprehensiveSRStorage, SecondaryCaptureImageStorage}
+    assert {(entry.kind, entry.status) for entry in list_outbox(services)} == {("sr", "sent"), ("sc", "sent")}
+    assert len(received_report(archive_dir).content.get_image_measurement_groups()) == 1
+    services.engine.dispose()

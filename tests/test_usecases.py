@@ -3,15 +3,19 @@
 import io
 import os
 import shutil
-from datetime import date
+from dataclasses import replace
+from datetime import date, timedelta
 
 import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+import sqlalchemy as sa
 from helpers import DICOM, EXPECTED_DICOM_STATUS, FULLRES, REPOSITORY, artifact_with
 
 from screening.config import load_settings
+from screening.db.outbox import Retries, record_remade
+from screening.db.schema import ResultObject, utcnow
 from screening.dicomnet.objects import our_uid
 from screening.dicomnet.spool import Spool
 from screening.errors import ScreeningError
@@ -29,7 +33,7 @@ from screening.usecases.explain import explain
 from screening.usecases.label import LabelError, read_label_csv, record_labels
 from screening.usecases.listen import process_spool, store_instance
 from screening.usecases.models import list_models, promote_model, register_model, roll_back, show_model
-from screening.usecases.outbox import export_batch, list_outbox
+from screening.usecases.outbox import export_batch, list_outbox, send_due
 from screening.usecases.preview import PreviewError, model_view, write_preview
 from screening.usecases.results import NoSuchBatch, batch_results, batch_status, recent_batches
 from screening.usecases.review import (
@@ -353,7 +357,7 @@ def dataset_bytes(dataset: pydicom.Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_study_whose_results_cannot_be_made_fails_alone_with_its_reason(services, tmp_path):
+def test_a_study_whose_results_cannot_be_made_fails_alone_and_is_made_again_after_a_back_off(services, tmp_path):
     folder, studies = tmp_path / "night", {}
     for name in ("kept", "moved", "replaced"):
         study = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm")
@@ -362,22 +366,59 @@ def test_a_study_whose_results_cannot_be_made_fails_alone_with_its_reason(servic
         study.save_as(folder / name / "film.dcm", enforce_file_format=True)
         studies[study.StudyInstanceUID] = name
     batch_id = enqueue_folders(services, [folder]).progress.batch_id
-    (folder / "moved" / "film.dcm").unlink()  # moved away after screening, before its report was made
+    shutil.move(folder / "moved" / "film.dcm", tmp_path / "away.dcm")  # moved away after screening, for a while
     shutil.copy(folder / "kept" / "film.dcm", folder / "replaced" / "film.dcm")  # another patient's film there now
     made = {(studies[entry.study_uid], entry.kind): entry for entry in export_batch(services, batch_id)}
-    assert {key: entry.status for key, entry in made.items()} == {
-        ("kept", "sr"): "pending",
-        ("kept", "sc"): "pending",
-        ("moved", "sr"): "failed",
-        ("replaced", "sr"): "failed",
+    assert {key: (entry.status, entry.made, entry.attempts) for key, entry in made.items()} == {
+        ("kept", "sr"): ("pending", True, 0),
+        ("kept", "sc"): ("pending", True, 0),
+        ("moved", "sr"): ("pending", False, 1),
+        ("replaced", "sr"): ("pending", False, 1),
     }
     reason = made["moved", "sr"].last_error
     assert reason == "could not be made from its images: cannot read file: No such file or directory"
     assert made["replaced", "sr"].last_error == (
         "could not be made from its images: file changed since it was enqueued (SHA-256 differs); enqueue it again"
     )
+    assert made["moved", "sr"].retry_in_s > 0 and send_due(services) == []  # not before its back-off
     sent = {studies[study.study_uid]: study.sent for study in batch_results(services, batch_id).studies}
     assert sent["kept"] == (
         "report in the outbox (no SCREEN_RESULTS_DESTINATION); heatmap in the outbox (no SCREEN_RESULTS_DESTINATION)"
     )
-    assert sent["moved"] == f"report {reason}"
+    assert sent["moved"] == f"report {reason} (1 attempt, tried again later)"
+
+    shutil.move(tmp_path / "away.dcm", folder / "moved" / "film.dcm")  # back where it was
+    with services.sessions.begin() as session:  # the back-off has passed
+        session.execute(sa.update(ResultObject).values(next_attempt_at=utcnow()))
+    no_wait = replace(
+        services, settings=replace(services.settings, dicom=replace(services.settings.dicom, send_backoff_s=0))
+    )
+    tried = {(studies[entry.study_uid], entry.kind): entry for entry in send_due(no_wait)}
+    assert tried.keys() == {("moved", "sr"), ("replaced", "sr")}
+    assert tried["moved", "sr"].made and tried["moved", "sr"].status == "pending"  # made: kept in the outbox
+    while send_due(no_wait):  # the replaced film's report, until its attempts are spent
+        pass
+    after = {(studies[entry.study_uid], entry.kind): entry for entry in list_outbox(services)}
+    assert {key: (entry.status, entry.made) for key, entry in after.items()} == {
+        ("kept", "sr"): ("pending", True),
+        ("kept", "sc"): ("pending", True),
+        ("moved", "sr"): ("pending", True),
+        ("moved", "sc"): ("pending", True),  # its capture, which the header's failure had kept from being tried
+        ("replaced", "sr"): ("failed", False),
+    }
+    assert after["replaced", "sr"].attempts == services.settings.dicom.send_max_attempts
+    sent = {studies[study.study_uid]: study.sent for study in batch_results(services, batch_id).studies}
+    assert sent["moved"] == sent["kept"]
+    assert sent["replaced"] == (
+        "report could not be made from its images: file changed since it was enqueued (SHA-256 differs); "
+        "enqueue it again (5 attempts, given up)"
+    )
+    with services.sessions() as session:
+        remade = session.get_one(ResultObject, after["moved", "sr"].id)
+        assert hd.sr.srread(remade.path).SOPInstanceUID == remade.sop_uid
+    (replaced_uid,) = [uid for uid, name in studies.items() if name == "replaced"]
+    with services.sessions.begin() as session:  # as when a later batch's report of the study covers its images
+        (superseded,) = record_remade(session, batch_id, replaced_uid, [], Retries(5, timedelta(0)))
+        assert superseded.status == "superseded"
+    sent = {studies[study.study_uid]: study.sent for study in batch_results(services, batch_id).studies}
+    assert sent["replaced"] == "report superseded by a later one" and send_due(no_wait) == []

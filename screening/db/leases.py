@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from screening.config import WorkLease
+from screening.db.outbox import to_try
 from screening.db.schema import ImageStatus, Result, ResultObject, SendStatus, utcnow
 
 logger = logging.getLogger(__name__)
@@ -198,8 +199,7 @@ def overdue_sends(session: Session, lease: timedelta) -> list[int]:
     dispatched again once per lease at most."""
     now = utcnow()
     overdue = and_(
-        ResultObject.status == SendStatus.PENDING,
-        ResultObject.destination.is_not(None),
+        to_try(),
         ResultObject.next_attempt_at < now - lease,
         _unheld(ResultObject.lease_expires_at, now),
     )

@@ -1,4 +1,5 @@
-"""The DICOM results of screened studies and their sending: recorded, retried with back-off, never in a loop."""
+"""The DICOM results of screened studies and their sending: recorded, made again or sent again with back-off, never
+in a loop."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from screening.db.schema import ResultKind, ResultObject, SendStatus, utcnow
@@ -26,55 +27,112 @@ class MadeObject:
     covers: list[int] = field(default_factory=list)  # the result ids it was made from
 
 
-def record_object(session: Session, batch_id: str, made: MadeObject, destination: str | None) -> ResultObject:
-    """Pending when there is somewhere to send it; failed at once (with its reason) when it could not be made."""
+@dataclass(frozen=True)
+class Retries:
+    """How often an object is tried (made, then sent) and how long to wait between tries."""
+
+    max_attempts: int
+    backoff: timedelta  # the wait before try n + 1 is backoff * 2 ** (n - 1)
+
+
+def record_object(
+    session: Session, batch_id: str, made: MadeObject, destination: str | None, retries: Retries
+) -> ResultObject:
+    """Pending: due now when there is somewhere to send it; when it could not be made, made again after the
+    back-off (its reason kept), failed once the attempts are spent."""
     result = ResultObject(
         batch_id=batch_id,
         study_uid=made.study_uid,
         kind=made.kind,
         source_sop_uid=made.source_sop_uid,
         sop_uid=made.sop_uid,
-        path=str(made.path or ""),
+        path="",
         destination=destination,
-        status=SendStatus.FAILED if made.error else SendStatus.PENDING,
+        status=SendStatus.PENDING,
         attempts=0,
-        last_error=made.error,
-        notes="; ".join(made.notes) or None,
         covers=sorted(made.covers),
-        next_attempt_at=utcnow() if destination and not made.error else None,
     )
     session.add(result)
+    return _record_made(session, result, made, retries)
+
+
+def _record_made(session: Session, result: ResultObject, made: MadeObject, retries: Retries) -> ResultObject:
+    """What one try at making `result` gave: its file, due to be sent (when there is a destination); or a failed
+    attempt."""
+    if made.error:
+        return record_attempt(session, result, made.error, retries)
+    result.sop_uid, result.path, result.notes = made.sop_uid, str(made.path), "; ".join(made.notes) or None
+    result.covers, result.attempts, result.last_error = sorted(made.covers), 0, None
+    result.status, result.next_attempt_at = SendStatus.PENDING, utcnow() if result.destination else None
     session.flush()
     return result
 
 
+def record_remade(
+    session: Session, batch_id: str, study_uid: str, made: list[MadeObject], retries: Retries
+) -> list[ResultObject]:
+    """Another try at a study's objects of a batch that could not be made: each object made again fills its row
+    (or is a new row: a heatmap its report's headers kept from being tried); one that another process made
+    meanwhile is dropped; an unmade row no longer needed (a later report of the study covers it) is superseded."""
+    rows = {
+        (row.kind, row.source_sop_uid): row
+        for row in session.scalars(
+            select(ResultObject).where(ResultObject.batch_id == batch_id, ResultObject.study_uid == study_uid)
+        )
+    }
+    destination = next((row.destination for row in rows.values()), None)
+    touched = []
+    for one in made:
+        row = rows.pop((one.kind, one.source_sop_uid), None)
+        if row is None:
+            touched.append(record_object(session, batch_id, one, destination, retries))
+        elif row.path:  # made by another process meanwhile
+            if one.path:
+                one.path.unlink(missing_ok=True)
+        else:
+            touched.append(_record_made(session, row, one, retries))
+    for row in rows.values():
+        if not row.path:
+            row.status, row.next_attempt_at = SendStatus.SUPERSEDED, None
+            row.lease_holder, row.lease_expires_at = None, None
+            touched.append(row)
+    session.flush()
+    return touched
+
+
+def to_try() -> ColumnElement[bool]:
+    """Pending objects with a next attempt: to send, or to make again."""
+    return and_(
+        ResultObject.status == SendStatus.PENDING,
+        or_(ResultObject.destination.is_not(None), ResultObject.path == ""),
+    )
+
+
 def due_objects(session: Session, now: datetime | None = None) -> list[ResultObject]:
-    """Pending objects with a destination whose next attempt is due."""
+    """Pending objects whose next attempt (to send, or to make again) is due."""
     now = now or utcnow()
     return list(
         session.scalars(
             select(ResultObject)
-            .where(ResultObject.status == SendStatus.PENDING, ResultObject.destination.is_not(None))
+            .where(to_try())
             .where(or_(ResultObject.next_attempt_at.is_(None), ResultObject.next_attempt_at <= now))
             .order_by(ResultObject.id)
         )
     )
 
 
-def record_attempt(
-    session: Session, result: ResultObject, error: str | None, max_attempts: int, backoff: timedelta
-) -> ResultObject:
-    """One send attempt's outcome: sent; or failed for good after `max_attempts`; or pending with the next attempt
-    `backoff * 2 ** (attempts - 1)` from now."""
+def record_attempt(session: Session, result: ResultObject, error: str | None, retries: Retries) -> ResultObject:
+    """One attempt's outcome: sent; or failed for good after `retries.max_attempts`; or pending with the next
+    attempt `backoff * 2 ** (attempts - 1)` from now."""
     result.attempts += 1
     result.lease_holder, result.lease_expires_at = None, None
     if error is None:
         result.status, result.sent_at, result.last_error, result.next_attempt_at = SendStatus.SENT, utcnow(), None, None
-    elif result.attempts >= max_attempts:
+    elif result.attempts >= retries.max_attempts:
         result.status, result.last_error, result.next_attempt_at = SendStatus.FAILED, error, None
     else:
         result.last_error = error
-        result.next_attempt_at = utcnow() + backoff * 2 ** (result.attempts - 1)
+        result.next_attempt_at = utcnow() + retries.backoff * 2 ** (result.attempts - 1)
     session.flush()
     return result
 
@@ -87,8 +145,8 @@ def outbox(session: Session, statuses: tuple[SendStatus, ...] | None = None) -> 
 
 
 def resend(session: Session, object_ids: list[int] | None = None) -> list[ResultObject]:
-    """Failed objects (or the ones named) back to pending with a fresh count of attempts."""
-    query = select(ResultObject).where(ResultObject.destination.is_not(None))
+    """Failed objects (or the ones named) back to pending with a fresh count of attempts: to send, or to make."""
+    query = select(ResultObject).where(or_(ResultObject.destination.is_not(None), ResultObject.path == ""))
     query = (
         query.where(ResultObject.id.in_(object_ids))
         if object_ids

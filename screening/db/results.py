@@ -347,8 +347,12 @@ def _sends_by_study(session: Session, batch_id: str) -> dict[str, str]:
     objects = session.scalars(select(ResultObject).where(ResultObject.batch_id == batch_id).order_by(ResultObject.id))
     for result in objects:
         kind = "report" if result.kind == ResultKind.REPORT else "heatmap"
-        if result.status == SendStatus.FAILED and not result.attempts:
-            note = f"{kind} {result.last_error}"  # it could not be made, so it was never sent
+        if result.status == SendStatus.SUPERSEDED:
+            note = f"{kind} superseded by a later one"
+        elif not result.path:  # it could not be made (yet), so it was never sent
+            tried = f"{result.attempts} attempt{'s' if result.attempts > 1 else ''}"
+            again = "tried again later" if result.status == SendStatus.PENDING else "given up"
+            note = f"{kind} {result.last_error} ({tried}, {again})"
         elif result.destination is None:
             note = f"{kind} in the outbox (no SCREEN_RESULTS_DESTINATION)"
         elif result.status == SendStatus.FAILED:

@@ -75,6 +75,7 @@ class SendStatus(StrEnum):
     PENDING = "pending"  # waiting for its first or next attempt
     SENT = "sent"  # the archive answered the C-STORE with success
     FAILED = "failed"  # the retry limit was reached: `screen outbox --resend` tries again
+    SUPERSEDED = "superseded"  # never made, and no longer needed: a later report of its study covers its images
 
 
 class ResultKind(StrEnum):

@@ -27,7 +27,7 @@ from screening.dicomnet.scp import (
 from screening.dicomnet.spool import Spool, valid_uid
 from screening.usecases.context import Services
 from screening.usecases.enqueue import enqueue_folders
-from screening.usecases.outbox import SendStatus, dispatch_sends, export_batch, send_due
+from screening.usecases.outbox import dispatch_sends, export_batch, send_due
 from screening.usecases.recover import recover_stranded
 from screening.usecases.results import batch_status
 
@@ -76,9 +76,10 @@ def process_spool(services: Services, spool: Spool, say: Say = lambda message: N
                 entries = export_batch(services, batch_id)  # an object that cannot be made fails alone
                 spool.mark_exported(study)
                 dispatch_sends(services, entries)
-                failed = sum(entry.status == SendStatus.FAILED for entry in entries)
+                unmade = sum(not entry.made for entry in entries)
                 say(
-                    f"batch {batch_id}: {len(entries)} result object(s) made" + (f", {failed} failed" if failed else "")
+                    f"batch {batch_id}: {len(entries) - unmade} result object(s) made"
+                    + (f", {unmade} could not be made (tried again later)" if unmade else "")
                 )
         except Exception as error:  # this study waits for the next pass; the studies after it do not
             logger.error("exporting batch %s failed (%s); the next pass tries again", batch_id, type(error).__name__)

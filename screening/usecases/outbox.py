@@ -1,6 +1,7 @@
 """Results out as DICOM: a screened study's structured report and heatmap captures, written to the outbox and
 sent to SCREEN_RESULTS_DESTINATION by C-STORE, each attempt recorded, retried with back-off a bounded number of
-times (a Celery task with a broker; the listener's loop without one)."""
+times (a Celery task with a broker; the listener's loop without one). An object that could not be made (a file
+moved away, a header highdicom refuses) is tried again the same way, with the rest of its study."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from screening.db.batches import aware
 from screening.db.leases import Holder, renew_send, renewing, take_send
 from screening.db.outbox import MadeObject
 from screening.db.results import study_images
-from screening.db.schema import ImageStatus, ModelVersion, ResultKind, ResultObject, SendStatus, utcnow
+from screening.db.schema import Batch, ImageStatus, ModelVersion, ResultKind, ResultObject, SendStatus, utcnow
 from screening.dicomnet.objects import (
     ModelIdentity,
     ScreenedImage,
@@ -62,6 +63,7 @@ class OutboxEntry:
     last_error: str | None
     retry_in_s: float | None  # pending after a failed attempt: when the next one is due
     notes: str | None = None  # header values left out of the object (attribute names)
+    made: bool = True  # False: it could not be made yet (last_error says why)
 
     @property
     def waiting_for_retry(self) -> bool:
@@ -80,6 +82,7 @@ def _entry(result: ResultObject) -> OutboxEntry:
         result.last_error,
         max(0.0, (aware(due) - utcnow()).total_seconds()) if due else None,
         result.notes,
+        bool(result.path),
     )
 
 
@@ -89,7 +92,8 @@ def export_batch(services: Services, batch_id: str) -> list[OutboxEntry]:
     (whichever batch brought it), and a heatmap capture of each flagged image. An identical re-send makes nothing
     new; a late instance makes one new report of the whole study that names the one before (Predecessor
     Documents). Idempotent: a batch already exported gets nothing new. An object that cannot be made is recorded
-    as failed with its reason, and the others are made and sent all the same."""
+    with its reason and made again later (with back-off, a bounded number of times), and the others are made and
+    sent all the same."""
     settings = services.settings
     found = batch_results(services, batch_id)
     with services.sessions() as session:
@@ -101,15 +105,37 @@ def export_batch(services: Services, batch_id: str) -> list[OutboxEntry]:
             for study_uid in _screened_studies(found.images)
         }
     destination = str(settings.dicom.results_destination) if settings.dicom.results_destination else None
-    folder = settings.data_dir / "outbox" / batch_id
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _folder(services, batch_id)
     made = [
         one
         for study_uid, (rows, earlier) in studies.items()
         for one in _study_objects(services, version, study_uid, rows, earlier, folder)
     ]
     with services.sessions.begin() as session:
-        return [_entry(store.record_object(session, batch_id, one, destination)) for one in made]
+        return [_entry(store.record_object(session, batch_id, one, destination, _retries(services))) for one in made]
+
+
+def _remake_study(services: Services, unmade: ResultObject) -> list[OutboxEntry]:
+    """Another try at what a study's export could not make: the study's objects made again as the export makes
+    them (only what the study still lacks), filling the batch's rows; the objects touched."""
+    batch_id, study_uid = unmade.batch_id, unmade.study_uid
+    with services.sessions() as session:
+        version = session.get_one(ModelVersion, session.get_one(Batch, batch_id).model_version_id)
+        rows, earlier = study_images(session, study_uid, version.id), store.made_for_study(session, study_uid)
+    made = _study_objects(services, version, study_uid, rows, earlier, _folder(services, batch_id))
+    with services.sessions.begin() as session:
+        return [_entry(one) for one in store.record_remade(session, batch_id, study_uid, made, _retries(services))]
+
+
+def _folder(services: Services, batch_id: str) -> Path:
+    folder = services.settings.data_dir / "outbox" / batch_id
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _retries(services: Services) -> store.Retries:
+    settings = services.settings.dicom
+    return store.Retries(settings.send_max_attempts, timedelta(seconds=settings.send_backoff_s))
 
 
 def _screened_studies(rows: list[ImageRow]) -> list[str]:
@@ -210,9 +236,9 @@ def _made(
     """The object written to the outbox folder, and the dataset; or the reason it could not be made, and None."""
     try:
         dataset = make()
-    except Exception as error:  # a header value or a file we could not use: this object fails, no other
+        path = _save(dataset, folder)
+    except Exception as error:  # a header value, a file or a disk we could not use: this object fails, no other
         return MadeObject(study_uid, kind, source, hd.UID(), None, notes, _cannot_make("it", error), covers), None
-    path = _save(dataset, folder)
     return MadeObject(study_uid, kind, source, dataset.SOPInstanceUID, path, notes, None, covers), dataset
 
 
@@ -237,25 +263,31 @@ def _save(dataset: pydicom.Dataset, folder: Path) -> Path:
 
 
 def send_object(services: Services, object_id: int) -> OutboxEntry:
-    """One attempt to send one pending object; the outcome is recorded (sent, pending with its next attempt, or
-    failed for good once SCREEN_SEND_MAX_ATTEMPTS were made)."""
+    """One attempt for one pending object: made first if it could not be made before, then sent; the outcome is
+    recorded (sent, pending with its next attempt, or failed for good once SCREEN_SEND_MAX_ATTEMPTS were made)."""
     settings = services.settings.dicom
     sender = Holder.this_process(services.settings.work_lease)
     with services.sessions.begin() as session:
-        taken = settings.results_destination is not None and take_send(session, object_id, sender)
         result = session.get_one(ResultObject, object_id)
-        path = Path(result.path)
-    if not taken or settings.results_destination is None:  # sent, failed for good, or being sent by another
+        to_make = not result.path
+        taken = (to_make or settings.results_destination is not None) and take_send(session, object_id, sender)
+    if not taken:  # sent, failed for good, kept in the outbox, or being tried by another
         return _entry(result)
     renew = partial(renew_send, object_id=object_id, holder=sender)
     with renewing(services.sessions, sender.heartbeat_s, renew, name=f"send-{object_id}"):
-        error = _send(path, settings.results_destination, settings.ae_title)
+        if to_make:
+            remade = _remake_study(services, result)
+            dispatch_sends(services, [entry for entry in remade if entry.id != object_id])
+        with services.sessions() as session:
+            result = session.get_one(ResultObject, object_id)
+        if not (result.path and result.status == SendStatus.PENDING and settings.results_destination):
+            return _entry(result)  # not made this time either, superseded, or made with nowhere to send it
+        error = _send(Path(result.path), settings.results_destination, settings.ae_title)
     if error:
         logger.warning("sending result object %s failed: %s", object_id, error)
     with services.sessions.begin() as session:
         result = session.get_one(ResultObject, object_id)
-        backoff = timedelta(seconds=settings.send_backoff_s)
-        return _entry(store.record_attempt(session, result, error, settings.send_max_attempts, backoff))
+        return _entry(store.record_attempt(session, result, error, _retries(services)))
 
 
 def _send(path: Path, destination: DicomPeer, calling_ae: str) -> str | None:
@@ -270,19 +302,20 @@ def _send(path: Path, destination: DicomPeer, calling_ae: str) -> str | None:
 
 
 def dispatch_sends(services: Services, entries: list[OutboxEntry]) -> None:
-    """With a broker, each object is sent by a Celery task that retries it; without one, `send_due` sends."""
+    """With a broker, each object is sent (or made again, when its next attempt is due) by a Celery task that
+    retries it; without one, `send_due` does."""
     if not services.settings.distributed:
         return
     for entry in entries:
-        if entry.destination and entry.status == SendStatus.PENDING:
-            dispatch_send(entry.id)
+        if entry.status == SendStatus.PENDING and (entry.destination or not entry.made):
+            dispatch_send(entry.id, entry.retry_in_s)
 
 
-def dispatch_send(object_id: int) -> None:
-    """Publish the Celery task that sends one result object (with a broker)."""
+def dispatch_send(object_id: int, countdown: float | None = None) -> None:
+    """Publish the Celery task that sends one result object (with a broker), at once or `countdown` s from now."""
     from screening.queue.celery_app import SEND_RESULT_TASK, app
 
-    app.send_task(SEND_RESULT_TASK, args=[object_id])
+    app.send_task(SEND_RESULT_TASK, args=[object_id], countdown=countdown or None)
 
 
 def send_due(services: Services) -> list[OutboxEntry]:

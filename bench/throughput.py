@@ -4,7 +4,7 @@
   (b) this product's embedded path: enqueue (hash, claim) + screen_chunk (decode and preprocessing in a
       thread pool, batched inference, one bulk write per chunk), on the same SQLite database kind.
 
-    .venv/bin/python bench/throughput.py [--cxr224 256] [--full-size 128] [--dicom 24] [--artifact FILE]
+    .venv/bin/python bench/throughput.py [--cxr224 128] [--full-size 64] [--dicom 64 (per syntax)] [--artifact FILE]
 
 Set KERAS_BACKEND, SCREEN_BATCH_SIZE, SCREEN_CHUNK_SIZE, SCREEN_DECODE_THREADS, SCREEN_DTYPE_POLICY to compare.
 """
@@ -17,14 +17,14 @@ import subprocess
 import tempfile
 import time
 from datetime import timedelta
-from itertools import cycle, islice
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import pydicom
 import sqlalchemy as sa
-from pydicom.data import get_testdata_file
-from pydicom.uid import generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid
 
 from screening.config import load_settings
 from screening.db.engine import make_engine, make_session_factory
@@ -38,11 +38,38 @@ from screening.queue.enqueue import enqueue_batch, start_batch
 from screening.usecases.screen_chunk import WorkerRuntime, screen_chunk
 
 DATA = Path(os.environ.get("SCREEN_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-CHEST_DICOMS = [
-    DATA / "dicom" / "cr_chest_pa_monochrome1_jpegls.dcm",
-    DATA / "dicom" / "cr_chest_pa_monochrome1_jpeg_lossless.dcm",
-    DATA / "dicom" / "cr_chest_pa_monochrome2_jpeg_baseline.dcm",
-]
+CHEST_FILM = DATA / "dicom" / "cr_chest_pa_monochrome1_jpeg_lossless.dcm"  # 1955 x 1841, 15 bits stored
+
+
+def chest_in_every_syntax(folder: Path) -> dict[str, Path]:
+    """One chest film in each transfer syntax the listener accepts for CR/DX (the shipped encodings, the rest
+    transcoded from the lossless film), each a file of its own."""
+    folder.mkdir()
+    films = {
+        "JPEG Lossless SV1": CHEST_FILM,
+        "JPEG-LS near-lossless": DATA / "dicom" / "cr_chest_pa_monochrome1_jpegls.dcm",
+        "JPEG Baseline (1024 px)": DATA / "dicom" / "cr_chest_pa_monochrome2_jpeg_baseline.dcm",
+    }
+    film = pydicom.dcmread(CHEST_FILM)
+    pixels = film.pixel_array
+    transcoded = {
+        "uncompressed (Explicit VR LE)": lambda ds: ds.decompress(),
+        "RLE Lossless": lambda ds: ds.compress(RLELossless, pixels),
+        "JPEG 2000 Lossless": lambda ds: ds.compress(JPEG2000Lossless, pixels),
+        "JPEG-LS Lossless": lambda ds: _encapsulated(ds, JPEGLSLossless, imagecodecs.jpegls_encode(pixels)),
+    }
+    for name, transcode in transcoded.items():
+        dataset = pydicom.dcmread(CHEST_FILM)
+        transcode(dataset)
+        films[name] = folder / f"{name.split()[0]}-{len(films)}.dcm"
+        dataset.save_as(films[name], enforce_file_format=True)
+    return films
+
+
+def _encapsulated(dataset: pydicom.Dataset, syntax: pydicom.uid.UID, frame: bytes) -> None:
+    dataset.PixelData = encapsulate([frame])
+    dataset["PixelData"].VR = "OB"
+    dataset.file_meta.TransferSyntaxUID = syntax
 
 
 def make_sets(scratch: Path, n224: int, n_full: int, n_dicom: int) -> dict[str, Path]:
@@ -60,14 +87,18 @@ def make_sets(scratch: Path, n224: int, n_full: int, n_dicom: int) -> dict[str, 
         sets[name] = folder
     if not n_dicom:
         return sets
-    folder = scratch / "dicom"
-    folder.mkdir()
-    sources = CHEST_DICOMS + [Path(get_testdata_file(n, download=False)) for n in ("RG1_UNCR.dcm", "RG1_J2KR.dcm")]
-    for index, source in enumerate(islice(cycle(sources), n_dicom)):  # distinct instances, same pixels
-        dataset = pydicom.dcmread(source)
-        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        dataset.save_as(folder / f"{index:03d}.dcm")
-    sets["chest DICOM"] = folder
+    for syntax, source in chest_in_every_syntax(scratch / "films").items():
+        folder = scratch / f"dicom-{len(sets)}"
+        folder.mkdir()
+        for index in range(n_dicom):
+            dataset = pydicom.dcmread(source)
+            dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            # A window one grey level wider per instance (of every set): the same decoding work, pixels of their own,
+            # so that no image takes the score of an identical one (the product scores identical pixels once)
+            bits = int(dataset.BitsStored)
+            dataset.WindowCenter, dataset.WindowWidth = 2 ** (bits - 1), 2**bits + len(sets) * n_dicom + index
+            dataset.save_as(folder / f"{index:03d}.dcm")
+        sets[f"DICOM {syntax}"] = folder
     return sets
 
 
@@ -140,9 +171,9 @@ def batched_pipeline(folder: Path, runtime: WorkerRuntime) -> tuple[float, dict]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cxr224", type=int, default=256)
-    parser.add_argument("--full-size", type=int, default=128)
-    parser.add_argument("--dicom", type=int, default=24)
+    parser.add_argument("--cxr224", type=int, default=128)
+    parser.add_argument("--full-size", type=int, default=64)
+    parser.add_argument("--dicom", type=int, default=64, help="images per transfer syntax")
     parser.add_argument("--artifact", type=Path, help="a model artifact to measure (default: the newest release)")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp())

@@ -230,9 +230,10 @@ def test_with_a_broker_a_report_that_could_not_be_made_is_made_again_by_the_work
     back-off, and once the film is back the report and the heatmap are made and reach the archive."""
     env, archive_dir, _ = node
     env = {**env, "SCREEN_BROKER_URL": redis_url, "SCREEN_SEND_BACKOFF_SECONDS": "1"}
-    start_worker(env)
+    worker = start_worker(env)
     (film,) = study_of(tmp_path / "night", ["cr_chest_pa_monochrome2_jpeg_baseline.dcm"])
     run_screen(env, "enqueue", "--wait", str(film.parent), timeout=300)
+    assert re.search(r"chunk of 1 image\(s\) in [\d.]+ s: [\d.]+ images/s; per image read \d+ ms", worker.output())
     for name, value in env.items():
         if name.startswith("SCREEN_"):
             monkeypatch.setenv(name, value)

@@ -1,10 +1,12 @@
 """DICOM rules on the real files of ../shared/data/dicom and pydicom-data's Philips chest."""
 
 import numpy as np
+import pydicom
 import pytest
 from helpers import DICOM, EXPECTED_DICOM_STATUS
 from pydicom.data import get_testdata_file
 
+from screening.imaging.dicom import display, display_values, lossless_pixels
 from screening.imaging.errors import ImageRejected
 from screening.imaging.preprocess import PreprocessSpec, preprocess
 from screening.imaging.read import decode_radiograph
@@ -86,3 +88,49 @@ def test_jpeg_2000_decodes_to_the_uncompressed_pixels():
 def test_dicom_pixels_scale_to_unit_range_from_the_stored_bit_depth():
     pixels = decode_radiograph((DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm").read_bytes(), MAX_PIXELS).pixels
     assert pixels.dtype == np.float32 and 0.0 <= pixels.min() and pixels.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("name", "fast"),
+    [
+        ("cr_chest_pa_monochrome1_jpeg_lossless.dcm", True),
+        ("cr_chest_pa_monochrome1_jpegls.dcm", True),  # near-lossless
+        ("JPGLosslessP14SV1_1s_1f_8b.dcm", True),
+        ("bad_sequence.dcm", True),  # 12 bits stored in 16
+        ("JPEGLSNearLossless_08.dcm", True),
+        ("JPEGLSNearLossless_16.dcm", True),
+        ("JPEG-LL.dcm", False),  # signed: pydicom decodes it
+        ("MR_small_jpeg_ls_lossless.dcm", False),  # signed
+        ("cr_chest_pa_monochrome2_jpeg_baseline.dcm", False),  # lossy: pydicom's decoder, as the model was measured
+    ],
+)
+def test_the_fast_lossless_decoders_give_pydicoms_pixels_or_leave_the_film_to_it(name, fast):
+    path = DICOM / name if (DICOM / name).exists() else get_testdata_file(name, download=False)
+    dataset = pydicom.dcmread(path)
+    pixels = lossless_pixels(dataset)
+    assert (pixels is not None) == fast
+    if fast:
+        reference = dataset.pixel_array  # pylibjpeg's libjpeg: another implementation of the same standards
+        assert pixels.dtype == reference.dtype
+        np.testing.assert_array_equal(pixels, reference)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cr_chest_pa_monochrome1_jpeg_lossless.dcm",  # rescale, window, MONOCHROME1
+        "cr_chest_pa_monochrome2_jpeg_baseline.dcm",
+        "mlut_18.dcm",  # signed, modality LUT sequence
+        "vlut_04.dcm",  # VOI LUT sequence
+        "CT_small.dcm",  # signed, rescale, window
+        "JPEG-LL.dcm",  # signed, 16 bits
+    ],
+)
+def test_grey_levels_looked_up_per_stored_value_equal_those_worked_out_per_pixel(name):
+    path = DICOM / name if (DICOM / name).exists() else get_testdata_file(name, download=False)
+    dataset = pydicom.dcmread(path)
+    stored = dataset.pixel_array
+    looked_up, note = display(dataset, stored)
+    per_pixel, per_pixel_note = display_values(dataset, stored, stored)
+    assert note == per_pixel_note
+    np.testing.assert_array_equal(looked_up, per_pixel)

@@ -212,8 +212,17 @@ def test_the_review_worklist_puts_flagged_first_and_a_verdict_becomes_a_label(se
     assert [study.probability is None for study in studies] == [False, False, True, True, True]
     unread = worklist(services, WorklistFilter(view=WorklistView.FLAGGED_UNREAD))
     assert unread.total == sum(1 for row in rows if row.flagged)
-    record_verdict(services, rows[0].result_id, Truth.NORMAL)
+    assert image_view(services, rows[0].result_id).next_unread == rows[1].result_id
+    following = record_verdict(services, rows[0].result_id, Truth.PNEUMONIA, "Dr Ada Reader")
+    assert following == rows[1].result_id  # the next flagged image without a reading
+    assert record_verdict(services, rows[0].result_id, Truth.NORMAL, "Dr Bo Second") == rows[1].result_id
     assert worklist(services, WorklistFilter(view=WorklistView.FLAGGED_UNREAD)).total == unread.total - 1
+    history = image_view(services, rows[0].result_id).history  # a changed reading keeps the first
+    assert [(entry.pneumonia, entry.reader, entry.source) for entry in history] == [
+        (False, "Dr Bo Second", "review page"),
+        (True, "Dr Ada Reader", "review page"),
+    ]
+    assert history[0].recorded_at >= history[1].recorded_at and history[0].recorded_at.tzinfo is not None
     not_scored = worklist(services, WorklistFilter(view=WorklistView.NOT_SCORED)).rows
     unscored = [row.result_id for row in rows if row.status in (ImageStatus.SKIPPED, ImageStatus.FAILED)]
     assert unscored and [row.result_id for row in not_scored] == unscored
@@ -251,8 +260,8 @@ def test_the_review_page_shows_and_labels_only_the_film_that_was_screened(servic
         with pytest.raises(FilmChanged):
             shown(services, row.result_id)
     with pytest.raises(FilmChanged):
-        record_verdict(services, row.result_id, Truth.PNEUMONIA)
-    assert image_view(services, row.result_id).row.verdict is None
+        record_verdict(services, row.result_id, Truth.PNEUMONIA, "Dr Ada Reader")
+    assert image_view(services, row.result_id).row.verdict is None and image_view(services, row.result_id).history == []
     assert not (services.settings.data_dir / "heatmaps").exists() or not any(
         (services.settings.data_dir / "heatmaps").iterdir()
     )  # the wrong picture is not kept either
@@ -263,7 +272,7 @@ def test_the_review_page_shows_and_labels_only_the_film_that_was_screened(servic
     assert view.film_problem is None and view.input_size == 224
     assert model_input_png(services, row.result_id).startswith(b"\x89PNG")
     assert heatmap_png(services, row.result_id).startswith(b"\x89PNG")
-    record_verdict(services, row.result_id, Truth.PNEUMONIA)
+    record_verdict(services, row.result_id, Truth.PNEUMONIA, "Dr Ada Reader")
     assert image_view(services, row.result_id).row.verdict is True
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from screening.db.schema import Label, Result, utcnow
+from screening.db.batches import aware
+from screening.db.schema import Label, LabelChange, Result, utcnow
 from screening.errors import ScreeningError
 
 
@@ -23,15 +27,32 @@ def screened_image(session: Session, key: str) -> Result:
     return result
 
 
-def record_label(session: Session, sha256: str, pneumonia: bool, source: str) -> Label:
-    """One label per image; a later label replaces an earlier one."""
+@dataclass(frozen=True)
+class LabelEntry:
+    """One label as it was recorded (the history of a film's labels, newest first)."""
+
+    pneumonia: bool
+    source: str
+    reader: str | None
+    recorded_at: datetime
+
+
+def record_label(session: Session, sha256: str, pneumonia: bool, source: str, reader: str | None = None) -> Label:
+    """One current label per image (a later label replaces an earlier one), and every label kept in its history."""
     label = session.scalar(select(Label).where(Label.sha256 == sha256))
     if label is None:
         label = Label(sha256=sha256)
         session.add(label)
     label.pneumonia, label.source, label.created_at = pneumonia, source, utcnow()
+    session.add(LabelChange(sha256=sha256, pneumonia=pneumonia, source=source, reader=reader, created_at=utcnow()))
     session.flush()
     return label
+
+
+def label_history(session: Session, sha256: str) -> list[LabelEntry]:
+    """Every label recorded for a film, newest first."""
+    changes = session.scalars(select(LabelChange).where(LabelChange.sha256 == sha256).order_by(LabelChange.id.desc()))
+    return [LabelEntry(one.pneumonia, one.source, one.reader, aware(one.created_at)) for one in changes]
 
 
 def radiologist_labels(session: Session) -> list[tuple[str, str, bool]]:

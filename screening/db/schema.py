@@ -240,6 +240,20 @@ class Label(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class LabelChange(Base):
+    """Every label recorded, in order, never changed or removed: who said what about a film and when (the audit
+    trail behind `labels`, which keeps the latest)."""
+
+    __tablename__ = "label_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    pneumonia: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(200))  # "review page", "cli" or the CSV file's name
+    reader: Mapped[str | None] = mapped_column(String(64))  # the name a reader signed in to the review page with
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class ModelActivation(Base):
     """Each promotion, in order; a rollback marks the newest as rolled back and re-activates the one before."""
 

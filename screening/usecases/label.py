@@ -50,9 +50,10 @@ def read_label_csv(path: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def record_labels(services: Services, rows: list[tuple[str, str]], source: str) -> int:
+def record_labels(services: Services, rows: list[tuple[str, str]], source: str, reader: str | None = None) -> int:
     """Record every (image, truth) row, or none: an unknown image, a bad truth or an image the model did not
-    score stops the whole set. An image is a file path, a SHA-256 or a SOPInstanceUID."""
+    score stops the whole set. An image is a file path, a SHA-256 or a SOPInstanceUID; `reader`: who read them,
+    where known (the review page's signed-in reader)."""
     with services.sessions.begin() as session:
         for key, value in rows:
             if value not in tuple(Truth):
@@ -68,5 +69,5 @@ def record_labels(services: Services, rows: list[tuple[str, str]], source: str) 
                     f"{key} was not scored ({result.status}: {result.reason}); only screened images can be labelled "
                     "(nothing recorded)"
                 )
-            record_label(session, result.sha256, Truth(value) == Truth.PNEUMONIA, source)
+            record_label(session, result.sha256, Truth(value) == Truth.PNEUMONIA, source, reader)
     return len(rows)

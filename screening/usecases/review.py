@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 
+from screening.db.labels import LabelEntry, label_history
 from screening.db.review import EVERYTHING, ReviewRow, WorklistFilter, count_rows, review_rows, study_sends
 from screening.db.schema import ImageStatus, ModelVersion, Result, SendStatus, WorklistView
 from screening.errors import ScreeningError
@@ -20,6 +21,7 @@ from screening.usecases.results import operating_point
 
 __all__ = [
     "FilmChanged",
+    "LabelEntry",
     "ImageStatus",
     "ImageView",
     "WorklistFilter",
@@ -52,9 +54,12 @@ class ImageView:
     sends: list[tuple[str, SendStatus, int, str | None]]
     input_size: int  # the side of the square image the model saw
     film_problem: str | None  # why the film cannot be shown (FilmChanged), or None
+    history: list[LabelEntry]  # every reading recorded for the film, newest first
+    next_unread: int | None  # the flagged image without a reading that the worklist puts first, other than this
 
 
 PAGE_SIZE = 100
+UNREAD = WorklistFilter(view=WorklistView.FLAGGED_UNREAD)
 
 
 @dataclass(frozen=True)
@@ -139,10 +144,27 @@ def image_view(services: Services, result_id: int) -> ImageView:
     with services.sessions() as session:
         (row,) = review_rows(session, result_id=result_id)  # any filter: the one image
         sends = study_sends(session, result.study_uid) if result.study_uid else []
+        history = label_history(session, result.sha256)
     threshold = version.threshold if result.threshold is None else result.threshold  # rows from before the points
     size = PreprocessSpec.from_dict(version.preprocessing).size
     problem = _film_problem(services, result)
-    return ImageView(row, threshold, operating_point(result), sends, size, str(problem) if problem else None)
+    return ImageView(
+        row,
+        threshold,
+        operating_point(result),
+        sends,
+        size,
+        str(problem) if problem else None,
+        history,
+        next_unread(services, result_id),
+    )
+
+
+def next_unread(services: Services, after: int) -> int | None:
+    """The worklist's first flagged image without a reading, other than `after` (the one just read)."""
+    with services.sessions() as session:
+        rows = review_rows(session, UNREAD, 2)
+    return next((row.result_id for row in rows if row.result_id != after), None)
 
 
 def model_input_png(services: Services, result_id: int) -> bytes:
@@ -171,10 +193,12 @@ def heatmap_png(services: Services, result_id: int) -> bytes:
     return cache.read_bytes()
 
 
-def record_verdict(services: Services, result_id: int, truth: Truth) -> None:
-    """The radiologist's reading, into the same labels table as `screen label`: refused when the film at the path
-    is not the one screened (the reader cannot have seen it)."""
+def record_verdict(services: Services, result_id: int, truth: Truth, reader: str) -> int | None:
+    """The radiologist's reading, into the same labels table as `screen label`, with who read it (an earlier
+    reading stays in the film's history): refused when the film at the path is not the one screened (the reader
+    cannot have seen it). The next flagged image without a reading, if any."""
     result, _ = _result(services, result_id)
     if problem := _film_problem(services, result):
         raise problem
-    record_labels(services, [(result.sha256, truth.value)], "review page")
+    record_labels(services, [(result.sha256, truth.value)], "review page", reader)
+    return next_unread(services, result_id)

@@ -29,7 +29,7 @@ from screening.usecases.review import (
     studies_of,
     worklist,
 )
-from screening.web.auth import SESSION_COOKIE, Sessions
+from screening.web.auth import READER_NAME_LENGTH, SESSION_COOKIE, Sessions, reader_name
 
 Field = TypeVar("Field")
 HERE = Path(__file__).parent
@@ -41,6 +41,7 @@ PROTECTIVE_HEADERS = {
 }
 # a row id the databases can hold: a larger one is refused as invalid, not a server error
 ResultId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
+RecordedId = Annotated[int, Query(ge=1, le=2**63 - 1)]
 
 
 def client_address(request: Request) -> str:
@@ -131,18 +132,22 @@ def create_app(services: Services, token: str) -> FastAPI:
         return templates.TemplateResponse(request, name, {"csrf": csrf, **context})
 
     @app.get("/signin", response_class=HTMLResponse)
-    def sign_in_form(request: Request, failed: bool = False) -> HTMLResponse:
-        return templates.TemplateResponse(request, "signin.html", {"failed": failed})
+    def sign_in_form(request: Request, failed: bool = False, unnamed: bool = False) -> HTMLResponse:
+        context = {"failed": failed, "unnamed": unnamed, "longest": READER_NAME_LENGTH}
+        return templates.TemplateResponse(request, "signin.html", context)
 
     @app.post("/signin")
-    def sign_in(request: Request, token: Annotated[str, Form()] = "") -> Response:
+    def sign_in(request: Request, token: Annotated[str, Form()] = "", reader: Annotated[str, Form()] = "") -> Response:
         client = unblocked_client(request)
         if not sessions.token_matches(token):
             sessions.failed(client, "a sign-in")
             return RedirectResponse("/signin?failed=1", status_code=303)
+        name = reader_name(reader)
+        if name is None:
+            return RedirectResponse("/signin?unnamed=1", status_code=303)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
-            SESSION_COOKIE, sessions.open(), httponly=True, samesite="strict", secure=web.secure_cookie, path="/"
+            SESSION_COOKIE, sessions.open(name), httponly=True, samesite="strict", secure=web.secure_cookie, path="/"
         )
         return response
 
@@ -182,8 +187,13 @@ def create_app(services: Services, token: str) -> FastAPI:
         )
 
     @app.get("/images/{result_id}", response_class=HTMLResponse)
-    def image_page(request: Request, result_id: ResultId, session_id: Browser) -> HTMLResponse:
-        return page(request, "image.html", session_id, view=image_view(services, result_id), truths=list(Truth))
+    def image_page(
+        request: Request, result_id: ResultId, session_id: Browser, recorded: RecordedId | None = None
+    ) -> HTMLResponse:
+        """One image; after a reading, the next unread one, saying what was recorded for which."""
+        view = image_view(services, result_id)
+        done = image_view(services, recorded) if recorded else None
+        return page(request, "image.html", session_id, view=view, recorded=done, truths=list(Truth))
 
     @app.get("/images/{result_id}/input.png")
     def model_input(result_id: ResultId, _: Browser) -> Response:
@@ -199,8 +209,8 @@ def create_app(services: Services, token: str) -> FastAPI:
     ) -> Response:
         if not sessions.csrf_matches(session_id, csrf):
             raise HTTPException(403, "cross-site request refused")
-        record_verdict(services, result_id, truth)
-        return RedirectResponse(f"/images/{result_id}?recorded={truth.value}", status_code=303)
+        following = record_verdict(services, result_id, truth, sessions.reader_of(session_id))
+        return RedirectResponse(f"/images/{following or result_id}?recorded={result_id}", status_code=303)
 
     @app.get("/models", response_class=HTMLResponse)
     def models_page(request: Request, session_id: Browser) -> HTMLResponse:

@@ -1,8 +1,13 @@
 """Sign-in for the review app: API clients send `Authorization: Bearer $SCREEN_WEB_TOKEN`; a browser signs in with
-that token once and gets an HttpOnly, SameSite=Strict session cookie (Secure with SCREEN_WEB_SECURE_COOKIE) that
-lapses after SCREEN_WEB_SESSION_IDLE_SECONDS without a request. Every form that changes something carries the
-session's CSRF token, so another site cannot post in a signed-in radiologist's name. Wrong tokens are logged (the
-client's address, never what it offered) and, after a few in a minute, that address is refused for the minute."""
+that token and the reader's name once (every reading it records carries the name) and gets an HttpOnly,
+SameSite=Strict session cookie (Secure with SCREEN_WEB_SECURE_COOKIE) that lapses after
+SCREEN_WEB_SESSION_IDLE_SECONDS without a request. Every form that changes something carries the session's CSRF
+token, so another site cannot post in a signed-in radiologist's name. Wrong tokens are logged (the client's
+address, never what it offered) and, after a few in a minute, that address is refused for the minute.
+
+A name per session under the one administrator's token, not accounts with passwords: the product holds no
+secrets of readers to keep, hash or reset, and a hospital's reading room signs in at shared workstations; what
+an audit needs (who read which film, when, and what changed) is kept with every reading."""
 
 from __future__ import annotations
 
@@ -19,10 +24,21 @@ FAILURES_ALLOWED, FAILURE_WINDOW_S = 5, 60.0
 logger = logging.getLogger(__name__)
 
 
+READER_NAME_LENGTH = 64
+
+
 @dataclass
 class BrowserSession:
     csrf: str
+    reader: str
     last_seen: float
+
+
+def reader_name(offered: str) -> str | None:
+    """A reader's name as typed at sign-in, or None when it cannot be one: empty, longer than 64 characters, or
+    holding control or formatting characters (a right-to-left override would make a name read as another)."""
+    name = " ".join(offered.split())
+    return name if 0 < len(name) <= READER_NAME_LENGTH and name.isprintable() else None
 
 
 @dataclass
@@ -51,10 +67,14 @@ class Sessions:
             "%s with a wrong token from %s (%d in the last minute)", how, client, len(self._failures[client])
         )
 
-    def open(self) -> str:
+    def open(self, reader: str) -> str:
         session_id = secrets.token_urlsafe(32)
-        self._open[session_id] = BrowserSession(secrets.token_urlsafe(32), self.clock())
+        self._open[session_id] = BrowserSession(secrets.token_urlsafe(32), reader, self.clock())
         return session_id
+
+    def reader_of(self, session_id: str) -> str:
+        """The name the session's reader signed in with (of an open session: `csrf_of` said so)."""
+        return self._open[session_id].reader
 
     def close(self, session_id: str | None) -> None:
         self._open.pop(session_id or "", None)

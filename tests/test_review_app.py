@@ -42,7 +42,7 @@ def review_app(screen_env, sample_folder, tmp_path):
 
 def test_nothing_is_served_to_anyone_who_has_not_signed_in(review_app):
     base, _, log_path = review_app
-    for page in ("/", "/models", "/images/1", "/images/1/heatmap.png", "/images/1/input.png"):
+    for page in ("/", "/models", "/models/1", "/images/1", "/images/1/heatmap.png", "/images/1/input.png"):
         answer = requests.get(base + page, allow_redirects=False, timeout=30)
         assert answer.status_code == 303 and answer.headers["location"] == "/signin", page
     for api in ("/api/worklist", "/api/models"):
@@ -70,6 +70,14 @@ def test_nothing_is_served_to_anyone_who_has_not_signed_in(review_app):
         assert headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in headers["content-security-policy"]
         assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-store", page
     assert browser.get(base + "/images/99999999999999999999", timeout=30).status_code == 422  # not a server error
+    versions = requests.get(base + "/api/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).json()
+    (active,) = [version["id"] for version in versions if version["status"] == "active"]
+    assert f'href="/models/{active}"' in browser.get(base + "/models", timeout=30).text
+    card = browser.get(f"{base}/models/{active}", timeout=30).text  # its model card, from its artifact
+    for section in ("Operating points per population", "Applicability gate", "Consistency", "adult/NIH ChestX-ray14"):
+        assert section in card
+    assert "<table>" in card and "<script" not in card
+    assert browser.get(base + "/models/999", timeout=30).status_code == 404
     no_csrf = browser.post(base + "/images/1/verdict", data={"truth": "normal"}, timeout=30)
     assert no_csrf.status_code == 403  # as a forged one: refused, not a validation error
 

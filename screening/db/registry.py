@@ -16,6 +16,10 @@ class RegistryError(ScreeningError):
     pass
 
 
+class NoSuchVersion(RegistryError):
+    pass
+
+
 class NoActiveModel(RegistryError):
     pass
 
@@ -70,7 +74,7 @@ def register_version(
 def get_version(session: Session, version_id: int) -> ModelVersion:
     version = session.get(ModelVersion, version_id)
     if version is None:
-        raise RegistryError(f"no model version {version_id}")
+        raise NoSuchVersion(f"no model version {version_id}")
     return version
 
 

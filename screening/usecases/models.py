@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from screening.db import registry
+from screening.db.registry import NoSuchVersion as NoSuchVersion  # for the edges, which do not import db
 from screening.db.schema import ModelVersion, VersionStatus
+from screening.model.artifact import read_manifest, verify_artifact_file
+from screening.model.card import render_model_card
 from screening.model.released import register_artifact, registered_file
 from screening.training.reference import ReferenceCheck
 from screening.usecases.context import Services
@@ -59,6 +62,17 @@ def list_models(services: Services) -> list[VersionSummary]:
 def describe_reference(stored: dict[str, Any] | None) -> str | None:
     """A version's reference-film figures in one line, as measured when it was registered."""
     return ReferenceCheck.from_dict(stored).describe() if stored else None
+
+
+def model_card(services: Services, version_id: int) -> str:
+    """A registered version's model card (Markdown), made from its artifact's manifest as the release's card is:
+    every source and population with intervals, the operating points, the gate and the consistency figures."""
+    with services.sessions() as session:
+        version = registry.get_version(session, version_id)
+        path, sha256 = Path(version.artifact_path), version.artifact_sha256
+    verify_artifact_file(path, sha256)
+    manifest = replace(read_manifest(path), artifact_sha256=sha256)
+    return render_model_card(manifest, path.name)
 
 
 def show_model(services: Services, version_id: int) -> dict[str, Any]:

@@ -11,11 +11,13 @@ from fastapi import Path as PathParameter
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 from screening.errors import ScreeningError
 from screening.text import visible
 from screening.usecases.context import Services
-from screening.usecases.models import list_models
+from screening.usecases.models import NoSuchVersion, list_models, model_card
 from screening.usecases.review import (
     ImageStatus,
     NoSuchImage,
@@ -42,6 +44,8 @@ PROTECTIVE_HEADERS = {
 # a row id the databases can hold: a larger one is refused as invalid, not a server error
 ResultId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 RecordedId = Annotated[int, Query(ge=1, le=2**63 - 1)]
+# CommonMark with tables and without raw HTML: a manifest's text is shown as text, never as markup
+CARD_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
 def client_address(request: Request) -> str:
@@ -125,7 +129,8 @@ def create_app(services: Services, token: str) -> FastAPI:
     @app.exception_handler(ScreeningError)
     async def as_refusal(request: Request, problem: ScreeningError) -> Response:
         """No such image: 404; anything else the product refuses (an image that was not scored): 409."""
-        return JSONResponse({"detail": str(problem)}, status_code=404 if isinstance(problem, NoSuchImage) else 409)
+        missing = isinstance(problem, NoSuchImage | NoSuchVersion)
+        return JSONResponse({"detail": str(problem)}, status_code=404 if missing else 409)
 
     def page(request: Request, name: str, session_id: str, **context: Any) -> HTMLResponse:
         csrf = sessions.csrf_of(session_id)
@@ -215,6 +220,12 @@ def create_app(services: Services, token: str) -> FastAPI:
     @app.get("/models", response_class=HTMLResponse)
     def models_page(request: Request, session_id: Browser) -> HTMLResponse:
         return page(request, "models.html", session_id, versions=list_models(services))
+
+    @app.get("/models/{version_id}", response_class=HTMLResponse)
+    def model_card_page(request: Request, version_id: ResultId, session_id: Browser) -> HTMLResponse:
+        """A version's model card, made from its artifact: the figures per source and population."""
+        card = CARD_MARKDOWN.render(model_card(services, version_id))
+        return page(request, "card.html", session_id, card=Markup(card), version_id=version_id)
 
     @app.get("/api/worklist", dependencies=[Depends(api_client)])
     def worklist_api(

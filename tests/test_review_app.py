@@ -118,9 +118,16 @@ def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdic
         assert statuses and set(statuses) <= {"skipped", "failed"} and rows.count() < 11
         page.goto(base + "/")
 
+        heatmaps = Path(env["SCREEN_DATA_DIR"]) / "heatmaps"
+
+        def made_ahead() -> bool:  # by the app's own thread: no heatmap has been asked for yet
+            return heatmaps.is_dir() and len(list(heatmaps.glob("*.png"))) == len(probabilities)
+
+        wait_until(made_ahead, 240, 0.5, "the heatmaps of every flagged image made before anyone opens one")
         top_name = rows.first.locator("a").inner_text()
         rows.first.locator("a").click()
         page.wait_for_function("document.querySelector('#heatmap').naturalWidth > 0", timeout=120_000)
+        assert page.locator("#heatmap-pending").is_hidden()  # the placeholder goes once the heatmap is there
         assert page.locator("#probability").inner_text() == f"{probabilities[0]:.3f}"
         page.screenshot(path=str(shots / "image.png"), full_page=True)
         page.keyboard.press("p")  # a reading by keyboard alone: the next flagged image without one opens

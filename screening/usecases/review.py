@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +60,7 @@ class ImageView:
     next_unread: int | None  # the flagged image without a reading that the worklist puts first, other than this
 
 
+logger = logging.getLogger(__name__)
 PAGE_SIZE = 100
 UNREAD = WorklistFilter(view=WorklistView.FLAGGED_UNREAD)
 
@@ -178,19 +181,60 @@ def model_input_png(services: Services, result_id: int) -> bytes:
     return cv2.imencode(".png", prepared.image)[1].tobytes()
 
 
+HEATMAPS_AHEAD = 200  # flagged images without a reading whose heatmaps the review app makes before they are opened
+
+
+def prepare_heatmaps(services: Services, stop: threading.Event) -> int:
+    """Make the heatmaps of the flagged images without a reading, highest probability first, before a reader opens
+    them (the review app's background thread: the first also loads the model); how many it made. A film whose
+    file changed is left to its page, which says so."""
+    with services.sessions() as session:
+        rows = review_rows(session, UNREAD, HEATMAPS_AHEAD)
+    made = 0
+    for row in rows:
+        if stop.is_set():
+            break
+        try:
+            made += _heatmap_file(services, row.result_id)[1]
+        except ScreeningError:
+            continue
+    return made
+
+
+def keep_heatmaps_ready(services: Services, stop: threading.Event, every_s: float = 30.0) -> None:
+    """Until `stop`: `prepare_heatmaps`, again every `every_s` for the images screened since. Never raises (it runs
+    beside the review app): a pass that fails is logged and the next one tries again."""
+    while not stop.is_set():
+        try:
+            made = prepare_heatmaps(services, stop)
+            if made:
+                logger.info("made %d heatmap(s) of flagged images ahead of their readers", made)
+        except Exception as error:
+            logger.warning("making heatmaps ahead failed (%s); the next pass tries again", type(error).__name__)
+        stop.wait(every_s)
+
+
 def heatmap_png(services: Services, result_id: int) -> bytes:
     """The film with the Grad-CAM of the version that screened it, as PNG; cached under SCREEN_DATA_DIR by the
     film's SHA-256, and made only from a file that still has it."""
+    return _heatmap_file(services, result_id)[0].read_bytes()
+
+
+def _heatmap_file(services: Services, result_id: int) -> tuple[Path, bool]:
+    """The cached heatmap of a result, and whether it was made now."""
     result, version = _result(services, result_id)
     cache = services.settings.data_dir / "heatmaps" / f"{result.sha256}-{version.id}.png"
-    if not cache.exists():
-        try:
-            overlay = explain(services, Path(result.path), version, result.sha256).overlay
-        except ImageRejected as problem:
-            raise _film_changed(problem) from None
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(cache), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-    return cache.read_bytes()
+    if cache.exists():
+        return cache, False
+    try:
+        overlay = explain(services, Path(result.path), version, result.sha256).overlay
+    except ImageRejected as problem:
+        raise _film_changed(problem) from None
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(f".{threading.get_ident()}.partial.png")  # a reader's request may make it meanwhile
+    cv2.imwrite(str(partial), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+    partial.replace(cache)
+    return cache, True
 
 
 def record_verdict(services: Services, result_id: int, truth: Truth, reader: str) -> int | None:

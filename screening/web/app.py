@@ -1,6 +1,8 @@
 """The review app's routes: worklist, image page (model view, heatmap, verdict), model versions, and a JSON API."""
 
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
@@ -26,6 +28,7 @@ from screening.usecases.review import (
     WorklistView,
     heatmap_png,
     image_view,
+    keep_heatmaps_ready,
     model_input_png,
     record_verdict,
     studies_of,
@@ -80,7 +83,17 @@ def worklist_filter(batch: str, day: str, status: str, view: str) -> tuple[Workl
 
 
 def create_app(services: Services, token: str) -> FastAPI:
-    app = FastAPI(title="Chest X-ray screening review", docs_url=None, redoc_url=None, openapi_url=None)
+    @asynccontextmanager
+    async def heatmaps_ahead(_: FastAPI) -> AsyncIterator[None]:
+        """While the app serves, a thread makes the heatmaps of flagged unread images before they are opened."""
+        stop = threading.Event()
+        threading.Thread(target=keep_heatmaps_ready, args=(services, stop), name="heatmaps", daemon=True).start()
+        yield
+        stop.set()
+
+    app = FastAPI(
+        title="Chest X-ray screening review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=heatmaps_ahead
+    )
     web = services.settings.web
     sessions = Sessions(token, web.session_idle_s)
     templates = Jinja2Templates(directory=HERE / "templates")

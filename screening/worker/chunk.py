@@ -7,6 +7,7 @@ get one score. The use case around it (usecases.screen_chunk) reads and writes t
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -39,6 +40,7 @@ class WorkerRuntime:
     session_factory: sessionmaker[Session]
     holder: Holder  # whose lease the rows it screens are under: this worker (its main process), or this process
     _classifiers: dict[int, Classifier] = field(default_factory=dict)
+    _loading: threading.Lock = field(default_factory=threading.Lock)  # one load, however many threads ask at once
 
     @cached_property
     def pool(self) -> ThreadPoolExecutor:
@@ -47,6 +49,10 @@ class WorkerRuntime:
 
     def classifier_for(self, version: ModelVersion) -> Classifier:
         """The model of `version`, loaded once per process; a newly promoted version replaces it."""
+        with self._loading:
+            return self._classifier_for(version)
+
+    def _classifier_for(self, version: ModelVersion) -> Classifier:
         if version.id not in self._classifiers:
             import keras  # imported here, as the classifier: a backend must not load before fork
 

@@ -17,6 +17,8 @@ from screening.model.released import RELEASES
 def test_enqueue_screens_in_process_and_a_rerun_adds_no_work(screen_env, sample_folder, tmp_path):
     first = run_screen(screen_env, "enqueue", "--wait", str(sample_folder))
     assert "No broker configured" in first.stderr and first.stdout.startswith("batch ")
+    for noise in ("absl::InitializeLog", "oneDNN custom operations"):  # TensorFlow's native start-up lines
+        assert noise not in first.stderr, first.stderr
     rows = assert_sample_folder_screened(screen_env)
     database = f"sqlite:///{tmp_path / 'data' / 'screening.db'}"
     screened = count_results(database)

@@ -11,12 +11,20 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from screening.cli.context import AppContext, pass_app
+from screening.cli.context import AppContext, import_backend_quietly, loads_backend, pass_app
 from screening.cli.tables import add_row, make_table, print_table
-from screening.usecases.enqueue import BatchMode, EnqueueEvents, Population, batch_mode, enqueue_folders, requeue
+from screening.usecases.enqueue import EnqueueEvents, Population, enqueue_folders, requeue
 from screening.usecases.explain import write_explanation
 from screening.usecases.preview import write_preview
 from screening.usecases.results import (
@@ -42,6 +50,8 @@ def _progress() -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=console,
     )
 
@@ -74,28 +84,28 @@ def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool, population: str
     """Find radiographs under PATHS and queue them for screening.
 
     Exits with status 1 when the batch ended with failed files (`screen results` says why), 0 otherwise."""
+    in_process = not app.settings.distributed
+    if in_process:
+        backend = import_backend_quietly()  # before the bars (and a first run's registry): this process scores
+        console.print(
+            f"No broker configured (SCREEN_BROKER_URL unset): screening in this process (Keras backend {backend}).",
+            soft_wrap=True,
+        )
     services = app.services
-    in_process = batch_mode(services) == BatchMode.IN_PROCESS
     with _progress() as bar:
         found = bar.add_task("screened" if in_process else "enqueued", total=None)
         screened = bar.add_task("screened", total=None, visible=False)
 
         def started(batch_id: str, version_id: int, version_name: str) -> None:
-            if in_process:
-                import keras  # this process runs the model: loading a backend here is no waste
-
-                console.print(
-                    "No broker configured (SCREEN_BROKER_URL unset): screening in this process "
-                    f"(Keras backend {keras.backend.backend()}).",
-                    soft_wrap=True,
-                )
             click.echo(f"batch {batch_id} (model version {version_id}: {version_name})")
 
         def progress(done: int, total: int) -> None:
             bar.update(found, visible=False)
             bar.update(screened, visible=True, total=total, completed=done)
 
-        events = EnqueueEvents(started, lambda count: bar.advance(found, count), progress)
+        events = EnqueueEvents(
+            lambda files: bar.update(found, total=files), started, lambda count: bar.advance(found, count), progress
+        )
         outcome = enqueue_folders(
             services, [Path(p) for p in paths], wait, events, Population(population) if population else None
         )
@@ -111,6 +121,8 @@ def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool, population: str
 def requeue_command(app: AppContext, batch_id: str | None) -> None:
     """Dispatch again what a batch (default: the latest) claimed and nobody screened: after a broker lost its
     queue, or an enqueue that was stopped. Without a broker, screens those images in this process."""
+    if not app.settings.distributed:
+        import_backend_quietly()
     batch_id, count = requeue(app.services, batch_id)
     verb = "dispatched again" if app.settings.distributed else "screened"
     click.echo(f"batch {batch_id}: {count} images {verb}")
@@ -257,6 +269,7 @@ def preview(app: AppContext, file: str, output: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="A .png (or .jpg) to write.")
 @pass_app
+@loads_backend
 def explain(app: AppContext, file: str, output: str) -> None:
     """Write FILE with the active model's Grad-CAM heatmap over it (red: where the evidence for pneumonia sits)."""
     explanation = write_explanation(app.services, Path(file), Path(output))

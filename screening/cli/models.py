@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from screening.cli.context import AppContext, pass_app
+from screening.cli.context import AppContext, loads_backend, pass_app
 from screening.cli.tables import add_row, make_table, print_table
 from screening.usecases.evaluate import evaluate_version
 from screening.usecases.models import (
@@ -80,6 +80,7 @@ def _cell(value: object) -> object:
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False))
 @click.option("--activate", is_flag=True, help="Make it the active version.")
 @pass_app
+@loads_backend
 def models_register(app: AppContext, artifact: str, activate: bool) -> None:
     """Register a model artifact as a candidate (or the active) version.
 
@@ -129,6 +130,7 @@ def _trained_on(function: Callable[..., None]) -> Callable[..., None]:
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where the gated artifact goes.")
 @pass_app
+@loads_backend
 def models_gate(
     app: AppContext,
     artifact: str,
@@ -158,6 +160,7 @@ def models_gate(
 @_trained_on
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where the ensemble's artifact goes.")
 @pass_app
+@loads_backend
 def models_ensemble(
     app: AppContext,
     artifacts: tuple[str, ...],
@@ -239,6 +242,7 @@ def _sensitivity(text: str) -> float:
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where the new artifact goes.")
 @pass_app
+@loads_backend
 def models_operating_points(
     app: AppContext,
     artifact: str,
@@ -324,6 +328,7 @@ def models_rollback(app: AppContext) -> None:
     "else the version's age-group estimate decides.",
 )
 @pass_app
+@loads_backend
 def evaluate(
     app: AppContext, version_id: int, data_dir: str, bootstrap: int, output: str, population: str | None
 ) -> None:
@@ -417,6 +422,7 @@ def _population_table(by_population: dict[str, dict[str, Any]]) -> Any:
     "--register/--no-register", default=True, show_default=True, help="Register the result as a candidate version."
 )
 @pass_app
+@loads_backend
 def train(
     app: AppContext,
     data_dir: str | None,

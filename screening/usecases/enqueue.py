@@ -37,6 +37,7 @@ class StillRunning(ScreeningError):
 class EnqueueEvents:
     """How a caller follows an enqueue (the CLI draws progress bars); each defaults to nothing."""
 
+    counted: Callable[[int], None] = lambda files: None  # before anything is read: how many files there are
     started: Callable[[str, int, str], None] = lambda batch_id, version_id, version_name: None
     files_found: Callable[[int], None] = lambda count: None
     screened: Callable[[int, int], None] = lambda done, total: None
@@ -104,8 +105,10 @@ def enqueue_folders(
             "change nothing"
         )
     roots = distinct_roots(paths)
-    if next(walk(roots), None) is None:  # no batch for nothing: it would become the default of results and status
+    files = sum(1 for _ in walk(roots))  # names only: a total for progress bars, before any file is read
+    if not files:  # no batch for nothing: it would become the default of results and status
         raise InvalidRequest(f"no files under {', '.join(str(path) for path in paths)}: nothing to screen")
+    events.counted(files)
     lease = timedelta(seconds=settings.enqueue_lease_s)
     batch_id = start_batch(services.sessions, roots, batch_mode(services), lease, population)
     events.started(batch_id, version.id, version.name)

@@ -162,6 +162,8 @@ def test_an_enqueue_killed_after_claiming_is_taken_over_at_once(screen_env, tmp_
     assert "interrupted" in run_screen(env, "status", batch).stdout
     requeued = run_screen(env, "requeue", batch, timeout=300)  # embedded mode: screens what it had claimed
     assert "images screened" in requeued.stdout
+    after = run_screen(env, "status", batch).stdout  # and recorded what the killed enqueue had not reached
+    assert f"batch {batch}: finished: {len(FULL_SIZE)} files" in after and "pending" not in after, after
     rerun = run_screen(env, "enqueue", str(night), timeout=300)
     assert f"{len(FULL_SIZE)} files" in rerun.stdout and "pending" not in rerun.stdout
     assert len(set(results_by_name(env))) == len(FULL_SIZE)

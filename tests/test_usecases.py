@@ -27,7 +27,7 @@ from screening.model.released import RELEASED_ARTIFACT, RELEASES
 from screening.training.evaluate import score_labelled_folder
 from screening.usecases import review
 from screening.usecases.context import active_model, bootstrap
-from screening.usecases.enqueue import enqueue_folders, requeue
+from screening.usecases.enqueue import Requeued, enqueue_folders, requeue
 from screening.usecases.evaluate import evaluate_version
 from screening.usecases.explain import explain
 from screening.usecases.label import LabelError, read_label_csv, record_labels
@@ -89,7 +89,7 @@ def test_enqueue_screens_every_file_and_results_say_what_became_of_each(services
     overlapping = [sample_folder, sample_folder / "jpeg", sample_folder / "jpeg" / "..", sample_folder / "dicom"]
     rerun = enqueue_folders(services, overlapping)
     assert rerun.progress.total == rerun.progress.reused == 11  # each file once, and none screened twice
-    assert requeue(services, None) == (rerun.progress.batch_id, 0)
+    assert requeue(services, None) == Requeued(rerun.progress.batch_id, 0, 0)
     with pytest.raises(NoSuchBatch):
         batch_status(services, "no-such-batch")
     first = found.batch_id

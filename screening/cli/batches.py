@@ -120,12 +120,14 @@ def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool, population: str
 @pass_app
 def requeue_command(app: AppContext, batch_id: str | None) -> None:
     """Dispatch again what a batch (default: the latest) claimed and nobody screened: after a broker lost its
-    queue, or an enqueue that was stopped. Without a broker, screens those images in this process."""
+    queue, or an enqueue that was stopped (whose remaining files it records). Without a broker, screens those images
+    in this process."""
     if not app.settings.distributed:
         import_backend_quietly()
-    batch_id, count = requeue(app.services, batch_id)
+    done = requeue(app.services, batch_id)
     verb = "dispatched again" if app.settings.distributed else "screened"
-    click.echo(f"batch {batch_id}: {count} images {verb}")
+    resumed = f"; {done.resumed_files} files its enqueue had not reached recorded" if done.resumed_files else ""
+    click.echo(f"batch {done.batch_id}: {done.images} images {verb}{resumed}")
 
 
 @click.command()

@@ -54,13 +54,18 @@ def add_items(session: Session, batch_id: str, rows: list[dict]) -> list[BatchIt
     return items
 
 
+def recorded_paths(session: Session, batch_id: str) -> frozenset[str]:
+    """The files a batch has recorded so far."""
+    return frozenset(session.scalars(select(BatchItem.path).where(BatchItem.batch_id == batch_id)))
+
+
 def finish_enqueue(session: Session, batch_id: str) -> None:
     session.execute(update(Batch).where(Batch.id == batch_id).values(enqueue_finished_at=utcnow()))
 
 
 class BatchState(StrEnum):
     FINISHED = "finished"
-    INTERRUPTED = "interrupted (its enqueue stopped early: run `screen enqueue` on the same folders again)"
+    INTERRUPTED = "interrupted (its enqueue stopped early: `screen requeue` records and screens the rest)"
     IN_PROGRESS = "in progress"
 
 

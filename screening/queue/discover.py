@@ -91,6 +91,9 @@ def inspect_file(path: str, max_file_bytes: int) -> FoundFile:
     return FoundFile(path, sha256, kind, identity.study_uid, identity.series_uid, identity.sop_uid)
 
 
-def discover(roots: Iterable[str], max_file_bytes: int) -> Iterator[FoundFile]:
+def discover(roots: Iterable[str], max_file_bytes: int, skip: frozenset[str] = frozenset()) -> Iterator[FoundFile]:
+    """Every file under `roots` inspected, but those in `skip` (recorded already), which are not read."""
     for entry in walk(roots):
+        if (entry.path if isinstance(entry, FoundFile) else entry) in skip:
+            continue
         yield entry if isinstance(entry, FoundFile) else inspect_file(entry, max_file_bytes)

@@ -71,9 +71,11 @@ def enqueue_batch(
     dispatch: Dispatch,
     stale_after: timedelta,
     on_files: Callable[[int], None] = lambda n: None,
+    recorded: frozenset[str] = frozenset(),
 ) -> None:
-    """Record every file under `roots`; dispatch the images that no batch has claimed for this version."""
-    for chunk in _chunks(discover(roots, max_file_bytes), chunk_size):
+    """Record every file under `roots` (but those `recorded` already: an interrupted enqueue resumed); dispatch the
+    images that no batch has claimed for this version."""
+    for chunk in _chunks(discover(roots, max_file_bytes, recorded), chunk_size):
         with session_factory.begin() as session:
             version_id = session.get_one(Batch, batch_id).model_version_id
             items = add_items(session, batch_id, [found.as_row() for found in chunk])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from screening.db.batches import BatchProgress, batch_progress, renew_lease
-from screening.db.schema import BatchMode, ImageStatus, Population
+from screening.db.batches import BatchProgress, batch_progress, recorded_paths, renew_lease
+from screening.db.schema import Batch, BatchMode, ImageStatus, Population
 from screening.errors import InvalidRequest, ScreeningError
 from screening.queue.discover import walk
 from screening.queue.enqueue import Dispatch, enqueue_batch, held_lease, requeue_batch, start_batch, wait_for_batch
@@ -141,18 +141,48 @@ def distinct_roots(paths: list[Path]) -> list[str]:
     return [str(path) for path in sorted(kept)]
 
 
-def requeue(services: Services, batch_id: str | None) -> tuple[str, int]:
-    """Dispatch again what a batch (default: the latest) claimed and nobody screened; returns the batch and how
-    many images. Without a broker those images are screened here, unless a running enqueue still holds them."""
+@dataclass(frozen=True)
+class Requeued:
+    batch_id: str
+    images: int  # claimed and never screened: dispatched again (or screened here)
+    resumed_files: int  # files an interrupted enqueue had not reached, recorded now
+
+
+def requeue(services: Services, batch_id: str | None) -> Requeued:
+    """Dispatch again what a batch (default: the latest) claimed and nobody screened, and record the files an
+    interrupted enqueue had not reached (so the batch finishes). Without a broker those images are screened here,
+    unless a running enqueue still holds them."""
     settings = services.settings
     with services.sessions() as session:
         batch_id = find_batch(session, batch_id)
         progress = batch_progress(session, batch_id)
+        roots, recorded = list(session.get_one(Batch, batch_id).roots), recorded_paths(session, batch_id)
     if not settings.distributed and not (progress.lease_lapsed or progress.enqueue_finished):
         raise StillRunning(f"batch {batch_id} is still being screened by a running `screen enqueue`")
     servable_active_model(services)
     lease = timedelta(seconds=settings.enqueue_lease_s)
     with services.sessions.begin() as session:
         renew_lease(session, batch_id, lease)  # this process now answers for the batch's claims
+    dispatch, resumed = dispatcher(services), 0
     with held_lease(services.sessions, batch_id, lease), _broker_errors(batch_id):
-        return batch_id, requeue_batch(services.sessions, batch_id, settings.chunk_size, dispatcher(services))
+        if progress.interrupted:
+
+            def counted(files: int) -> None:
+                nonlocal resumed
+                resumed += files
+
+            stale_after = timedelta(seconds=settings.visibility_timeout_s)
+            max_bytes = settings.image_limits.max_file_bytes
+            enqueue_batch(
+                services.sessions,
+                batch_id,
+                roots,
+                settings.chunk_size,
+                max_bytes,
+                dispatch,
+                stale_after,
+                counted,
+                recorded,
+            )
+        images = requeue_batch(services.sessions, batch_id, settings.chunk_size, dispatch)
+    return Requeued(batch_id, images, resumed)

@@ -3,6 +3,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
+# The review app's film viewer (OpenSeadragon), pinned in its package-lock.json
+VIEWER := screening/web/viewer/node_modules/openseadragon/package.json
+
 .PHONY: sample test test-fast test-tools
 
 $(BIN)/screen: pyproject.toml
@@ -11,7 +14,11 @@ $(BIN)/screen: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-sample: $(BIN)/screen
+$(VIEWER): screening/web/viewer/package-lock.json
+	npm ci --prefix screening/web/viewer --no-audit --no-fund --loglevel=error
+	touch $@
+
+sample: $(BIN)/screen $(VIEWER)
 	$(BIN)/screen enqueue --wait ../shared/data/dicom ../shared/data/cxr-fullres/val
 	$(BIN)/screen results --studies
 	$(BIN)/screen results
@@ -26,7 +33,7 @@ test-tools:
 	@{ test -x /usr/bin/storescu && test -x /usr/sbin/Orthanc; } || \
 	  { apt-get update -qq && apt-get install -y -qq dcmtk orthanc >/dev/null; }
 
-test: $(BIN)/screen test-tools
+test: $(BIN)/screen $(VIEWER) test-tools
 	$(BIN)/screen weights fetch
 	$(BIN)/ruff check screening tests bench
 	$(BIN)/mypy

@@ -128,8 +128,37 @@ def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdic
         rows.first.locator("a").click()
         page.wait_for_function("document.querySelector('#heatmap').naturalWidth > 0", timeout=120_000)
         assert page.locator("#heatmap-pending").is_hidden()  # the placeholder goes once the heatmap is there
-        assert page.locator("#probability").inner_text() == f"{probabilities[0]:.3f}"
+        item = "filmViewer.world.getItemAt(0)"
+        page.wait_for_function(f"window.filmViewer && {item} && {item}.getFullyLoaded()", timeout=60_000)
+        assert page.evaluate("filmViewer.world.getItemAt(0).source.dimensions.x") >= 1000  # its own resolution
+        page.wait_for_function("document.querySelector('#evidence-layer').naturalWidth > 0", timeout=30_000)
         page.screenshot(path=str(shots / "image.png"), full_page=True)
+        home = page.evaluate("filmViewer.viewport.getZoom()")
+        for _ in range(3):
+            page.keyboard.press("+")
+        assert page.evaluate("filmViewer.viewport.getZoom()") > 1.5 * home
+        box = page.locator("#film-viewer").bounding_box()
+        middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.move(*middle)
+        page.mouse.down(button="right")  # a window: wider (right) and brighter (up)
+        page.mouse.move(middle[0] + 120, middle[1] - 60, steps=5)
+        page.mouse.up(button="right")
+
+        def window() -> tuple[float, float]:
+            curve = page.locator("#window-level feFuncR")
+            return float(curve.get_attribute("slope")), float(curve.get_attribute("intercept"))
+
+        slope, intercept = window()
+        assert 0 < slope < 1 and intercept != 0
+        page.keyboard.press("i")
+        assert window()[0] == pytest.approx(-slope, abs=1e-3)
+        assert page.locator("#evidence-layer").is_visible()  # a flagged film: its heatmap layer is on
+        page.keyboard.press("h")
+        assert page.locator("#evidence-layer").is_hidden()
+        page.keyboard.press("0")
+        assert window() == (1.0, 0.0)
+        page.wait_for_function(f"Math.abs(filmViewer.viewport.getZoom() - {home}) < 1e-3 * {home}", timeout=10_000)
+        assert page.locator("#probability").inner_text() == f"{probabilities[0]:.3f}"
         page.keyboard.press("p")  # a reading by keyboard alone: the next flagged image without one opens
         page.wait_for_selector("#recorded")
         assert f"Reading recorded for {top_name}: pneumonia." in page.locator("#recorded").inner_text()

@@ -6,6 +6,7 @@ import shutil
 from dataclasses import replace
 from datetime import date, timedelta
 
+import cv2
 import highdicom as hd
 import numpy as np
 import pydicom
@@ -42,6 +43,8 @@ from screening.usecases.review import (
     Truth,
     WorklistFilter,
     WorklistView,
+    evidence_png,
+    film_png,
     heatmap_png,
     image_view,
     model_input_png,
@@ -235,6 +238,21 @@ def test_the_review_worklist_puts_flagged_first_and_a_verdict_becomes_a_label(se
         (1, 3, 1, 4), (2, 3, 5, 8), (3, 3, 9, 11), (3, 3, 9, 11)
     ]  # fmt: skip
     assert [row.result_id for page in pages[:3] for row in page.rows] == [row.result_id for row in rows]
+
+
+def test_the_viewer_gets_the_film_at_its_resolution_with_its_windows_and_a_heatmap_layer(services, screened):
+    rows = {row.file_name: row for row in worklist(services).rows}
+    lossless = rows["cr_chest_pa_monochrome1_jpeg_lossless.dcm"]
+    assert image_view(services, lossless.result_id).presets == ["window 15000/30000"]
+    film = cv2.imdecode(np.frombuffer(film_png(services, lossless.result_id), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert film.shape == (1955, 1841) and film.dtype == np.uint8  # its own resolution, grey
+    with pytest.raises(review.NoSuchImage):
+        film_png(services, lossless.result_id, 1)  # it has one window only
+    jpeg = next(row for row in rows.values() if row.file_name.endswith(".jpeg"))
+    assert image_view(services, jpeg.result_id).presets == []
+    layer = cv2.imdecode(np.frombuffer(evidence_png(services, lossless.result_id), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert layer.shape[2] == 4 and layer[:, :, 3].min() == 0 and layer[:, :, 3].max() > 0  # drawn only in part
+    assert abs(layer.shape[1] / layer.shape[0] - 1841 / 1955) < 0.01  # at the film's aspect
 
 
 def test_the_worklist_form_filters_with_any_field_left_empty_and_says_what_it_could_not_read():

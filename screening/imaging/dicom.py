@@ -108,8 +108,9 @@ class DicomRadiograph:
     age_years: float | None  # the patient's age at the study, where the header gives a valid one
 
 
-def read_xray_dicom(data: bytes, max_pixels: int) -> DicomRadiograph:
-    """The radiograph, by the rules above, and the patient's age from its header."""
+def read_xray_dicom(data: bytes, max_pixels: int, voi: int = 0) -> DicomRadiograph:
+    """The radiograph, by the rules above, and the patient's age from its header; `voi`: which of the file's VOI
+    windows or LUTs to apply (the first unless a reader picks another: `voi_presets`)."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -136,7 +137,7 @@ def read_xray_dicom(data: bytes, max_pixels: int) -> DicomRadiograph:
     if stored.ndim != 2:
         raise NotScreenable(f"not a single grayscale frame (pixel array of {stored.ndim} dimensions)")
     try:
-        pixels, note = display(ds, stored)
+        pixels, note = display(ds, stored, voi)
     except (ValueError, TypeError, AttributeError, KeyError, IndexError) as error:
         raise Unreadable(f"its LUT or window attributes are invalid ({type(error).__name__})") from None
     return DicomRadiograph(pixels, note, patient_age_years(ds))
@@ -224,21 +225,23 @@ def lossless_pixels(ds: pydicom.Dataset) -> np.ndarray | None:
     return pixels.astype(f"uint{int(ds.BitsAllocated)}", copy=False)
 
 
-def display(ds: pydicom.Dataset, stored: np.ndarray) -> tuple[np.ndarray, str | None]:
+def display(ds: pydicom.Dataset, stored: np.ndarray, voi: int = 0) -> tuple[np.ndarray, str | None]:
     """The film's grey levels: the rules below worked out once per stored value the film can hold between its
     darkest and brightest pixel, then looked up per pixel (the same pixels as working them out per pixel, at a
     fraction of the time for a 2,000-px film)."""
     if not np.issubdtype(stored.dtype, np.integer):
-        return display_values(ds, stored, stored)
+        return display_values(ds, stored, stored, voi)
     offset = int(stored.min())
     values = np.arange(offset, int(stored.max()) + 1).astype(stored.dtype)
     index = stored if offset == 0 else stored.astype(np.int32) - offset
     used = np.bincount(index.ravel(), minlength=len(values)) > 0
-    table, note = display_values(ds, values, values[used])
+    table, note = display_values(ds, values, values[used], voi)
     return table[index], note
 
 
-def display_values(ds: pydicom.Dataset, values: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, str | None]:
+def display_values(
+    ds: pydicom.Dataset, values: np.ndarray, used: np.ndarray, voi: int = 0
+) -> tuple[np.ndarray, str | None]:
     """Modality LUT, then the VOI window unless it is unusable: one of width 0, or one that puts every pixel at
     the same grey although the stored values differ, is ignored (and said so); only a constant image is blank.
     `values`: the stored values to work out; `used`: those the film's pixels hold."""
@@ -251,9 +254,9 @@ def display_values(ds: pydicom.Dataset, values: np.ndarray, used: np.ndarray) ->
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                windowed = apply_voi_lut(modality, ds).astype(np.float32)
-                window_range = apply_voi_lut(modality_range, ds).astype(np.float32)
-                shown = apply_voi_lut(apply_modality_lut(used, ds), ds)
+                windowed = apply_voi_lut(modality, ds, voi).astype(np.float32)
+                window_range = apply_voi_lut(modality_range, ds, voi).astype(np.float32)
+                shown = apply_voi_lut(apply_modality_lut(used, ds), ds, voi)
             if np.ptp(shown) > 0 or np.ptp(used) == 0:
                 pixels, (low, high) = windowed, np.sort(window_range)
             else:
@@ -262,6 +265,38 @@ def display_values(ds: pydicom.Dataset, values: np.ndarray, used: np.ndarray) ->
         pixels = low + high - pixels
     pixels = np.clip((pixels - low) / max(high - low, 1e-6), 0.0, 1.0)
     return pixels.astype(np.float32), note
+
+
+def voi_presets(data: bytes) -> list[str]:
+    """The VOI windows or LUTs a DICOM file offers (what `read_xray_dicom`'s `voi` picks among), named by their
+    explanations where the file gives them; none for a file with none, or that is not DICOM."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            if "VOILUTSequence" in ds:  # what pydicom applies first, as the screening did
+                items = ds.VOILUTSequence
+                return [str(item.get("LUTExplanation", "") or f"VOI LUT {n}") for n, item in enumerate(items, 1)]
+            if not _valid_window(ds):
+                return []
+            centers, widths = ds.WindowCenter, ds.WindowWidth
+            centers = list(centers) if isinstance(centers, pydicom.multival.MultiValue) else [centers]
+            widths = list(widths) if isinstance(widths, pydicom.multival.MultiValue) else [widths]
+            explanations = ds.get("WindowCenterWidthExplanation", [])
+            explanations = (
+                list(explanations) if isinstance(explanations, pydicom.multival.MultiValue) else [explanations]
+            )
+    except Exception:  # not DICOM, or a header pydicom cannot read: the film is shown as screened
+        return []
+    names = []
+    for n, (center, width) in enumerate(zip(centers, widths, strict=False)):
+        explained = str(explanations[n]).strip() if n < len(explanations) and explanations[n] else ""
+        names.append(
+            f"{explained} (window {float(center):g}/{float(width):g})"
+            if explained
+            else f"window {float(center):g}/{float(width):g}"
+        )
+    return names
 
 
 def _has_voi(ds: pydicom.Dataset) -> bool:

@@ -30,6 +30,19 @@ def overlay_heatmap(film: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(blended, cv2.COLOR_BGR2RGB)
 
 
+EVIDENCE_LEVEL = 0.5  # the viewer's heatmap layer is drawn only where the evidence is at least half its peak
+EVIDENCE_OPACITY = 0.7
+
+
+def evidence_layer(heatmap: np.ndarray, width: int, height: int) -> np.ndarray:
+    """RGBA uint8, `width` x `height`: the heatmap in the jet colours, transparent where the evidence is below
+    EVIDENCE_LEVEL of its peak and more opaque the stronger it is, to lay over the film in a viewer."""
+    heat = cv2.resize(heatmap.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    coloured = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    alpha = np.clip((heat - EVIDENCE_LEVEL) / (1 - EVIDENCE_LEVEL), 0, 1) * EVIDENCE_OPACITY * 255
+    return np.dstack([cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB), alpha.astype(np.uint8)])
+
+
 def _fitted_text_scale(lines: list[str], width: int, thickness: int) -> float:
     """The largest font scale (at most one line per 1,400 px of width) at which every line fits the width."""
     widest = max(cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 1.0, thickness)[0][0] for line in lines)

@@ -25,13 +25,14 @@ class Radiograph:
         return sha256_hex(f"{self.pixels.dtype}{self.pixels.shape}".encode(), np.ascontiguousarray(self.pixels).data)
 
 
-def decode_radiograph(data: bytes, max_pixels: int) -> Radiograph:
+def decode_radiograph(data: bytes, max_pixels: int, voi: int = 0) -> Radiograph:
+    """`voi`: a DICOM file's VOI window or LUT to apply (`dicom.voi_presets`); the first unless a reader picks."""
     if not data:
         raise Unreadable("empty file")
     kind = sniff_kind(data[:SNIFF_BYTES])
     if kind is None:
         raise NotScreenable("not a JPEG, PNG or DICOM file")
     if kind == "dicom":
-        dicom = read_xray_dicom(data, max_pixels)
+        dicom = read_xray_dicom(data, max_pixels, voi)
         return Radiograph(kind, dicom.pixels, dicom.note, dicom.age_years)
     return Radiograph(kind, read_raster(data, kind, max_pixels))

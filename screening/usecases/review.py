@@ -13,9 +13,12 @@ from screening.db.labels import LabelEntry, label_history
 from screening.db.review import EVERYTHING, ReviewRow, WorklistFilter, count_rows, review_rows, study_sends
 from screening.db.schema import ImageStatus, ModelVersion, Result, SendStatus, WorklistView
 from screening.errors import ScreeningError
+from screening.imaging.dicom import voi_presets
 from screening.imaging.errors import ImageRejected
+from screening.imaging.overlay import display_film, evidence_layer
 from screening.imaging.pipeline import FILE_CHANGED, prepare_file, read_image_file
 from screening.imaging.preprocess import PreprocessSpec
+from screening.imaging.read import decode_radiograph
 from screening.usecases.context import Services
 from screening.usecases.explain import explain
 from screening.usecases.label import Truth, record_labels
@@ -58,6 +61,7 @@ class ImageView:
     film_problem: str | None  # why the film cannot be shown (FilmChanged), or None
     history: list[LabelEntry]  # every reading recorded for the film, newest first
     next_unread: int | None  # the flagged image without a reading that the worklist puts first, other than this
+    presets: list[str]  # the DICOM file's VOI windows or LUTs the viewer offers (none: the film as screened)
 
 
 logger = logging.getLogger(__name__)
@@ -150,7 +154,11 @@ def image_view(services: Services, result_id: int) -> ImageView:
         history = label_history(session, result.sha256)
     threshold = version.threshold if result.threshold is None else result.threshold  # rows from before the points
     size = PreprocessSpec.from_dict(version.preprocessing).size
-    problem = _film_problem(services, result)
+    try:
+        presets = voi_presets(read_image_file(Path(result.path), services.settings.image_limits, result.sha256))
+        problem = None
+    except ImageRejected as rejected:
+        presets, problem = [], _film_changed(rejected)
     return ImageView(
         row,
         threshold,
@@ -160,6 +168,7 @@ def image_view(services: Services, result_id: int) -> ImageView:
         str(problem) if problem else None,
         history,
         next_unread(services, result_id),
+        presets,
     )
 
 
@@ -195,7 +204,7 @@ def prepare_heatmaps(services: Services, stop: threading.Event) -> int:
         if stop.is_set():
             break
         try:
-            made += _heatmap_file(services, row.result_id)[1]
+            made += _heatmap_files(services, row.result_id)[2]
         except ScreeningError:
             continue
     return made
@@ -214,27 +223,56 @@ def keep_heatmaps_ready(services: Services, stop: threading.Event, every_s: floa
         stop.wait(every_s)
 
 
+VIEW_SIDE = 4096  # the viewer's film: its own resolution up to this many pixels on the longer side
+
+
+def film_png(services: Services, result_id: int, preset: int = 0) -> bytes:
+    """The film that was screened at its own resolution (up to VIEW_SIDE), grey, as PNG, through the DICOM VOI
+    window or LUT `preset` (`ImageView.presets`; the first, as it was screened, by default)."""
+    result, _ = _result(services, result_id)
+    try:
+        data = read_image_file(Path(result.path), services.settings.image_limits, result.sha256)
+        if preset and preset >= len(voi_presets(data)):
+            raise NoSuchImage(f"image {result_id} has no window {preset}")
+        radiograph = decode_radiograph(data, services.settings.image_limits.max_image_pixels, preset)
+    except ImageRejected as problem:
+        raise _film_changed(problem) from None
+    return cv2.imencode(".png", display_film(radiograph, VIEW_SIDE))[1].tobytes()
+
+
 def heatmap_png(services: Services, result_id: int) -> bytes:
     """The film with the Grad-CAM of the version that screened it, as PNG; cached under SCREEN_DATA_DIR by the
     film's SHA-256, and made only from a file that still has it."""
-    return _heatmap_file(services, result_id)[0].read_bytes()
+    return _heatmap_files(services, result_id)[0].read_bytes()
 
 
-def _heatmap_file(services: Services, result_id: int) -> tuple[Path, bool]:
-    """The cached heatmap of a result, and whether it was made now."""
+def evidence_png(services: Services, result_id: int) -> bytes:
+    """The viewer's heatmap layer (RGBA PNG at the film's aspect: `overlay.evidence_layer`), cached as the
+    heatmap is."""
+    return _heatmap_files(services, result_id)[1].read_bytes()
+
+
+def _heatmap_files(services: Services, result_id: int) -> tuple[Path, Path, bool]:
+    """The cached heatmap and evidence layer of a result, and whether they were made now."""
     result, version = _result(services, result_id)
-    cache = services.settings.data_dir / "heatmaps" / f"{result.sha256}-{version.id}.png"
-    if cache.exists():
-        return cache, False
+    folder = services.settings.data_dir / "heatmaps"
+    heatmap, layer = folder / f"{result.sha256}-{version.id}.png", folder / f"{result.sha256}-{version.id}.layer"
+    if heatmap.exists() and layer.exists():
+        return heatmap, layer, False
     try:
-        overlay = explain(services, Path(result.path), version, result.sha256).overlay
+        explained = explain(services, Path(result.path), version, result.sha256)
     except ImageRejected as problem:
         raise _film_changed(problem) from None
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_suffix(f".{threading.get_ident()}.partial.png")  # a reader's request may make it meanwhile
-    cv2.imwrite(str(partial), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-    partial.replace(cache)
-    return cache, True
+    height, width = explained.overlay.shape[:2]
+    folder.mkdir(parents=True, exist_ok=True)
+    for target, picture in (
+        (layer, cv2.cvtColor(evidence_layer(explained.heatmap, width, height), cv2.COLOR_RGBA2BGRA)),
+        (heatmap, cv2.cvtColor(explained.overlay, cv2.COLOR_RGB2BGR)),  # last: its presence says both are made
+    ):
+        partial = folder / f"{target.name}.{threading.get_ident()}.partial"  # a request may make it meanwhile
+        partial.write_bytes(cv2.imencode(".png", picture)[1].tobytes())
+        partial.replace(target)
+    return heatmap, layer, True
 
 
 def record_verdict(services: Services, result_id: int, truth: Truth, reader: str) -> int | None:

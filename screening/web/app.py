@@ -26,6 +26,8 @@ from screening.usecases.review import (
     Truth,
     WorklistFilter,
     WorklistView,
+    evidence_png,
+    film_png,
     heatmap_png,
     image_view,
     keep_heatmaps_ready,
@@ -38,6 +40,7 @@ from screening.web.auth import READER_NAME_LENGTH, SESSION_COOKIE, Sessions, rea
 
 Field = TypeVar("Field")
 HERE = Path(__file__).parent
+VIEWER = HERE / "viewer" / "node_modules" / "openseadragon" / "build" / "openseadragon"
 PROTECTIVE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "frame-ancestors 'none'",
@@ -98,6 +101,8 @@ def create_app(services: Services, token: str) -> FastAPI:
     sessions = Sessions(token, web.session_idle_s)
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["visible"] = visible  # file names: control and bidi characters shown, not obeyed
+    if VIEWER.is_dir():  # OpenSeadragon, as `make` installs it (npm ci in screening/web/viewer)
+        app.mount("/static/viewer", StaticFiles(directory=VIEWER), name="viewer")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def browser(request: Request) -> str:
@@ -211,7 +216,16 @@ def create_app(services: Services, token: str) -> FastAPI:
         """One image; after a reading, the next unread one, saying what was recorded for which."""
         view = image_view(services, result_id)
         done = image_view(services, recorded) if recorded else None
-        return page(request, "image.html", session_id, view=view, recorded=done, truths=list(Truth))
+        context = {"view": view, "recorded": done, "truths": list(Truth), "viewer_installed": VIEWER.is_dir()}
+        return page(request, "image.html", session_id, **context)
+
+    @app.get("/images/{result_id}/film.png")
+    def film(result_id: ResultId, _: Browser, preset: Annotated[int, Query(ge=0, le=1000)] = 0) -> Response:
+        return Response(film_png(services, result_id, preset), media_type="image/png")
+
+    @app.get("/images/{result_id}/evidence.png")
+    def evidence(result_id: ResultId, _: Browser) -> Response:
+        return Response(evidence_png(services, result_id), media_type="image/png")
 
     @app.get("/images/{result_id}/input.png")
     def model_input(result_id: ResultId, _: Browser) -> Response:

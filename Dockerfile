@@ -2,7 +2,7 @@
 FROM node:20-slim AS viewer
 WORKDIR /viewer
 COPY screening/web/viewer/package.json screening/web/viewer/package-lock.json ./
-RUN npm ci --no-audit --no-fund --loglevel=error
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
 
 FROM python:3.11-slim
 # EXTRAS=gpu installs JAX with CUDA 12 for the GPU workers (docker-compose.gpu.yml).

@@ -14,6 +14,19 @@ from helpers import REPOSITORY, SCREEN, free_port, run_screen, wait_until
 pytestmark = pytest.mark.e2e
 TOKEN = "a-long-enough-review-token-for-tests"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+AXE = REPOSITORY / "screening" / "web" / "viewer" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def serious_accessibility_violations(page) -> list[str]:  # noqa: ANN001
+    """axe-core's serious and critical findings on the page as it is now (WCAG 2 A and AA rules)."""
+    page.add_script_tag(path=str(AXE))
+    return page.evaluate(
+        """async () => {
+            const found = await axe.run(document, {runOnly: ["wcag2a", "wcag2aa", "best-practice"]});
+            return found.violations.filter((v) => ["serious", "critical"].includes(v.impact))
+                .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+        }"""
+    )
 
 
 @pytest.fixture
@@ -97,9 +110,10 @@ def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdic
     shots = Path(os.environ.get("SCREEN_TEST_SCREENSHOTS") or tmp_path)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = chromium.new_page(viewport={"width": 1280, "height": 900})
+        page = chromium.new_page(viewport={"width": 1280, "height": 800})
         page.goto(base + "/")
         assert page.url == base + "/signin"
+        assert serious_accessibility_violations(page) == []
         page.fill("#reader", "Dr Ada Reader")
         page.fill("#token", TOKEN)
         page.click("button[type=submit]")
@@ -111,6 +125,7 @@ def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdic
         ]
         assert probabilities == sorted(probabilities, reverse=True)  # flagged first, highest first
         page.screenshot(path=str(shots / "worklist.png"), full_page=True)
+        assert serious_accessibility_violations(page) == []
         page.click("form.filters button[type=submit]")  # every field left empty: the whole worklist, no 422
         assert page.locator("#counts").inner_text() == "Images 1 to 11 of 11." and rows.count() == 11
         page.click("#quick-unscored")
@@ -132,7 +147,12 @@ def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdic
         page.wait_for_function(f"window.filmViewer && {item} && {item}.getFullyLoaded()", timeout=60_000)
         assert page.evaluate("filmViewer.world.getItemAt(0).source.dimensions.x") >= 1000  # its own resolution
         page.wait_for_function("document.querySelector('#evidence-layer').naturalWidth > 0", timeout=30_000)
-        page.screenshot(path=str(shots / "image.png"), full_page=True)
+        page.screenshot(path=str(shots / "image.png"))  # what a reader sees first, at 1280 x 800 and 1920 x 1080
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        page.screenshot(path=str(shots / "image-1920.png"))
+        page.set_viewport_size({"width": 1280, "height": 800})
+        assert page.locator("button[value=pneumonia]").is_visible() and page.locator("#film-viewer").is_visible()
+        assert serious_accessibility_violations(page) == []
         home = page.evaluate("filmViewer.viewport.getZoom()")
         for _ in range(3):
             page.keyboard.press("+")
@@ -163,8 +183,9 @@ def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdic
         page.wait_for_selector("#recorded")
         assert f"Reading recorded for {top_name}: pneumonia." in page.locator("#recorded").inner_text()
         assert page.locator("#probability").inner_text() == f"{probabilities[1]:.3f}"
+        second = page.url.split("/images/")[1].split("?")[0]
         page.keyboard.press("n")  # the second image: normal
-        page.wait_for_selector("#recorded")
+        page.wait_for_url(lambda url: f"recorded={second}" in url)
         assert page.locator("#verdict").inner_text() == "not read yet"
         page.keyboard.press("w")  # back to the worklist, and to the first image again
         page.wait_for_url(base + "/")

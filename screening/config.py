@@ -70,6 +70,7 @@ class WebSettings:
     token: str | None  # SCREEN_WEB_TOKEN: browsers sign in with it, API clients send it; no token, no app
     session_idle_s: int  # a browser session lapses after this long without a request
     secure_cookie: bool  # the session cookie only over HTTPS (behind a TLS proxy)
+    hide_identifiers: bool = False  # the worklist without patient IDs and accession numbers (shared screens)
 
     @property
     def token_problem(self) -> str | None:
@@ -298,5 +299,6 @@ def load_settings() -> Settings:
             token=os.environ.get("SCREEN_WEB_TOKEN") or None,
             session_idle_s=_positive_int("SCREEN_WEB_SESSION_IDLE_SECONDS", 1800),
             secure_cookie=_yes_no("SCREEN_WEB_SECURE_COOKIE", False),
+            hide_identifiers=_yes_no("SCREEN_WEB_HIDE_IDENTIFIERS", False),
         ),
     )

@@ -1,5 +1,6 @@
 """Each use case called as the edges call it, without click or Celery: SQLite in a folder, in this process."""
 
+import dataclasses
 import io
 import os
 import shutil
@@ -40,6 +41,7 @@ from screening.usecases.results import NoSuchBatch, batch_results, batch_status,
 from screening.usecases.review import (
     FilmChanged,
     ImageStatus,
+    StudyIdentifiers,
     Truth,
     WorklistFilter,
     WorklistView,
@@ -213,6 +215,13 @@ def test_the_review_worklist_puts_flagged_first_and_a_verdict_becomes_a_label(se
     studies = studies_of(rows)  # the hip, the CT and the ultrasound have no score: listed last
     assert len(studies) == 5 and studies[0].flagged and studies[0].top is not None
     assert [study.probability is None for study in studies] == [False, False, True, True, True]
+    (named,) = [study for study in found.studies if study.identifiers and study.identifiers.patient_id == "9RG1"]
+    assert named.identifiers == StudyIdentifiers("9RG1", "exam Number", date(2004, 8, 26))
+    assert named.images == 2  # its two instances (JPEG-LS, JPEG lossless)
+    (top,) = [row for row in rows if row.result_id == named.top]
+    again = dataclasses.replace(top, result_id=top.result_id + 1000)  # the same instance received once more
+    (restudied,) = [study for study in studies_of([*rows, again]) if study.uid == named.uid]
+    assert restudied.images == 2  # counted once
     unread = worklist(services, WorklistFilter(view=WorklistView.FLAGGED_UNREAD))
     assert unread.total == sum(1 for row in rows if row.flagged)
     assert image_view(services, rows[0].result_id).next_unread == rows[1].result_id

@@ -8,7 +8,16 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from screening.db.schema import ImageStatus, Label, ModelVersion, Result, ResultObject, SendStatus, WorklistView
+from screening.db.schema import (
+    BatchItem,
+    ImageStatus,
+    Label,
+    ModelVersion,
+    Result,
+    ResultObject,
+    SendStatus,
+    WorklistView,
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,7 @@ class ReviewRow:
     model_version: str
     screened_at: datetime | None
     verdict: bool | None  # the radiologist's label (pneumonia?), None when not read yet
+    sop_uid: str | None = None  # a DICOM instance's: a re-received instance is another row, not another image
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,7 @@ def review_rows(
             f"{result.model_version_id}:{name}",
             result.screened_at,
             verdict,
+            result.sop_uid,
         )
         for result, name, verdict in session.execute(query.limit(limit).offset(offset))
     ]
@@ -95,6 +106,28 @@ def count_rows(session: Session, chosen: WorklistFilter) -> int:
     """How many images the filter selects in all (the worklist shows a page of them)."""
     query = select(func.count(Result.id)).outerjoin(Label, Label.sha256 == Result.sha256)
     return int(session.scalar(_filtered(query, chosen)) or 0)
+
+
+@dataclass(frozen=True)
+class StudyIdentifiers:
+    """How a reading room names a study: from its DICOM header, as its newest file recorded it."""
+
+    patient_id: str | None
+    accession: str | None
+    study_date: date | None
+
+
+def study_identifiers(session: Session, study_uids: list[str]) -> dict[str, StudyIdentifiers]:
+    found: dict[str, StudyIdentifiers] = {}
+    rows = session.execute(
+        select(BatchItem.study_uid, BatchItem.patient_id, BatchItem.accession, BatchItem.study_date)
+        .where(BatchItem.study_uid.in_(study_uids))
+        .order_by(BatchItem.id.desc())
+    )
+    for uid, patient_id, accession, study_date in rows:
+        if uid:
+            found.setdefault(uid, StudyIdentifiers(patient_id, accession, study_date))
+    return found
 
 
 def study_sends(session: Session, study_uid: str) -> list[tuple[str, SendStatus, int, str | None]]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -159,9 +160,13 @@ class BatchItem(Base):
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     kind: Mapped[str | None] = mapped_column(String(10))  # jpeg | png | dicom | None (unrecognised)
-    study_uid: Mapped[str | None] = mapped_column(String(64))
+    study_uid: Mapped[str | None] = mapped_column(String(64), index=True)
     series_uid: Mapped[str | None] = mapped_column(String(64))
     sop_uid: Mapped[str | None] = mapped_column(String(64))
+    # a DICOM file's header, for the worklist (patient data: shown to signed-in readers only, never logged)
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    accession: Mapped[str | None] = mapped_column(String(16))
+    study_date: Mapped[date | None] = mapped_column(Date)
     enqueue_error: Mapped[str | None] = mapped_column(Text)
     enqueue_status: Mapped[ImageStatus | None] = mapped_column(coded(ImageStatus, 10))  # with enqueue_error
     result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"), index=True)

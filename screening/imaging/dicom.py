@@ -174,6 +174,13 @@ def _age_years(ds: pydicom.Dataset) -> float | None:
     return years if years <= OLDEST else None
 
 
+def study_date(ds: pydicom.Dataset) -> date | None:
+    """The study's date where the header gives a valid one (warnings quoting an invalid value silenced)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _date(ds.get("StudyDate"))
+
+
 def _date(value: Any) -> date | None:
     text = str(value or "").strip()
     if not re.fullmatch(r"\d{8}", text):

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pydicom
 
 from screening.db.schema import ImageStatus
 from screening.hashing import sha256_hex
-from screening.imaging.dicom import identity_of
+from screening.imaging.dicom import identity_of, study_date
 from screening.imaging.sniff import SNIFF_BYTES, sniff_kind
 
-UID_TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
+HEADER_TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "PatientID", "AccessionNumber", "StudyDate"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class FoundFile:
     study_uid: str | None = None
     series_uid: str | None = None
     sop_uid: str | None = None
+    patient_id: str | None = None  # the worklist's identifiers of the study (patient data: never logged)
+    accession: str | None = None
+    study_date: date | None = None
     enqueue_error: str | None = None
     enqueue_status: ImageStatus | None = None  # set with enqueue_error: skipped (too large) or failed
 
@@ -85,10 +90,29 @@ def inspect_file(path: str, max_file_bytes: int) -> FoundFile:
     if kind != "dicom":
         return FoundFile(path, sha256, kind)
     try:
-        identity = identity_of(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=UID_TAGS))
+        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS)
+        identity = identity_of(header)
     except Exception:  # the worker decodes it properly and records why it fails
         return FoundFile(path, sha256, kind)
-    return FoundFile(path, sha256, kind, identity.study_uid, identity.series_uid, identity.sop_uid)
+    return FoundFile(
+        path,
+        sha256,
+        kind,
+        identity.study_uid,
+        identity.series_uid,
+        identity.sop_uid,
+        _text(header, "PatientID", 64),
+        _text(header, "AccessionNumber", 16),
+        study_date(header),
+    )
+
+
+def _text(header: pydicom.Dataset, keyword: str, longest: int) -> str | None:
+    """A header value as stored text, at most as long as its VR allows; None when absent or empty."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's warnings about an invalid value quote it
+        value = str(header.get(keyword, "") or "").strip()
+    return value[:longest] or None
 
 
 def discover(roots: Iterable[str], max_file_bytes: int, skip: frozenset[str] = frozenset()) -> Iterator[FoundFile]:

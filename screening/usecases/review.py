@@ -10,7 +10,16 @@ from pathlib import Path
 import cv2
 
 from screening.db.labels import LabelEntry, label_history
-from screening.db.review import EVERYTHING, ReviewRow, WorklistFilter, count_rows, review_rows, study_sends
+from screening.db.review import (
+    EVERYTHING,
+    ReviewRow,
+    StudyIdentifiers,
+    WorklistFilter,
+    count_rows,
+    review_rows,
+    study_identifiers,
+    study_sends,
+)
 from screening.db.schema import ImageStatus, ModelVersion, Result, SendStatus, WorklistView
 from screening.errors import ScreeningError
 from screening.imaging.dicom import voi_presets
@@ -35,6 +44,7 @@ __all__ = [
     "NoSuchImage",
     "ReviewRow",
     "ReviewStudy",
+    "StudyIdentifiers",
     "Truth",
     "image_view",
     "studies_of",
@@ -70,6 +80,16 @@ UNREAD = WorklistFilter(view=WorklistView.FLAGGED_UNREAD)
 
 
 @dataclass(frozen=True)
+class ReviewStudy:
+    uid: str
+    images: int  # its SOP instances among the rows, each once (a re-received instance is not another image)
+    probability: float | None  # its highest image probability; None when no image was scored
+    flagged: bool
+    top: int | None  # the result id of that image
+    identifiers: StudyIdentifiers | None = None  # patient ID, accession, study date, from its header
+
+
+@dataclass(frozen=True)
 class WorklistPage:
     """One page of a worklist, and where it sits: "rows 101 to 200 of 1,234", never a silent cap."""
 
@@ -77,6 +97,7 @@ class WorklistPage:
     total: int  # images the filter selects in all
     page: int  # from 1
     pages: int
+    studies: list[ReviewStudy]  # the DICOM studies of the page's rows, named by their headers
 
     @property
     def first(self) -> int:
@@ -93,20 +114,14 @@ def worklist(services: Services, chosen: WorklistFilter = EVERYTHING, page: int 
         total = count_rows(session, chosen)
         pages = max(1, -(-total // PAGE_SIZE))
         page = min(max(page, 1), pages)
-        return WorklistPage(review_rows(session, chosen, PAGE_SIZE, (page - 1) * PAGE_SIZE), total, page, pages)
+        rows = review_rows(session, chosen, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        named = study_identifiers(session, sorted({row.study_uid for row in rows if row.study_uid}))
+    return WorklistPage(rows, total, page, pages, studies_of(rows, named))
 
 
-@dataclass(frozen=True)
-class ReviewStudy:
-    uid: str
-    images: int
-    probability: float | None  # its highest image probability; None when no image was scored
-    flagged: bool
-    top: int | None  # the result id of that image
-
-
-def studies_of(rows: list[ReviewRow]) -> list[ReviewStudy]:
-    """The DICOM studies of worklist rows, flagged first, then by their highest probability."""
+def studies_of(rows: list[ReviewRow], named: dict[str, StudyIdentifiers] | None = None) -> list[ReviewStudy]:
+    """The DICOM studies of worklist rows, flagged first, then by their highest probability; `named`: their
+    identifiers by study UID."""
     by_study: dict[str, list[ReviewRow]] = {}
     for row in rows:
         if row.study_uid:
@@ -116,9 +131,9 @@ def studies_of(rows: list[ReviewRow]) -> list[ReviewStudy]:
         scored = [row for row in members if row.probability is not None]
         top = max(scored, key=lambda row: row.probability or 0.0) if scored else None
         probability = top.probability if top else None
-        studies.append(
-            ReviewStudy(uid, len(members), probability, bool(top and top.flagged), top.result_id if top else None)
-        )
+        instances = len({row.sop_uid or row.result_id for row in members})
+        flagged, top_id = bool(top and top.flagged), top.result_id if top else None
+        studies.append(ReviewStudy(uid, instances, probability, flagged, top_id, (named or {}).get(uid)))
     return sorted(
         studies, key=lambda study: (not study.flagged, -(study.probability if study.probability is not None else -1))
     )

@@ -33,7 +33,6 @@ from screening.usecases.review import (
     keep_heatmaps_ready,
     model_input_png,
     record_verdict,
-    studies_of,
     worklist,
 )
 from screening.web.auth import READER_NAME_LENGTH, SESSION_COOKIE, Sessions, reader_name
@@ -202,7 +201,8 @@ def create_app(services: Services, token: str) -> FastAPI:
             session_id,
             found=found,
             rows=found.rows,
-            studies=studies_of(found.rows),
+            studies=found.studies,
+            hide_identifiers=web.hide_identifiers,
             filters=filters,
             problems=problems,
             statuses=list(ImageStatus),

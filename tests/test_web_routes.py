@@ -1,0 +1,49 @@
+"""The review app's routes in this process (FastAPI's TestClient): what each answers signed out, signed in, for
+a missing or changed film, and the worklist's identifiers hidden for shared screens."""
+
+import dataclasses
+
+import pytest
+from fastapi.testclient import TestClient
+
+from screening.config import load_settings
+from screening.usecases.context import bootstrap
+from screening.usecases.enqueue import enqueue_folders
+from screening.web.app import create_app
+
+TOKEN = "a-long-enough-review-token-for-tests"
+
+
+@pytest.fixture
+def signed_in(tmp_path, monkeypatch, sample_folder):
+    """A browser signed in to the app over a screened sample night, identifiers hidden."""
+    monkeypatch.setenv("SCREEN_DATA_DIR", str(tmp_path / "data"))
+    for name in ("SCREEN_DATABASE_URL", "SCREEN_BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    settings = dataclasses.replace(settings, web=dataclasses.replace(settings.web, hide_identifiers=True))
+    services = bootstrap(settings)
+    enqueue_folders(services, [sample_folder])
+    with TestClient(create_app(services, TOKEN)) as client:
+        yield client, sample_folder
+    services.engine.dispose()
+
+
+def test_routes_answer_401_403_404_409_and_hide_identifiers(signed_in):
+    client, sample_folder = signed_in
+    assert client.get("/api/worklist").status_code == 401
+    assert client.get("/", follow_redirects=False).headers["location"] == "/signin"
+    signed = client.post("/signin", data={"token": TOKEN, "reader": "Dr Ada Reader"}, follow_redirects=False)
+    assert signed.status_code == 303 and signed.headers["location"] == "/"
+    worklist = client.get("/").text
+    assert "9RG1" not in worklist and "exam Number" not in worklist and "hidden" in worklist
+    assert "2004-08-26" in worklist  # the study's date stays
+    rows = client.get("/api/worklist", headers={"Authorization": f"Bearer {TOKEN}"}).json()["rows"]
+    assert client.post(f"/images/{rows[0]['result_id']}/verdict", data={"truth": "normal"}).status_code == 403
+    assert client.get("/images/999999").status_code == 404
+    assert client.get("/models/999").status_code == 404
+    jpeg = next(row for row in rows if row["file_name"].endswith(".jpeg") and row["status"] == "done")
+    film = next(sample_folder.rglob(jpeg["file_name"]))
+    film.write_bytes(b"another file now")
+    changed = client.get(f"/images/{jpeg['result_id']}/film.png")
+    assert changed.status_code == 409 and "changed since it was screened" in changed.json()["detail"]

@@ -20,6 +20,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
 from screening.config import load_settings
+from screening.queue import celery_app
 from screening.usecases.context import connect
 from screening.usecases.outbox import dispatch_sends, export_batch, list_outbox
 from screening.usecases.results import recent_batches
@@ -238,6 +239,8 @@ def test_with_a_broker_a_report_that_could_not_be_made_is_made_again_by_the_work
         if name.startswith("SCREEN_"):
             monkeypatch.setenv(name, value)
     services = connect(load_settings())
+    # the Celery app of a process started with this environment (this one may have made it with another)
+    monkeypatch.setattr(celery_app, "app", celery_app.make_celery(services.settings))
     (batch,) = recent_batches(services)
     shutil.move(film, tmp_path / "away.dcm")
     (report,) = export_batch(services, batch.progress.batch_id)

@@ -460,7 +460,7 @@ def test_the_nightly_retrain_runs_once_per_night_whatever_is_delivered(tmp_path,
 def test_a_browser_session_lapses_when_idle_and_a_request_keeps_it_open():
     now = [0.0]
     sessions = Sessions("a-long-enough-review-token", idle_s=600, clock=lambda: now[0])
-    kept, idle = sessions.open(), sessions.open()
+    kept, idle = sessions.open("Dr Ada Reader"), sessions.open("Dr Ada Reader")
     for minute in range(1, 15):
         now[0] = minute * 60.0
         assert sessions.csrf_of(kept) is not None  # a request a minute

@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from screening.config import load_settings
+from screening.usecases import review
 from screening.usecases.context import bootstrap
 from screening.usecases.enqueue import enqueue_folders
 from screening.web.app import create_app
@@ -29,7 +30,7 @@ def signed_in(tmp_path, monkeypatch, sample_folder):
     services.engine.dispose()
 
 
-def test_routes_answer_401_403_404_409_and_hide_identifiers(signed_in):
+def test_routes_answer_401_403_404_409_page_the_worklist_list_batches_and_hide_identifiers(signed_in, monkeypatch):
     client, sample_folder = signed_in
     assert client.get("/api/worklist").status_code == 401
     assert client.get("/", follow_redirects=False).headers["location"] == "/signin"
@@ -39,6 +40,15 @@ def test_routes_answer_401_403_404_409_and_hide_identifiers(signed_in):
     assert "9RG1" not in worklist and "exam Number" not in worklist and "hidden" in worklist
     assert "2004-08-26" in worklist  # the study's date stays
     rows = client.get("/api/worklist", headers={"Authorization": f"Bearer {TOKEN}"}).json()["rows"]
+    monkeypatch.setattr(review, "PAGE_SIZE", 4)
+    second = client.get("/", params={"batch": "", "day": "", "status": "", "view": "", "page": 2}).text
+    assert "Images 5 to 8 of 11 (page 2 of 3)." in second
+    assert 'rel="prev"' in second and 'id="next-page"' in second
+    wrong = client.get("/", params={"day": "07/12/2026", "status": "any"}).text  # said, not a 422
+    assert wrong.count('class="problem"') == 2 and "Images 1 to 4 of 11" in wrong
+    batches = client.get("/batches").text
+    (batch_id,) = {row["batch_id"] for row in rows}
+    assert f'href="/?batch={batch_id}"' in batches and batch_id[:8] in batches and "finished" in batches
     assert client.post(f"/images/{rows[0]['result_id']}/verdict", data={"truth": "normal"}).status_code == 403
     assert client.get("/images/999999").status_code == 404
     assert client.get("/models/999").status_code == 404

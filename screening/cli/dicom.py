@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
-from screening.cli.context import AppContext, import_backend_quietly, pass_app
+from screening.cli.context import AppContext, pass_app
 from screening.cli.tables import add_row, make_table, print_table
 from screening.usecases.listen import ListenerOptions
 from screening.usecases.listen import listen as run_listener
@@ -34,8 +34,6 @@ def listen(app: AppContext, host: str, port: int, allow: tuple[str, ...]) -> Non
     for sign in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sign, lambda *_: stop.set())
     options = ListenerOptions(host, port, allow)
-    if not app.settings.distributed:
-        import_backend_quietly()  # this process screens what it receives
     run_listener(app.services, options, stop, say=lambda message: click.echo(f"{_now()} {message}", err=True))
 
 

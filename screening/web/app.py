@@ -20,6 +20,7 @@ from screening.errors import ScreeningError
 from screening.text import visible
 from screening.usecases.context import Services
 from screening.usecases.models import NoSuchVersion, list_models, model_card
+from screening.usecases.results import recent_batches
 from screening.usecases.review import (
     ImageStatus,
     NoSuchImage,
@@ -243,6 +244,10 @@ def create_app(services: Services, token: str) -> FastAPI:
             raise HTTPException(403, "cross-site request refused")
         following = record_verdict(services, result_id, truth, sessions.reader_of(session_id))
         return RedirectResponse(f"/images/{following or result_id}?recorded={result_id}", status_code=303)
+
+    @app.get("/batches", response_class=HTMLResponse)
+    def batches_page(request: Request, session_id: Browser) -> HTMLResponse:
+        return page(request, "batches.html", session_id, lines=recent_batches(services, 100))
 
     @app.get("/models", response_class=HTMLResponse)
     def models_page(request: Request, session_id: Browser) -> HTMLResponse:

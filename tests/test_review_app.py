@@ -193,6 +193,11 @@ def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdic
         page.click("button[value=normal]")  # a second reading of the first image, with the mouse
         page.locator("#recorded a").click()
         assert page.locator("#verdict").inner_text() == "normal"
+        first = page.url
+        page.keyboard.press("l")  # the next image in the worklist, and back
+        page.wait_for_url(lambda url: url != first)
+        page.keyboard.press("k")
+        page.wait_for_url(first)
         history = page.locator("#history tbody tr").all_inner_texts()
         assert [line.split("\t")[1:] for line in history] == [
             ["normal", "Dr Ada Reader"],

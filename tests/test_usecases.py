@@ -225,6 +225,10 @@ def test_the_review_worklist_puts_flagged_first_and_a_verdict_becomes_a_label(se
     unread = worklist(services, WorklistFilter(view=WorklistView.FLAGGED_UNREAD))
     assert unread.total == sum(1 for row in rows if row.flagged)
     assert image_view(services, rows[0].result_id).next_unread == rows[1].result_id
+    first, second, last = (image_view(services, row.result_id) for row in (rows[0], rows[1], rows[-1]))
+    assert (first.previous, first.following) == (None, rows[1].result_id)  # in the worklist's order
+    assert (second.previous, second.following) == (rows[0].result_id, rows[2].result_id)
+    assert (last.previous, last.following) == (rows[-2].result_id, None)
     following = record_verdict(services, rows[0].result_id, Truth.PNEUMONIA, "Dr Ada Reader")
     assert following == rows[1].result_id  # the next flagged image without a reading
     assert record_verdict(services, rows[0].result_id, Truth.NORMAL, "Dr Bo Second") == rows[1].result_id

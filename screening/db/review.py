@@ -67,6 +67,10 @@ def _filtered(query: Select, chosen: WorklistFilter, result_id: int | None = Non
     return query
 
 
+# flagged first, then by probability (highest first), then the unscored, then as they came
+WORKLIST_ORDER = (Result.flagged.desc().nulls_last(), Result.probability.desc().nulls_last(), Result.id)
+
+
 def review_rows(
     session: Session,
     chosen: WorklistFilter = EVERYTHING,
@@ -82,7 +86,7 @@ def review_rows(
         .outerjoin(Label, Label.sha256 == Result.sha256)
     )
     query = _filtered(query, chosen, result_id)
-    query = query.order_by(Result.flagged.desc().nulls_last(), Result.probability.desc().nulls_last(), Result.id)
+    query = query.order_by(*WORKLIST_ORDER)
     return [
         ReviewRow(
             result.id,
@@ -100,6 +104,16 @@ def review_rows(
         )
         for result, name, verdict in session.execute(query.limit(limit).offset(offset))
     ]
+
+
+def neighbours(session: Session, result_id: int) -> tuple[int | None, int | None]:
+    """The images just before and just after one in the whole worklist's order (ids only)."""
+    query = _filtered(select(Result.id).outerjoin(Label, Label.sha256 == Result.sha256), EVERYTHING)
+    ordered = list(session.scalars(query.order_by(*WORKLIST_ORDER)))
+    if result_id not in ordered:
+        return None, None
+    at = ordered.index(result_id)
+    return (ordered[at - 1] if at else None), (ordered[at + 1] if at + 1 < len(ordered) else None)
 
 
 def count_rows(session: Session, chosen: WorklistFilter) -> int:

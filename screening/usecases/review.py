@@ -16,6 +16,7 @@ from screening.db.review import (
     StudyIdentifiers,
     WorklistFilter,
     count_rows,
+    neighbours,
     review_rows,
     study_identifiers,
     study_sends,
@@ -72,6 +73,8 @@ class ImageView:
     history: list[LabelEntry]  # every reading recorded for the film, newest first
     next_unread: int | None  # the flagged image without a reading that the worklist puts first, other than this
     presets: list[str]  # the DICOM file's VOI windows or LUTs the viewer offers (none: the film as screened)
+    previous: int | None = None  # the images before and after this one in the worklist's order
+    following: int | None = None
 
 
 logger = logging.getLogger(__name__)
@@ -167,6 +170,7 @@ def image_view(services: Services, result_id: int) -> ImageView:
         (row,) = review_rows(session, result_id=result_id)  # any filter: the one image
         sends = study_sends(session, result.study_uid) if result.study_uid else []
         history = label_history(session, result.sha256)
+        previous, following = neighbours(session, result_id)
     threshold = version.threshold if result.threshold is None else result.threshold  # rows from before the points
     size = PreprocessSpec.from_dict(version.preprocessing).size
     try:
@@ -184,6 +188,8 @@ def image_view(services: Services, result_id: int) -> ImageView:
         history,
         next_unread(services, result_id),
         presets,
+        previous,
+        following,
     )
 
 

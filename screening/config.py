@@ -71,6 +71,7 @@ class WebSettings:
     session_idle_s: int  # a browser session lapses after this long without a request
     secure_cookie: bool  # the session cookie only over HTTPS (behind a TLS proxy)
     hide_identifiers: bool = False  # the worklist without patient IDs and accession numbers (shared screens)
+    page_size: int = 100  # images per worklist page
 
     @property
     def token_problem(self) -> str | None:
@@ -300,5 +301,6 @@ def load_settings() -> Settings:
             session_idle_s=_positive_int("SCREEN_WEB_SESSION_IDLE_SECONDS", 1800),
             secure_cookie=_yes_no("SCREEN_WEB_SECURE_COOKIE", False),
             hide_identifiers=_yes_no("SCREEN_WEB_HIDE_IDENTIFIERS", False),
+            page_size=_positive_int("SCREEN_WEB_PAGE_SIZE", 100),
         ),
     )

@@ -31,7 +31,7 @@ def serious_accessibility_violations(page) -> list[str]:  # noqa: ANN001
 
 @pytest.fixture
 def review_app(screen_env, sample_folder, tmp_path):
-    env = {**screen_env, "SCREEN_WEB_TOKEN": TOKEN}
+    env = {**screen_env, "SCREEN_WEB_TOKEN": TOKEN, "SCREEN_WEB_PAGE_SIZE": "8"}
     run_screen(env, "enqueue", str(sample_folder))
     port = free_port()
     log = open(tmp_path / "serve.log", "w")
@@ -119,7 +119,7 @@ def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdic
         page.click("button[type=submit]")
         assert page.url == base + "/"
         rows = page.locator("#images tbody tr")
-        assert rows.count() == 11 and "FLAG" in rows.first.inner_text()
+        assert rows.count() == 8 and "FLAG" in rows.first.inner_text()  # a page of 8 (SCREEN_WEB_PAGE_SIZE)
         probabilities = [
             float(text) for text in page.locator("#images tbody tr.flagged td:nth-child(3)").all_inner_texts()
         ]
@@ -127,10 +127,12 @@ def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdic
         page.screenshot(path=str(shots / "worklist.png"), full_page=True)
         assert serious_accessibility_violations(page) == []
         page.click("form.filters button[type=submit]")  # every field left empty: the whole worklist, no 422
-        assert page.locator("#counts").inner_text() == "Images 1 to 11 of 11." and rows.count() == 11
+        assert page.locator("#counts").inner_text() == "Images 1 to 8 of 11 (page 1 of 2)." and rows.count() == 8
+        page.click("#next-page")  # past the first page: the rest, unscored last
+        assert page.locator("#counts").inner_text() == "Images 9 to 11 of 11 (page 2 of 2)." and rows.count() == 3
         page.click("#quick-unscored")
         statuses = page.locator("#images tbody td:nth-child(2)").all_inner_texts()
-        assert statuses and set(statuses) <= {"skipped", "failed"} and rows.count() < 11
+        assert statuses and set(statuses) <= {"skipped", "failed"} and rows.count() < 8
         page.goto(base + "/")
 
         heatmaps = Path(env["SCREEN_DATA_DIR"]) / "heatmaps"

@@ -217,7 +217,11 @@ def test_the_review_worklist_puts_flagged_first_and_a_verdict_becomes_a_label(se
     assert [study.probability is None for study in studies] == [False, False, True, True, True]
     (named,) = [study for study in found.studies if study.identifiers and study.identifiers.patient_id == "9RG1"]
     assert named.identifiers == StudyIdentifiers("9RG1", "exam Number", date(2004, 8, 26))
-    assert named.images == 2  # its two instances (JPEG-LS, JPEG lossless)
+    assert named.images == 2  # its two instances (JPEG-LS, JPEG lossless), each listed with its image
+    assert sorted(name for _, name in named.instances) == [
+        "cr_chest_pa_monochrome1_jpeg_lossless.dcm",
+        "cr_chest_pa_monochrome1_jpegls.dcm",
+    ]
     (top,) = [row for row in rows if row.result_id == named.top]
     again = dataclasses.replace(top, result_id=top.result_id + 1000)  # the same instance received once more
     (restudied,) = [study for study in studies_of([*rows, again]) if study.uid == named.uid]
@@ -245,8 +249,9 @@ def test_the_review_worklist_puts_flagged_first_and_a_verdict_becomes_a_label(se
     view = image_view(services, rows[0].result_id)
     assert view.row.verdict is False and 0 < view.threshold < 1 and view.sends == []
     assert worklist(services, WorklistFilter(batch_id="another-batch")).rows == []
-    monkeypatch.setattr(review, "PAGE_SIZE", 4)  # every image on one of the pages, none cut off
-    pages = [worklist(services, page=number) for number in (1, 2, 3, 99)]
+    web = dataclasses.replace(services.settings.web, page_size=4)
+    small = dataclasses.replace(services, settings=dataclasses.replace(services.settings, web=web))
+    pages = [worklist(small, page=number) for number in (1, 2, 3, 99)]  # every image on one page, none cut off
     assert [(page.page, page.pages, page.first, page.last) for page in pages] == [
         (1, 3, 1, 4), (2, 3, 5, 8), (3, 3, 9, 11), (3, 3, 9, 11)
     ]  # fmt: skip

@@ -7,7 +7,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from screening.config import load_settings
-from screening.usecases import review
 from screening.usecases.context import bootstrap
 from screening.usecases.enqueue import enqueue_folders
 from screening.web.app import create_app
@@ -22,7 +21,8 @@ def signed_in(tmp_path, monkeypatch, sample_folder):
     for name in ("SCREEN_DATABASE_URL", "SCREEN_BROKER_URL"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
-    settings = dataclasses.replace(settings, web=dataclasses.replace(settings.web, hide_identifiers=True))
+    web = dataclasses.replace(settings.web, hide_identifiers=True, page_size=4)
+    settings = dataclasses.replace(settings, web=web)
     services = bootstrap(settings)
     enqueue_folders(services, [sample_folder])
     with TestClient(create_app(services, TOKEN)) as client:
@@ -30,17 +30,23 @@ def signed_in(tmp_path, monkeypatch, sample_folder):
     services.engine.dispose()
 
 
-def test_routes_answer_401_403_404_409_page_the_worklist_list_batches_and_hide_identifiers(signed_in, monkeypatch):
+def test_routes_answer_401_403_404_409_page_the_worklist_list_batches_and_hide_identifiers(signed_in):
     client, sample_folder = signed_in
     assert client.get("/api/worklist").status_code == 401
     assert client.get("/", follow_redirects=False).headers["location"] == "/signin"
     signed = client.post("/signin", data={"token": TOKEN, "reader": "Dr Ada Reader"}, follow_redirects=False)
     assert signed.status_code == 303 and signed.headers["location"] == "/"
-    worklist = client.get("/").text
+    worklist = "".join(client.get("/", params={"page": number}).text for number in (1, 2, 3))
     assert "9RG1" not in worklist and "exam Number" not in worklist and "hidden" in worklist
     assert "2004-08-26" in worklist  # the study's date stays
-    rows = client.get("/api/worklist", headers={"Authorization": f"Bearer {TOKEN}"}).json()["rows"]
-    monkeypatch.setattr(review, "PAGE_SIZE", 4)
+    rows = [
+        row
+        for number in (1, 2, 3)
+        for row in client.get(
+            "/api/worklist", params={"page": number}, headers={"Authorization": f"Bearer {TOKEN}"}
+        ).json()["rows"]
+    ]
+    assert len(rows) == 11
     second = client.get("/", params={"batch": "", "day": "", "status": "", "view": "", "page": 2}).text
     assert "Images 5 to 8 of 11 (page 2 of 3)." in second
     assert 'rel="prev"' in second and 'id="next-page"' in second

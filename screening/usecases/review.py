@@ -78,7 +78,6 @@ class ImageView:
 
 
 logger = logging.getLogger(__name__)
-PAGE_SIZE = 100
 UNREAD = WorklistFilter(view=WorklistView.FLAGGED_UNREAD)
 
 
@@ -90,6 +89,7 @@ class ReviewStudy:
     flagged: bool
     top: int | None  # the result id of that image
     identifiers: StudyIdentifiers | None = None  # patient ID, accession, study date, from its header
+    instances: tuple[tuple[int, str], ...] = ()  # (result id, file name) of each of its instances on the page
 
 
 @dataclass(frozen=True)
@@ -101,25 +101,27 @@ class WorklistPage:
     page: int  # from 1
     pages: int
     studies: list[ReviewStudy]  # the DICOM studies of the page's rows, named by their headers
+    size: int  # images per page (SCREEN_WEB_PAGE_SIZE)
 
     @property
     def first(self) -> int:
-        return (self.page - 1) * PAGE_SIZE + 1 if self.rows else 0
+        return (self.page - 1) * self.size + 1 if self.rows else 0
 
     @property
     def last(self) -> int:
-        return (self.page - 1) * PAGE_SIZE + len(self.rows)
+        return (self.page - 1) * self.size + len(self.rows)
 
 
 def worklist(services: Services, chosen: WorklistFilter = EVERYTHING, page: int = 1) -> WorklistPage:
     """The page `page` of the images `chosen` selects, flagged first by probability, then the unscored."""
     with services.sessions() as session:
         total = count_rows(session, chosen)
-        pages = max(1, -(-total // PAGE_SIZE))
+        size = services.settings.web.page_size
+        pages = max(1, -(-total // size))
         page = min(max(page, 1), pages)
-        rows = review_rows(session, chosen, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        rows = review_rows(session, chosen, size, (page - 1) * size)
         named = study_identifiers(session, sorted({row.study_uid for row in rows if row.study_uid}))
-    return WorklistPage(rows, total, page, pages, studies_of(rows, named))
+    return WorklistPage(rows, total, page, pages, studies_of(rows, named), size)
 
 
 def studies_of(rows: list[ReviewRow], named: dict[str, StudyIdentifiers] | None = None) -> list[ReviewStudy]:
@@ -134,9 +136,10 @@ def studies_of(rows: list[ReviewRow], named: dict[str, StudyIdentifiers] | None 
         scored = [row for row in members if row.probability is not None]
         top = max(scored, key=lambda row: row.probability or 0.0) if scored else None
         probability = top.probability if top else None
-        instances = len({row.sop_uid or row.result_id for row in members})
+        once = {row.sop_uid or row.result_id: (row.result_id, row.file_name) for row in reversed(members)}
         flagged, top_id = bool(top and top.flagged), top.result_id if top else None
-        studies.append(ReviewStudy(uid, instances, probability, flagged, top_id, (named or {}).get(uid)))
+        instances = tuple(once.values())
+        studies.append(ReviewStudy(uid, len(once), probability, flagged, top_id, (named or {}).get(uid), instances))
     return sorted(
         studies, key=lambda study: (not study.flagged, -(study.probability if study.probability is not None else -1))
     )

@@ -131,6 +131,6 @@ def test_grey_levels_looked_up_per_stored_value_equal_those_worked_out_per_pixel
     dataset = pydicom.dcmread(path)
     stored = dataset.pixel_array
     looked_up, note = display(dataset, stored)
-    per_pixel, per_pixel_note = display_values(dataset, stored, stored)
+    per_pixel, per_pixel_note = display_values(dataset, stored)
     assert note == per_pixel_note
     np.testing.assert_array_equal(looked_up, per_pixel)

@@ -237,21 +237,22 @@ def display(ds: pydicom.Dataset, stored: np.ndarray, voi: int = 0) -> tuple[np.n
     darkest and brightest pixel, then looked up per pixel (the same pixels as working them out per pixel, at a
     fraction of the time for a 2,000-px film)."""
     if not np.issubdtype(stored.dtype, np.integer):
-        return display_values(ds, stored, stored, voi)
+        return display_values(ds, stored, voi)
     offset = int(stored.min())
     values = np.arange(offset, int(stored.max()) + 1).astype(stored.dtype)
     index = stored if offset == 0 else stored.astype(np.int32) - offset
     used = np.bincount(index.ravel(), minlength=len(values)) > 0
-    table, note = display_values(ds, values, values[used], voi)
+    table, note = display_values(ds, values, voi, used)
     return table[index], note
 
 
 def display_values(
-    ds: pydicom.Dataset, values: np.ndarray, used: np.ndarray, voi: int = 0
+    ds: pydicom.Dataset, values: np.ndarray, voi: int = 0, used: np.ndarray | None = None
 ) -> tuple[np.ndarray, str | None]:
     """Modality LUT, then the VOI window unless it is unusable: one of width 0, or one that puts every pixel at
     the same grey although the stored values differ, is ignored (and said so); only a constant image is blank.
-    `values`: the stored values to work out; `used`: those the film's pixels hold."""
+    `values`: the stored values to work out; `used`: which of them the film's pixels hold (default: all)."""
+    used = np.ones(values.shape, bool) if used is None else used
     modality = apply_modality_lut(values, ds)
     modality_range = apply_modality_lut(_stored_range(ds), ds)
     pixels, (low, high), note = modality.astype(np.float32), np.sort(modality_range.astype(np.float32)), None
@@ -263,8 +264,7 @@ def display_values(
                 warnings.simplefilter("ignore")
                 windowed = apply_voi_lut(modality, ds, voi).astype(np.float32)
                 window_range = apply_voi_lut(modality_range, ds, voi).astype(np.float32)
-                shown = apply_voi_lut(apply_modality_lut(used, ds), ds, voi)
-            if np.ptp(shown) > 0 or np.ptp(used) == 0:
+            if np.ptp(windowed[used]) > 0 or np.ptp(values[used]) == 0:
                 pixels, (low, high) = windowed, np.sort(window_range)
             else:
                 note = "its VOI window excludes every stored pixel value; shown over the stored range instead"
@@ -286,13 +286,8 @@ def voi_presets(data: bytes) -> list[str]:
                 return [str(item.get("LUTExplanation", "") or f"VOI LUT {n}") for n, item in enumerate(items, 1)]
             if not _valid_window(ds):
                 return []
-            centers, widths = ds.WindowCenter, ds.WindowWidth
-            centers = list(centers) if isinstance(centers, pydicom.multival.MultiValue) else [centers]
-            widths = list(widths) if isinstance(widths, pydicom.multival.MultiValue) else [widths]
-            explanations = ds.get("WindowCenterWidthExplanation", [])
-            explanations = (
-                list(explanations) if isinstance(explanations, pydicom.multival.MultiValue) else [explanations]
-            )
+            centers, widths = _each(ds.WindowCenter), _each(ds.WindowWidth)
+            explanations = _each(ds.get("WindowCenterWidthExplanation"))
     except Exception:  # not DICOM, or a header pydicom cannot read: the film is shown as screened
         return []
     names = []
@@ -310,12 +305,18 @@ def _has_voi(ds: pydicom.Dataset) -> bool:
     return "VOILUTSequence" in ds or "WindowCenter" in ds or "WindowWidth" in ds
 
 
+def _each(value: Any) -> list[Any]:
+    """The values of an element that may hold one or several (a MultiValue); none for an absent one."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, pydicom.multival.MultiValue) else [value]
+
+
 def _valid_window(ds: pydicom.Dataset) -> bool:
     if "VOILUTSequence" in ds:
         return True
     try:
-        width = ds.WindowWidth
-        first = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
+        first = float(_each(ds.WindowWidth)[0])
         _ = ds.WindowCenter
     except (AttributeError, TypeError, ValueError, IndexError):
         return False

@@ -20,11 +20,16 @@ def display_film(radiograph: Radiograph, side: int = DISPLAY_SIDE) -> np.ndarray
     return cv2.resize(film, size, interpolation=cv2.INTER_AREA)
 
 
+def _jet(heatmap: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The heatmap (values in [0, 1] on any grid) stretched to `width` x `height`, as the model's input was
+    stretched from all of the film, and in the jet colours (BGR; red = strongest evidence)."""
+    heat = cv2.resize(heatmap.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    return heat, cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+
+
 def overlay_heatmap(film: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
-    """RGB uint8: the grey film with the heatmap (values in [0, 1] on any grid) stretched over all of it, as the
-    model's input was stretched from all of it, in the jet colours (red = strongest evidence)."""
-    heat = cv2.resize(heatmap.astype(np.float32), (film.shape[1], film.shape[0]), interpolation=cv2.INTER_CUBIC)
-    coloured = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    """RGB uint8: the grey film with the heatmap stretched over all of it (`_jet`)."""
+    _, coloured = _jet(heatmap, film.shape[1], film.shape[0])
     grey = cv2.cvtColor(film, cv2.COLOR_GRAY2BGR)
     blended = cv2.addWeighted(grey, 1 - HEAT_WEIGHT, coloured, HEAT_WEIGHT, 0)
     return cv2.cvtColor(blended, cv2.COLOR_BGR2RGB)
@@ -37,8 +42,7 @@ EVIDENCE_OPACITY = 0.7
 def evidence_layer(heatmap: np.ndarray, width: int, height: int) -> np.ndarray:
     """RGBA uint8, `width` x `height`: the heatmap in the jet colours, transparent where the evidence is below
     EVIDENCE_LEVEL of its peak and more opaque the stronger it is, to lay over the film in a viewer."""
-    heat = cv2.resize(heatmap.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
-    coloured = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat, coloured = _jet(heatmap, width, height)
     alpha = np.clip((heat - EVIDENCE_LEVEL) / (1 - EVIDENCE_LEVEL), 0, 1) * EVIDENCE_OPACITY * 255
     return np.dstack([cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB), alpha.astype(np.uint8)])
 

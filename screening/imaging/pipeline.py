@@ -63,12 +63,9 @@ def prepare_radiograph(radiograph: Radiograph, spec: PreprocessSpec, timings_ms:
     return ModelInput(radiograph.kind, image, radiograph.pixel_sha256(), radiograph.note, radiograph.age_years, timings)
 
 
-def read_radiograph(
-    path: Path, limits: ImageLimits = ImageLimits(), expected_sha256: str | None = None, voi: int = 0
-) -> Radiograph:
-    """The decoded film of a file, for callers that need it as well as the model's input (heatmaps, the viewer:
-    `voi` picks another of a DICOM file's VOI windows for a reader)."""
-    return decode_radiograph(read_image_file(path, limits, expected_sha256), limits.max_image_pixels, voi)
+def read_radiograph(path: Path, limits: ImageLimits = ImageLimits(), expected_sha256: str | None = None) -> Radiograph:
+    """The decoded film of a file, for callers that need it as well as the model's input (heatmaps)."""
+    return decode_radiograph(read_image_file(path, limits, expected_sha256), limits.max_image_pixels)
 
 
 def prepare_file(

@@ -107,13 +107,12 @@ def review_rows(
 
 
 def neighbours(session: Session, result_id: int) -> tuple[int | None, int | None]:
-    """The images just before and just after one in the whole worklist's order (ids only)."""
-    query = _filtered(select(Result.id).outerjoin(Label, Label.sha256 == Result.sha256), EVERYTHING)
-    ordered = list(session.scalars(query.order_by(*WORKLIST_ORDER)))
-    if result_id not in ordered:
-        return None, None
-    at = ordered.index(result_id)
-    return (ordered[at - 1] if at else None), (ordered[at + 1] if at + 1 < len(ordered) else None)
+    """The images just before and just after one in the whole worklist's order."""
+    previous = func.lag(Result.id).over(order_by=WORKLIST_ORDER).label("previous")
+    following = func.lead(Result.id).over(order_by=WORKLIST_ORDER).label("following")
+    ordered = _filtered(select(Result.id, previous, following), EVERYTHING).subquery()
+    found = session.execute(select(ordered.c.previous, ordered.c.following).where(ordered.c.id == result_id)).first()
+    return (found.previous, found.following) if found else (None, None)
 
 
 def count_rows(session: Session, chosen: WorklistFilter) -> int:

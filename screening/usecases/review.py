@@ -47,6 +47,7 @@ __all__ = [
     "ReviewStudy",
     "StudyIdentifiers",
     "Truth",
+    "image_row",
     "image_view",
     "studies_of",
     "worklist",
@@ -159,30 +160,45 @@ def _film_changed(problem: ImageRejected) -> FilmChanged:
     return FilmChanged(f"the film's file {what}: its pictures are not shown and no verdict is recorded for it")
 
 
+def _screened_bytes(services: Services, result: Result) -> bytes:
+    """The bytes of the film that was screened; FilmChanged when its path holds another file by now, or none."""
+    try:
+        return read_image_file(Path(result.path), services.settings.image_limits, result.sha256)
+    except ImageRejected as problem:
+        raise _film_changed(problem) from None
+
+
 def _film_problem(services: Services, result: Result) -> FilmChanged | None:
     try:
-        read_image_file(Path(result.path), services.settings.image_limits, result.sha256)
-    except ImageRejected as problem:
-        return _film_changed(problem)
+        _screened_bytes(services, result)
+    except FilmChanged as problem:
+        return problem
     return None
+
+
+def image_row(services: Services, result_id: int) -> ReviewRow:
+    """One screened image as the worklist lists it."""
+    with services.sessions() as session:
+        rows = review_rows(session, result_id=result_id)  # any filter: the one image
+    if not rows:
+        raise NoSuchImage(f"no screened image {result_id}")
+    return rows[0]
 
 
 def image_view(services: Services, result_id: int) -> ImageView:
     result, version = _result(services, result_id)
     with services.sessions() as session:
-        (row,) = review_rows(session, result_id=result_id)  # any filter: the one image
         sends = study_sends(session, result.study_uid) if result.study_uid else []
         history = label_history(session, result.sha256)
         previous, following = neighbours(session, result_id)
     threshold = version.threshold if result.threshold is None else result.threshold  # rows from before the points
     size = PreprocessSpec.from_dict(version.preprocessing).size
     try:
-        presets = voi_presets(read_image_file(Path(result.path), services.settings.image_limits, result.sha256))
-        problem = None
-    except ImageRejected as rejected:
-        presets, problem = [], _film_changed(rejected)
+        presets, problem = voi_presets(_screened_bytes(services, result)), None
+    except FilmChanged as changed:
+        presets, problem = [], changed
     return ImageView(
-        row,
+        image_row(services, result_id),
         threshold,
         operating_point(result),
         sends,
@@ -254,10 +270,10 @@ def film_png(services: Services, result_id: int, preset: int = 0) -> bytes:
     """The film that was screened at its own resolution (up to VIEW_SIDE), grey, as PNG, through the DICOM VOI
     window or LUT `preset` (`ImageView.presets`; the first, as it was screened, by default)."""
     result, _ = _result(services, result_id)
+    data = _screened_bytes(services, result)
+    if preset and preset >= len(voi_presets(data)):
+        raise NoSuchImage(f"image {result_id} has no window {preset}")
     try:
-        data = read_image_file(Path(result.path), services.settings.image_limits, result.sha256)
-        if preset and preset >= len(voi_presets(data)):
-            raise NoSuchImage(f"image {result_id} has no window {preset}")
         radiograph = decode_radiograph(data, services.settings.image_limits.max_image_pixels, preset)
     except ImageRejected as problem:
         raise _film_changed(problem) from None

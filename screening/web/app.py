@@ -30,6 +30,7 @@ from screening.usecases.review import (
     evidence_png,
     film_png,
     heatmap_png,
+    image_row,
     image_view,
     keep_heatmaps_ready,
     model_input_png,
@@ -216,7 +217,7 @@ def create_app(services: Services, token: str) -> FastAPI:
     ) -> HTMLResponse:
         """One image; after a reading, the next unread one, saying what was recorded for which."""
         view = image_view(services, result_id)
-        done = image_view(services, recorded) if recorded else None
+        done = image_row(services, recorded) if recorded else None
         context = {"view": view, "recorded": done, "truths": list(Truth), "viewer_installed": VIEWER.is_dir()}
         return page(request, "image.html", session_id, **context)
 

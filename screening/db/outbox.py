@@ -100,12 +100,14 @@ def record_remade(
     return touched
 
 
+def _with_a_next_step() -> ColumnElement[bool]:
+    """Objects with somewhere to go, or not made yet: an attempt can send or make them."""
+    return or_(ResultObject.destination.is_not(None), ResultObject.path == "")
+
+
 def to_try() -> ColumnElement[bool]:
     """Pending objects with a next attempt: to send, or to make again."""
-    return and_(
-        ResultObject.status == SendStatus.PENDING,
-        or_(ResultObject.destination.is_not(None), ResultObject.path == ""),
-    )
+    return and_(ResultObject.status == SendStatus.PENDING, _with_a_next_step())
 
 
 def due_objects(session: Session, now: datetime | None = None) -> list[ResultObject]:
@@ -146,7 +148,7 @@ def outbox(session: Session, statuses: tuple[SendStatus, ...] | None = None) -> 
 
 def resend(session: Session, object_ids: list[int] | None = None) -> list[ResultObject]:
     """Failed objects (or the ones named) back to pending with a fresh count of attempts: to send, or to make."""
-    query = select(ResultObject).where(or_(ResultObject.destination.is_not(None), ResultObject.path == ""))
+    query = select(ResultObject).where(_with_a_next_step())
     query = (
         query.where(ResultObject.id.in_(object_ids))
         if object_ids

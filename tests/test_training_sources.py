@@ -79,6 +79,24 @@ def test_every_source_weighs_the_same_and_each_class_within_it():
     assert weights.mean() == pytest.approx(1.0)
 
 
+def test_a_source_weighs_as_the_recipe_says_and_its_classes_stay_balanced():
+    examples = [
+        Example(DATA, label, "p", "s", source)
+        for source, label, count in (("children", 0, 30), ("children", 1, 90), ("adult/a", 0, 20), ("adult/a", 1, 10))
+        for _ in range(count)
+    ]
+    weights = balancing_weights(examples, {"adult": 3.0})
+
+    def total(source, label=None):
+        return float(weights[[e.source.startswith(source) and label in (None, e.label) for e in examples]].sum())
+
+    assert total("adult") == pytest.approx(3 * total("children"), rel=1e-4)
+    assert total("adult", 0) == pytest.approx(total("adult", 1), rel=1e-4)
+    assert total("children", 0) == pytest.approx(total("children", 1), rel=1e-4)
+    with pytest.raises(ValueError, match="source weight"):
+        TrainingConfig(source_weights={"adult": 0})
+
+
 def test_drawn_epochs_follow_the_balancing_weights_and_carry_none():
     film = sorted((FULLRES / "val").iterdir())[0]
     sha = sha256_hex(film)

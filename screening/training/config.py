@@ -19,6 +19,9 @@ class TrainingConfig:
     threshold_rule: str = "pooled"
     # leave out every image (labelled or out-of-scope) whose manifest gives a non-commercial licence
     commercial_use_only: bool = False
+    # how much each labelled source (by its top-level name) weighs against the others, in training and in the
+    # validation AUC that keeps epochs ({"adult": 3}: adults three times children); unnamed sources weigh 1
+    source_weights: dict[str, float] = field(default_factory=dict)
     # phase 1: the head on frozen features
     epochs: int = 80
     batch_size: int = 64
@@ -75,6 +78,8 @@ class TrainingConfig:
         named = set(self.populations.values()) | set(self.population_sensitivity) | set(self.estimate_folders.values())
         if not named <= {population.value for population in Population}:
             raise ValueError(f"a population is child or adult, not {', '.join(sorted(named))}")
+        if not all(weight > 0 for weight in self.source_weights.values()):
+            raise ValueError(f"a source weight is a positive number, not {self.source_weights}")
         if self.learning_rate_schedule not in ("plateau", "cosine"):
             raise ValueError(f"learning_rate_schedule must be plateau or cosine, not {self.learning_rate_schedule!r}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,17 +104,22 @@ def multi_source_split(
     return Split([example for example in train if example.sha256 not in held_out], validation)
 
 
-def balancing_weights(examples: list[Example]) -> np.ndarray:
-    """Per-image training weights: every labelled source (by its top-level name) weighs the same in total, and
+def balancing_weights(examples: list[Example], source_weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Per-image training weights: every labelled source (by its top-level name) weighs the same in total (or as
+    `source_weights` says, 1 for a source it does not name), and
     within a source each class it has weighs the same, so neither a large source nor a source's class balance
     becomes what the model learns. Sub-sources (`adult/NIH ChestX-ray14`) keep their share of their source's
     class: one that gives a single class (ieee8023: pneumonia only) must not carry half its source's weight,
     or its look would become "pneumonia". Normalised to a mean of 1."""
+    wanted = source_weights or {}
     sources = [example.source.split("/")[0] for example in examples]
     cells = Counter(zip(sources, (example.label for example in examples), strict=True))
     labels_of = Counter(source for source, _ in cells)
     weights = np.array(
-        [1.0 / (len(labels_of) * labels_of[s] * cells[(s, e.label)]) for s, e in zip(sources, examples, strict=True)],
+        [
+            wanted.get(s, 1.0) / (len(labels_of) * labels_of[s] * cells[(s, e.label)])
+            for s, e in zip(sources, examples, strict=True)
+        ],
         np.float64,
     )
     return (weights * len(examples) / weights.sum()).astype(np.float32)

@@ -15,8 +15,9 @@ features -> baseline -> head -> fine-tune -> calibrate -> gate -> operating poin
    validation films, and the age-group estimate (training.populations).
 6. check: the metrics on any extra labelled folders, scored end to end as the worker would.
 7. package: the artifact and its training report.
-Both training steps weigh sources and classes alike (training.sources.balancing_weights), on the
-training side and in the validation AUC that picks the epoch, stop early and keep the best epoch.
+Both training steps weigh sources and classes alike, or sources as config.source_weights says
+(training.sources.balancing_weights), on the training side and in the validation AUC that picks the epoch,
+stop early and keep the best epoch.
 """
 
 from __future__ import annotations
@@ -147,6 +148,10 @@ def features(run: TrainingRun) -> None:
     run.validation_features, run.train_features = of(run.split.validation), of(run.split.train)
 
 
+def _weights(run: TrainingRun, examples: list[Example]) -> np.ndarray:
+    return balancing_weights(examples, run.config.source_weights)
+
+
 def baseline(run: TrainingRun) -> None:
     """The cheap baseline the model must beat: a logistic regression on the frozen ImageNet features (standardised,
     with the same balancing weights), scored on the validation side like the model."""
@@ -158,7 +163,7 @@ def baseline(run: TrainingRun) -> None:
     regression.fit(
         run.train_features,
         run.split.labels("train"),
-        logisticregression__sample_weight=balancing_weights(run.split.train),
+        logisticregression__sample_weight=_weights(run, run.split.train),
     )
     run.baseline_scores = regression.predict_proba(run.validation_features)[:, 1]
 
@@ -291,11 +296,11 @@ def fit_head(run: TrainingRun) -> None:
         run.head.fit(
             run.train_features,
             run.split.labels("train"),
-            sample_weight=balancing_weights(run.split.train),
+            sample_weight=_weights(run, run.split.train),
             validation_data=(
                 run.validation_features,
                 run.split.labels("validation"),
-                balancing_weights(run.split.validation),
+                _weights(run, run.split.validation),
             ),
             epochs=config.epochs,
             batch_size=config.batch_size,
@@ -351,7 +356,7 @@ def fine_tune(run: TrainingRun) -> None:
     assert run.backbone is not None and run.classifier is not None
     unfreeze_from(run.backbone, config.fine_tune_from)
     trainer = keras.Sequential([keras.Input(run.classifier.input_shape[1:]), _augmentation(config), run.classifier])
-    batch, weights = config.fine_tune_batch_size, balancing_weights(run.split.train)
+    batch, weights = config.fine_tune_batch_size, _weights(run, run.split.train)
     train_batches = LabelledImages(
         run.split.train,
         run.spec,
@@ -401,7 +406,7 @@ def fine_tune(run: TrainingRun) -> None:
     trainer.fit(
         train_batches,
         validation_data=LabelledImages(
-            run.split.validation, run.spec, run.limits, batch, balancing_weights(run.split.validation)
+            run.split.validation, run.spec, run.limits, batch, _weights(run, run.split.validation)
         ),
         epochs=config.fine_tune_epochs,
         callbacks=callbacks,

@@ -116,6 +116,7 @@ def test_a_worker_process_can_load_one_artifact_after_another():
     assert [v.path for v in second.weights] == manifest.weight_names
 
 
+@pytest.mark.integration  # a two-network model built and scored: not the unit tier
 def test_an_ensemble_scores_the_mean_logit_reads_its_first_members_features_and_round_trips(tmp_path):
     keras.utils.set_random_seed(0)  # random members, the same each run
     architecture = Architecture(members=2)

@@ -78,6 +78,7 @@ def test_promotion_and_rollback_reach_a_running_worker(screen_env, redis_url, st
     assert shown["threshold"] == pytest.approx(min(point["threshold"] for point in points.values()))
 
 
+@pytest.mark.integration  # every release scored end to end, the two-network one too: not the unit tier
 def test_registration_scores_the_reference_films_and_refuses_what_does_not_serve_what_it_claims(tmp_path):
     """Every hostile artifact of the adversarial list loads; none of them passes the reference films."""
     for release in RELEASES:  # the shipped releases pass, each on the populations it serves

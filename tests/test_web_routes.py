@@ -63,3 +63,31 @@ def test_routes_answer_401_403_404_409_page_the_worklist_list_batches_and_hide_i
     film.write_bytes(b"another file now")
     changed = client.get(f"/images/{jpeg['result_id']}/film.png")
     assert changed.status_code == 409 and "changed since it was screened" in changed.json()["detail"]
+
+
+def test_every_image_route_refuses_by_the_errors_category_missing_unscored_and_malformed(signed_in):
+    client, _ = signed_in
+    client.post("/signin", data={"token": TOKEN, "reader": "Dr Ada Reader"})
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    rows = [
+        row
+        for number in (1, 2, 3)
+        for row in client.get("/api/worklist", params={"page": number}, headers=bearer).json()["rows"]
+    ]
+    unscored = next(row["result_id"] for row in rows if row["status"] == "skipped")
+    csrf = client.get("/").text.split('name="csrf" value="')[1].split('"')[0]
+    for route in ("film.png", "evidence.png", "input.png", "heatmap.png"):
+        missing = client.get(f"/images/999999/{route}")
+        assert missing.status_code == 404 and "no" in missing.json()["detail"].lower(), route
+        assert client.get(f"/images/0/{route}").status_code == 422, route
+        assert client.get(f"/images/{2**64}/{route}").status_code == 422, route
+    for route in ("input.png", "heatmap.png", "evidence.png"):
+        refused = client.get(f"/images/{unscored}/{route}")
+        assert refused.status_code == 409 and refused.json()["detail"], route
+    assert client.post("/images/999999/verdict", data={"truth": "normal", "csrf": csrf}).status_code == 404
+    assert (
+        client.post(f"/images/{rows[0]['result_id']}/verdict", data={"truth": "maybe", "csrf": csrf}).status_code == 422
+    )
+    assert client.get("/api/worklist", params={"status": "any"}, headers=bearer).status_code == 422
+    assert client.get("/api/worklist", params={"page": 0}, headers=bearer).status_code == 422
+    assert client.get("/api/models", headers={"Authorization": "Bearer wrong"}).status_code == 401

@@ -20,7 +20,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class ScreenGroup(click.Group):
-    """Turns the product's own errors into a one-line message and exit status 1, never a traceback."""
+    """Turns the product's own errors into a one-line message and exit status 1, never a traceback; a malformed
+    request is a usage error (2)."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:

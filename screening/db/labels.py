@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 
 from screening.db.batches import aware
 from screening.db.schema import Label, LabelChange, Result, utcnow
-from screening.errors import ScreeningError
+from screening.errors import NotFound
 
 
-class UnknownImage(ScreeningError):
+class UnknownImage(NotFound):
     pass
 
 

@@ -9,18 +9,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from screening.db.schema import ModelActivation, ModelVersion, VersionStatus, utcnow
-from screening.errors import ScreeningError
+from screening.errors import Conflict, NotFound, ScreeningError
 
 
 class RegistryError(ScreeningError):
     pass
 
 
-class NoSuchVersion(RegistryError):
+class NoSuchVersion(RegistryError, NotFound):
     pass
 
 
-class NoActiveModel(RegistryError):
+class NoActiveModel(RegistryError, Conflict):
     pass
 
 

@@ -9,12 +9,12 @@ import pydicom
 from pynetdicom import AE, Association
 
 from screening.config import DicomPeer
-from screening.errors import ScreeningError
+from screening.errors import Unavailable
 
 SUCCESS = 0x0000
 
 
-class SendFailed(ScreeningError):
+class SendFailed(Unavailable):
     pass
 
 

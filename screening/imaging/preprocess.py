@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, replace
 import cv2
 import numpy as np
 
+from screening.errors import InvalidRequest
 from screening.imaging.errors import NotScreenable
 
 INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
@@ -97,9 +98,9 @@ def named_spec(stored: dict) -> PreprocessSpec:
     ValueError says which part differs."""
     name = stored.get("name")
     if name not in SPECS:
-        raise ValueError(f"preprocessing {name!r} is none of {', '.join(SPECS)}")
+        raise InvalidRequest(f"preprocessing {name!r} is none of {', '.join(SPECS)}")
     expected = SPECS[name].to_dict()
     differing = sorted(key for key in expected.keys() | stored.keys() if stored.get(key) != expected.get(key))
     if differing:
-        raise ValueError(f"preprocessing {name!r} with other parameters than its own ({', '.join(differing)})")
+        raise InvalidRequest(f"preprocessing {name!r} with other parameters than its own ({', '.join(differing)})")
     return SPECS[name]

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from screening.errors import InvalidRequest
 from screening.model.probe import LinearProbe
 
 GATE_VERSION = "frontal-cxr-gate/1"
@@ -28,7 +29,7 @@ class ApplicabilityGate(LinearProbe):
     def from_stored(cls, described: dict[str, Any], arrays: dict[str, np.ndarray]) -> ApplicabilityGate:
         """From the manifest's `gate` entry and the arrays of gate.npz; KeyError or ValueError when they do not fit."""
         if str(described["version"]) != GATE_VERSION:
-            raise ValueError(f"not a {GATE_VERSION} gate")
+            raise InvalidRequest(f"not a {GATE_VERSION} gate")
         return cls(**LinearProbe.stored(arrays), threshold=float(described["threshold"]))  # type: ignore[arg-type]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from screening.db.schema import Population, PopulationBasis
+from screening.errors import InvalidRequest
 from screening.model.probe import LinearProbe
 
 __all__ = [
@@ -58,9 +59,9 @@ class OperatingPoint:
     def usable(self) -> OperatingPoint:
         """This point, if it can serve: one that would flag every image, none, or the wrong ones is a ValueError."""
         if not (math.isfinite(self.threshold) and 0 < self.threshold < 1):
-            raise ValueError(f"a threshold is a probability strictly between 0 and 1, not {self.threshold}")
+            raise InvalidRequest(f"a threshold is a probability strictly between 0 and 1, not {self.threshold}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"a temperature is a positive number, not {self.temperature}")
+            raise InvalidRequest(f"a temperature is a positive number, not {self.temperature}")
         return self
 
     @property
@@ -93,7 +94,7 @@ class AgeGroupEstimate(LinearProbe):
     def from_stored(cls, described: dict[str, Any], arrays: dict[str, np.ndarray]) -> AgeGroupEstimate:
         """From the manifest's `populations.estimate` entry and age_group.npz; KeyError or ValueError on a mismatch."""
         if str(described["version"]) != ESTIMATE_VERSION:
-            raise ValueError(f"not a {ESTIMATE_VERSION} estimate")
+            raise InvalidRequest(f"not a {ESTIMATE_VERSION} estimate")
         return cls(
             **LinearProbe.stored(arrays),  # type: ignore[arg-type]
             adult_from=float(described["adult_from"]),
@@ -137,7 +138,7 @@ class PopulationPolicy:
             try:
                 points[population] = OperatingPoint(float(stored["threshold"]), float(stored["temperature"])).usable()
             except ValueError as problem:
-                raise ValueError(f"the {population} operating point: {problem}") from None
+                raise InvalidRequest(f"the {population} operating point: {problem}") from None
         return cls(points, estimate=estimate)
 
     @property

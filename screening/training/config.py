@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from screening.db.schema import Population
+from screening.errors import InvalidRequest
 from screening.imaging.preprocess import SPECS
 
 
@@ -65,23 +66,25 @@ class TrainingConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown and not ignore_unknown:
-            raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
+            raise InvalidRequest(f"unknown training settings: {', '.join(sorted(unknown))}")
         return cls(**{name: value for name, value in values.items() if name in known})
 
     def __post_init__(self) -> None:
         if self.preprocessing not in SPECS:
-            raise ValueError(f"preprocessing must be one of {', '.join(SPECS)}, not {self.preprocessing!r}")
+            raise InvalidRequest(f"preprocessing must be one of {', '.join(SPECS)}, not {self.preprocessing!r}")
         if not 0 <= self.blur_sigma <= 1:
-            raise ValueError(f"blur_sigma must be between 0 and 1, not {self.blur_sigma}")
+            raise InvalidRequest(f"blur_sigma must be between 0 and 1, not {self.blur_sigma}")
         if self.threshold_rule not in ("pooled", "every-source"):
-            raise ValueError(f"threshold_rule must be pooled or every-source, not {self.threshold_rule!r}")
+            raise InvalidRequest(f"threshold_rule must be pooled or every-source, not {self.threshold_rule!r}")
         named = set(self.populations.values()) | set(self.population_sensitivity) | set(self.estimate_folders.values())
         if not named <= {population.value for population in Population}:
-            raise ValueError(f"a population is child or adult, not {', '.join(sorted(named))}")
+            raise InvalidRequest(f"a population is child or adult, not {', '.join(sorted(named))}")
         if not all(weight > 0 for weight in self.source_weights.values()):
-            raise ValueError(f"a source weight is a positive number, not {self.source_weights}")
+            raise InvalidRequest(f"a source weight is a positive number, not {self.source_weights}")
         if self.learning_rate_schedule not in ("plateau", "cosine"):
-            raise ValueError(f"learning_rate_schedule must be plateau or cosine, not {self.learning_rate_schedule!r}")
+            raise InvalidRequest(
+                f"learning_rate_schedule must be plateau or cosine, not {self.learning_rate_schedule!r}"
+            )
 
     @property
     def phase(self) -> str:

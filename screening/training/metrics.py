@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
+from screening.errors import InvalidRequest
+
 
 def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: float = 0.95) -> float:
     """The highest threshold at which at least `target` of the positives score >= it: a probability strictly
@@ -15,7 +17,7 @@ def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: fl
     pneumonias a probability of exactly 1.0, and a threshold of 1.0 would be no operating point)."""
     positives = np.sort(scores[labels == 1])[::-1]
     if positives.size == 0:
-        raise ValueError("no positive examples to choose a threshold on")
+        raise InvalidRequest("no positive examples to choose a threshold on")
     needed = math.ceil(target * positives.size)
     return float(np.clip(positives[needed - 1], np.nextafter(0.0, 1.0), np.nextafter(1.0, 0.0)))
 

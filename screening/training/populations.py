@@ -27,6 +27,7 @@ import numpy as np
 
 from screening.config import ImageLimits
 from screening.db.schema import Population
+from screening.errors import InvalidRequest
 from screening.hashing import sha256_hex
 from screening.imaging.preprocess import PreprocessSpec
 from screening.model.calibration import fit_temperature, probabilities
@@ -203,7 +204,7 @@ def fit_populations(
     films the points were chosen on (the cross-validated ones excepted)."""
     missing = {example.source.split("/")[0] for example in split.train + split.validation} - set(populations)
     if missing:
-        raise ValueError(f"no population given for source(s) {', '.join(sorted(missing))}")
+        raise InvalidRequest(f"no population given for source(s) {', '.join(sorted(missing))}")
     logits, features = pooled(classifier, split.validation, spec, limits, batch)
     labels, sources = split.labels("validation"), split.sources("validation")
     truth = np.array([population_of(example, populations) for example in split.validation], object)
@@ -226,7 +227,7 @@ def fit_populations(
     for population in Population:
         members = truth == population
         if not members.any():
-            raise ValueError(f"no validation films of the {population} population")
+            raise InvalidRequest(f"no validation films of the {population} population")
         target = targets[population]
         point = points[population] = choose_point(labels[members], logits[members], sources[members], target)
         scores[members] = probabilities(logits[members], point.temperature)

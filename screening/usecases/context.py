@@ -15,16 +15,16 @@ from screening.db.engine import make_engine, make_session_factory
 from screening.db.migrate import current_revision, head_revision, upgrade
 from screening.db.registry import NoActiveModel, active_version
 from screening.db.schema import ModelVersion
-from screening.errors import ScreeningError
+from screening.errors import Conflict, Unavailable
 from screening.model.artifact import ArtifactError, verify_artifact_file
 from screening.model.released import ensure_active_model
 
 
-class SchemaOutdated(ScreeningError):
+class SchemaOutdated(Conflict):
     pass
 
 
-class DatabaseUnavailable(ScreeningError):
+class DatabaseUnavailable(Unavailable):
     pass
 
 

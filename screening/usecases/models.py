@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from screening.db import registry
-from screening.db.registry import NoSuchVersion as NoSuchVersion  # for the edges, which do not import db
 from screening.db.schema import ModelVersion, VersionStatus
 from screening.model.artifact import read_manifest, verify_artifact_file
 from screening.model.card import render_model_card

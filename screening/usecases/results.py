@@ -19,7 +19,7 @@ from screening.db.batches import (
 from screening.db.leases import StrandedWork
 from screening.db.results import SCORE_FIELDS, ImageRow, StudyRow, batch_rows, batch_studies
 from screening.db.schema import Batch, Population, PopulationBasis
-from screening.errors import ScreeningError
+from screening.errors import NotFound
 from screening.usecases.context import Services
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-class NoSuchBatch(ScreeningError):
+class NoSuchBatch(NotFound):
     pass
 
 

@@ -22,7 +22,7 @@ from screening.db.review import (
     study_sends,
 )
 from screening.db.schema import ImageStatus, ModelVersion, Result, SendStatus, WorklistView
-from screening.errors import ScreeningError
+from screening.errors import Conflict, NotFound, ScreeningError
 from screening.imaging.dicom import voi_presets
 from screening.imaging.errors import ImageRejected
 from screening.imaging.overlay import display_film, evidence_layer
@@ -54,11 +54,11 @@ __all__ = [
 ]
 
 
-class NoSuchImage(ScreeningError):
+class NoSuchImage(NotFound):
     pass
 
 
-class FilmChanged(ScreeningError):
+class FilmChanged(Conflict):
     """The file at a result's path is not the film that was screened (moved, deleted or replaced since): nothing
     read from it is shown beside that result, and no verdict is recorded against a film the reader did not see."""
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from screening.config import Settings
 from screening.db.schema import ModelVersion, Population, utcnow
-from screening.errors import InvalidRequest, ScreeningError
+from screening.errors import Conflict, InvalidRequest, ScreeningError
 from screening.hashing import sha256_hex
 from screening.imaging.preprocess import SPECS, PreprocessSpec
 from screening.model.artifact import read_manifest
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-class ArtifactTaken(ScreeningError):
+class ArtifactTaken(Conflict):
     pass
 
 

@@ -19,11 +19,10 @@ from markupsafe import Markup
 from screening.errors import ScreeningError
 from screening.text import visible
 from screening.usecases.context import Services
-from screening.usecases.models import NoSuchVersion, list_models, model_card
+from screening.usecases.models import list_models, model_card
 from screening.usecases.results import recent_batches
 from screening.usecases.review import (
     ImageStatus,
-    NoSuchImage,
     Truth,
     WorklistFilter,
     WorklistView,
@@ -91,9 +90,11 @@ def create_app(services: Services, token: str) -> FastAPI:
     async def heatmaps_ahead(_: FastAPI) -> AsyncIterator[None]:
         """While the app serves, a thread makes the heatmaps of flagged unread images before they are opened."""
         stop = threading.Event()
-        threading.Thread(target=keep_heatmaps_ready, args=(services, stop), name="heatmaps", daemon=True).start()
+        ahead = threading.Thread(target=keep_heatmaps_ready, args=(services, stop), name="heatmaps", daemon=True)
+        ahead.start()
         yield
         stop.set()
+        ahead.join(60)  # the heatmap in hand is finished, not cut off by the interpreter's exit
 
     app = FastAPI(
         title="Chest X-ray screening review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=heatmaps_ahead
@@ -147,9 +148,8 @@ def create_app(services: Services, token: str) -> FastAPI:
 
     @app.exception_handler(ScreeningError)
     async def as_refusal(request: Request, problem: ScreeningError) -> Response:
-        """No such image: 404; anything else the product refuses (an image that was not scored): 409."""
-        missing = isinstance(problem, NoSuchImage | NoSuchVersion)
-        return JSONResponse({"detail": str(problem)}, status_code=404 if missing else 409)
+        """The error's category says the status: not found 404, invalid 422, unavailable 503, refused 409."""
+        return JSONResponse({"detail": str(problem)}, status_code=problem.http_status)
 
     def page(request: Request, name: str, session_id: str, **context: Any) -> HTMLResponse:
         csrf = sessions.csrf_of(session_id)

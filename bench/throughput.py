@@ -32,7 +32,7 @@ from screening.db.leases import Holder
 from screening.db.migrate import upgrade
 from screening.db.schema import BatchMode, Result
 from screening.imaging.pipeline import prepare_file
-from screening.imaging.preprocess import PreprocessSpec
+from screening.model.preprocessing import PreprocessSpec
 from screening.model.released import ensure_active_model, register_artifact
 from screening.queue.enqueue import enqueue_batch, start_batch
 from screening.usecases.screen_chunk import WorkerRuntime, screen_chunk

@@ -26,6 +26,7 @@ from screening.db.schema import BatchMode, ImageStatus, ModelActivation, ModelVe
 from screening.model.released import RELEASES, ensure_active_model
 
 MANIFEST = {
+    "name": "test",
     "preprocessing": {"name": "cxr-seed-v1"},
     "threshold": 0.5,
     "metrics": {"validation": {"roc_auc": 0.9}},
@@ -44,7 +45,7 @@ def sessions(database_url):
 
 
 def register(session, sha="a" * 64):
-    return register_version(session, name="test", artifact_path="/x", artifact_sha256=sha, **MANIFEST)
+    return register_version(session, MANIFEST, "/x", sha)
 
 
 def new_batch(session, version):

@@ -14,6 +14,7 @@ from helpers import FULLRES, REPOSITORY, copy_training_set, run_screen, wait_unt
 
 from screening.config import load_settings
 from screening.model.artifact import read_manifest
+from screening.model.figures import BinaryMetrics
 from screening.model.released import RELEASES
 from screening.queue.celery_app import NIGHTLY_RETRAIN_TASK, make_celery
 from screening.training.retrain import promotion_decision
@@ -26,16 +27,23 @@ from screening.usecases.train import SourceSpec, train_candidate
 
 pytestmark = pytest.mark.xdist_group("feedback")  # one worker trains the module's candidate once
 
-ACTIVE = {"roc_auc": 0.95, "sensitivity": 0.96}
+
+def figures(roc_auc, sensitivity):
+    return BinaryMetrics(images=100, roc_auc=roc_auc, sensitivity=sensitivity)
+
+
+ACTIVE = figures(0.95, 0.96)
 
 
 def test_the_gate_promotes_only_what_is_not_worse():
-    assert promotion_decision(ACTIVE, {"roc_auc": 0.95, "sensitivity": 0.96}).promote
-    assert promotion_decision(ACTIVE, {"roc_auc": 0.97, "sensitivity": 0.97}).promote
-    lower_auc = promotion_decision(ACTIVE, {"roc_auc": 0.94, "sensitivity": 0.99})
+    assert promotion_decision(ACTIVE, figures(0.95, 0.96)).promote
+    assert promotion_decision(ACTIVE, figures(0.97, 0.97)).promote
+    lower_auc = promotion_decision(ACTIVE, figures(0.94, 0.99))
     assert not lower_auc.promote and "roc_auc 0.9400 vs 0.9500" in lower_auc.reason
-    assert not promotion_decision(ACTIVE, {"roc_auc": 0.99, "sensitivity": 0.9}).promote
-    assert promotion_decision(ACTIVE, {"roc_auc": 0.945, "sensitivity": 0.96}, tolerance=0.01).promote
+    assert not promotion_decision(ACTIVE, figures(0.99, 0.9)).promote
+    assert promotion_decision(ACTIVE, figures(0.945, 0.96), tolerance=0.01).promote
+    unmeasured = promotion_decision(ACTIVE, figures(None, 0.99))
+    assert not unmeasured.promote and "roc_auc not measured vs 0.9500" in unmeasured.reason
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +66,12 @@ def test_training_writes_the_artifact_its_card_and_its_report(trained):
     report = candidate.artifact.with_name("small-report")
     for picture in ("curves.png", "roc_pr.png", "confusion.png", "mistakes.png"):
         assert cv2.imread(str(report / picture)) is not None, picture
-    validation = candidate.manifest.validation_metrics
-    assert f"| roc_auc | {validation['roc_auc']:.4f} |" in (report / "report.md").read_text()
-    assert validation["ece"] <= candidate.manifest.metrics["validation_ece_before_calibration"] + 1e-9
-    assert candidate.manifest.metrics["checks"]["val"]["images"] == 16  # the check folder, under its own name
+    validation = candidate.manifest.metrics.validation
+    assert f"| roc_auc | {validation.roc_auc:.4f} |" in (report / "report.md").read_text()
+    assert validation.ece <= candidate.manifest.metrics.validation_ece_before_calibration + 1e-9
+    assert candidate.manifest.metrics.checks["val"].images == 16  # the check folder, under its own name
     assert "| val (scored end to end) | 16 |" in (candidate.artifact.parent / "MODEL_CARD.md").read_text()
-    assert len(candidate.manifest.data_manifest["files"]) == 80
+    assert len(candidate.manifest.data_manifest.files) == 80
     assert candidate.version is not None and candidate.version.status == "candidate"
     assert read_manifest(candidate.artifact).artifact_sha256 is None  # the file cannot hold its own hash
     assert candidate.manifest.artifact_sha256 == candidate.version.artifact_sha256
@@ -80,14 +88,12 @@ def test_labels_feed_a_retrained_child_that_is_promoted_only_when_not_worse(trai
     outcome = retrain_active(services, training)
     assert (outcome.parent_id, outcome.labels, outcome.name) == (parent.id, 7, "resnet50-pneumonia-retrained")
     child = show_model(services, outcome.version_id)
-    assert child["training_config"]["radiologist_labels"] == 7
-    assert (
-        child["data_manifest"]["validation_images"]
-        == show_model(services, parent.id)["data_manifest"]["validation_images"]
-    )  # judged on the parent's own validation split
-    ours, theirs = child["metrics"]["validation"], show_model(services, parent.id)["metrics"]["validation"]
-    not_worse = ours["roc_auc"] >= theirs["roc_auc"] and ours["sensitivity"] >= theirs["sensitivity"]
-    assert outcome.status == ("active" if not_worse else "rejected") and child["status_reason"] == outcome.reason
+    assert child.notes.radiologist_labels == 7
+    parent_shown = show_model(services, parent.id)
+    assert child.data.validation_images == parent_shown.data.validation_images  # the parent's own validation split
+    ours, theirs = child.metrics.validation, parent_shown.metrics.validation
+    not_worse = ours.roc_auc >= theirs.roc_auc and ours.sensitivity >= theirs.sensitivity
+    assert outcome.status == ("active" if not_worse else "rejected") and child.status_reason == outcome.reason
 
     strict = retrain_active(services, training, tolerance=-1)
     assert strict.status == "rejected" and strict.reason.startswith("worse than the active version")

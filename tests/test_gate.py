@@ -87,17 +87,17 @@ def test_a_gated_version_skips_a_photograph_a_lateral_and_a_turned_film_and_scor
     )  # fmt: skip
     manifest, _ = read_artifact(artifact)
     gate = read_gate(artifact, manifest)
-    assert gate is not None and manifest.gate is not None and manifest.gate["threshold"] == gate.threshold
-    held_out = manifest.gate["out_of_scope_folder"]["held_out"]
+    assert gate is not None and manifest.gate is not None and manifest.gate.threshold == gate.threshold
+    held_out = manifest.gate.out_of_scope_folder.held_out
     assert {"lat_p109_pneumocystis-jiroveci-pneumonia-4-L.jpg", "oth_photo_cookies_in_dicom.jpg"} <= set(held_out)
-    assert not set(held_out) & set(manifest.gate["out_of_scope_folder"]["fitted_on"])
-    tested = manifest.gate["test"]
-    assert set(tested["frontal_refusal_rate"]) == {"data", "varied"} and tested["out_of_scope_refusal_rate"] > 0.5
+    assert not set(held_out) & set(manifest.gate.out_of_scope_folder.fitted_on)
+    tested = manifest.gate.test
+    assert set(tested.frontal_refusal_rate) == {"data", "varied"} and tested.out_of_scope_refusal_rate > 0.5
     card = (artifact.parent / "MODEL_CARD.md").read_text()
-    assert "## Applicability gate" in card and f"refuses **{tested['out_of_scope_refusal_rate']:.1%}**" in card
+    assert "## Applicability gate" in card and f"refuses **{tested.out_of_scope_refusal_rate:.1%}**" in card
     assert "| baseline, data |" in card and "## Known failure modes" in card
-    consistency = manifest.metrics["consistency"]["populations"]["all"]  # a network without population points
-    assert consistency["films"] > 0 and 0 <= consistency["mirrored"]["rate"] <= 1 and "## Consistency" in card
+    consistency = manifest.metrics.consistency.populations["all"]  # a network without population points
+    assert consistency.films > 0 and 0 <= consistency.variations["mirrored"].rate <= 1 and "## Consistency" in card
 
     ensemble = tmp_path / "ensemble" / "ensemble.zip"
     alone = ("models", "ensemble", str(artifact), "--source", f"data={training}", "--out", str(ensemble))
@@ -107,7 +107,7 @@ def test_a_gated_version_skips_a_photograph_a_lateral_and_a_turned_film_and_scor
     assembled, _ = read_artifact(ensemble)
     assert assembled.architecture.members == 2 and assembled.gate == manifest.gate  # the first member's gate
     # the same network twice: the mean of its logit with itself is its logit, so its figures come back
-    assert assembled.validation_metrics["roc_auc"] == pytest.approx(manifest.validation_metrics["roc_auc"], abs=1e-3)
+    assert assembled.metrics.validation.roc_auc == pytest.approx(manifest.metrics.validation.roc_auc, abs=1e-3)
     assert "2 such networks, their logits averaged" in (ensemble.parent / "MODEL_CARD.md").read_text()
 
     run_screen(screen_env, "models", "register", str(artifact), "--activate")

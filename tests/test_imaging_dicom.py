@@ -8,8 +8,9 @@ from pydicom.data import get_testdata_file
 
 from screening.imaging.dicom import display, display_values, lossless_pixels
 from screening.imaging.errors import ImageRejected
-from screening.imaging.preprocess import PreprocessSpec, preprocess
+from screening.imaging.preprocess import preprocess
 from screening.imaging.read import decode_radiograph
+from screening.model.preprocessing import PreprocessSpec
 
 MAX_PIXELS = 60_000_000
 

@@ -11,7 +11,7 @@ from helpers import REPOSITORY
 
 from screening.config import load_settings
 from screening.hashing import sha256_hex
-from screening.imaging.preprocess import SPECS, preprocess
+from screening.imaging.preprocess import preprocess
 from screening.model.artifact import ArtifactError, read_gate, read_manifest
 from screening.model.explain import classifier_grad_cam
 from screening.model.manifest import Architecture, ModelManifest
@@ -27,6 +27,7 @@ from screening.model.network import (
     with_features,
     with_normalisation,
 )
+from screening.model.preprocessing import SPECS
 from screening.model.released import RELEASED_ARTIFACT, RELEASES
 from screening.model.weights import (
     BACKBONE_PARAMETERS,
@@ -86,14 +87,14 @@ def test_released_artifacts_load_and_carry_their_card_numbers():
     first, current = REPOSITORY / "models" / RELEASES[0], REPOSITORY / "models" / RELEASES[-1]
     model, manifest = load_classifier(first, sha256_hex(first))
     assert model.count_params() == BACKBONE_PARAMETERS + 2048 * 128 + 128 + 128 + 1
-    assert manifest.preprocessing["name"] == "cxr-seed-v1" and read_gate(first, manifest) is None
-    assert manifest.validation_metrics["sensitivity"] >= 0.95
+    assert manifest.preprocessing.name == "cxr-seed-v1" and read_gate(first, manifest) is None
+    assert manifest.metrics.validation.sensitivity >= 0.95
     model, manifest = load_classifier(current, sha256_hex(current))
-    assert current == RELEASED and manifest.preprocessing["name"] == "plain-v1"
+    assert current == RELEASED and manifest.preprocessing.name == "plain-v1"
     gate = read_gate(current, manifest)
-    assert gate is not None and manifest.gate is not None and manifest.gate["test"]["out_of_scope_refusal_rate"] >= 0.95
-    assert all(rate <= 0.01 for rate in manifest.gate["test"]["frontal_refusal_rate"].values())
-    assert {"kermany", "adult"} <= set(manifest.metrics["validation_by_source"])
+    assert gate is not None and manifest.gate is not None and manifest.gate.test.out_of_scope_refusal_rate >= 0.95
+    assert all(rate <= 0.01 for rate in manifest.gate.test.frontal_refusal_rate.values())
+    assert {"kermany", "adult"} <= set(manifest.metrics.validation_by_source)
     assert all((REPOSITORY / "models" / name).stat().st_size < 100 * 2**20 for name in RELEASES)
 
 

@@ -71,8 +71,7 @@ def test_promotion_and_rollback_reach_a_running_worker(screen_env, redis_url, st
     shown = json.loads(run_screen(env, "models", "show", str(released["id"])).stdout)
     assert (
         shown["status"] == "active"
-        and shown["data_manifest"]["files"]
-        == shown["data_manifest"]["train_images"] + shown["data_manifest"]["validation_images"]
+        and shown["files"] == shown["data"]["train_images"] + shown["data"]["validation_images"]
     )
     points = shown["populations"]["points"]  # the version's own threshold: its more sensitive population's
     assert shown["threshold"] == pytest.approx(min(point["threshold"] for point in points.values()))

@@ -24,9 +24,11 @@ from helpers import (
 from screening.db.schema import Population, PopulationBasis
 from screening.imaging.dicom import patient_age_years
 from screening.model.artifact import policy_of, read_age_estimate, read_artifact, read_manifest
+from screening.model.figures import Confusion
+from screening.model.manifest import EstimateTest
 from screening.model.population import AgeGroupEstimate, OperatingPoint, PopulationPolicy, known_population
+from screening.model.recipe import TrainingConfig
 from screening.model.released import RELEASED_ARTIFACT
-from screening.training.config import TrainingConfig
 from screening.training.metrics import binary_metrics, bootstrap_intervals
 from screening.training.populations import (
     acquired_otherwise,
@@ -115,8 +117,8 @@ def test_a_point_keeps_the_target_sensitivity_on_every_source_and_cross_validati
     assert all(len({patients[i] for i in np.flatnonzero(fold)} & {patients[i] for i in np.flatnonzero(~fold)}) == 0
                for fold in folds)  # fmt: skip
     crossed = cross_validated(labels, logits, sources, patients, 0.9, seed=1)
-    assert crossed["all"]["images"] == 120 and 0.6 < crossed["all"]["sensitivity"] <= 1.0
-    assert set(crossed) == {"folds", "all", "adult/A", "adult/B"}
+    assert crossed.groups["all"].images == 120 and 0.6 < crossed.groups["all"].sensitivity <= 1.0
+    assert crossed.folds == 5 and set(crossed.groups) == {"all", "adult/A", "adult/B"}
 
 
 @pytest.mark.unit
@@ -124,8 +126,8 @@ def test_metrics_at_one_threshold_per_image():
     labels, scores = np.array([0, 0, 1, 1]), np.array([0.3, 0.5, 0.4, 0.9])
     thresholds = np.array([0.6, 0.4, 0.35, 0.6])  # the second normal is flagged at its point, the others are right
     metrics = binary_metrics(labels, scores, thresholds)
-    assert metrics["confusion"] == {"tn": 1, "fp": 1, "fn": 0, "tp": 2} and metrics["threshold"] is None
-    assert binary_metrics(labels, scores, np.full(4, 0.5))["threshold"] == 0.5
+    assert metrics.confusion == Confusion(tn=1, fp=1, fn=0, tp=2) and metrics.threshold is None
+    assert binary_metrics(labels, scores, np.full(4, 0.5)).threshold == 0.5
     assert set(bootstrap_intervals(labels, scores, thresholds, rounds=20)) >= {"sensitivity", "specificity"}
 
 
@@ -135,8 +137,8 @@ def test_the_estimate_reports_right_wrong_and_unplaced_films_per_source():
     truth = np.array([Population.ADULT, Population.ADULT, Population.ADULT, Population.CHILD, Population.CHILD])
     sources = np.array(["adult/NIH", "adult/NIH", "adult/NIH", "kermany", "kermany"])
     tested = estimate_test(_estimate(), features, truth, sources)
-    assert tested["adult/NIH"] == {"images": 3, "right": 2, "wrong": 0, "not_placed": 1, "accuracy": 2 / 3}
-    assert tested["kermany"]["wrong"] == 1 and tested["kermany"]["accuracy"] == 0.5
+    assert tested["adult/NIH"] == EstimateTest(images=3, right=2, wrong=0, not_placed=1, accuracy=2 / 3)
+    assert tested["kermany"].wrong == 1 and tested["kermany"].accuracy == 0.5
 
 
 def _dicom_with_age(source: str, target, age: str) -> None:
@@ -153,9 +155,9 @@ def _films_the_release_never_trained_on(target: Path, children_per_class: int, a
     """Children of the released network's validation side and adults of the adult validation split (it trained on
     neither), as two sources: a real network, so its points pass the reference films as a weak one's would not."""
     unseen = {
-        row["file"]
-        for row in read_manifest(REPOSITORY / "models" / RELEASED_ARTIFACT).data_manifest["files"]
-        if row["source"] == "kermany" and row["split"] == "validation"
+        row.file
+        for row in read_manifest(REPOSITORY / "models" / RELEASED_ARTIFACT).data_manifest.files
+        if row.source == "kermany" and row.split == "validation"
     }
     for label in ("NORMAL", "PNEUMONIA"):
         (target / "children" / label).mkdir(parents=True)
@@ -189,32 +191,30 @@ def test_operating_points_per_population_from_training_to_the_result_rows(screen
     run_screen(screen_env, *command, *populations, *estimate_folder, "--target", "child=0.95", "--target", "adult=0.9")
     manifest, _ = read_artifact(pointed)
     described = manifest.populations
-    assert described is not None and set(described["points"]) == {"child", "adult"}
-    assert described["points"]["child"]["target_sensitivity"] == 0.95
+    assert described is not None and set(described.points) == {"child", "adult"}
+    assert described.points["child"].target_sensitivity == 0.95
     policy = policy_of(manifest, read_age_estimate(pointed, manifest))
     assert policy.per_population and policy.estimate is not None
     assert (manifest.threshold, manifest.temperature) == (
         policy.points[policy.most_sensitive].threshold,
         policy.points[policy.most_sensitive].temperature,
     )
-    added = described["estimate"]["added_folders"][str(full_size)]
-    assert added["population"] == "child" and added["images"] + added["left_out"] == 4
-    children_trained = manifest.data_manifest["sources"]["kermany"]["train"]
-    assert described["estimate"]["fitted_on"]["child"] == 2 * (children_trained + added["images"])  # as is, varied
-    tested = described["estimate"]["test"]
+    added = described.estimate.added_folders[str(full_size)]
+    assert added.population == "child" and added.images + added.left_out == 4
+    children_trained = manifest.data_manifest.sources["kermany"].train
+    assert described.estimate.fitted_on["child"] == 2 * (children_trained + added.images)  # as is, and varied
+    tested = described.estimate.test
     assert "kermany" in tested and any(name.startswith("adult/") for name in tested)
-    assert all(
-        counts["right"] + counts["wrong"] + counts["not_placed"] == counts["images"] for counts in tested.values()
-    )
-    by_population = manifest.metrics["populations"]
-    assert set(by_population) == {"child", "adult"} and "cross_validated" in by_population["adult"]
-    assert by_population["child"]["sensitivity"] >= 0.95 and by_population["adult"]["sensitivity"] >= 0.9
+    assert all(counts.right + counts.wrong + counts.not_placed == counts.images for counts in tested.values())
+    by_population = manifest.metrics.populations
+    assert set(by_population) == {"child", "adult"} and by_population["adult"].cross_validated is not None
+    assert by_population["child"].sensitivity >= 0.95 and by_population["adult"].sensitivity >= 0.9
     card = (pointed.parent / "MODEL_CARD.md").read_text()
     assert "## Operating points per population" in card and "age-group estimate" in card
 
     shown = json.loads(run_screen(screen_env, "models", "list", "--json").stdout)
     version = shown[-1]
-    assert version["populations"]["child"]["threshold"] == pytest.approx(described["points"]["child"]["threshold"])
+    assert version["populations"]["child"]["threshold"] == pytest.approx(described.points["child"].threshold)
     run_screen(screen_env, "models", "promote", str(version["id"]))
 
     night = tmp_path / "night"
@@ -226,13 +226,13 @@ def test_operating_points_per_population_from_training_to_the_result_rows(screen
     run_screen(screen_env, "enqueue", "--wait", str(night))
     rows = results_by_name(screen_env)
     assert (rows["child.dcm"]["population"], rows["child.dcm"]["population_basis"]) == ("child", "header")
-    assert rows["child.dcm"]["threshold"] == pytest.approx(described["points"]["child"]["threshold"])
+    assert rows["child.dcm"]["threshold"] == pytest.approx(described.points["child"].threshold)
     assert (rows["adult.dcm"]["population"], rows["adult.dcm"]["population_basis"]) == ("adult", "header")
     for name in ("no_age.dcm", "film.jpeg"):
         assert rows[name]["population_basis"] in ("estimate", "uncertain") and rows[name]["adult_score"] is not None
-        point = described["points"][rows[name]["population"]]
-        assert rows[name]["threshold"] == pytest.approx(point["threshold"])
-        assert rows[name]["flagged"] == (rows[name]["probability"] >= point["threshold"])
+        point = described.points[rows[name]["population"]]
+        assert rows[name]["threshold"] == pytest.approx(point.threshold)
+        assert rows[name]["flagged"] == (rows[name]["probability"] >= point.threshold)
     table = run_screen(screen_env, "results").stdout
     assert "child" in table and "(header)" in table
 
@@ -258,7 +258,7 @@ def test_operating_points_per_population_from_training_to_the_result_rows(screen
     )
     assert set(evaluated["by_population"]) == {"child"}
     assert evaluated["by_population"]["child"]["decided_by"] == {"override": 6}
-    assert evaluated["by_population"]["child"]["threshold"] == pytest.approx(described["points"]["child"]["threshold"])
+    assert evaluated["by_population"]["child"]["threshold"] == pytest.approx(described.points["child"].threshold)
 
     # a new gate for a version with operating points keeps them and its age-group estimate, and counts how often
     # each population's flags survive variations that do not change the diagnosis
@@ -267,8 +267,8 @@ def test_operating_points_per_population_from_training_to_the_result_rows(screen
     run_screen(screen_env, "models", "gate", str(pointed), *sources, *out_of_scope)  # registered: it loads whole
     regated, _ = read_artifact(gated)
     assert regated.populations == described and read_age_estimate(gated, regated) is not None
-    consistency = regated.metrics["consistency"]["populations"]
-    assert set(consistency) == {"child", "adult"} and all(group["films"] > 0 for group in consistency.values())
+    consistency = regated.metrics.consistency.populations
+    assert set(consistency) == {"child", "adult"} and all(group.films > 0 for group in consistency.values())
 
 
 @pytest.mark.unit

@@ -7,8 +7,9 @@ import pytest
 from helpers import CXR224, FULLRES
 
 from screening.imaging.errors import NotScreenable
-from screening.imaging.preprocess import PreprocessSpec, preprocess
+from screening.imaging.preprocess import preprocess
 from screening.imaging.read import decode_radiograph
+from screening.model.preprocessing import PreprocessSpec
 
 SPEC = PreprocessSpec()
 FULL_SIZE = sorted((FULLRES / "train" / "PNEUMONIA").iterdir())[:12]

@@ -9,8 +9,8 @@ from helpers import DICOM, FULLRES, REPOSITORY
 
 from screening.config import ImageLimits
 from screening.hashing import sha256_hex
-from screening.imaging.preprocess import PreprocessSpec
 from screening.model.infer import Classifier
+from screening.model.preprocessing import PreprocessSpec
 from screening.model.released import RELEASED_ARTIFACT
 from screening.worker.stages import ImageJob, Infer, Prepare, ReadFile, run_image_stages
 

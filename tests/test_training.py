@@ -34,8 +34,8 @@ def test_fine_tuning_changes_the_last_stage_only(backend, request, small_trainin
     )  # fmt: skip
     assert "fine-tuning epoch 1/1: loss" in trained.stderr and "head epoch 6/6: loss" in trained.stderr
     manifest, arrays = read_artifact(artifact)
-    assert (manifest.training_config["epochs"], manifest.training_config["fine_tune_epochs"]) == (6, 1)
-    assert manifest.training_config["phase"] == "head on frozen features, then fine-tuned from conv5_block1_1_conv"
+    assert (manifest.training_config.epochs, manifest.training_config.fine_tune_epochs) == (6, 1)
+    assert manifest.notes.phase == "head on frozen features, then fine-tuned from conv5_block1_1_conv"
     weights = dict(zip(manifest.weight_names, arrays, strict=True))
     imagenet = load_imagenet_weights(load_settings().weights_dir / CACHE_NAME)
 
@@ -43,13 +43,13 @@ def test_fine_tuning_changes_the_last_stage_only(backend, request, small_trainin
         return compact(imagenet[name]).astype(np.float32)
 
     changed = not np.allclose(weights["conv5_block3_3_conv/kernel"], as_imagenet("conv5_block3_3_conv/kernel"))
-    assert changed == manifest.metrics["fine_tuning_kept"]
+    assert changed == manifest.metrics.fine_tuning_kept
     np.testing.assert_array_equal(weights["conv4_block6_3_conv/kernel"], as_imagenet("conv4_block6_3_conv/kernel"))
     np.testing.assert_array_equal(
         weights["conv5_block3_3_bn/moving_mean"], as_imagenet("conv5_block3_3_bn/moving_mean")
     )
     report = (tmp_path / "tuned-report" / "report.md").read_text()
-    assert f"{manifest.metrics['epochs']} epochs" in report and "fine-tuned" in report
+    assert f"{manifest.metrics.epochs} epochs" in report and "fine-tuned" in report
     assert "fine-tuned from conv5_block1_1_conv" in (tmp_path / "MODEL_CARD.md").read_text()
 
 
@@ -97,30 +97,26 @@ def test_a_multi_source_run_killed_mid_fine_tuning_resumes_from_its_checkpoint(s
     assert "head: taken from the checkpoint" in resumed and "resuming after epoch 1" in resumed
     assert "fine-tuning epoch 1/3" not in resumed and "fine-tuning epoch 3/3" in resumed and "ETA" in resumed
     manifest, _ = read_artifact(tmp_path / "multi.zip")
-    by_source = manifest.metrics["validation_by_source"]
+    by_source = manifest.metrics.validation_by_source
     assert "kermany" in by_source and {name for name in by_source if name.startswith("adult/")}
-    adult_parts = sum(found["images"] for name, found in by_source.items() if name.startswith("adult/"))
-    assert by_source["adult"]["images"] == adult_parts  # the source as a whole, and each of its sub-sources
-    assert by_source["kermany"]["images"] + adult_parts == manifest.metrics["validation"]["images"]
-    sources = manifest.data_manifest["sources"]
-    assert sources["kermany"]["train"] > 0 and all(row["source"] for row in manifest.data_manifest["files"])
+    adult_parts = sum(found.images for name, found in by_source.items() if name.startswith("adult/"))
+    assert by_source["adult"].images == adult_parts  # the source as a whole, and each of its sub-sources
+    assert by_source["kermany"].images + adult_parts == manifest.metrics.validation.images
+    sources = manifest.data_manifest.sources
+    assert sources["kermany"].train > 0 and all(row.source for row in manifest.data_manifest.files)
     assert "head epoch" not in resumed and 1 <= head_epochs <= 4  # the head was not trained again
-    assert manifest.metrics["epochs"] == head_epochs + 3  # every epoch of both runs, each once
+    assert manifest.metrics.epochs == head_epochs + 3  # every epoch of both runs, each once
     assert not (tmp_path / "multi-checkpoints").exists()  # finished: nothing left to resume
     assert "validation, kermany" in (tmp_path / "MODEL_CARD.md").read_text()
-    assert (
-        by_source["adult"]["ci95"]["roc_auc"][0]
-        <= by_source["adult"]["roc_auc"]
-        <= by_source["adult"]["ci95"]["roc_auc"][1]
-    )
+    assert by_source["adult"].ci95["roc_auc"][0] <= by_source["adult"].roc_auc <= by_source["adult"].ci95["roc_auc"][1]
     assert manifest.gate is not None and "gate: refuses" in resumed  # fitted on the final, fine-tuned network
-    assert {"kermany", "varied"} <= set(manifest.gate["test"]["frontal_refusal_rate"])
-    assert set(manifest.metrics["baseline"]["validation_by_source"]) == set(by_source)
+    assert {"kermany", "varied"} <= set(manifest.gate.test.frontal_refusal_rate)
+    assert set(manifest.metrics.baseline.validation_by_source) == set(by_source)
     # an operating point per population, each on its own validation films, and the age-group estimate
     assert "operating point, child: threshold" in resumed and "operating point, adult: threshold" in resumed
-    assert set(manifest.populations["points"]) == {"child", "adult"}
+    assert set(manifest.populations.points) == {"child", "adult"}
     assert read_age_estimate(tmp_path / "multi.zip", manifest) is not None
-    assert manifest.metrics["populations"]["adult"]["images"] == by_source["adult"]["images"]
+    assert manifest.metrics.populations["adult"].images == by_source["adult"].images
 
 
 @pytest.mark.e2e  # a `screen train` process
@@ -142,4 +138,4 @@ def test_fine_tuning_that_only_makes_things_worse_leaves_the_head_only_network(
     imagenet = load_imagenet_weights(load_settings().weights_dir / CACHE_NAME)
     kernel = "conv5_block3_3_conv/kernel"
     np.testing.assert_array_equal(weights[kernel], compact(imagenet[kernel]).astype(np.float32))
-    assert manifest.validation_metrics["roc_auc"] > 0.8  # the head's, not the wrecked network's
+    assert manifest.metrics.validation.roc_auc > 0.8  # the head's, not the wrecked network's

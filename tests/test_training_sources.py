@@ -10,9 +10,10 @@ from helpers import DATA, FULLRES, copy_adult_films, copy_training_set
 from screening.config import ImageLimits
 from screening.hashing import sha256_hex
 from screening.imaging.errors import Unreadable
-from screening.imaging.preprocess import SPECS, preprocess
-from screening.model.manifest import Architecture, ModelManifest, non_commercial
-from screening.training.config import TrainingConfig
+from screening.imaging.preprocess import preprocess
+from screening.model.manifest import Architecture, ModelManifest, RunNotes, non_commercial
+from screening.model.preprocessing import SPECS
+from screening.model.recipe import TrainingConfig
 from screening.training.labelled import LabelledDataError
 from screening.training.metrics import threshold_for_every_group, threshold_for_sensitivity
 from screening.training.retrain import LabelledImage, parent_sources, retraining_split
@@ -43,7 +44,7 @@ def test_sources_are_split_their_own_way_and_adult_films_into_their_sub_sources(
     assert adult_validation == {path.name for path in (adult / "val").rglob("*.*")}  # the given folder, whole
     kermany_patients = [{e.patient for e in side if e.source == "kermany"} for side in (split.train, split.validation)]
     assert kermany_patients[0] and kermany_patients[1] and not kermany_patients[0] & kermany_patients[1]
-    assert split.manifest()["sources"]["kermany"]["validation"] > 0
+    assert split.manifest().sources["kermany"].validation > 0
     with pytest.raises(LabelledDataError, match="must differ"):
         multi_source_split([SourceSpec("a", kermany), SourceSpec("a", kermany)], 0.2, 1)
     patients_from_manifest = multi_source_split([SourceSpec("adult", adult / "train")], 0.5, 1)
@@ -186,7 +187,7 @@ def test_commercial_use_only_leaves_out_non_commercial_licences_and_the_manifest
     adult = copy_adult_films(tmp_path / "adult", 20, 6)
     sources = [SourceSpec("adult", adult / "train", adult / "val")]
     every = multi_source_split(sources, 0.2, seed=1)
-    licences = every.manifest()["licences"]
+    licences = every.manifest().licences
     ieee = [name for name in licences if "ieee8023" in name]
     assert ieee and any(non_commercial(licence) for licence in licences[ieee[0]])
     commercial = multi_source_split(sources, 0.2, seed=1, commercial_use_only=True)
@@ -203,8 +204,8 @@ def test_retraining_a_multi_source_version_keeps_its_validation_split(tmp_path):
     sources = [SourceSpec("kermany", kermany), SourceSpec("adult", adult / "train", adult / "val")]
     split = multi_source_split(sources, 0.2, seed=1)
     recorded = {spec.name: spec.describe() for spec in sources}
-    parent = ModelManifest("m", Architecture(), {}, 0.5, training_config={"sources": recorded, "seed": 1},
-                           data_manifest=split.manifest())  # fmt: skip
+    parent = ModelManifest("m", Architecture(), SPECS["plain-v1"], 0.5, training_config=TrainingConfig(seed=1),
+                           notes=RunNotes(sources=recorded), data_manifest=split.manifest())  # fmt: skip
     assert parent_sources(parent) == [SourceSpec(s.name, s.train.resolve(), s.validation) for s in sources[:1]] + [
         SourceSpec("adult", (adult / "train").resolve(), (adult / "val").resolve())
     ]

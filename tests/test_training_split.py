@@ -46,8 +46,8 @@ def test_split_is_stratified_and_reproducible(split):
 
 def test_manifest_lists_every_file_by_hash(split):
     manifest = patient_split(split[0], 0.2, seed=42).manifest()
-    assert len(manifest["files"]) == 5216
-    assert {row["split"] for row in manifest["files"]} == {"train", "validation"}
+    assert len(manifest.files) == 5216
+    assert {row.split for row in manifest.files} == {"train", "validation"}
 
 
 def test_threshold_is_the_highest_that_keeps_the_target_sensitivity():
@@ -55,5 +55,5 @@ def test_threshold_is_the_highest_that_keeps_the_target_sensitivity():
     labels = np.r_[np.zeros(300, int), np.ones(700, int)]
     scores = np.clip(rng.normal(0.3 + 0.4 * labels, 0.2), 0, 1)
     threshold = threshold_for_sensitivity(labels, scores, 0.95)
-    assert binary_metrics(labels, scores, threshold)["sensitivity"] >= 0.95
-    assert binary_metrics(labels, scores, np.nextafter(threshold, 1))["sensitivity"] < 0.95
+    assert binary_metrics(labels, scores, threshold).sensitivity >= 0.95
+    assert binary_metrics(labels, scores, np.nextafter(threshold, 1)).sensitivity < 0.95

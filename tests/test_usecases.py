@@ -23,7 +23,6 @@ from screening.dicomnet.spool import Spool
 from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
 from screening.imaging.errors import NotScreenable
-from screening.imaging.preprocess import PreprocessSpec
 from screening.model.infer import Classifier
 from screening.model.released import RELEASED_ARTIFACT, RELEASES
 from screening.training.evaluate import score_labelled_folder
@@ -121,16 +120,15 @@ def test_preview_worker_and_evaluation_give_one_probability_per_file(services, t
 
     version = active_model(services)
     classifier = Classifier.load(RELEASED, version.artifact_sha256)
-    spec = PreprocessSpec.from_dict(version.preprocessing)
-    evaluated = score_labelled_folder(classifier, spec, labelled)
+    evaluated = score_labelled_folder(classifier, version.preprocessing, labelled)
     preview = [classifier.assess(model_view(services, path)[0].image[None]).probabilities[0] for path in files.values()]
 
     expected = [worker[path.name] for path in files.values()]
     assert list(evaluated.labels) == [0, 1] and not evaluated.excluded
     np.testing.assert_allclose(evaluated.probabilities, expected, rtol=1e-5)
     np.testing.assert_allclose(preview, expected, rtol=1e-5)
-    metrics = evaluate_version(services, version.id, labelled, rounds=20)
-    assert metrics["model_version"] == version.id and metrics["images"] == 2
+    evaluation = evaluate_version(services, version.id, labelled, rounds=20)
+    assert evaluation.model_version == version.id and evaluation.figures.images == 2
 
 
 def test_preview_writes_the_model_input_and_refuses_what_it_would_not_score(services, tmp_path):
@@ -178,7 +176,7 @@ def test_register_promote_and_roll_back_without_hard_coded_ids(services, tmp_pat
     assert statuses.pop(other.id) == "active" and set(statuses.values()) == {"retired"}
     assert len(statuses) == len(RELEASES) and max(statuses) == released.id
     assert roll_back(services).id == released.id
-    assert show_model(services, other.id)["status"] == "retired"
+    assert show_model(services, other.id).status == "retired"
     for earlier in sorted(statuses, reverse=True)[1:]:  # further back, release by release, to the first
         assert roll_back(services).id == earlier
     with pytest.raises(ScreeningError, match="no earlier active version"):

@@ -12,9 +12,9 @@ import click
 
 from screening.cli.context import AppContext, loads_backend, pass_app
 from screening.cli.tables import add_row, make_table, print_table
+from screening.model.figures import Metrics, PopulationCheck
 from screening.usecases.evaluate import evaluate_version
 from screening.usecases.models import (
-    describe_reference,
     list_models,
     promote_model,
     register_model,
@@ -71,7 +71,7 @@ def _cell(value: object) -> object:
     """3 decimals; operating points as `child 0.430, adult 0.182`."""
     if isinstance(value, float):
         return f"{value:.3f}"
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # operating points per population
         return ", ".join(f"{name} {point['threshold']:.3f}" for name, point in value.items())
     return value
 
@@ -91,8 +91,8 @@ def models_register(app: AppContext, artifact: str, activate: bool) -> None:
     version = registration.version
     already = "already registered as " if registration.already_registered else ""
     click.echo(f"{already}version {version.id} ({version.name}): {version.status}")
-    if not registration.already_registered and version.reference_check:
-        click.echo(f"reference films: {describe_reference(version.reference_check)}")
+    if not registration.already_registered and version.reference:
+        click.echo(f"reference films: {version.reference}")
 
 
 def _trained_on(function: Callable[..., None]) -> Callable[..., None]:
@@ -150,7 +150,9 @@ def models_gate(
         tuple(Path(folder) for folder in check_dirs),
         register,
     )
-    click.echo(json.dumps({"artifact_sha256": gated.manifest.artifact_sha256, "gate": gated.manifest.gate}, indent=2))
+    click.echo(
+        json.dumps({"artifact_sha256": gated.manifest.artifact_sha256, "gate": _plain(gated.manifest.gate)}, indent=2)
+    )
     if gated.version is not None:
         click.echo(f"version {gated.version.id} ({gated.version.name}): {gated.version.status}")
 
@@ -181,9 +183,18 @@ def models_ensemble(
     )
     manifest = assembled.manifest
     summary = {"artifact_sha256": manifest.artifact_sha256, "threshold": manifest.threshold}
-    click.echo(json.dumps({**summary, "validation_by_source": manifest.metrics["validation_by_source"]}, indent=2))
+    click.echo(json.dumps({**summary, "validation_by_source": _by_source(manifest.metrics)}, indent=2))
     if assembled.version is not None:
         click.echo(f"version {assembled.version.id} ({assembled.version.name}): {assembled.version.status}")
+
+
+def _plain(record: Any) -> Any:
+    """A manifest's record as JSON-ready values (None stays None)."""
+    return None if record is None else asdict(record)
+
+
+def _by_source(metrics: Metrics) -> dict[str, Any]:
+    return {source: asdict(found) for source, found in metrics.validation_by_source.items()}
 
 
 def _named(texts: tuple[str, ...], what: str, parse: Callable[[str], Any]) -> dict[str, Any]:
@@ -272,8 +283,8 @@ def models_operating_points(
         tuple(_folder(text) for text in estimate_folders),
     )
     manifest = pointed.manifest
-    summary = {"artifact_sha256": manifest.artifact_sha256, "populations": manifest.populations}
-    click.echo(json.dumps({**summary, "validation_by_source": manifest.metrics["validation_by_source"]}, indent=2))
+    summary = {"artifact_sha256": manifest.artifact_sha256, "populations": _plain(manifest.populations)}
+    click.echo(json.dumps({**summary, "validation_by_source": _by_source(manifest.metrics)}, indent=2))
     if pointed.version is not None:
         click.echo(f"version {pointed.version.id} ({pointed.version.name}): {pointed.version.status}")
 
@@ -283,7 +294,7 @@ def models_operating_points(
 @pass_app
 def models_show(app: AppContext, version_id: int) -> None:
     """Everything the registry holds about one version (the split's file list summarised)."""
-    click.echo(json.dumps(show_model(app.services, version_id), indent=2))
+    click.echo(json.dumps(asdict(show_model(app.services, version_id)), indent=2))
 
 
 @models.command("promote")
@@ -334,33 +345,37 @@ def evaluate(
 ) -> None:
     """Score labelled images (DATA_DIR/NORMAL, DATA_DIR/PNEUMONIA) with a version, each at its operating point (its
     population's, for a version with one per population: reported per population too)."""
-    metrics = evaluate_version(
+    evaluation = evaluate_version(
         app.services, version_id, Path(data_dir), bootstrap, Population(population) if population else None
     )
+    figures = evaluation.figures
     if output == "json":
-        click.echo(json.dumps(metrics, indent=2))
+        click.echo(json.dumps({"model_version": evaluation.model_version, **asdict(figures)}, indent=2))
         return
-    at = f"threshold {metrics['threshold']:.4f}" if metrics["threshold"] is not None else "each population's point"
+    at = f"threshold {figures.threshold:.4f}" if figures.threshold is not None else "each population's point"
     table = make_table(["metric", "value", "95% CI"], title=f"version {version_id} at {at}")
-    for name, (low, high) in metrics["ci95"].items():
-        add_row(table, [name, f"{metrics[name]:.3f}", f"{low:.3f} - {high:.3f}"])
-    refused = metrics["gate_refused"]
-    add_row(table, ["refused by the gate", f"{refused} of {metrics['images'] + len(metrics['excluded'])}", ""])
+    for name, (low, high) in figures.ci95.items():
+        add_row(table, [name, _shown(figures.figure(name)), f"{low:.3f} - {high:.3f}"])
+    add_row(table, ["refused by the gate", f"{figures.gate_refused} of {figures.images + len(figures.excluded)}", ""])
     print_table(table)
-    if "by_population" in metrics:
-        print_table(_population_table(metrics["by_population"]))
-    click.echo(f"{metrics['images']} images scored; confusion {metrics['confusion']}")
-    for excluded in metrics["excluded"]:
-        click.echo(f"left out {excluded['file']}: {excluded['status']}: {excluded['reason']}", err=True)
+    if figures.by_population:
+        print_table(_population_table(figures.by_population))
+    click.echo(f"{figures.images} images scored; confusion {_plain(figures.confusion)}")
+    for excluded in figures.excluded:
+        click.echo(f"left out {excluded.file}: {excluded.status}: {excluded.reason}", err=True)
 
 
-def _population_table(by_population: dict[str, dict[str, Any]]) -> Any:
+def _shown(figure: float | None) -> str:
+    return "" if figure is None else f"{figure:.3f}"
+
+
+def _population_table(by_population: dict[str, PopulationCheck]) -> Any:
     columns = ["population", "images", "decided by", "threshold", "ROC AUC", "sensitivity", "specificity"]
     table = make_table(columns, title="per population")
     for name, figures in by_population.items():
-        decided = ", ".join(f"{basis} {count}" for basis, count in figures["decided_by"].items())
-        values = [figures[key] for key in ("threshold", "roc_auc", "sensitivity", "specificity")]
-        add_row(table, [name, figures["images"], decided, *("" if v is None else f"{v:.3f}" for v in values)])
+        decided = ", ".join(f"{basis} {count}" for basis, count in figures.decided_by.items())
+        values = [figures.figure(key) for key in ("threshold", "roc_auc", "sensitivity", "specificity")]
+        add_row(table, [name, figures.images, decided, *(_shown(value) for value in values)])
     return table
 
 
@@ -464,7 +479,7 @@ def train(
         out_of_scope=Path(out_of_scope) if out_of_scope else None,
     )
     manifest = trained.manifest
-    summary = {"name": manifest.name, "threshold": manifest.threshold, "metrics": manifest.metrics}
+    summary = {"name": manifest.name, "threshold": manifest.threshold, "metrics": asdict(manifest.metrics)}
     click.echo(json.dumps({**summary, "artifact_sha256": manifest.artifact_sha256}, indent=2))
     if trained.version is not None:
         click.echo(f"registered as version {trained.version.id} ({trained.version.status})")

@@ -26,40 +26,33 @@ class NoActiveModel(RegistryError, Conflict):
 
 def register_version(
     session: Session,
-    *,
-    name: str,
+    manifest: dict[str, Any],
     artifact_path: str,
     artifact_sha256: str,
-    threshold: float,
-    preprocessing: dict[str, Any],
-    training_config: dict[str, Any],
-    data_manifest: dict[str, Any],
-    metrics: dict[str, Any],
     parent_id: int | None = None,
-    gate_version: str | None = None,
-    gate_threshold: float | None = None,
-    populations: dict[str, Any] | None = None,
     reference_check: dict[str, Any] | None = None,
 ) -> ModelVersion:
-    """Add a candidate version, or return the one already registered with this artifact.
+    """Add a candidate version described by its artifact's manifest (as stored: model.manifest writes it), or return
+    the one already registered with this artifact. The registry keeps a copy of what the manifest says.
 
     Safe when several processes register the same artifact at once (workers starting together)."""
     existing = session.scalar(select(ModelVersion).where(ModelVersion.artifact_sha256 == artifact_sha256))
     if existing is not None:
         return existing
+    gate = manifest.get("gate")
     version = ModelVersion(
-        name=name,
+        name=manifest["name"],
         artifact_path=artifact_path,
         artifact_sha256=artifact_sha256,
         parent_id=parent_id,
-        preprocessing=preprocessing,
-        training_config=training_config,
-        data_manifest=data_manifest,
-        metrics=metrics,
-        threshold=threshold,
-        gate_version=gate_version,
-        gate_threshold=gate_threshold,
-        populations=populations,
+        preprocessing=manifest["preprocessing"],
+        training_config=manifest["training_config"],
+        data_manifest=manifest["data_manifest"],
+        metrics=manifest["metrics"],
+        threshold=manifest["threshold"],
+        gate_version=gate["version"] if gate else None,
+        gate_threshold=gate["threshold"] if gate else None,
+        populations=manifest.get("populations"),
         reference_check=reference_check,
         status=VersionStatus.CANDIDATE,
     )

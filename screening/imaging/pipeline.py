@@ -16,8 +16,9 @@ import numpy as np
 from screening.config import ImageLimits
 from screening.hashing import sha256_hex
 from screening.imaging.errors import NotScreenable, Unreadable
-from screening.imaging.preprocess import PreprocessSpec, preprocess
+from screening.imaging.preprocess import preprocess
 from screening.imaging.read import Radiograph, decode_radiograph
+from screening.model.preprocessing import PreprocessSpec
 
 FILE_CHANGED = "file changed since it was enqueued (SHA-256 differs); enqueue it again"
 

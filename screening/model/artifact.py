@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
@@ -81,8 +82,10 @@ def read_manifest(path: Path) -> ModelManifest:
         raise ArtifactError(f"{path.name}: the threshold in manifest.json is not a number") from None
     try:
         return ModelManifest.from_dict(manifest)
-    except (TypeError, ValueError):
-        raise ArtifactError(f"{path.name}: unknown architecture {manifest['architecture']!r}") from None
+    except ValidationError as problem:
+        first = problem.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ArtifactError(f"{path.name}: manifest.json does not fit at {where} ({first['msg']})") from None
 
 
 def verify_artifact_file(path: Path, expected_sha256: str) -> None:
@@ -123,11 +126,10 @@ def read_gate(path: Path, manifest: ModelManifest) -> ApplicabilityGate | None:
 
 def read_age_estimate(path: Path, manifest: ModelManifest) -> AgeGroupEstimate | None:
     """The version's age-group estimate, or None for a version with one operating point (or none fitted)."""
-    described = (manifest.populations or {}).get("estimate")
-    if described is None:
+    if manifest.populations is None:
         return None
     try:
-        return AgeGroupEstimate.from_stored(described, _probe_arrays(path, "age_group.npz"))
+        return AgeGroupEstimate.from_stored(manifest.populations.estimate, _probe_arrays(path, "age_group.npz"))
     except (KeyError, ValueError, TypeError, OSError, zipfile.BadZipFile):
         raise ArtifactError(f"{path.name}: the age-group estimate (age_group.npz) is missing or unreadable") from None
 

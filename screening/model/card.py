@@ -6,9 +6,8 @@ must beat, the applicability gate's refusal rates, the licences of the training 
 
 from __future__ import annotations
 
-from typing import Any
-
-from screening.model.manifest import ModelManifest, non_commercial
+from screening.model.figures import BinaryMetrics, Consistency, Interval
+from screening.model.manifest import DataManifest, GateRecord, Member, ModelManifest, non_commercial
 
 KNOWN_FAILURE_MODES = (
     "Films unlike any source above (another hospital's exposure, a new scanner, an unusual age group) get "
@@ -23,39 +22,34 @@ KNOWN_FAILURE_MODES = (
 )
 
 
-def _cell(value: float | None, interval: tuple[float, float] | None = None) -> str:
+def _cell(value: float | None, interval: Interval | None = None, digits: int = 3) -> str:
     """A source of one class has no ROC AUC, and no sensitivity or no specificity."""
     if value is None:
         return "–"
-    return f"{value:.3f}" + (f" ({interval[0]:.3f}–{interval[1]:.3f})" if interval else "")
+    return f"{value:.{digits}f}" + (f" ({interval[0]:.3f}–{interval[1]:.3f})" if interval else "")
 
 
-def _row(name: str, metrics: dict[str, Any], refused: float | None = None) -> str:
-    ci = metrics.get("ci95", {})
-    cells = [_cell(metrics.get(key), ci.get(key)) for key in ("roc_auc", "sensitivity", "specificity")]
-    cells += [_cell(metrics.get("accuracy")), _cell(metrics.get("ece"))]
+def _figures(metrics: BinaryMetrics, names: tuple[str, ...]) -> list[str]:
+    return [_cell(metrics.figure(name), metrics.ci95.get(name)) for name in names]
+
+
+def _row(name: str, metrics: BinaryMetrics, refused: float | None = None) -> str:
+    cells = _figures(metrics, ("roc_auc", "sensitivity", "specificity")) + [_cell(metrics.accuracy), _cell(metrics.ece)]
     gate = "–" if refused is None else f"{refused:.1%}"
-    return f"| {name} | {metrics['images']} | " + " | ".join(cells) + f" | {gate} |"
+    return f"| {name} | {metrics.images} | " + " | ".join(cells) + f" | {gate} |"
 
 
-def _share(refused: int | None, checked: dict[str, Any]) -> float | None:
-    """The gate's refusals among the files of a check folder that reached it."""
-    if refused is None:
-        return None
-    return refused / max(checked["images"] + refused, 1)
-
-
-def _sources(data: dict[str, Any]) -> str:
-    counts = data.get("sources", {})
+def _sources(data: DataManifest) -> str:
     return "; ".join(
-        f"{name} ({c['train']} training, {c['validation']} validation images)" for name, c in counts.items()
+        f"{name} ({counts.train} training, {counts.validation} validation images)"
+        for name, counts in data.sources.items()
     )
 
 
-def _licences(data: dict[str, Any], gate: dict[str, Any] | None) -> list[str]:
-    named_sources = dict(data.get("licences", {}))
-    if gate is not None and gate["out_of_scope_folder"].get("licences"):
-        named_sources["out-of-scope images the gate was fitted on"] = gate["out_of_scope_folder"]["licences"]
+def _licences(data: DataManifest, gate: GateRecord | None) -> list[str]:
+    named_sources = dict(data.licences)
+    if gate is not None and gate.out_of_scope_folder.licences:
+        named_sources["out-of-scope images the gate was fitted on"] = gate.out_of_scope_folder.licences
     lines = []
     for source, licences in named_sources.items():
         named = ", ".join(
@@ -66,25 +60,25 @@ def _licences(data: dict[str, Any], gate: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _gate(gate: dict[str, Any] | None) -> list[str]:
+def _gate(gate: GateRecord | None) -> list[str]:
     if gate is None:
         return ["No applicability gate: every image that passes the header and pixel rules is scored."]
-    tested = gate["test"]
+    tested = gate.test
     kinds = ", ".join(
-        f"{kind} {counts['refused']}/{counts['images']}"
-        for kind, counts in tested["by_kind"].items()
+        f"{kind} {counts.refused}/{counts.images}"
+        for kind, counts in tested.by_kind.items()
         if not kind.startswith("frontal")
     )
-    folder = gate["out_of_scope_folder"]
+    folder = gate.out_of_scope_folder
     return [
-        f'`{gate["version"]}`: {gate["method"]}; an image scoring below {gate["threshold"]} is skipped as "not a '
+        f'`{gate.version}`: {gate.method}; an image scoring below {gate.threshold} is skipped as "not a '
         'frontal chest radiograph" and gets no probability.',
-        f"Fitted on the training side's frontal films against {len(folder['fitted_on'])} out-of-scope files in "
+        f"Fitted on the training side's frontal films against {len(folder.fitted_on)} out-of-scope files in "
         "variations and images made from training films (turned, upside down, inverted, cropped, clipped) and drawn "
         "(noise, text pages, drawings).",
-        f"Test, on images kept apart ({len(folder['held_out'])} out-of-scope files of other patients, images made "
-        f"from validation films): refuses **{tested['out_of_scope_refusal_rate']:.1%}** of "
-        f"{tested['out_of_scope_images']} out-of-scope images ({kinds}); the frontal films it refuses are in the "
+        f"Test, on images kept apart ({len(folder.held_out)} out-of-scope files of other patients, images made "
+        f"from validation films): refuses **{tested.out_of_scope_refusal_rate:.1%}** of "
+        f"{tested.out_of_scope_images} out-of-scope images ({kinds}); the frontal films it refuses are in the "
         "table's last column.",
     ]
 
@@ -92,21 +86,18 @@ def _gate(gate: dict[str, Any] | None) -> list[str]:
 def figures_table(manifest: ModelManifest) -> list[str]:
     """Per source: the model's metrics with intervals and the gate's refusals, the checks, the baseline."""
     metrics = manifest.metrics
-    frontal_refused = (manifest.gate or {}).get("test", {}).get("frontal_refusal_rate", {})
-    rows = [_row("validation, every source", manifest.validation_metrics)]
+    frontal_refused = manifest.gate.test.frontal_refusal_rate if manifest.gate else {}
+    rows = [_row("validation, every source", metrics.validation)] if metrics.validation else []
     rows += [
         _row(f"validation, {source}", found, frontal_refused.get(source))
-        for source, found in metrics.get("validation_by_source", {}).items()
+        for source, found in metrics.validation_by_source.items()
     ]
     rows += [
-        _row(f"{name} (scored end to end)", checked, _share(checked.get("gate_refused"), checked))
-        for name, checked in metrics.get("checks", {}).items()
+        _row(f"{name} (scored end to end)", checked, checked.gate_refusal_share)
+        for name, checked in metrics.checks.items()
     ]
-    baseline = metrics.get("baseline")
-    if baseline:
-        rows += [
-            _row(f"baseline, {source}", found) for source, found in baseline.get("validation_by_source", {}).items()
-        ]
+    if metrics.baseline:
+        rows += [_row(f"baseline, {source}", found) for source, found in metrics.baseline.validation_by_source.items()]
     return [
         "| data | images | ROC AUC | sensitivity | specificity | accuracy | ECE | refused by the gate |",
         "|---|---|---|---|---|---|---|---|",
@@ -119,27 +110,22 @@ def _populations(manifest: ModelManifest) -> list[str]:
     described = manifest.populations
     if not described:
         return []
-    figures = manifest.metrics.get("populations", {})
     rows = []
-    for name, point in described["points"].items():
-        found = figures.get(name, {})
-        crossed = found.get("cross_validated", {}).get("all", {})
-        sources = ", ".join(source for source, population in described.get("sources", {}).items() if population == name)
+    for name, point in described.points.items():
+        found = manifest.metrics.populations.get(name)
+        crossed = found.cross_validated.groups.get("all") if found and found.cross_validated else None
+        sources = ", ".join(source for source, population in described.sources.items() if population == name)
         rows.append(
-            f"| {name} ({sources}) | {found.get('images', '–')} | {point['temperature']:.3f} | "
-            f"{point['threshold']:.4f} | {point['target_sensitivity']:.0%} | "
-            + " | ".join(
-                _cell(found.get(key), found.get("ci95", {}).get(key))
-                for key in ("roc_auc", "sensitivity", "specificity")
-            )
-            + f" | {_cell(found.get('ece'))} | "
-            + f"{_cell(crossed.get('sensitivity'))} / {_cell(crossed.get('specificity'))} |"
+            f"| {name} ({sources}) | {found.images if found else '–'} | {point.temperature:.3f} | "
+            f"{point.threshold:.4f} | {point.target_sensitivity:.0%} | "
+            + " | ".join(_figures(found, ("roc_auc", "sensitivity", "specificity")) if found else ["–"] * 3)
+            + f" | {_cell(found.ece if found else None)} | "
+            + f"{_cell(crossed.sensitivity if crossed else None)} / {_cell(crossed.specificity if crossed else None)} |"
         )
-    estimate = described["estimate"]
+    estimate = described.estimate
     tested = "; ".join(
-        f"{source}: {counts['right']} of {counts['images']} right, {counts['wrong']} wrong, "
-        f"{counts['not_placed']} not placed"
-        for source, counts in estimate["test"].items()
+        f"{source}: {counts.right} of {counts.images} right, {counts.wrong} wrong, {counts.not_placed} not placed"
+        for source, counts in estimate.test.items()
     )
     return [
         "",
@@ -157,24 +143,24 @@ def _populations(manifest: ModelManifest) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"The age-group estimate (`{estimate['version']}`): {estimate['method']}, fitted on "
-        + ", ".join(f"{count} {name}" for name, count in estimate["fitted_on"].items())
-        + f" training films; P(adult) >= {estimate['adult_from']} places an adult, < {estimate['child_below']} a "
+        f"The age-group estimate (`{estimate.version}`): {estimate.method}, fitted on "
+        + ", ".join(f"{count} {name}" for name, count in estimate.fitted_on.items())
+        + f" training films; P(adult) >= {estimate.adult_from} places an adult, < {estimate.child_below} a "
         f"child. On the validation films: {tested}.",
     ]
 
 
-def _consistency(consistency: dict[str, Any] | None) -> list[str]:
+def _consistency(consistency: Consistency | None) -> list[str]:
     """How often the flag survives variations that do not change the diagnosis (training.consistency)."""
     if not consistency:
         return []
-    groups = consistency["populations"]
-    variations = [name for name in next(iter(groups.values())) if name != "films"]
+    groups = consistency.populations
+    variations = list(next(iter(groups.values())).variations)
     rows = [
-        f"| {population} | {group['films']} | "
+        f"| {population} | {group.films} | "
         + " | ".join(
-            f"{group[name]['rate']:.1%}" + (f" ({group[name]['refused']} refused)" if group[name]["refused"] else "")
-            for name in variations
+            f"{kept.rate:.1%}" + (f" ({kept.refused} refused)" if kept.refused else "")
+            for kept in (group.variations[name] for name in variations)
         )
         + " |"
         for population, group in groups.items()
@@ -185,7 +171,7 @@ def _consistency(consistency: dict[str, Any] | None) -> list[str]:
         "",
         "Validation films whose flag stays the same when the film is varied in ways a reader would call the same",
         "film (each at the film's operating point; a variation the gate refuses counts as changed; "
-        f"{consistency['target']:.0%} asked of each):",
+        f"{consistency.target:.0%} asked of each):",
         "",
         f"| population | films | {' | '.join(variations)} |",
         "|---|---|" + "---|" * len(variations),
@@ -193,23 +179,23 @@ def _consistency(consistency: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def _member(member: dict[str, Any]) -> str:
+def _member(member: Member) -> str:
     """One network of an ensemble: where it came from and what training it took."""
-    trained = member.get("training_resources")
-    cost = f", trained in {trained['wall_minutes']} minutes at a peak of {trained['peak_rss_mb']} MB" if trained else ""
-    return f"`{member['artifact']}` (SHA-256 `{member['sha256'][:12]}…`), {member['phase']}{cost}"
+    trained = member.training_resources
+    cost = f", trained in {trained.wall_minutes} minutes at a peak of {trained.peak_rss_mb} MB" if trained else ""
+    return f"`{member.artifact}` (SHA-256 `{member.sha256[:12]}…`), {member.phase}{cost}"
 
 
 def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
-    data, metrics, config = manifest.data_manifest, manifest.metrics, manifest.training_config
+    data, metrics, config, notes = manifest.data_manifest, manifest.metrics, manifest.training_config, manifest.notes
     head = manifest.architecture
     report = f"{artifact_name.rsplit('.', 1)[0]}-report"
     rule = (
         "on every source (the lowest of the sources' thresholds)"
-        if config.get("threshold_rule") == "every-source"
+        if config.threshold_rule == "every-source"
         else "on the validation side as a whole"
     )
-    resources = metrics.get("training_resources")
+    resources = metrics.training_resources
     lines = [
         f"# Model card: {manifest.name}",
         "",
@@ -218,13 +204,13 @@ def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
         f"- Architecture: ImageNet normalisation -> Keras ImageNet ResNet50 (no top, average pooling) -> dense "
         f"{head.head_units} ReLU -> dropout {head.dropout} -> logit"
         + (f"; {head.members} such networks, their logits averaged" if head.members > 1 else "")
-        + f". Training: {config['phase']}.",
-        *[f"  - member {index}: {_member(member)}" for index, member in enumerate(config.get("members", []), start=1)],
-        f"- Preprocessing spec: `{manifest.preprocessing['name']}` (stored in the artifact and the registry).",
+        + f". Training: {notes.phase}.",
+        *[f"  - member {index}: {_member(member)}" for index, member in enumerate(notes.members, start=1)],
+        f"- Preprocessing spec: `{manifest.preprocessing.name}` (stored in the artifact and the registry).",
         f"- Sources: {_sources(data)}.",
-        f"- Split: patient-wise and stratified, seed {config['seed']}: {data['train_images']} training images "
-        f"({data['train_patients']} patients), {data['validation_images']} validation images "
-        f"({data['validation_patients']} patients); every file's SHA-256 is in the artifact's manifest.",
+        f"- Split: patient-wise and stratified, seed {config.seed}: {data.train_images} training images "
+        f"({data.train_patients} patients), {data.validation_images} validation images "
+        f"({data.validation_patients} patients); every file's SHA-256 is in the artifact's manifest.",
         *(
             [
                 "- Calibration and threshold: one operating point per population (below); an image the age-group "
@@ -234,25 +220,25 @@ def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
             if manifest.populations
             else [
                 f"- Calibration: temperature {manifest.temperature:.3f} (fitted on the validation split); "
-                f"expected calibration error there {metrics['validation_ece_before_calibration']:.4f} before, "
-                f"{manifest.validation_metrics['ece']:.4f} after.",
+                f"expected calibration error there {_cell(metrics.validation_ece_before_calibration, digits=4)} "
+                f"before, {_cell(metrics.validation.ece if metrics.validation else None, digits=4)} after.",
                 f"- Threshold: {manifest.threshold:.4f} on calibrated probabilities, the highest with validation "
-                f"sensitivity >= {config['target_sensitivity']:.0%} {rule}. A probability at or above it flags the "
+                f"sensitivity >= {config.target_sensitivity:.0%} {rule}. A probability at or above it flags the "
                 "image.",
             ]
         ),
         (
-            f"- Operating points added to the trained network of `{config['points_added_to'][:12]}…` (its SHA-256), "
+            f"- Operating points added to the trained network of `{notes.points_added_to[:12]}…` (its SHA-256), "
             "whose training report holds the curves; the figures below are this version's."
-            if config.get("points_added_to")
+            if notes.points_added_to
             else f"- Training report (curves, ROC/PR, confusion matrix, most confident mistakes): "
             f"[{report}/report.md]({report}/report.md)."
         ),
     ]
     if resources:
         lines.append(
-            f"- {'Assembling it' if config.get('members') else 'Training'} took {resources['wall_minutes']} minutes "
-            f"at a peak of {resources['peak_rss_mb']} MB (resident memory of the process)."
+            f"- {'Assembling it' if notes.members else 'Training'} took {resources.wall_minutes} minutes "
+            f"at a peak of {resources.peak_rss_mb} MB (resident memory of the process)."
         )
     lines += [
         "",
@@ -269,7 +255,7 @@ def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
         + (
             " The baseline rows are a logistic regression on frozen ImageNet features, at a threshold chosen the"
             " same way."
-            if metrics.get("baseline")
+            if metrics.baseline
             else ""
         ),
         "",
@@ -279,7 +265,7 @@ def render_model_card(manifest: ModelManifest, artifact_name: str) -> str:
         "## Applicability gate",
         "",
         *_gate(manifest.gate),
-        *_consistency(metrics.get("consistency")),
+        *_consistency(metrics.consistency),
         "",
         "## Known failure modes",
         "",

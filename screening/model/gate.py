@@ -7,11 +7,11 @@ A linear probe (model.probe) on the classifier's own pooled backbone features, f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from screening.errors import InvalidRequest
+from screening.model.manifest import GateRecord
 from screening.model.probe import LinearProbe
 
 GATE_VERSION = "frontal-cxr-gate/1"
@@ -26,11 +26,11 @@ class ApplicabilityGate(LinearProbe):
         return scores < self.threshold
 
     @classmethod
-    def from_stored(cls, described: dict[str, Any], arrays: dict[str, np.ndarray]) -> ApplicabilityGate:
+    def from_stored(cls, described: GateRecord, arrays: dict[str, np.ndarray]) -> ApplicabilityGate:
         """From the manifest's `gate` entry and the arrays of gate.npz; KeyError or ValueError when they do not fit."""
-        if str(described["version"]) != GATE_VERSION:
+        if described.version != GATE_VERSION:
             raise InvalidRequest(f"not a {GATE_VERSION} gate")
-        return cls(**LinearProbe.stored(arrays), threshold=float(described["threshold"]))  # type: ignore[arg-type]
+        return cls(**LinearProbe.stored(arrays), threshold=described.threshold)  # type: ignore[arg-type]
 
 
 def refusal_reason(score: float) -> str:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from screening.db.schema import Population, PopulationBasis
 from screening.errors import InvalidRequest
+from screening.model.manifest import EstimateRecord, PopulationsRecord
 from screening.model.probe import LinearProbe
 
 __all__ = [
@@ -70,9 +70,6 @@ class OperatingPoint:
         clipped = min(max(self.threshold, 1e-12), 1 - 1e-12)
         return self.temperature * math.log(clipped / (1 - clipped))
 
-    def to_dict(self) -> dict[str, float]:
-        return {"threshold": self.threshold, "temperature": self.temperature}
-
 
 @dataclass(frozen=True)
 class AgeGroupEstimate(LinearProbe):
@@ -91,14 +88,14 @@ class AgeGroupEstimate(LinearProbe):
         return None
 
     @classmethod
-    def from_stored(cls, described: dict[str, Any], arrays: dict[str, np.ndarray]) -> AgeGroupEstimate:
+    def from_stored(cls, described: EstimateRecord, arrays: dict[str, np.ndarray]) -> AgeGroupEstimate:
         """From the manifest's `populations.estimate` entry and age_group.npz; KeyError or ValueError on a mismatch."""
-        if str(described["version"]) != ESTIMATE_VERSION:
+        if described.version != ESTIMATE_VERSION:
             raise InvalidRequest(f"not a {ESTIMATE_VERSION} estimate")
         return cls(
             **LinearProbe.stored(arrays),  # type: ignore[arg-type]
-            adult_from=float(described["adult_from"]),
-            child_below=float(described["child_below"]),
+            adult_from=described.adult_from,
+            child_below=described.child_below,
         )
 
 
@@ -125,7 +122,11 @@ class PopulationPolicy:
 
     @classmethod
     def from_manifest(
-        cls, threshold: float, temperature: float, described: dict[str, Any] | None, estimate: AgeGroupEstimate | None
+        cls,
+        threshold: float,
+        temperature: float,
+        described: PopulationsRecord | None,
+        estimate: AgeGroupEstimate | None,
     ) -> PopulationPolicy:
         """From a manifest's `populations` entry (None: one operating point for every image); ValueError when it
         lacks a population or a point is not a probability and a positive temperature."""
@@ -134,9 +135,11 @@ class PopulationPolicy:
             return for_every_image
         points = {}
         for population in Population:
-            stored = described["points"][population.value]
+            stored = described.points.get(population.value)
+            if stored is None:
+                raise InvalidRequest(f"no {population} operating point")
             try:
-                points[population] = OperatingPoint(float(stored["threshold"]), float(stored["temperature"])).usable()
+                points[population] = OperatingPoint(stored.threshold, stored.temperature).usable()
             except ValueError as problem:
                 raise InvalidRequest(f"the {population} operating point: {problem}") from None
         return cls(points, estimate=estimate)

@@ -62,22 +62,7 @@ def register_artifact(
     manifest = read_manifest(path)
     policy_of(manifest)  # operating points that are not probabilities and positive temperatures are refused
     stored, sha256 = store_artifact(path, registry_dir)
-    version = register_version(
-        session,
-        name=manifest.name,
-        artifact_path=str(stored.resolve()),
-        artifact_sha256=sha256,
-        threshold=manifest.threshold,
-        preprocessing=manifest.preprocessing,
-        training_config=manifest.training_config,
-        data_manifest=manifest.data_manifest,
-        metrics=manifest.metrics,
-        parent_id=parent_id,
-        gate_version=manifest.gate["version"] if manifest.gate else None,
-        gate_threshold=manifest.gate["threshold"] if manifest.gate else None,
-        populations=manifest.populations,
-        reference_check=reference_check,
-    )
+    version = register_version(session, manifest.to_dict(), str(stored.resolve()), sha256, parent_id, reference_check)
     if activate:
         promote(session, version.id)
     return version

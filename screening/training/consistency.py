@@ -8,8 +8,8 @@ would not get the same answer for the same patient.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import cv2
 import numpy as np
@@ -18,9 +18,11 @@ from screening.config import ImageLimits
 from screening.db.schema import Population
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import read_radiograph
-from screening.imaging.preprocess import PreprocessSpec, gamma_table, preprocess, to_8bit
+from screening.imaging.preprocess import gamma_table, preprocess, to_8bit
+from screening.model.figures import Consistency, FlagKept, PopulationConsistency
 from screening.model.infer import Classifier
 from screening.model.population import known_population
+from screening.model.preprocessing import PreprocessSpec
 from screening.training.gate import warp
 from screening.training.split import Example
 
@@ -55,10 +57,12 @@ def flag_consistency(
     populations: dict[str, Population],
     spec: PreprocessSpec,
     limits: ImageLimits,
-) -> dict[str, Any]:
+) -> Consistency:
     """Per population (by each film's top-level source, as `populations` maps it; "all" for a source without one):
     how many films, and per variation how many keep their flag and how many the gate refuses."""
-    counts: dict[str, dict[str, Any]] = {}
+    films_of: Counter[str] = Counter()
+    same_flag: dict[str, Counter[str]] = {}
+    refusals: dict[str, Counter[str]] = {}
     for example in films:
         try:
             film = to_8bit(read_radiograph(example.path, limits, example.sha256).pixels)
@@ -71,15 +75,22 @@ def flag_consistency(
         flags = assessed.probabilities >= thresholds
         if assessed.refused[0]:  # the film itself is not scored: nothing to compare
             continue
-        group = counts.setdefault(
-            str(population or "all"), {"films": 0, **{name: {"same_flag": 0, "refused": 0} for name in VARIATIONS}}
-        )
-        group["films"] += 1
+        group = str(population or "all")
+        films_of[group] += 1
         for index, name in enumerate(VARIATIONS, start=1):
             refused = bool(assessed.refused[index])
-            group[name]["refused"] += int(refused)
-            group[name]["same_flag"] += int(not refused and bool(flags[index] == flags[0]))
-    for group in counts.values():
-        for name in VARIATIONS:
-            group[name]["rate"] = group[name]["same_flag"] / max(group["films"], 1)
-    return {"target": TARGET, "populations": counts}
+            refusals.setdefault(group, Counter())[name] += int(refused)
+            same_flag.setdefault(group, Counter())[name] += int(not refused and bool(flags[index] == flags[0]))
+    return Consistency(
+        TARGET,
+        {
+            group: PopulationConsistency(
+                films,
+                {
+                    name: FlagKept(same_flag[group][name], refusals[group][name], same_flag[group][name] / films)
+                    for name in VARIATIONS
+                },
+            )
+            for group, films in films_of.items()
+        },
+    )

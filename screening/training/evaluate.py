@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -13,9 +12,10 @@ from screening.config import ImageLimits
 from screening.db.schema import ImageStatus, Population
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import prepare_file
-from screening.imaging.preprocess import PreprocessSpec
+from screening.model.figures import CheckFigures, Excluded, PopulationCheck
 from screening.model.infer import Classifier
 from screening.model.population import Decision, known_population
+from screening.model.preprocessing import PreprocessSpec
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.metrics import binary_metrics, bootstrap_intervals, with_intervals
 
@@ -28,7 +28,7 @@ class ScoredFolder:
     probabilities: np.ndarray
     thresholds: np.ndarray  # of each image's operating point
     decisions: list[Decision]
-    excluded: list[dict[str, Any]]  # corrupt, not a radiograph, refused by the gate: with the status and reason
+    excluded: list[Excluded]  # corrupt, not a radiograph, refused by the gate: with the status and reason
 
 
 def score_labelled_folder(
@@ -41,12 +41,12 @@ def score_labelled_folder(
     """Every image as the worker would score it: its operating point from its DICOM header's age, else `population`
     (as `screen enqueue --population`), else the version's age-group estimate."""
     labels, images, names, known = [], [], [], []
-    excluded: list[dict[str, Any]] = []
+    excluded: list[Excluded] = []
     for path, label in labelled_folder(folder):
         try:
             prepared = prepare_file(path, spec, limits)
         except ImageRejected as problem:
-            excluded.append({"file": path.name, "status": str(problem.status), "reason": problem.reason})
+            excluded.append(Excluded(path.name, str(problem.status), problem.reason))
         else:
             images.append(prepared.image)
             labels.append(label)
@@ -57,7 +57,7 @@ def score_labelled_folder(
     assessed = classifier.assess(np.stack(images), known)
     for index, name in enumerate(names):
         if refusal := assessed.refusal(index):
-            excluded.append({"file": name, "status": str(ImageStatus.SKIPPED), "reason": refusal, "gate": True})
+            excluded.append(Excluded(name, str(ImageStatus.SKIPPED), refusal, gate=True))
     kept = ~assessed.refused
     scored_labels = np.array(labels, int)[kept]
     if not scored_labels.size or scored_labels.min() == scored_labels.max():
@@ -82,30 +82,31 @@ def folder_metrics(
     rounds: int = 1000,
     limits: ImageLimits = ImageLimits(),
     population: Population | None = None,
-) -> dict[str, Any]:
+) -> CheckFigures:
     """Metrics with 95% intervals on FOLDER/NORMAL and FOLDER/PNEUMONIA, each image at its operating point, and per
     population where the version has one operating point per population (with how each image's population was
     decided); files the worker would not score are listed under `excluded` (those the gate refused are counted in
     `gate_refused` too), and both classes must remain."""
     scored = score_labelled_folder(classifier, spec, folder, limits, population)
     labels, scores, thresholds = scored.labels, scored.probabilities, scored.thresholds
-    metrics = {
-        **binary_metrics(labels, scores, thresholds),
-        "gate_refused": sum(1 for file in scored.excluded if file.get("gate")),
-        "ci95": bootstrap_intervals(labels, scores, thresholds, rounds),
-        "bootstrap_rounds": rounds,
-        "excluded": scored.excluded,
-    }
+    by_population = {}
     if classifier.policy.per_population:
         populations = np.array([str(decision.population) for decision in scored.decisions])
-        metrics["by_population"] = {
-            str(group): {
-                **with_intervals(labels[members], scores[members], thresholds[members], rounds),
-                "decided_by": dict(
-                    Counter(str(d.basis) for d, member in zip(scored.decisions, members, strict=True) if member)
-                ),
-            }
-            for group in Population
-            if (members := populations == str(group)).any()
-        }
-    return metrics
+        for group in Population:
+            members = populations == str(group)
+            if members.any():
+                decided_by = Counter(
+                    str(d.basis) for d, member in zip(scored.decisions, members, strict=True) if member
+                )
+                found = with_intervals(labels[members], scores[members], thresholds[members], rounds)
+                by_population[str(group)] = PopulationCheck(**vars(found), decided_by=dict(decided_by))
+    with_ci95 = vars(binary_metrics(labels, scores, thresholds)) | {
+        "ci95": bootstrap_intervals(labels, scores, thresholds, rounds)
+    }
+    return CheckFigures(
+        **with_ci95,
+        bootstrap_rounds=rounds,
+        gate_refused=sum(1 for file in scored.excluded if file.gate),
+        excluded=scored.excluded,
+        by_population=by_population,
+    )

@@ -11,8 +11,8 @@ import numpy as np
 
 from screening.config import ImageLimits
 from screening.imaging.pipeline import prepare_file
-from screening.imaging.preprocess import PreprocessSpec
 from screening.model.infer import predict_in_batches
+from screening.model.preprocessing import PreprocessSpec
 
 
 def model_inputs(

@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -26,10 +25,11 @@ from screening.config import ImageLimits
 from screening.hashing import sha256_hex
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import read_radiograph
-from screening.imaging.preprocess import PreprocessSpec, preprocess, to_8bit
+from screening.imaging.preprocess import preprocess, to_8bit
 from screening.model.gate import GATE_VERSION, ApplicabilityGate
 from screening.model.infer import Classifier
-from screening.model.manifest import non_commercial
+from screening.model.manifest import GateRecord, GateTest, KindRefusals, OutOfScopeFolder, non_commercial
+from screening.model.preprocessing import PreprocessSpec
 from screening.model.probe import fit_probe
 from screening.training.split import Example, Split
 
@@ -268,13 +268,13 @@ def gate_features(classifier: Classifier, made: Made, spec: PreprocessSpec) -> t
     return np.concatenate(features), np.array(kept, int)
 
 
-def _refusals(gate: ApplicabilityGate, scores: np.ndarray, kinds: list[str]) -> dict[str, dict[str, Any]]:
+def _refusals(gate: ApplicabilityGate, scores: np.ndarray, kinds: list[str]) -> dict[str, KindRefusals]:
     refused = gate.refuses(scores)
-    counts: dict[str, dict[str, Any]] = {}
+    counts = {}
     for kind in sorted(set(kinds)):
         members = np.array([k == kind for k in kinds])
-        counts[kind] = {"images": int(members.sum()), "refused": int(refused[members].sum())}
-        counts[kind]["refusal_rate"] = counts[kind]["refused"] / max(counts[kind]["images"], 1)
+        images, refusals = int(members.sum()), int(refused[members].sum())
+        counts[kind] = KindRefusals(images, refusals, refusals / max(images, 1))
     return counts
 
 
@@ -286,7 +286,7 @@ def fit_gate(
     limits: ImageLimits,
     seed: int,
     commercial_use_only: bool = False,
-) -> tuple[ApplicabilityGate, dict[str, Any]]:
+) -> tuple[ApplicabilityGate, GateRecord]:
     """The gate for `classifier`, and its description for the manifest: what it was fitted on and how it did on
     images kept apart (refusal rates per kind, and of frontal films per validation source)."""
     fit_part, held_out = out_of_scope_images(out_of_scope, commercial_use_only)
@@ -299,28 +299,28 @@ def fit_gate(
     test_kinds = [testing.kinds[index] for index in test_kept]
     by_kind = _refusals(gate, gate.scores(test_features), test_kinds)
     out_of_scope_kinds = [kind for kind in by_kind if not kind.startswith("frontal")]
-    refused = sum(by_kind[kind]["refused"] for kind in out_of_scope_kinds)
-    images = sum(by_kind[kind]["images"] for kind in out_of_scope_kinds)
-    described = {
-        "version": GATE_VERSION,
-        "threshold": THRESHOLD,
-        "method": "logistic regression (balanced, C=0.05) on the classifier's standardised pooled backbone features",
-        "fitted_on": dict(Counter(fitting.kinds[index].split(",")[0] for index in kept)),
-        "out_of_scope_folder": {
-            "fitted_on": sorted(image.path.name for image in fit_part),
-            "held_out": sorted(image.path.name for image in held_out),
-            "licences": out_of_scope_licences(fit_part),
-            "refused_by_the_pipeline_rules": int(len(fitting.films) - len(kept)),
-        },
-        "test": {
-            "out_of_scope_refusal_rate": refused / max(images, 1),
-            "out_of_scope_images": images,
-            "frontal_refusal_rate": {
-                kind.removeprefix("frontal, "): counts["refusal_rate"]
+    refused = sum(by_kind[kind].refused for kind in out_of_scope_kinds)
+    images = sum(by_kind[kind].images for kind in out_of_scope_kinds)
+    described = GateRecord(
+        version=GATE_VERSION,
+        threshold=THRESHOLD,
+        method="logistic regression (balanced, C=0.05) on the classifier's standardised pooled backbone features",
+        fitted_on=dict(Counter(fitting.kinds[index].split(",")[0] for index in kept)),
+        out_of_scope_folder=OutOfScopeFolder(
+            fitted_on=sorted(image.path.name for image in fit_part),
+            held_out=sorted(image.path.name for image in held_out),
+            licences=out_of_scope_licences(fit_part),
+            refused_by_the_pipeline_rules=int(len(fitting.films) - len(kept)),
+        ),
+        test=GateTest(
+            out_of_scope_refusal_rate=refused / max(images, 1),
+            out_of_scope_images=images,
+            frontal_refusal_rate={
+                kind.removeprefix("frontal, "): counts.refusal_rate
                 for kind, counts in by_kind.items()
                 if kind.startswith("frontal")
             },
-            "by_kind": by_kind,
-        },
-    }
+            by_kind=by_kind,
+        ),
+    )
     return gate, described

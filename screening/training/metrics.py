@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from screening.errors import InvalidRequest
+from screening.model.figures import BinaryMetrics, Confusion
 
 
 def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: float = 0.95) -> float:
@@ -31,24 +32,24 @@ def threshold_for_every_group(labels: np.ndarray, scores: np.ndarray, groups: np
     )
 
 
-def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray) -> dict:
+def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray) -> BinaryMetrics:
     """Metrics at the threshold (one for every image, or one each: their operating points); ROC AUC is None for
     images of one class (a source that gives pneumonia only). `threshold` is recorded where it is one."""
     predicted = (scores >= threshold).astype(int)
     uniform = np.unique(threshold)
-    tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
-    return {
-        "images": int(labels.size),
-        "roc_auc": float(roc_auc_score(labels, scores)) if 0 < labels.sum() < labels.size else None,
-        "accuracy": float((tp + tn) / labels.size),
-        "sensitivity": float(tp / (tp + fn)) if tp + fn else None,
-        "specificity": float(tn / (tn + fp)) if tn + fp else None,
-        "precision": float(tp / max(tp + fp, 1)),
-        "f1": float(2 * tp / max(2 * tp + fp + fn, 1)),
-        "ece": expected_calibration_error(labels, scores),
-        "threshold": float(uniform[0]) if uniform.size == 1 else None,
-        "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
-    }
+    tn, fp, fn, tp = (int(count) for count in confusion_matrix(labels, predicted, labels=[0, 1]).ravel())
+    return BinaryMetrics(
+        images=int(labels.size),
+        roc_auc=float(roc_auc_score(labels, scores)) if 0 < labels.sum() < labels.size else None,
+        accuracy=float((tp + tn) / labels.size),
+        sensitivity=float(tp / (tp + fn)) if tp + fn else None,
+        specificity=float(tn / (tn + fp)) if tn + fp else None,
+        precision=float(tp / max(tp + fp, 1)),
+        f1=float(2 * tp / max(2 * tp + fp + fn, 1)),
+        ece=expected_calibration_error(labels, scores),
+        threshold=float(uniform[0]) if uniform.size == 1 else None,
+        confusion=Confusion(tn=tn, fp=fp, fn=fn, tp=tp),
+    )
 
 
 def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
@@ -78,23 +79,23 @@ def bootstrap_intervals(
             continue
         metrics = binary_metrics(labels[pick], scores[pick], thresholds[pick])
         for name in BOOTSTRAPPED:
-            draws[name].append(metrics[name])
+            draws[name].append(getattr(metrics, name))
     return {name: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for name, v in draws.items()}
 
 
 def with_intervals(
     labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray, rounds: int = 1000
-) -> dict[str, Any]:
+) -> BinaryMetrics:
     """binary_metrics, and their 95% bootstrap intervals where both classes are there."""
     metrics = binary_metrics(labels, scores, threshold)
     if 0 < labels.sum() < labels.size:
-        metrics["ci95"] = bootstrap_intervals(labels, scores, threshold, rounds)
+        return replace(metrics, ci95=bootstrap_intervals(labels, scores, threshold, rounds))
     return metrics
 
 
 def metrics_by_source(
     labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray, sources: np.ndarray, intervals: bool
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, BinaryMetrics]:
     """binary_metrics per source and per top-level source ("adult" for "adult/NIH ChestX-ray14" and its siblings),
     with 95% bootstrap intervals where both classes are there, if asked."""
     thresholds = np.broadcast_to(np.asarray(threshold, np.float64), labels.shape)

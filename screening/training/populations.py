@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -29,10 +28,12 @@ from screening.config import ImageLimits
 from screening.db.schema import Population
 from screening.errors import InvalidRequest
 from screening.hashing import sha256_hex
-from screening.imaging.preprocess import PreprocessSpec
 from screening.model.calibration import fit_temperature, probabilities
+from screening.model.figures import BinaryMetrics, CrossValidated, Metrics, PopulationFigures
 from screening.model.infer import Classifier
+from screening.model.manifest import AddedFolder, EstimateRecord, EstimateTest, PointRecord, PopulationsRecord
 from screening.model.population import ESTIMATE_VERSION, AgeGroupEstimate, OperatingPoint, PopulationPolicy
+from screening.model.preprocessing import PreprocessSpec
 from screening.model.probe import fit_probe
 from screening.training.metrics import binary_metrics, metrics_by_source, threshold_for_every_group, with_intervals
 from screening.training.split import Example, Split, patient_of
@@ -47,10 +48,10 @@ FOLDS = 5
 class FittedPopulations:
     points: dict[Population, OperatingPoint]
     estimate: AgeGroupEstimate
-    described: dict[str, Any]  # the manifest's `populations`: points, targets, the estimate and its test
+    described: PopulationsRecord  # the manifest's `populations`: points, targets, the estimate and its test
     # validation metrics, each image at its population's point: pooled, per source (with intervals) and per
     # population (with the cross-validated figures)
-    metrics: dict[str, Any]
+    metrics: Metrics
     validation_scores: np.ndarray  # each validation image's probability at its population's point
 
     @property
@@ -119,7 +120,7 @@ def patient_folds(patients: list[str], folds: int, seed: int) -> Iterator[np.nda
 
 def cross_validated(
     labels: np.ndarray, logits: np.ndarray, sources: np.ndarray, patients: list[str], target: float, seed: int
-) -> dict[str, Any]:
+) -> CrossValidated:
     """Each film flagged or not by a point chosen without it (patient-wise folds); sensitivity and specificity over
     all films, and per source."""
     flagged = np.zeros(labels.shape, bool)
@@ -130,17 +131,18 @@ def cross_validated(
         point = choose_point(labels[fitting], logits[fitting], sources[fitting], target)
         flagged[held_out] = probabilities(logits[held_out], point.temperature) >= point.threshold
 
-    def rates(members: np.ndarray) -> dict[str, float | None]:
+    def rates(members: np.ndarray) -> BinaryMetrics:
         positives, negatives = labels[members] == 1, labels[members] == 0
-        return {
-            "images": int(members.sum()),
-            "sensitivity": float(flagged[members][positives].mean()) if positives.any() else None,
-            "specificity": float(1 - flagged[members][negatives].mean()) if negatives.any() else None,
-        }
+        return BinaryMetrics(
+            images=int(members.sum()),
+            sensitivity=float(flagged[members][positives].mean()) if positives.any() else None,
+            specificity=float(1 - flagged[members][negatives].mean()) if negatives.any() else None,
+        )
 
-    return {"folds": FOLDS, "all": rates(np.ones(labels.shape, bool))} | {
+    groups = {"all": rates(np.ones(labels.shape, bool))} | {
         source: rates(sources == source) for source in sorted(set(sources))
     }
+    return CrossValidated(FOLDS, groups)
 
 
 def fit_age_estimate(train_features: np.ndarray, train_populations: np.ndarray) -> AgeGroupEstimate:
@@ -148,7 +150,9 @@ def fit_age_estimate(train_features: np.ndarray, train_populations: np.ndarray) 
     return AgeGroupEstimate(**vars(probe), adult_from=ADULT_FROM, child_below=CHILD_BELOW)
 
 
-def estimate_test(estimate: AgeGroupEstimate, features: np.ndarray, truth: np.ndarray, sources: np.ndarray) -> dict:
+def estimate_test(
+    estimate: AgeGroupEstimate, features: np.ndarray, truth: np.ndarray, sources: np.ndarray
+) -> dict[str, EstimateTest]:
     """Per validation source: placed right, placed wrong, not placed."""
     placed = np.array([estimate.place(float(score)) for score in estimate.scores(features)], object)
     tested = {}
@@ -156,13 +160,13 @@ def estimate_test(estimate: AgeGroupEstimate, features: np.ndarray, truth: np.nd
         members = sources == source
         right = int((placed[members] == truth[members]).sum())
         unplaced = int(sum(1 for value in placed[members] if value is None))
-        tested[source] = {
-            "images": int(members.sum()),
-            "right": right,
-            "wrong": int(members.sum()) - right - unplaced,
-            "not_placed": unplaced,
-            "accuracy": right / int(members.sum()),
-        }
+        tested[source] = EstimateTest(
+            images=int(members.sum()),
+            right=right,
+            wrong=int(members.sum()) - right - unplaced,
+            not_placed=unplaced,
+            accuracy=right / int(members.sum()),
+        )
     return tested
 
 
@@ -213,7 +217,7 @@ def fit_populations(
     for population, folder in estimate_folders:
         examples, left_out = estimate_examples(folder, population, split.validation)
         fitting += [(example, population) for example in examples]
-        added[str(folder.resolve())] = {"population": population.value, "images": len(examples), "left_out": left_out}
+        added[str(folder.resolve())] = AddedFolder(population.value, len(examples), left_out)
     fitting_examples = [example for example, _ in fitting]
     as_they_are = pooled(classifier, fitting_examples, spec, limits, batch)[1]
     otherwise = pooled(classifier, fitting_examples, spec, limits, batch, np.random.default_rng(seed))[1]
@@ -221,7 +225,7 @@ def fit_populations(
     estimate = fit_age_estimate(np.concatenate([as_they_are, otherwise]), fitting_truth)
 
     points: dict[Population, OperatingPoint] = {}
-    by_population: dict[str, Any] = {}
+    by_population: dict[str, PopulationFigures] = {}
     scores, thresholds = np.zeros(labels.shape), np.zeros(labels.shape)
     patients = [example.patient for example in split.validation]
     for population in Population:
@@ -233,33 +237,33 @@ def fit_populations(
         scores[members] = probabilities(logits[members], point.temperature)
         thresholds[members] = point.threshold
         member_patients = [patient for patient, member in zip(patients, members, strict=True) if member]
-        by_population[population.value] = {
-            **with_intervals(labels[members], scores[members], thresholds[members]),
-            "cross_validated": cross_validated(
+        by_population[population.value] = PopulationFigures(
+            **vars(with_intervals(labels[members], scores[members], thresholds[members])),
+            cross_validated=cross_validated(
                 labels[members], logits[members], sources[members], member_patients, target, seed
             ),
-        }
-    metrics = {
-        "validation": binary_metrics(labels, scores, thresholds),
-        "validation_by_source": metrics_by_source(labels, scores, thresholds, sources, intervals=True),
-        "populations": by_population,
-    }
+        )
+    metrics = Metrics(
+        validation=binary_metrics(labels, scores, thresholds),
+        validation_by_source=metrics_by_source(labels, scores, thresholds, sources, intervals=True),
+        populations=by_population,
+    )
     tested = estimate_test(estimate, features, truth, sources)
-    described = {
-        "points": {
-            population.value: {**point.to_dict(), "target_sensitivity": targets[population]}
+    described = PopulationsRecord(
+        points={
+            population.value: PointRecord(point.threshold, point.temperature, targets[population])
             for population, point in points.items()
         },
-        "sources": {name: population.value for name, population in sorted(populations.items())},
-        "estimate": {
-            "version": ESTIMATE_VERSION,
-            "adult_from": ADULT_FROM,
-            "child_below": CHILD_BELOW,
-            "method": f"logistic regression (balanced, C={REGULARISATION}) on the classifier's standardised pooled "
+        sources={name: population.value for name, population in sorted(populations.items())},
+        estimate=EstimateRecord(
+            version=ESTIMATE_VERSION,
+            adult_from=ADULT_FROM,
+            child_below=CHILD_BELOW,
+            method=f"logistic regression (balanced, C={REGULARISATION}) on the classifier's standardised pooled "
             "backbone features",
-            "fitted_on": {population.value: int((fitting_truth == population).sum()) for population in Population},
-            "added_folders": added,
-            "test": tested,
-        },
-    }
+            fitted_on={population.value: int((fitting_truth == population).sum()) for population in Population},
+            added_folders=added,
+            test=tested,
+        ),
+    )
     return FittedPopulations(points, estimate, described, metrics, scores)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from screening.db.schema import Population
-from screening.imaging.preprocess import PreprocessSpec, named_spec
 from screening.model.artifact import ArtifactError, read_manifest
+from screening.model.preprocessing import PreprocessSpec, named_spec
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.metrics import binary_metrics
 
@@ -119,8 +119,8 @@ def _figures(classifier: Classifier, spec: PreprocessSpec, population: Populatio
         normals=normals,
         normals_flagged=int((flagged & (scored.labels == 0)).sum()),
         refused=len(scored.excluded),
-        normals_refused=sum(1 for excluded in scored.excluded if label_of[excluded["file"]] == 0),
-        roc_auc=binary_metrics(scored.labels, scored.probabilities, 0.5)["roc_auc"] if finite else None,
+        normals_refused=sum(1 for excluded in scored.excluded if label_of[excluded.file] == 0),
+        roc_auc=binary_metrics(scored.labels, scored.probabilities, 0.5).roc_auc if finite else None,
         finite=finite,
     )
 

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
 
-from screening.model.card import figures_table  # noqa: E402
+from screening.model.card import figures_table
+from screening.model.figures import BinaryMetrics  # noqa: E402
 from screening.model.manifest import ModelManifest  # noqa: E402
 
 
@@ -86,21 +87,19 @@ def write_report(
     _roc_pr(labels, scores, directory / "roc_pr.png")
     _confusion(labels, scores, threshold, directory / "confusion.png")
     _mistakes([image for image, _ in mistakes], [caption for _, caption in mistakes], directory / "mistakes.png")
-    validation = manifest.validation_metrics
+    validation = manifest.metrics.validation or BinaryMetrics(images=0)
     table = "\n".join(
-        f"| {name} | {validation[name]:.4f} |"
+        f"| {name} | {figure:.4f} |" if (figure := validation.figure(name)) is not None else f"| {name} | – |"
         for name in ("roc_auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece")
     )
-    used = manifest.metrics.get("training_resources")
-    resources = (
-        f"Wall time {used['wall_minutes']} minutes, peak resident memory {used['peak_rss_mb']} MB." if used else ""
-    )
+    used = manifest.metrics.training_resources
+    resources = f"Wall time {used.wall_minutes} minutes, peak resident memory {used.peak_rss_mb} MB." if used else ""
     markdown = directory / "report.md"
     epochs = f", {len(history['loss'])} epochs" if trained else ""
     markdown.write_text(f"""# Training report: {manifest.name}
 
-{manifest.training_config["phase"]}{epochs}; threshold {threshold:.4f} for sensitivity
->= {manifest.training_config["target_sensitivity"]:.0%} on the validation split ({validation["images"]} images);
+{manifest.notes.phase}{epochs}; threshold {threshold:.4f} for sensitivity
+>= {manifest.training_config.target_sensitivity:.0%} on the validation split ({validation.images} images);
 temperature {manifest.temperature:.3f}.
 
 | metric | validation |

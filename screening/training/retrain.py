@@ -11,8 +11,8 @@ from pathlib import Path
 
 from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
+from screening.model.figures import BinaryMetrics
 from screening.model.manifest import ModelManifest, non_commercial
-from screening.training.config import TrainingConfig
 from screening.training.sources import SourceSpec, examples_of
 from screening.training.split import Example, Split
 
@@ -38,27 +38,37 @@ class Decision:
     reason: str
 
 
-def promotion_decision(parent: dict, candidate: dict, tolerance: float = 0.0) -> Decision:
-    """Promote when ROC AUC and sensitivity at the threshold are each at least the parent's - tolerance."""
-    compared = [f"{name} {candidate[name]:.4f} vs {parent[name]:.4f}" for name in GATED]
-    worse = [text for name, text in zip(GATED, compared, strict=True) if candidate[name] < parent[name] - tolerance]
+def promotion_decision(parent: BinaryMetrics, candidate: BinaryMetrics, tolerance: float = 0.0) -> Decision:
+    """Promote when ROC AUC and sensitivity at the threshold are each at least the parent's - tolerance (a figure
+    either lacks: not promoted)."""
+    figures = [(name, candidate.figure(name), parent.figure(name)) for name in GATED]
+    compared = [f"{name} {_shown(new)} vs {_shown(old)}" for name, new, old in figures]
+    worse = [
+        text
+        for (_, new, old), text in zip(figures, compared, strict=True)
+        if new is None or old is None or new < old - tolerance
+    ]
     if worse:
         return Decision(False, "worse than the active version on the same validation split: " + "; ".join(worse))
     return Decision(True, "not worse than the active version on the same validation split: " + "; ".join(compared))
+
+
+def _shown(figure: float | None) -> str:
+    return "not measured" if figure is None else f"{figure:.4f}"
 
 
 def parent_sources(parent: ModelManifest, data_dir: Path | None = None) -> list[SourceSpec]:
     """The labelled sources to retrain on: DATA_DIR when given, else those the parent's manifest records."""
     if data_dir is not None:
         return [SourceSpec("data", data_dir)]
-    recorded = parent.training_config.get("sources")
+    recorded = parent.notes.sources
     if recorded:
         return [
-            SourceSpec(name, Path(folders["train"]), Path(folders["validation"]) if folders["validation"] else None)
+            SourceSpec(name, Path(folders.train), Path(folders.validation) if folders.validation else None)
             for name, folders in recorded.items()
         ]
-    if "data_dir" in parent.training_config:
-        return [SourceSpec("data", Path(parent.training_config["data_dir"]))]
+    if parent.notes.data_dir:
+        return [SourceSpec("data", Path(parent.notes.data_dir))]
     raise RetrainError("the active version does not record its training data: pass it explicitly")
 
 
@@ -69,7 +79,7 @@ def retraining_split(
     images that are not in that validation split and whose file is still the film that was read (a path may hold
     another patient's film by now: its label is not for that one). Returns the split, how many labelled images it
     trains on and how many it leaves out for that reason."""
-    config = TrainingConfig.from_dict(parent.training_config, ignore_unknown=True)
+    config = parent.training_config
     examples: dict[str, Example] = {}
     for spec in sources:
         for folder in (spec.train, spec.validation):

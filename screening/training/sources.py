@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from screening.hashing import sha256_hex
-from screening.model.manifest import non_commercial
+from screening.model.manifest import SourceFolders, non_commercial
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.split import Example, Split, patient_of, patient_split
 
@@ -37,11 +37,8 @@ class SourceSpec:
             raise LabelledDataError(f"a source is NAME=TRAIN_DIR or NAME=TRAIN_DIR,VALIDATION_DIR, not {text!r}")
         return cls(name.strip(), Path(train.strip()), Path(validation.strip()) if validation.strip() else None)
 
-    def describe(self) -> dict[str, str | None]:
-        return {
-            "train": str(self.train.resolve()),
-            "validation": str(self.validation.resolve()) if self.validation else None,
-        }
+    def describe(self) -> SourceFolders:
+        return SourceFolders(str(self.train.resolve()), str(self.validation.resolve()) if self.validation else None)
 
 
 def _manifest_rows(folder: Path) -> dict[Path, dict[str, str]]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from screening.hashing import sha256_hex
+from screening.model.manifest import DataManifest, SourceCounts, SplitFile
 from screening.training.labelled import LABELS, LabelledDataError, labelled_folder
 
 MIN_PATIENTS_PER_CLASS = 5  # enough for a validation side with each class on it and a training side
@@ -89,36 +91,28 @@ class Split:
     def sources(self, side: str) -> np.ndarray:
         return np.array([example.source for example in getattr(self, side)])
 
-    def manifest(self) -> dict:
+    def manifest(self) -> DataManifest:
         """What reproduces the split: every file's hash, label, patient and side."""
         rows = [
-            {
-                "sha256": e.sha256,
-                "label": e.label,
-                "patient": e.patient,
-                "split": side,
-                "file": e.path.name,
-                "source": e.source,
-            }
+            SplitFile(file=e.path.name, label=e.label, patient=e.patient, sha256=e.sha256, split=side, source=e.source)
             for side, examples in (("train", self.train), ("validation", self.validation))
             for e in examples
         ]
-        per_source: dict[str, dict[str, int]] = {}
-        licences: dict[str, dict[str, int]] = {}
+        per_source: dict[str, Counter[str]] = {}
+        licences: dict[str, Counter[str]] = {}
         for side, examples in (("train", self.train), ("validation", self.validation)):
             for example in examples:
-                per_source.setdefault(example.source, {"train": 0, "validation": 0})[side] += 1
-                named = licences.setdefault(example.source, {})
-                named[example.licence or "not recorded"] = named.get(example.licence or "not recorded", 0) + 1
-        return {
-            "sources": per_source,
-            "licences": licences,
-            "train_images": len(self.train),
-            "validation_images": len(self.validation),
-            "validation_patients": len({e.patient for e in self.validation}),
-            "train_patients": len({e.patient for e in self.train}),
-            "files": rows,
-        }
+                per_source.setdefault(example.source, Counter())[side] += 1
+                licences.setdefault(example.source, Counter())[example.licence or "not recorded"] += 1
+        return DataManifest(
+            files=rows,
+            train_images=len(self.train),
+            train_patients=len({e.patient for e in self.train}),
+            validation_images=len(self.validation),
+            validation_patients=len({e.patient for e in self.validation}),
+            sources={name: SourceCounts(counts["train"], counts["validation"]) for name, counts in per_source.items()},
+            licences={name: dict(counts) for name, counts in licences.items()},
+        )
 
 
 def patient_split(examples: list[Example], validation_fraction: float = 0.2, seed: int = 42) -> Split:

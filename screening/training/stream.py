@@ -16,7 +16,7 @@ import numpy as np
 
 from screening.config import ImageLimits
 from screening.imaging.pipeline import prepare_file
-from screening.imaging.preprocess import PreprocessSpec
+from screening.model.preprocessing import PreprocessSpec
 from screening.training.split import Example
 
 

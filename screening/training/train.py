@@ -28,7 +28,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,11 +40,11 @@ from screening.config import ImageLimits
 from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
 from screening.imaging.pipeline import prepare_file
-from screening.imaging.preprocess import PreprocessSpec
 from screening.model.calibration import fit_temperature, probabilities
+from screening.model.figures import Baseline, BinaryMetrics, Metrics, Resources
 from screening.model.gate import ApplicabilityGate
 from screening.model.infer import Classifier, predict_batches
-from screening.model.manifest import Architecture, ModelManifest
+from screening.model.manifest import Architecture, GateRecord, ModelManifest, PopulationsRecord, RunNotes
 from screening.model.network import (
     as_stored,
     build_backbone,
@@ -55,8 +55,9 @@ from screening.model.network import (
     with_normalisation,
 )
 from screening.model.population import AgeGroupEstimate, Population
+from screening.model.preprocessing import PreprocessSpec
+from screening.model.recipe import TrainingConfig
 from screening.model.weights import backbone_checksum, load_imagenet_weights
-from screening.training.config import TrainingConfig
 from screening.training.evaluate import folder_metrics
 from screening.training.features import backbone_features
 from screening.training.gate import fit_gate
@@ -88,7 +89,7 @@ class TrainingRun:
     config: TrainingConfig = TrainingConfig()
     limits: ImageLimits = ImageLimits()
     name: str = "resnet50-pneumonia"
-    notes: dict[str, Any] = field(default_factory=dict)  # recorded with the training config (data folder, labels)
+    notes: RunNotes = RunNotes()  # recorded with the training config (data folder, labels)
     checks: dict[str, Path] = field(default_factory=dict)  # extra labelled folders, by name, scored end to end
     architecture: Architecture = Architecture()
     spec: PreprocessSpec = PreprocessSpec()
@@ -110,12 +111,12 @@ class TrainingRun:
     temperature: float = 1.0
     threshold: float = 0.5
     validation_scores: np.ndarray | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: Metrics = Metrics()
     # gate
     gate: ApplicabilityGate | None = None
-    gate_description: dict[str, Any] | None = None
+    gate_description: GateRecord | None = None
     # operating points (with config.populations): the manifest's `populations`, and the age-group estimate
-    populations: dict[str, Any] | None = None
+    populations: PopulationsRecord | None = None
     estimate: AgeGroupEstimate | None = None
 
 
@@ -429,17 +430,21 @@ def calibrate(run: TrainingRun) -> None:
     labels = run.split.labels("validation")
     run.temperature = fit_temperature(labels, logits)
     run.validation_scores = probabilities(logits, run.temperature)
-    run.threshold, run.metrics = _scored(run, run.validation_scores, intervals=True)
-    _, baseline_metrics = _scored(run, run.baseline_scores)  # its threshold is in its metrics
-    run.metrics |= {
-        "validation_ece_before_calibration": expected_calibration_error(labels, probabilities(logits, 1.0)),
-        "epochs": len(run.history["loss"]),
-        "fine_tuning_kept": run.fine_tuning_kept,
-        "baseline": {
-            "method": f"logistic regression on frozen ImageNet ResNet50 features ({run.spec.name} preprocessing)",
-            **baseline_metrics,
-        },
-    }
+    run.threshold, validation, by_source = _scored(run, run.validation_scores, intervals=True)
+    _, baseline_validation, baseline_by_source = _scored(run, run.baseline_scores)  # its threshold is in its metrics
+    run.metrics = replace(
+        run.metrics,
+        validation=validation,
+        validation_by_source=by_source,
+        validation_ece_before_calibration=expected_calibration_error(labels, probabilities(logits, 1.0)),
+        epochs=len(run.history["loss"]),
+        fine_tuning_kept=run.fine_tuning_kept,
+        baseline=Baseline(
+            f"logistic regression on frozen ImageNet ResNet50 features ({run.spec.name} preprocessing)",
+            baseline_validation,
+            baseline_by_source,
+        ),
+    )
 
 
 def _scorer(run: TrainingRun) -> Classifier:
@@ -447,7 +452,7 @@ def _scorer(run: TrainingRun) -> Classifier:
     points per population."""
     assert run.classifier is not None
     provisional = ModelManifest(
-        run.name, run.architecture, run.spec.to_dict(), run.threshold, run.temperature, populations=run.populations
+        run.name, run.architecture, run.spec, run.threshold, run.temperature, populations=run.populations
     )
     return Classifier(run.classifier, provisional, gate=run.gate, estimate=run.estimate)
 
@@ -472,7 +477,13 @@ def operating_points(run: TrainingRun) -> None:
     )
     run.threshold, run.temperature = fitted.fallback.threshold, fitted.fallback.temperature
     run.validation_scores, run.populations, run.estimate = fitted.validation_scores, fitted.described, fitted.estimate
-    run.metrics |= fitted.metrics
+    found = fitted.metrics
+    run.metrics = replace(
+        run.metrics,
+        validation=found.validation,
+        validation_by_source=found.validation_by_source,
+        populations=found.populations,
+    )
     for population, point in fitted.points.items():
         run.say(f"operating point, {population}: threshold {point.threshold:.4f}, temperature {point.temperature:.3f}")
 
@@ -484,23 +495,24 @@ def fit_applicability_gate(run: TrainingRun) -> None:
     run.gate, run.gate_description = fit_gate(
         _scorer(run), run.split, run.out_of_scope, run.spec, run.limits, run.config.seed, run.config.commercial_use_only
     )
-    tested = run.gate_description["test"]
+    tested = run.gate_description.test
     run.say(
-        f"gate: refuses {tested['out_of_scope_refusal_rate']:.1%} of {tested['out_of_scope_images']} out-of-scope "
+        f"gate: refuses {tested.out_of_scope_refusal_rate:.1%} of {tested.out_of_scope_images} out-of-scope "
         f"images kept apart; of the validation side's frontal films, "
-        + ", ".join(f"{rate:.1%} ({name})" for name, rate in tested["frontal_refusal_rate"].items())
+        + ", ".join(f"{rate:.1%} ({name})" for name, rate in tested.frontal_refusal_rate.items())
     )
 
 
 def check(run: TrainingRun) -> None:
     """Each extra labelled folder scored end to end, as a worker with this version would (gate included)."""
     scorer = _scorer(run)
-    run.metrics["checks"] = {
-        name: folder_metrics(scorer, run.spec, folder, limits=run.limits) for name, folder in run.checks.items()
-    }
+    checks = {name: folder_metrics(scorer, run.spec, folder, limits=run.limits) for name, folder in run.checks.items()}
+    run.metrics = replace(run.metrics, checks=checks)
 
 
-def _scored(run: TrainingRun, scores: np.ndarray, intervals: bool = False) -> tuple[float, dict[str, Any]]:
+def _scored(
+    run: TrainingRun, scores: np.ndarray, intervals: bool = False
+) -> tuple[float, BinaryMetrics, dict[str, BinaryMetrics]]:
     """The threshold for the target sensitivity (by the config's rule), and the metrics at it: on every validation
     image, and per source and sub-source (with 95% bootstrap intervals where it has both classes, if asked)."""
     labels, sources = run.split.labels("validation"), run.split.sources("validation")
@@ -510,7 +522,7 @@ def _scored(run: TrainingRun, scores: np.ndarray, intervals: bool = False) -> tu
     else:
         threshold = threshold_for_sensitivity(labels, scores, run.config.target_sensitivity)
     by_source = metrics_by_source(labels, scores, threshold, sources, intervals)
-    return threshold, {"validation": binary_metrics(labels, scores, threshold), "validation_by_source": by_source}
+    return threshold, binary_metrics(labels, scores, threshold), by_source
 
 
 def assemble(run: TrainingRun, members: list[Classifier]) -> ModelManifest:
@@ -528,19 +540,21 @@ def assemble(run: TrainingRun, members: list[Classifier]) -> ModelManifest:
 
 def package(run: TrainingRun) -> ModelManifest:
     """The artifact (its SHA-256 in the returned manifest) and the training report beside it."""
-    run.metrics["training_resources"] = {  # of this process: a resumed run counts from where it resumed
-        "wall_minutes": round((time.perf_counter() - run.started) / 60, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }
+    used = Resources(  # of this process: a resumed run counts from where it resumed
+        wall_minutes=round((time.perf_counter() - run.started) / 60, 1),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    )
+    run.metrics = replace(run.metrics, training_resources=used)
     manifest = ModelManifest(
         name=run.name,
         architecture=run.architecture,
-        preprocessing=run.spec.to_dict(),
+        preprocessing=run.spec,
         threshold=run.threshold,
         temperature=run.temperature,
         created_at=datetime.now(UTC).isoformat(),
         metrics=run.metrics,
-        training_config={"phase": run.config.phase, **asdict(run.config), **run.notes},
+        training_config=run.config,
+        notes=replace(run.notes, phase=run.notes.phase or run.config.phase),
         data_manifest=run.split.manifest(),
         gate=run.gate_description,
         populations=run.populations,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
@@ -14,9 +13,9 @@ from screening.config import Settings
 from screening.db.engine import make_engine, make_session_factory
 from screening.db.migrate import current_revision, head_revision, upgrade
 from screening.db.registry import NoActiveModel, active_version
-from screening.db.schema import ModelVersion
 from screening.errors import Conflict, Unavailable
 from screening.model.artifact import ArtifactError, verify_artifact_file
+from screening.model.registered import RegisteredVersion
 from screening.model.released import ensure_active_model
 
 
@@ -71,17 +70,17 @@ def upgrade_database(settings: Settings) -> str:
     return head_revision()
 
 
-def active_model(services: Services) -> ModelVersion:
+def active_model(services: Services) -> RegisteredVersion:
     with services.sessions() as session:
-        return active_version(session)
+        return RegisteredVersion.of(active_version(session))
 
 
-def servable_active_model(services: Services) -> ModelVersion:
+def servable_active_model(services: Services) -> RegisteredVersion:
     """The active version, after checking its artifact is the file the registry recorded: a batch must not
     be recorded, nor images claimed, for a model no worker can load."""
     version = active_model(services)
     try:
-        verify_artifact_file(Path(version.artifact_path), version.artifact_sha256)
+        verify_artifact_file(version.artifact_path, version.artifact_sha256)
     except ArtifactError as problem:
         raise ArtifactError(
             f"the active model version {version.id} cannot be served: {problem} (`screen models rollback`)"

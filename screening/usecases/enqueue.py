@@ -99,7 +99,7 @@ def enqueue_folders(
     Without a broker this always waits; with one, only when `wait`."""
     settings = services.settings
     version = servable_active_model(services)
-    if population is not None and not version.populations:
+    if population is not None and not version.per_population:
         raise InvalidRequest(
             f"the active model version {version.id} has one operating point for every image: --population would "
             "change nothing"

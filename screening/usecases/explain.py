@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from screening.db.schema import ModelVersion, Population
+from screening.db.schema import Population
 from screening.imaging.errors import ImageRejected, NotScreenable
 from screening.imaging.overlay import DISPLAY_SIDE, display_film, overlay_heatmap
 from screening.imaging.pipeline import prepare_radiograph, read_radiograph
-from screening.imaging.preprocess import PreprocessSpec
 from screening.model.population import known_population
+from screening.model.registered import RegisteredVersion
 from screening.usecases.context import Services, active_model
 from screening.usecases.preview import PreviewError, check_image_target
 from screening.usecases.screen_chunk import process_runtime
@@ -40,7 +40,7 @@ class Explanation:
 def explain(
     services: Services,
     file: Path,
-    version: ModelVersion | None = None,
+    version: RegisteredVersion | None = None,
     expected_sha256: str | None = None,
     display_side: int = DISPLAY_SIDE,
 ) -> Explanation:
@@ -51,7 +51,7 @@ def explain(
 
     version = version or active_model(services)
     radiograph = read_radiograph(file, services.settings.image_limits, expected_sha256)
-    image = prepare_radiograph(radiograph, PreprocessSpec.from_dict(version.preprocessing)).image
+    image = prepare_radiograph(radiograph, version.preprocessing).image
     classifier = process_runtime(services).classifier_for(version)  # the model this process screens with
     assessed = classifier.assess(image[None], [known_population(radiograph.age_years, None)])
     if refusal := assessed.refusal(0):  # the worker gives it no score: no heatmap either

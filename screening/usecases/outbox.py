@@ -35,6 +35,7 @@ from screening.dicomnet.objects import (
 from screening.dicomnet.scu import SendFailed, send_file
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import read_image_file
+from screening.model.registered import RegisteredVersion
 from screening.usecases.context import Services
 from screening.usecases.explain import CAPTURE_SIDE, explain
 from screening.usecases.results import ImageRow, batch_results, operating_point
@@ -99,7 +100,7 @@ def export_batch(services: Services, batch_id: str) -> list[OutboxEntry]:
     with services.sessions() as session:
         if store.objects_of_batch(session, batch_id):
             return []
-        version = session.get_one(ModelVersion, found.model_version_id)
+        version = RegisteredVersion.of(session.get_one(ModelVersion, found.model_version_id))
         studies = {
             study_uid: (study_images(session, study_uid, version.id), store.made_for_study(session, study_uid))
             for study_uid in _screened_studies(found.images)
@@ -120,7 +121,7 @@ def _remake_study(services: Services, unmade: ResultObject) -> list[OutboxEntry]
     them (only what the study still lacks), filling the batch's rows; the objects touched."""
     batch_id, study_uid = unmade.batch_id, unmade.study_uid
     with services.sessions() as session:
-        version = session.get_one(ModelVersion, session.get_one(Batch, batch_id).model_version_id)
+        version = RegisteredVersion.of(session.get_one(ModelVersion, session.get_one(Batch, batch_id).model_version_id))
         rows, earlier = study_images(session, study_uid, version.id), store.made_for_study(session, study_uid)
     made = _study_objects(services, version, study_uid, rows, earlier, _folder(services, batch_id))
     with services.sessions.begin() as session:
@@ -149,7 +150,7 @@ def _screened_studies(rows: list[ImageRow]) -> list[str]:
 
 def _study_objects(
     services: Services,
-    version: ModelVersion,
+    version: RegisteredVersion,
     study_uid: str,
     rows: list[ImageRow],
     earlier: list[ResultObject],

@@ -9,7 +9,7 @@ import cv2
 from screening.errors import InvalidRequest, ScreeningError
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import ModelInput, prepare_file
-from screening.imaging.preprocess import PreprocessSpec
+from screening.model.preprocessing import PreprocessSpec
 from screening.usecases.context import Services, active_model
 
 PREVIEW_FORMATS = (".png", ".jpg", ".jpeg")
@@ -25,7 +25,7 @@ class BadPreviewTarget(PreviewError, InvalidRequest):
 
 def model_view(services: Services, file: Path) -> tuple[ModelInput, PreprocessSpec]:
     """What the active version's model is fed for `file`; ImageRejected says why there is nothing to feed it."""
-    spec = PreprocessSpec.from_dict(active_model(services).preprocessing)
+    spec = active_model(services).preprocessing
     return prepare_file(file, spec, services.settings.image_limits), spec
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from screening.db.labels import radiologist_labels
 from screening.db.registry import active_version, promote, reject
 from screening.db.results import insert_ignoring_conflict
 from screening.db.schema import ModelVersion, RetrainRun, VersionStatus, utcnow
 from screening.model.artifact import read_manifest
+from screening.model.figures import BinaryMetrics
+from screening.model.manifest import ModelManifest, RunNotes
 from screening.training.retrain import (
     LabelledImage,
     RetrainError,
@@ -40,10 +41,13 @@ class RetrainOutcome:
         )
 
 
+def _pooled(manifest: ModelManifest) -> BinaryMetrics:
+    """A version's validation figures on every image together (none recorded: nothing measured)."""
+    return manifest.metrics.validation or BinaryMetrics(images=0)
+
+
 def retrain_active(services: Services, data_dir: Path | None = None, tolerance: float = 0.0) -> RetrainOutcome:
     """Retrain the active version on its training data (default: the folder it records) plus the labels."""
-    from screening.imaging.preprocess import PreprocessSpec
-    from screening.training.config import TrainingConfig
     from screening.training.train import train
 
     settings = services.settings
@@ -53,20 +57,22 @@ def retrain_active(services: Services, data_dir: Path | None = None, tolerance: 
     parent = read_manifest(Path(active.artifact_path))
     sources = parent_sources(parent, data_dir)
     split, feedback, changed = retraining_split(parent, sources, labelled)
-    out_of_scope = parent.training_config.get("out_of_scope_dir")
+    out_of_scope = parent.notes.out_of_scope_dir
     if parent.gate is not None and not (out_of_scope and Path(out_of_scope).is_dir()):
         raise RetrainError(
             f"version {active.id} has an applicability gate, and the out-of-scope images it was fitted on "
             f"({out_of_scope or 'not recorded'}) are gone: a retrained version needs a gate of its own"
         )
-    notes: dict[str, Any] = {"radiologist_labels": feedback, "labels_left_out_file_changed": changed}
-    if parent.gate is not None:
-        notes["out_of_scope_dir"] = out_of_scope
+    notes = RunNotes(
+        radiologist_labels=feedback,
+        labels_left_out_file_changed=changed,
+        out_of_scope_dir=out_of_scope if parent.gate is not None else None,
+    )
     artifact = settings.data_dir / "models" / f"retrained-{utcnow():%Y%m%dT%H%M%S}.zip"
     run = training_run(
         services,
         split,
-        TrainingConfig.from_dict(parent.training_config, ignore_unknown=True),
+        parent.training_config,
         artifact,
         sources,
         (),
@@ -74,11 +80,11 @@ def retrain_active(services: Services, data_dir: Path | None = None, tolerance: 
         name=f"{parent.name.removesuffix('-retrained')}-retrained",
         # one network, also when the active version is an ensemble of several
         architecture=replace(parent.architecture, members=1),
-        spec=PreprocessSpec.from_dict(parent.preprocessing),
+        spec=parent.preprocessing,
         out_of_scope=Path(out_of_scope) if parent.gate is not None and out_of_scope else None,
     )
     manifest = train(run)
-    decision = promotion_decision(parent.validation_metrics, manifest.validation_metrics, tolerance)
+    decision = promotion_decision(_pooled(parent), _pooled(manifest), tolerance)
     registered = register_model(services, artifact, parent_id=active.id).version
     with services.sessions.begin() as session:
         version = session.get_one(ModelVersion, registered.id)

@@ -27,8 +27,8 @@ from screening.imaging.dicom import voi_presets
 from screening.imaging.errors import ImageRejected
 from screening.imaging.overlay import display_film, evidence_layer
 from screening.imaging.pipeline import FILE_CHANGED, prepare_file, read_image_file
-from screening.imaging.preprocess import PreprocessSpec
 from screening.imaging.read import decode_radiograph
+from screening.model.registered import RegisteredVersion
 from screening.usecases.context import Services
 from screening.usecases.explain import explain
 from screening.usecases.label import Truth, record_labels
@@ -146,12 +146,12 @@ def studies_of(rows: list[ReviewRow], named: dict[str, StudyIdentifiers] | None 
     )
 
 
-def _result(services: Services, result_id: int) -> tuple[Result, ModelVersion]:
+def _result(services: Services, result_id: int) -> tuple[Result, RegisteredVersion]:
     with services.sessions() as session:
         result = session.get(Result, result_id)
         if result is None or result.status == ImageStatus.QUEUED:
             raise NoSuchImage(f"no screened image {result_id}")
-        return result, session.get_one(ModelVersion, result.model_version_id)
+        return result, RegisteredVersion.of(session.get_one(ModelVersion, result.model_version_id))
 
 
 def _film_changed(problem: ImageRejected) -> FilmChanged:
@@ -192,7 +192,7 @@ def image_view(services: Services, result_id: int) -> ImageView:
         history = label_history(session, result.sha256)
         previous, following = neighbours(session, result_id)
     threshold = version.threshold if result.threshold is None else result.threshold  # rows from before the points
-    size = PreprocessSpec.from_dict(version.preprocessing).size
+    size = version.preprocessing.size
     try:
         presets, problem = voi_presets(_screened_bytes(services, result)), None
     except FilmChanged as changed:
@@ -222,7 +222,7 @@ def next_unread(services: Services, after: int) -> int | None:
 def model_input_png(services: Services, result_id: int) -> bytes:
     """The image the model saw, as PNG: of the film that was screened, never of what its path holds now."""
     result, version = _result(services, result_id)
-    spec, limits = PreprocessSpec.from_dict(version.preprocessing), services.settings.image_limits
+    spec, limits = version.preprocessing, services.settings.image_limits
     try:
         prepared = prepare_file(Path(result.path), spec, limits, result.sha256)
     except ImageRejected as problem:

@@ -19,6 +19,7 @@ from screening.db.batches import population_overrides
 from screening.db.leases import Holder, release_results, renew_results, renewing, take_results
 from screening.db.results import queued_results, record_outcomes
 from screening.db.schema import ImageStatus, ModelVersion
+from screening.model.registered import RegisteredVersion
 from screening.usecases.context import Services, connect
 from screening.worker.chunk import WorkerRuntime, score_jobs
 from screening.worker.stages import ImageJob
@@ -66,7 +67,7 @@ def screen_chunk(runtime: WorkerRuntime, result_ids: list[int]) -> ChunkSummary:
         queued = queued_results(session, result_ids)
         mine = [row for row in queued if row.id in taken]
         if mine:
-            version = session.get_one(ModelVersion, mine[0].model_version_id)  # claimed together: one version
+            version = RegisteredVersion.of(session.get_one(ModelVersion, mine[0].model_version_id))  # one version
             overrides = population_overrides(session, {row.batch_id for row in mine})
     already_screened, held_elsewhere = len(result_ids) - len(queued), len(queued) - len(mine)
     if not mine:

@@ -10,20 +10,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from screening.config import Settings
-from screening.db.schema import ModelVersion, Population, utcnow
+from screening.db.schema import Population, utcnow
 from screening.errors import Conflict, InvalidRequest, ScreeningError
 from screening.hashing import sha256_hex
-from screening.imaging.preprocess import SPECS, PreprocessSpec
 from screening.model.artifact import read_manifest
 from screening.model.card import render_model_card
-from screening.model.manifest import ModelManifest
+from screening.model.figures import Metrics
+from screening.model.manifest import DataManifest, Member, ModelManifest, RunNotes
+from screening.model.preprocessing import SPECS
+from screening.model.recipe import TrainingConfig
 from screening.model.released import registered_file
-from screening.training.config import TrainingConfig
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.sources import SourceSpec, multi_source_split
 from screening.training.split import Split, check_training_folder
 from screening.usecases.context import Services
-from screening.usecases.models import register_model
+from screening.usecases.models import VersionRecord, register_model
 
 if TYPE_CHECKING:  # the training module loads a Keras backend: only when a run starts
     from screening.training.train import TrainingRun
@@ -62,19 +63,19 @@ def fetch_backbone_weights(settings: Settings, tarball: Path | None = None) -> P
 class TrainedCandidate:
     manifest: ModelManifest
     artifact: Path
-    version: ModelVersion | None  # None when not registered
+    version: VersionRecord | None  # None when not registered
 
 
 def candidate_path(services: Services) -> Path:
     return services.settings.data_dir / "candidates" / f"resnet50-pneumonia-{utcnow():%Y%m%dT%H%M%S}.zip"
 
 
-def _checkpoints(artifact: Path, config: TrainingConfig, split_manifest: dict, resume: bool) -> Path:
+def _checkpoints(artifact: Path, config: TrainingConfig, data: DataManifest, resume: bool) -> Path:
     """The folder an interrupted run is resumed from; refused when it belongs to another run (other settings or
     other images) or when there is nothing to resume."""
     folder = artifact.with_name(f"{artifact.stem}-checkpoints")
     signature = sha256_hex(
-        json.dumps({"config": asdict(config), "files": split_manifest["files"]}, sort_keys=True).encode()
+        json.dumps({"config": asdict(config), "files": asdict(data)["files"]}, sort_keys=True).encode()
     )
     marker = folder / "run.sha256"
     if resume:
@@ -132,7 +133,7 @@ def train_candidate(
     checkpoints = _checkpoints(artifact, config, split.manifest(), resume)
     from screening.training.train import train
 
-    notes = {"out_of_scope_dir": str(out_of_scope.resolve())} if out_of_scope is not None else {}
+    notes = RunNotes(out_of_scope_dir=str(out_of_scope.resolve()) if out_of_scope is not None else None)
     run = training_run(
         services,
         split,
@@ -158,7 +159,7 @@ def training_run(
     artifact: Path,
     sources: list[SourceSpec],
     check_dirs: tuple[Path, ...],
-    notes: dict[str, Any],
+    notes: RunNotes,
     **steps: Any,
 ) -> TrainingRun:
     """A training run with what every run takes from the settings (the ImageNet weights, the feature cache, the
@@ -166,9 +167,12 @@ def training_run(
     retraining finds them; its check folders); `steps` are TrainingRun's other fields."""
     from screening.training.train import TrainingRun
 
-    recorded: dict[str, Any] = {"sources": {spec.name: spec.describe() for spec in sources}}
-    if len(sources) == 1 and sources[0].validation is None:
-        recorded["data_dir"] = str(sources[0].train.resolve())
+    single_folder = len(sources) == 1 and sources[0].validation is None
+    recorded = replace(
+        notes,
+        sources={spec.name: spec.describe() for spec in sources},
+        data_dir=str(sources[0].train.resolve()) if single_folder else None,
+    )
     return TrainingRun(
         split=split,
         weights_file=fetch_backbone_weights(services.settings),
@@ -176,7 +180,7 @@ def training_run(
         cache_dir=services.settings.data_dir / "cache",
         config=config,
         limits=services.settings.image_limits,
-        notes={**notes, **recorded},
+        notes=recorded,
         checks={folder.name: folder for folder in check_dirs},
         **steps,
     )
@@ -203,7 +207,7 @@ def _trained_split(
 ) -> tuple[Split, TrainingConfig]:
     """The split `artifact` was trained on, rebuilt from `sources` (refused when they do not give its validation
     side: its figures would be on other films), and its recipe; every folder checked before a backend loads."""
-    config = TrainingConfig.from_dict(manifest.training_config, ignore_unknown=True)
+    config = manifest.training_config
     split = _checked_split(sources, config, check_dirs)
     if sorted(example.sha256 for example in split.validation) != sorted(manifest.validation_hashes()):
         raise InvalidRequest(f"these sources do not give the validation split {artifact.name} was trained with")
@@ -241,22 +245,18 @@ def add_gate(
     from screening.training.gate import fit_gate
 
     classifier = Classifier.load(artifact, None)
-    spec = PreprocessSpec.from_dict(manifest.preprocessing)
+    spec = manifest.preprocessing
     gate, described = fit_gate(
         classifier, split, out_of_scope, spec, services.settings.image_limits, config.seed, config.commercial_use_only
     )
-    notes = {"out_of_scope_dir": str(out_of_scope.resolve()), "gate_added_to": sha256_hex(artifact)}
+    notes = replace(manifest.notes, out_of_scope_dir=str(out_of_scope.resolve()), gate_added_to=sha256_hex(artifact))
     classifier = replace(classifier, gate=gate)
     limits = services.settings.image_limits
     checks = {folder.name: folder_metrics(classifier, spec, folder, limits=limits) for folder in check_dirs}
     populations = {source: Population(value) for source, value in config.populations.items()}
     consistency = flag_consistency(classifier, split.validation, populations, spec, limits)
-    metrics = {
-        **manifest.metrics,
-        "checks": {**manifest.metrics.get("checks", {}), **checks},
-        "consistency": consistency,
-    }
-    gated = replace(manifest, gate=described, metrics=metrics, training_config={**manifest.training_config, **notes})
+    metrics = replace(manifest.metrics, checks={**manifest.metrics.checks, **checks}, consistency=consistency)
+    gated = replace(manifest, gate=described, metrics=metrics, notes=notes)
     sha256 = save_classifier(classifier.model, gated, out, gate, classifier.estimate)  # its populations kept
     gated = replace(gated, artifact_sha256=sha256)
     return _carded(services, gated, out, register)
@@ -291,16 +291,14 @@ def assemble_ensemble(
     from screening.training.train import assemble
 
     members = [
-        {
-            "artifact": artifact.name,
-            "sha256": sha256_hex(artifact),
-            "phase": manifest.training_config.get("phase"),
-            "training_resources": manifest.metrics.get("training_resources"),
-        }
+        Member(artifact.name, sha256_hex(artifact), manifest.notes.phase, manifest.metrics.training_resources)
         for artifact, manifest in zip(artifacts, manifests, strict=True)
     ]
-    inherited = {key: first.training_config[key] for key in ("out_of_scope_dir",) if key in first.training_config}
-    notes = {**inherited, "phase": f"the mean logit of {len(artifacts)} trained networks", "members": members}
+    notes = RunNotes(
+        phase=f"the mean logit of {len(artifacts)} trained networks",
+        out_of_scope_dir=first.notes.out_of_scope_dir,
+        members=members,
+    )
     run = training_run(
         services,
         split,
@@ -311,23 +309,23 @@ def assemble_ensemble(
         notes,
         name=first.name,
         architecture=replace(first.architecture, members=len(artifacts)),
-        spec=PreprocessSpec.from_dict(first.preprocessing),
+        spec=first.preprocessing,
     )
     manifest = assemble(run, [Classifier.load(artifact, None) for artifact in artifacts])
     return _carded(services, manifest, out, register)
 
 
-def _network_records(manifest: ModelManifest, artifact: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The recipe notes and metrics of the one network an artifact gives (of an ensemble, its first member's phase
+def _network_records(manifest: ModelManifest, artifact: Path) -> tuple[RunNotes, Metrics]:
+    """The run notes and metrics of the one network an artifact gives (of an ensemble, its first member's phase
     and training cost), without what described the artifact as a whole: its members, and the baseline and
     validation figures of its own split (the new version's figures replace them)."""
-    recipe = {key: value for key, value in manifest.training_config.items() if key != "members"}
-    metrics = {key: value for key, value in manifest.metrics.items() if key not in ("baseline", "validation_by_source")}
+    notes = replace(manifest.notes, members=[])
+    metrics = replace(manifest.metrics, baseline=None, validation_by_source={})
     if manifest.architecture.members > 1:
-        first = manifest.training_config["members"][0]
-        recipe["phase"] = f"{first['phase']} (the first network of {artifact.name})"
-        metrics["training_resources"] = first.get("training_resources")
-    return recipe, metrics
+        first = manifest.notes.members[0]
+        notes = replace(notes, phase=f"{first.phase} (the first network of {artifact.name})")
+        metrics = replace(metrics, training_resources=first.training_resources)
+    return notes, metrics
 
 
 def add_operating_points(
@@ -352,13 +350,13 @@ def add_operating_points(
         raise InvalidRequest(f"give every source, and only those, a population: sources {', '.join(sorted(named))}")
     manifest = read_manifest(artifact)
     config = replace(
-        TrainingConfig.from_dict(manifest.training_config, ignore_unknown=True),
+        manifest.training_config,
         populations={name: population.value for name, population in populations.items()},
         population_sensitivity={population.value: target for population, target in targets.items()},
         estimate_folders={str(folder.resolve()): population.value for population, folder in estimate_folders},
     )
     split = _checked_split(sources, config, check_dirs)
-    trained_on = {row["sha256"] for row in manifest.data_manifest.get("files", []) if row["split"] == "train"}
+    trained_on = set(manifest.data_manifest.hashes("train"))
     seen = [example.path.name for example in split.validation if example.sha256 in trained_on]
     if seen:
         raise InvalidRequest(
@@ -374,7 +372,7 @@ def add_operating_points(
     loaded = Classifier.load(artifact, None)
     single = replace(manifest.architecture, members=1)
     classifier = replace(loaded, model=build_ensemble([loaded.model], single))
-    spec = PreprocessSpec.from_dict(manifest.preprocessing)
+    spec = manifest.preprocessing
     limits = services.settings.image_limits
     fitted = fit_populations(
         classifier,
@@ -387,7 +385,7 @@ def add_operating_points(
         estimate_folders=config.estimate_folder_list(),
     )
     fallback = fitted.fallback
-    recipe, metrics = _network_records(manifest, artifact)
+    notes, metrics = _network_records(manifest, artifact)
     pointed = replace(
         manifest,
         architecture=single,
@@ -396,11 +394,22 @@ def add_operating_points(
         populations=fitted.described,
         created_at=utcnow().isoformat(),
         data_manifest=split.manifest(),
-        training_config={**recipe, **asdict(config), "points_added_to": sha256_hex(artifact)},
+        training_config=config,
+        notes=replace(notes, points_added_to=sha256_hex(artifact)),
     )
     classifier = replace(classifier, manifest=pointed, estimate=fitted.estimate)
     checks = {folder.name: folder_metrics(classifier, spec, folder, limits=limits) for folder in check_dirs}
-    pointed = replace(pointed, metrics={**metrics, **fitted.metrics, "checks": checks})
+    found = fitted.metrics
+    pointed = replace(
+        pointed,
+        metrics=replace(
+            metrics,
+            validation=found.validation,
+            validation_by_source=found.validation_by_source,
+            populations=found.populations,
+            checks=checks,
+        ),
+    )
     pointed = replace(
         pointed,
         artifact_sha256=save_classifier(classifier.model, pointed, out, classifier.gate, fitted.estimate),

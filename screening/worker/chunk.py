@@ -11,7 +11,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,10 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from screening.config import Settings
 from screening.db.leases import Holder
 from screening.db.results import screened_pixels
-from screening.db.schema import ModelVersion
 from screening.imaging.errors import Unreadable
-from screening.imaging.preprocess import PreprocessSpec
 from screening.model.artifact import ArtifactError
+from screening.model.registered import RegisteredVersion
 from screening.worker.stages import ImageJob, Infer, Prepare, ReadFile, Score, run_image_stages
 
 if TYPE_CHECKING:
@@ -47,12 +45,12 @@ class WorkerRuntime:
         # OpenCV releases the GIL, so decode and preprocessing of a chunk run in parallel.
         return ThreadPoolExecutor(self.settings.decode_threads, thread_name_prefix="decode")
 
-    def classifier_for(self, version: ModelVersion) -> Classifier:
+    def classifier_for(self, version: RegisteredVersion) -> Classifier:
         """The model of `version`, loaded once per process; a newly promoted version replaces it."""
         with self._loading:
             return self._classifier_for(version)
 
-    def _classifier_for(self, version: ModelVersion) -> Classifier:
+    def _classifier_for(self, version: RegisteredVersion) -> Classifier:
         if version.id not in self._classifiers:
             import keras  # imported here, as the classifier: a backend must not load before fork
 
@@ -60,7 +58,7 @@ class WorkerRuntime:
 
             self._classifiers.clear()
             self._classifiers[version.id] = Classifier.load(
-                Path(version.artifact_path),
+                version.artifact_path,
                 version.artifact_sha256,
                 self.settings.inference_batch_size,
                 self.settings.dtype_policy,
@@ -75,7 +73,7 @@ class WorkerRuntime:
         return self._classifiers[version.id]
 
 
-def score_jobs(runtime: WorkerRuntime, version: ModelVersion, jobs: list[ImageJob]) -> None:
+def score_jobs(runtime: WorkerRuntime, version: RegisteredVersion, jobs: list[ImageJob]) -> None:
     """Give every job a status: scored, or rejected with the reason (all of them when the model cannot load)."""
     try:
         classifier = runtime.classifier_for(version)
@@ -87,11 +85,11 @@ def score_jobs(runtime: WorkerRuntime, version: ModelVersion, jobs: list[ImageJo
     _score(runtime, version, classifier, jobs)
 
 
-def _score(runtime: WorkerRuntime, version: ModelVersion, classifier: Classifier, jobs: list[ImageJob]) -> None:
+def _score(runtime: WorkerRuntime, version: RegisteredVersion, classifier: Classifier, jobs: list[ImageJob]) -> None:
     limits = runtime.settings.image_limits
     stages: list[ReadFile | Prepare] = [
         ReadFile(limits),
-        Prepare(PreprocessSpec.from_dict(version.preprocessing), limits),
+        Prepare(version.preprocessing, limits),
     ]
     # Decode ahead in the pool while the model scores each sub-batch, so inference never waits for the whole chunk.
     decoded = [runtime.pool.submit(run_image_stages, job, stages) for job in jobs]
@@ -109,7 +107,7 @@ def _score(runtime: WorkerRuntime, version: ModelVersion, classifier: Classifier
             scored.setdefault(job.pixel_sha256, job.scored)
 
 
-def _reuse_scores(runtime: WorkerRuntime, version: ModelVersion, jobs: list[ImageJob], scored: dict) -> None:
+def _reuse_scores(runtime: WorkerRuntime, version: RegisteredVersion, jobs: list[ImageJob], scored: dict) -> None:
     """Identical decoded pixels get the score already given to them (another encoding of the same instance)."""
     waiting = {job.pixel_sha256 for job in jobs if job.pending and job.pixel_sha256}
     if not waiting:

@@ -18,8 +18,8 @@ from screening.db.results import Outcome
 from screening.db.schema import ImageStatus, Population, PopulationBasis
 from screening.imaging.errors import ImageRejected, NotScreenable, Unreadable
 from screening.imaging.pipeline import prepare, read_image_file
-from screening.imaging.preprocess import PreprocessSpec
 from screening.model.population import Known, known_population
+from screening.model.preprocessing import PreprocessSpec
 
 if TYPE_CHECKING:
     from screening.model.infer import Assessment

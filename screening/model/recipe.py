@@ -7,7 +7,7 @@ from pathlib import Path
 
 from screening.db.schema import Population
 from screening.errors import InvalidRequest
-from screening.imaging.preprocess import SPECS
+from screening.model.preprocessing import SPECS
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from scipy.special import expit, log_expit
 
 def probabilities(logits: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
     """`temperature`: one for every logit, or one each (each image at its population's operating point)."""
-    return expit(np.asarray(logits, np.float64) / temperature)
+    return np.asarray(expit(np.asarray(logits, np.float64) / temperature), np.float64)
 
 
 def fit_temperature(labels: np.ndarray, logits: np.ndarray) -> float:

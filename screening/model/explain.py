@@ -47,7 +47,7 @@ def grad_cam(features: keras.Model, head: Callable[[Any], Any], images: np.ndarr
     weights = keras.ops.mean(gradients, axis=(1, 2), keepdims=True)
     cam = keras.ops.relu(keras.ops.sum(weights * maps, axis=-1))
     peak = keras.ops.max(cam, axis=(1, 2), keepdims=True)
-    return keras.ops.convert_to_numpy(cam / keras.ops.maximum(peak, 1e-12)).astype(np.float32)
+    return np.asarray(keras.ops.convert_to_numpy(cam / keras.ops.maximum(peak, 1e-12)), np.float32)
 
 
 def classifier_grad_cam(classifier: keras.Model, images: np.ndarray) -> np.ndarray:
@@ -65,4 +65,4 @@ def classifier_grad_cam(classifier: keras.Model, images: np.ndarray) -> np.ndarr
 
         maps.append(grad_cam(features, pooled_logit, images))
     mean = np.mean(maps, axis=0)
-    return (mean / np.maximum(mean.max(axis=(1, 2), keepdims=True), 1e-12)).astype(np.float32)
+    return np.asarray(mean / np.maximum(mean.max(axis=(1, 2), keepdims=True), 1e-12), np.float32)

@@ -226,7 +226,7 @@ class ModelManifest:
 
     def to_dict(self) -> dict[str, Any]:
         """As stored: the run's notes inside "training_config" (left out where not recorded)."""
-        stored = _MANIFEST.dump_python(self, mode="json", exclude={"notes"})
+        stored: dict[str, Any] = _MANIFEST.dump_python(self, mode="json", exclude={"notes"})
         notes = {key: value for key, value in asdict(self.notes).items() if value not in (None, "", [], {})}
         stored["training_config"] = {**stored["training_config"], **notes}
         return stored

@@ -38,7 +38,7 @@ IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 class ImageNetNormalisation(keras.layers.Layer):
     """What the ImageNet ResNet50 weights were trained on: BGR channel order, mean-centred, 0-255 scale."""
 
-    def call(self, images):  # noqa: ANN001, ANN201
+    def call(self, images: Any) -> Any:
         bgr = keras.ops.flip(keras.ops.cast(images, self.compute_dtype), axis=-1)
         return bgr - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype=self.compute_dtype)
 

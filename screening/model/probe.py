@@ -18,7 +18,7 @@ class LinearProbe:
     def scores(self, features: np.ndarray) -> np.ndarray:
         """The regression's probability for each row of pooled backbone features."""
         z = ((features.astype(np.float64) - self.mean) / self.scale) @ self.weights + self.bias
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+        return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0))), np.float64)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What the artifact's .npz holds (thresholds and versions are in the manifest)."""

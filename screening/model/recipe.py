@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from screening.db.schema import Population
 from screening.errors import InvalidRequest
@@ -60,7 +61,7 @@ class TrainingConfig:
     estimate_folders: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, values: dict, ignore_unknown: bool = False) -> TrainingConfig:
+    def from_dict(cls, values: dict[str, Any], ignore_unknown: bool = False) -> TrainingConfig:
         """Any of the fields above. An unknown name is an error unless `ignore_unknown` (a manifest's
         training_config also holds notes such as the phase and the data folder)."""
         known = {f.name for f in fields(cls)}

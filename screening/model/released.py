@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -55,7 +56,7 @@ def register_artifact(
     registry_dir: Path,
     activate: bool = False,
     parent_id: int | None = None,
-    reference_check: dict | None = None,
+    reference_check: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Store and register an artifact whose operating points are usable; optionally activate it. `reference_check`:
     what it scored on the reference films (the use case that registers by hand measures it first)."""

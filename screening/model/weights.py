@@ -14,7 +14,9 @@ import re
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +54,7 @@ def keras3_layer_name(old: str) -> str:
     return f"conv{stage}_block{ord(block) - ord('a') + 1}_{_BRANCH[branch]}_{suffix}"
 
 
-def convert_tfjs(model_json: dict, read_shard) -> dict[str, np.ndarray]:  # noqa: ANN001
+def convert_tfjs(model_json: dict[str, Any], read_shard: Callable[[str], bytes]) -> dict[str, np.ndarray]:
     """Turn a TF.js weights manifest and its shards into {'layer/variable': float32 array}."""
     arrays: dict[str, np.ndarray] = {}
     for group in model_json["weightsManifest"]:

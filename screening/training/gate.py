@@ -113,7 +113,7 @@ def _patch(film: Film, rng: np.random.Generator) -> Film:
 
 def _clipped(film: Film, rng: np.random.Generator) -> Film:
     gain = rng.uniform(4, 8)
-    return np.clip((film.astype(np.float32) - 128) * gain + 128 + rng.uniform(-60, 60), 0, 255).astype(np.uint8)
+    return np.asarray(np.clip((film.astype(np.float32) - 128) * gain + 128 + rng.uniform(-60, 60), 0, 255), np.uint8)
 
 
 def _half(film: Film, rng: np.random.Generator) -> Film:

@@ -119,4 +119,4 @@ def balancing_weights(examples: list[Example], source_weights: Mapping[str, floa
         ],
         np.float64,
     )
-    return (weights * len(examples) / weights.sum()).astype(np.float32)
+    return np.asarray(weights * len(examples) / weights.sum(), np.float32)

@@ -187,7 +187,7 @@ class RandomGamma(keras.layers.Layer):
         super().__init__(**kwargs)
         self.limit, self.generator = limit, keras.random.SeedGenerator(seed)
 
-    def call(self, images, training=None):  # noqa: ANN001, ANN201
+    def call(self, images: Any, training: bool | None = None) -> Any:
         if not training:
             return images
         shape = (keras.ops.shape(images)[0], 1, 1, 1)
@@ -207,10 +207,10 @@ class EpochLog(keras.callbacks.Callback):
         )
         self.seconds: list[float] = []
 
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.started = time.perf_counter()
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         self.seconds.append(time.perf_counter() - self.started)
         for key in HISTORY_KEYS:
@@ -273,10 +273,10 @@ class SealBest(keras.callbacks.Callback):
         super().__init__()
         self.best = best
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         _require_finite(self.model, "the interrupted run's saved state")
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         _seal(self.best)
 
 
@@ -324,7 +324,7 @@ def _augmentation(config: TrainingConfig) -> keras.Sequential:
         keras.layers.RandomShear(config.shear, config.shear, fill_mode="constant"),
         keras.layers.RandomZoom(config.zoom, fill_mode="constant"),
     ]
-    optional = [
+    optional: list[tuple[float, Callable[[], keras.layers.Layer]]] = [
         (config.horizontal_flip, lambda: keras.layers.RandomFlip("horizontal")),
         (config.brightness, lambda: keras.layers.RandomBrightness(config.brightness)),
         (config.contrast, lambda: keras.layers.RandomContrast(config.contrast)),

@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import Any
 
 from screening.config import Settings
 from screening.db.batches import population_overrides
@@ -21,7 +22,8 @@ from screening.db.results import queued_results, record_outcomes
 from screening.db.schema import ImageStatus, ModelVersion
 from screening.model.registered import RegisteredVersion
 from screening.usecases.context import Services, connect
-from screening.worker.chunk import WorkerRuntime, score_jobs
+from screening.worker.chunk import WorkerRuntime as WorkerRuntime  # the Celery edge holds one per process
+from screening.worker.chunk import score_jobs
 from screening.worker.stages import ImageJob
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class ChunkSummary:
     elapsed_ms: float = 0.0
     write_ms: float = 0.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """PHI-free: Celery logs a task's return value."""
         return asdict(self)
 

@@ -11,7 +11,7 @@ from helpers import DATA, FULLRES, copy_training_set, results_by_name, run_scree
 from screening.model.artifact import read_artifact, read_gate
 from screening.model.gate import ApplicabilityGate, refusal_reason
 from screening.training.consistency import VARIATIONS
-from screening.training.gate import FROM_FILMS, out_of_scope_images
+from screening.training.gate_images import FROM_FILMS, out_of_scope_images
 
 OUT_OF_SCOPE = DATA / "out-of-scope"
 

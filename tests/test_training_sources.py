@@ -14,13 +14,14 @@ from screening.imaging.preprocess import preprocess
 from screening.model.manifest import Architecture, ModelManifest, RunNotes, non_commercial
 from screening.model.preprocessing import SPECS
 from screening.model.recipe import TrainingConfig
+from screening.training.augment import RandomGamma
 from screening.training.labelled import LabelledDataError
 from screening.training.metrics import threshold_for_every_group, threshold_for_sensitivity
 from screening.training.retrain import LabelledImage, parent_sources, retraining_split
 from screening.training.sources import SourceSpec, balancing_weights, multi_source_split
 from screening.training.split import Example, Split
 from screening.training.stream import LabelledImages
-from screening.training.train import RandomGamma, TrainingRun, train
+from screening.training.train import TrainingRun, train
 
 
 def test_a_source_is_a_name_and_one_or_two_folders():

@@ -23,7 +23,7 @@ from screening.model.figures import Consistency, FlagKept, PopulationConsistency
 from screening.model.infer import Classifier
 from screening.model.population import known_population
 from screening.model.preprocessing import PreprocessSpec
-from screening.training.gate import warp
+from screening.training.gate_images import warp
 from screening.training.split import Example
 
 Film = np.ndarray

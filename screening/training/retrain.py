@@ -12,7 +12,8 @@ from pathlib import Path
 from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
 from screening.model.figures import BinaryMetrics
-from screening.model.manifest import ModelManifest, non_commercial
+from screening.model.manifest import ModelManifest
+from screening.training.manifest_csv import for_commercial_use
 from screening.training.sources import SourceSpec, examples_of
 from screening.training.split import Example, Split
 
@@ -83,9 +84,9 @@ def retraining_split(
     examples: dict[str, Example] = {}
     for spec in sources:
         for folder in (spec.train, spec.validation):
-            for example in examples_of(spec.name, folder, spec.validation is None) if folder else []:
-                if not (config.commercial_use_only and non_commercial(example.licence)):
-                    examples.setdefault(example.sha256, example)
+            found = examples_of(spec.name, folder, spec.validation is None) if folder else []
+            for example in for_commercial_use(found, config.commercial_use_only):
+                examples.setdefault(example.sha256, example)
     validation_hashes = parent.validation_hashes()
     missing = [sha for sha in validation_hashes if sha not in examples]
     if missing:

@@ -8,7 +8,6 @@ is split into its sub-sources (`adult/NIH ChestX-ray14`, `adult/RSNA …`), so e
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from screening.hashing import sha256_hex
-from screening.model.manifest import SourceFolders, non_commercial
+from screening.model.manifest import SourceFolders
 from screening.training.labelled import LabelledDataError, labelled_folder
+from screening.training.manifest_csv import FileNotes, described_files, for_commercial_use
 from screening.training.split import Example, Split, patient_of, patient_split
 
 
@@ -41,27 +41,15 @@ class SourceSpec:
         return SourceFolders(str(self.train.resolve()), str(self.validation.resolve()) if self.validation else None)
 
 
-def _manifest_rows(folder: Path) -> dict[Path, dict[str, str]]:
-    """manifest.csv rows by the file they describe, from the folder or its parent."""
-    for root in (folder, folder.parent):
-        manifest = root / "manifest.csv"
-        if manifest.is_file():
-            with open(manifest, newline="", encoding="utf-8") as stream:
-                rows = list(csv.DictReader(stream))
-            if rows and {"file", "source", "patient_id"} <= set(rows[0]):
-                return {(root / row["file"]).resolve(): row for row in rows}
-    return {}
-
-
 def examples_of(name: str, folder: Path, patients_from_names: bool) -> list[Example]:
     """The labelled images of `folder`, each with its (sub-)source, patient and content hash."""
-    described = _manifest_rows(folder)
+    described = described_files(folder)
     examples = []
     for path, label in labelled_folder(folder):
-        row = described.get(path.resolve())
-        source = f"{name}/{row['source']}" if row else name
-        if row:
-            patient = f"{source}:{row['patient_id']}"
+        notes = described.get(path.resolve(), FileNotes(None, None, None))
+        source = f"{name}/{notes.source}" if notes.source else name
+        if notes.patient:
+            patient = f"{source}:{notes.patient}"
         elif patients_from_names:
             try:
                 patient = f"{name}:{patient_of(path.name)}"
@@ -71,8 +59,7 @@ def examples_of(name: str, folder: Path, patients_from_names: bool) -> list[Exam
                 ) from None
         else:
             patient = f"{name}:{path.stem}"
-        licence = row.get("license") or row.get("licence") if row else None
-        examples.append(Example(path, label, patient, sha256_hex(path), source, licence))
+        examples.append(Example(path, label, patient, sha256_hex(path), source, notes.licence))
     return examples
 
 
@@ -94,9 +81,10 @@ def multi_source_split(
         else:
             train += examples_of(spec.name, spec.train, False)
             validation += examples_of(spec.name, spec.validation, False)
-    if commercial_use_only:
-        train = [example for example in train if not non_commercial(example.licence)]
-        validation = [example for example in validation if not non_commercial(example.licence)]
+    train, validation = (
+        for_commercial_use(train, commercial_use_only),
+        for_commercial_use(validation, commercial_use_only),
+    )
     held_out = {example.sha256 for example in validation}
     return Split([example for example in train if example.sha256 not in held_out], validation)
 

@@ -1,50 +1,45 @@
-"""Transfer learning from ImageNet ResNet50, as named steps that pass one TrainingRun along.
+"""Transfer learning from ImageNet ResNet50, as steps that each take values and return a record:
 
 features -> baseline -> head -> fine-tune -> calibrate -> gate -> operating points -> check -> package
 (an ensemble of trained networks: features -> baseline -> calibrate -> check -> package, see `assemble`):
 
-1. features: the frozen backbone's features of every image, cached by content hash; the baseline to
-   beat is a logistic regression on them.
-2. head: the dense head alone on those features (fast on a CPU).
-3. fine-tune (optional): the top of the backbone at a low learning rate on augmented images
-   (rotation, shift, shear, zoom; horizontal flip only on request: it moves the heart).
-4. calibrate: the temperature on the validation side's logits, then the threshold for the target
+1. features (Features): the frozen backbone's features of every image, cached by content hash; the baseline to
+   beat is a logistic regression on them (its validation scores).
+2. head (Network): the dense head alone on those features (fast on a CPU).
+3. fine-tune (Network, optional): the backbone from a named layer on, at a low learning rate, on augmented images
+   (training.augment; horizontal flip only on request: it moves the heart).
+4. calibrate (Calibrated): the temperature on the validation side's logits, then the threshold for the target
    sensitivity, and the metrics per source.
-5. gate (with an out-of-scope folder): the applicability gate on the final network's features.
-5b. operating points (with populations in the config): a temperature and threshold per population, on its own
-   validation films, and the age-group estimate (training.populations).
+5. gate (FittedGate, with an out-of-scope folder): the applicability gate on the final network's features.
+5b. operating points (FittedPopulations, with populations in the config): a temperature and threshold per
+   population, on its own validation films, and the age-group estimate (training.populations).
 6. check: the metrics on any extra labelled folders, scored end to end as the worker would.
 7. package: the artifact and its training report.
 Both training steps weigh sources and classes alike, or sources as config.source_weights says
 (training.sources.balancing_weights), on the training side and in the validation AUC that picks the epoch,
-stop early and keep the best epoch.
+stop early and keep the best epoch. Each step's progress is checkpointed (training.checkpoints).
 """
 
 from __future__ import annotations
 
 import json
 import resource
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
 
 from screening.config import ImageLimits
-from screening.errors import ScreeningError
-from screening.hashing import sha256_hex
 from screening.imaging.pipeline import prepare_file
 from screening.model.calibration import fit_temperature, probabilities
-from screening.model.figures import Baseline, BinaryMetrics, Metrics, Resources
+from screening.model.figures import Baseline, BinaryMetrics, CheckFigures, Metrics, Resources
 from screening.model.gate import ApplicabilityGate
 from screening.model.infer import Classifier, predict_batches
-from screening.model.manifest import Architecture, GateRecord, ModelManifest, PopulationsRecord, RunNotes
+from screening.model.manifest import Architecture, GateRecord, ModelManifest, RunNotes
 from screening.model.network import (
     as_stored,
     build_backbone,
@@ -54,10 +49,12 @@ from screening.model.network import (
     save_classifier,
     with_normalisation,
 )
-from screening.model.population import AgeGroupEstimate, Population
+from screening.model.population import Population
 from screening.model.preprocessing import PreprocessSpec
 from screening.model.recipe import TrainingConfig
 from screening.model.weights import backbone_checksum, load_imagenet_weights
+from screening.training.augment import augmentation
+from screening.training.checkpoints import SealBest, check_seal, load_sealed, seal
 from screening.training.evaluate import folder_metrics
 from screening.training.features import backbone_features
 from screening.training.gate import fit_gate
@@ -68,19 +65,17 @@ from screening.training.metrics import (
     threshold_for_every_group,
     threshold_for_sensitivity,
 )
-from screening.training.populations import fit_populations
+from screening.training.populations import FittedPopulations, fit_populations
+from screening.training.progress import HISTORY_KEYS, EpochLog, History, Say
 from screening.training.report import most_confident_mistakes, write_report
 from screening.training.sources import balancing_weights
 from screening.training.split import Example, Split
 from screening.training.stream import LabelledImages
 
-Say = Callable[[str], None]  # where a step reports what it did (the CLI prints it)
-HISTORY_KEYS = ("loss", "auc", "val_loss", "val_auc")
 
-
-@dataclass
+@dataclass(frozen=True)
 class TrainingRun:
-    """One training run: its inputs, then what each step adds (read top to bottom, in step order)."""
+    """What a run is given: every step reads it, none changes it."""
 
     split: Split
     weights_file: Path
@@ -97,27 +92,103 @@ class TrainingRun:
     started: float = field(default_factory=time.perf_counter)  # for the wall time in the report
     checkpoint_dir: Path | None = None  # where each phase's progress is kept, so an interrupted run can resume
     out_of_scope: Path | None = None  # images the model must refuse: with it, an applicability gate is fitted
-    # features
-    backbone: keras.Model | None = None
-    train_features: np.ndarray | None = None
-    validation_features: np.ndarray | None = None
-    baseline_scores: np.ndarray | None = None  # the logistic regression's, on the validation side
-    # head, fine-tune
-    head: keras.Model | None = None
-    classifier: keras.Model | None = None
-    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def checkpoint(self, name: str) -> Path:
+        assert self.checkpoint_dir is not None  # train() provides one
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        return self.checkpoint_dir / name
+
+    def weights(self, examples: list[Example]) -> np.ndarray:
+        """The balancing weights of `examples` by the recipe (training.sources)."""
+        return balancing_weights(examples, self.config.source_weights)
+
+
+@dataclass(frozen=True)
+class Features:
+    """The frozen backbone (the weights exactly as the artifact will hold them) and its pooled features."""
+
+    backbone: keras.Model
+    train: np.ndarray
+    validation: np.ndarray
+
+
+@dataclass(frozen=True)
+class Network:
+    """A classifier (backbone + head) and the epochs that made it."""
+
+    backbone: keras.Model
+    classifier: keras.Model
+    history: History
     fine_tuning_kept: bool | None = None  # None: no fine-tuning; False: no epoch beat the head alone
-    # calibrate
-    temperature: float = 1.0
-    threshold: float = 0.5
-    validation_scores: np.ndarray | None = None
-    metrics: Metrics = Metrics()
-    # gate
-    gate: ApplicabilityGate | None = None
-    gate_description: GateRecord | None = None
-    # operating points (with config.populations): the manifest's `populations`, and the age-group estimate
-    populations: PopulationsRecord | None = None
-    estimate: AgeGroupEstimate | None = None
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """The network's temperature and threshold on the validation side, and its figures there."""
+
+    temperature: float
+    threshold: float
+    validation_scores: np.ndarray  # each validation image's probability
+    metrics: Metrics
+
+
+@dataclass(frozen=True)
+class FittedGate:
+    gate: ApplicabilityGate
+    record: GateRecord
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The version as a worker would load it, as far as the steps have made it: the network and its calibration,
+    then its gate and its operating points per population."""
+
+    network: Network
+    calibrated: Calibrated
+    gate: FittedGate | None = None
+    populations: FittedPopulations | None = None
+
+    @property
+    def threshold(self) -> float:
+        """With operating points, the more sensitive population's (for an image the estimate cannot place)."""
+        return self.populations.fallback.threshold if self.populations else self.calibrated.threshold
+
+    @property
+    def temperature(self) -> float:
+        return self.populations.fallback.temperature if self.populations else self.calibrated.temperature
+
+    @property
+    def validation_scores(self) -> np.ndarray:
+        """Each validation image's probability at its operating point."""
+        return self.populations.validation_scores if self.populations else self.calibrated.validation_scores
+
+    @property
+    def metrics(self) -> Metrics:
+        """The calibration's figures; with operating points, each image's at its population's point."""
+        if self.populations is None:
+            return self.calibrated.metrics
+        found = self.populations.metrics
+        return replace(
+            self.calibrated.metrics,
+            validation=found.validation,
+            validation_by_source=found.validation_by_source,
+            populations=found.populations,
+        )
+
+    def scorer(self, run: TrainingRun) -> Classifier:
+        """The network as a worker will load it."""
+        manifest = ModelManifest(
+            run.name,
+            run.architecture,
+            run.spec,
+            self.threshold,
+            self.temperature,
+            populations=self.populations.described if self.populations else None,
+        )
+        estimate = self.populations.estimate if self.populations else None
+        return Classifier(
+            self.network.classifier, manifest, gate=self.gate.gate if self.gate else None, estimate=estimate
+        )
 
 
 def train(run: TrainingRun) -> ModelManifest:
@@ -127,46 +198,43 @@ def train(run: TrainingRun) -> ModelManifest:
         raise ValueError(f"training fits one network, not {run.architecture.members}: an ensemble is assembled")
     keras.utils.set_random_seed(run.config.seed)
     with tempfile.TemporaryDirectory(prefix="training-") as scratch:
-        run.checkpoint_dir = run.checkpoint_dir or Path(scratch)
-        steps = (features, baseline, fit_head, fine_tune, calibrate, fit_applicability_gate, operating_points, check)
-        for step in steps:
-            step(run)
-        return package(run)
+        run = replace(run, checkpoint_dir=run.checkpoint_dir or Path(scratch))
+        found = features(run)
+        network = fine_tune(run, fit_head(run, found))
+        candidate = Candidate(network, calibrate(run, network, baseline(run, found)))
+        candidate = replace(candidate, gate=fit_applicability_gate(run, candidate))
+        candidate = replace(candidate, populations=operating_points(run, candidate))
+        return package(run, candidate, check(run, candidate))
 
 
-def features(run: TrainingRun) -> None:
+def features(run: TrainingRun) -> Features:
     """The frozen backbone's features (from the weights exactly as the artifact will hold them), cached."""
     imagenet = load_imagenet_weights(run.weights_file)
-    run.backbone = build_backbone(imagenet)
-    as_stored(run.backbone)
-    extractor = with_normalisation(run.backbone)
+    backbone = build_backbone(imagenet)
+    as_stored(backbone)
+    extractor = with_normalisation(backbone)
     cache_file = run.cache_dir / f"features-{backbone_checksum(imagenet)[:12]}-{run.spec.name}.npz"
 
     def of(examples: list[Example]) -> np.ndarray:
         paths, keys = [e.path for e in examples], [e.sha256 for e in examples]
         return backbone_features(extractor, paths, keys, run.spec, run.limits, cache_file)
 
-    run.validation_features, run.train_features = of(run.split.validation), of(run.split.train)
+    validation = of(run.split.validation)
+    return Features(backbone, of(run.split.train), validation)
 
 
-def _weights(run: TrainingRun, examples: list[Example]) -> np.ndarray:
-    return balancing_weights(examples, run.config.source_weights)
-
-
-def baseline(run: TrainingRun) -> None:
+def baseline(run: TrainingRun, found: Features) -> np.ndarray:
     """The cheap baseline the model must beat: a logistic regression on the frozen ImageNet features (standardised,
-    with the same balancing weights), scored on the validation side like the model."""
+    with the same balancing weights); its scores on the validation side, to be judged like the model's."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     regression = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     regression.fit(
-        run.train_features,
-        run.split.labels("train"),
-        logisticregression__sample_weight=_weights(run, run.split.train),
+        found.train, run.split.labels("train"), logisticregression__sample_weight=run.weights(run.split.train)
     )
-    run.baseline_scores = regression.predict_proba(run.validation_features)[:, 1]
+    return np.asarray(regression.predict_proba(found.validation)[:, 1], np.float64)
 
 
 def _compile(
@@ -179,164 +247,35 @@ def _compile(
     )
 
 
-@keras.saving.register_keras_serializable(package="screening")
-class RandomGamma(keras.layers.Layer):
-    """out = 255 * (in / 255) ** gamma, gamma = exp(u), u uniform in [-limit, limit], per image (training only)."""
-
-    def __init__(self, limit: float, seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.limit, self.generator = limit, keras.random.SeedGenerator(seed)
-
-    def call(self, images: Any, training: bool | None = None) -> Any:
-        if not training:
-            return images
-        shape = (keras.ops.shape(images)[0], 1, 1, 1)
-        gamma = keras.ops.exp(keras.random.uniform(shape, -self.limit, self.limit, seed=self.generator))
-        return 255.0 * keras.ops.power(keras.ops.clip(images / 255.0, 0.0, 1.0), gamma)
-
-
-class EpochLog(keras.callbacks.Callback):
-    """Each epoch in one line: loss, validation AUC, seconds, images per second and the time left; and the
-    history so far on disk, so a resumed run reports every epoch."""
-
-    def __init__(self, phase: str, epochs: int, images: int, say: Say, history_file: Path | None) -> None:
-        super().__init__()
-        self.phase, self.epochs, self.images, self.say, self.history_file = phase, epochs, images, say, history_file
-        self.history: dict[str, list[float]] = (
-            json.loads(history_file.read_text()) if history_file and history_file.exists() else {}
-        )
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        logs = logs or {}
-        self.seconds.append(time.perf_counter() - self.started)
-        for key in HISTORY_KEYS:
-            self.history.setdefault(key, []).append(float(logs[key]))
-        if self.history_file:
-            self.history_file.write_text(json.dumps(self.history))
-        left = statistics.mean(self.seconds) * (self.epochs - epoch - 1)
-        self.say(
-            f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss {logs['loss']:.4f}, validation AUC "
-            f"{logs['val_auc']:.4f}, {self.seconds[-1]:.0f} s, {self.images / self.seconds[-1]:.1f} images/s, "
-            f"ETA {left / 60:.1f} min"
-        )
-
-
-def _checkpoint(run: TrainingRun, name: str) -> Path:
-    assert run.checkpoint_dir is not None  # train() provides one
-    run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    return run.checkpoint_dir / name
-
-
-class CheckpointRefused(ScreeningError):
-    pass
-
-
-def _seal_of(weights: Path) -> Path:
-    return weights.with_name(weights.name + ".sha256")
-
-
-def _seal(weights: Path) -> None:
-    """Record the SHA-256 of a weights file this run wrote, so that a resumed run uses no other."""
-    _seal_of(weights).write_text(sha256_hex(weights))
-
-
-def _check_seal(weights: Path) -> None:
-    seal = _seal_of(weights)
-    if not seal.exists() or seal.read_text().strip() != sha256_hex(weights):
-        raise CheckpointRefused(
-            f"{weights.name} is not the checkpoint this run wrote (its SHA-256 differs from the one recorded): "
-            f"remove {weights.parent} to train from the start"
-        )
-
-
-def _load_sealed(model: keras.Model, weights: Path) -> None:
-    """Load a checkpoint only if it is the file this run sealed, and only finite weights."""
-    _check_seal(weights)
-    model.load_weights(weights)
-    _require_finite(model, weights.name)
-
-
-def _require_finite(model: keras.Model, what: str) -> None:
-    if not all(np.isfinite(keras.ops.convert_to_numpy(weight)).all() for weight in model.weights):
-        raise CheckpointRefused(f"{what} holds weights that are not finite numbers: a run cannot go on from it")
-
-
-class SealBest(keras.callbacks.Callback):
-    """After each epoch: seal the best weights ModelCheckpoint may just have written. Before training: refuse a
-    restored state (BackupAndRestore's) whose weights are not finite."""
-
-    def __init__(self, best: Path) -> None:
-        super().__init__()
-        self.best = best
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        _require_finite(self.model, "the interrupted run's saved state")
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        _seal(self.best)
-
-
-def fit_head(run: TrainingRun) -> None:
+def fit_head(run: TrainingRun, found: Features) -> Network:
     """The head alone on the cached features; the classifier is backbone + head from here on. A head an interrupted
     run finished is taken from its checkpoint."""
     config = run.config
-    run.head = build_head(run.architecture)
-    done, history = _checkpoint(run, "head.weights.h5"), _checkpoint(run, "head-history.json")
+    head = build_head(run.architecture)
+    done, history_file = run.checkpoint("head.weights.h5"), run.checkpoint("head-history.json")
     if done.exists():
-        _load_sealed(run.head, done)
-        run.history = json.loads(history.read_text())
-        run.say(f"head: taken from the checkpoint of the interrupted run ({len(run.history['loss'])} epochs)")
+        load_sealed(head, done)
+        history = json.loads(history_file.read_text())
+        run.say(f"head: taken from the checkpoint of the interrupted run ({len(history['loss'])} epochs)")
     else:
-        _compile(run.head, config.learning_rate, config.label_smoothing)
+        _compile(head, config.learning_rate, config.label_smoothing)
         progress = EpochLog("head", config.epochs, len(run.split.train), run.say, None)
         stop = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=config.patience, restore_best_weights=True)
-        run.head.fit(
-            run.train_features,
+        head.fit(
+            found.train,
             run.split.labels("train"),
-            sample_weight=_weights(run, run.split.train),
-            validation_data=(
-                run.validation_features,
-                run.split.labels("validation"),
-                _weights(run, run.split.validation),
-            ),
+            sample_weight=run.weights(run.split.train),
+            validation_data=(found.validation, run.split.labels("validation"), run.weights(run.split.validation)),
             epochs=config.epochs,
             batch_size=config.batch_size,
             callbacks=[stop, progress],
             verbose=0,
         )
-        run.history = progress.history
-        history.write_text(json.dumps(run.history))
-        run.head.save_weights(done)
-        _seal(done)
-    run.classifier = build_classifier([(run.backbone, run.head)])
-
-
-def _augmentation(config: TrainingConfig) -> keras.Sequential:
-    """Geometry (rotation, shift, shear, zoom; a flip only on request), then acquisition: exposure, contrast,
-    gamma, blur or sharpening, noise. Each is active only in training, and only when its setting is not 0."""
-    layers: list[keras.layers.Layer] = [
-        keras.layers.RandomRotation(config.rotation_degrees / 360, fill_mode="constant"),
-        keras.layers.RandomTranslation(config.shift, config.shift, fill_mode="constant"),
-        keras.layers.RandomShear(config.shear, config.shear, fill_mode="constant"),
-        keras.layers.RandomZoom(config.zoom, fill_mode="constant"),
-    ]
-    optional: list[tuple[float, Callable[[], keras.layers.Layer]]] = [
-        (config.horizontal_flip, lambda: keras.layers.RandomFlip("horizontal")),
-        (config.brightness, lambda: keras.layers.RandomBrightness(config.brightness)),
-        (config.contrast, lambda: keras.layers.RandomContrast(config.contrast)),
-        (config.gamma, lambda: RandomGamma(config.gamma, seed=config.seed)),
-        (config.blur_sigma, lambda: keras.layers.RandomGaussianBlur(0.5, kernel_size=5, sigma=config.blur_sigma)),
-        (config.sharpness, lambda: keras.layers.RandomSharpness(config.sharpness)),
-    ]
-    layers += [make() for wanted, make in optional if wanted]
-    if config.noise_std:  # Keras' GaussianNoise takes a standard deviation of at most 1: on the 0-1 scale
-        scale = keras.layers.Rescaling(1 / 255), keras.layers.Rescaling(255)
-        layers += [scale[0], keras.layers.GaussianNoise(config.noise_std / 255, seed=config.seed), scale[1]]
-    return keras.Sequential(layers)
+        history = progress.history
+        history_file.write_text(json.dumps(history))
+        head.save_weights(done)
+        seal(done)
+    return Network(found.backbone, build_classifier([(found.backbone, head)]), history)
 
 
 def unfreeze_from(backbone: keras.Model, first: str) -> None:
@@ -347,23 +286,24 @@ def unfreeze_from(backbone: keras.Model, first: str) -> None:
         layer.trainable = unfrozen and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def fine_tune(run: TrainingRun) -> None:
+def fine_tune(run: TrainingRun, network: Network) -> Network:
     """With config.fine_tune_epochs: unfreeze the backbone from config.fine_tune_from on (BatchNorm stays frozen)
-    and train backbone and head on augmented images streamed from the files. With a checkpoint folder, the state
-    is saved after every epoch and an interrupted run resumes at the epoch after the last one it finished."""
+    and train backbone and head on augmented images streamed from the files; the best epoch, or the network as it
+    came when none beats it. The state is saved after every epoch and an interrupted run resumes at the epoch
+    after the last one it finished."""
     config = run.config
     if not config.fine_tune_epochs:
-        return
-    assert run.backbone is not None and run.classifier is not None
-    unfreeze_from(run.backbone, config.fine_tune_from)
-    trainer = keras.Sequential([keras.Input(run.classifier.input_shape[1:]), _augmentation(config), run.classifier])
-    batch, weights = config.fine_tune_batch_size, _weights(run, run.split.train)
+        return network
+    unfreeze_from(network.backbone, config.fine_tune_from)
+    classifier = network.classifier
+    trainer = keras.Sequential([keras.Input(classifier.input_shape[1:]), augmentation(config), classifier])
+    batch = config.fine_tune_batch_size
     train_batches = LabelledImages(
         run.split.train,
         run.spec,
         run.limits,
         batch,
-        weights,
+        run.weights(run.split.train),
         shuffle=True,
         seed=config.seed,
         draws=config.fine_tune_images_per_epoch,
@@ -378,7 +318,7 @@ def fine_tune(run: TrainingRun) -> None:
             warmup_steps=steps,
         )
     _compile(trainer, learning_rate, config.label_smoothing)
-    history_file, best = _checkpoint(run, "fine-tune-history.json"), _checkpoint(run, "fine-tune-best.weights.h5")
+    history_file, best = run.checkpoint("fine-tune-history.json"), run.checkpoint("fine-tune-best.weights.h5")
     progress = EpochLog("fine-tuning", config.fine_tune_epochs, len(train_batches.order), run.say, history_file)
     so_far = progress.history.get("val_auc", [])
     callbacks: list[keras.callbacks.Callback] = [
@@ -388,84 +328,74 @@ def fine_tune(run: TrainingRun) -> None:
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_auc", mode="max", factor=0.3, patience=1))
     if so_far:
         run.say(f"fine-tuning: resuming after epoch {len(so_far)} of the interrupted run")
-        _check_seal(best)  # the best epoch so far: refused if it is not the file the interrupted run wrote
-    elif not best.exists():  # the head-only network is the one to beat: fine-tuning may only improve on it
+        check_seal(best)  # the best epoch so far: refused if it is not the file the interrupted run wrote
+    elif not best.exists():  # the network as it came is the one to beat: fine-tuning may only improve on it
         trainer.save_weights(best)
-        _seal(best)
+        seal(best)
     callbacks += [
-        keras.callbacks.BackupAndRestore(str(_checkpoint(run, "fine-tune-state"))),
+        keras.callbacks.BackupAndRestore(str(run.checkpoint("fine-tune-state"))),
         keras.callbacks.ModelCheckpoint(
             str(best),
             monitor="val_auc",
             mode="max",
             save_best_only=True,
             save_weights_only=True,
-            initial_value_threshold=max([*so_far, max(run.history["val_auc"])]),
+            initial_value_threshold=max([*so_far, max(network.history["val_auc"])]),
         ),
     ]
     callbacks += [SealBest(best), progress]  # last: an epoch it reports is already saved and sealed
     trainer.fit(
         train_batches,
         validation_data=LabelledImages(
-            run.split.validation, run.spec, run.limits, batch, _weights(run, run.split.validation)
+            run.split.validation, run.spec, run.limits, batch, run.weights(run.split.validation)
         ),
         epochs=config.fine_tune_epochs,
         callbacks=callbacks,
         verbose=0,
     )
     trainer.load_weights(best)  # the best epoch (or the head alone), whichever run of an interrupted training it was
-    run.fine_tuning_kept = max(progress.history.get("val_auc", [-1.0])) > max(run.history["val_auc"])
-    if not run.fine_tuning_kept:
+    kept = max(progress.history.get("val_auc", [-1.0])) > max(network.history["val_auc"])
+    if not kept:
         run.say("fine-tuning: no epoch beat the head alone on validation AUC; the head-only network is kept")
-    run.history = {key: run.history[key] + progress.history.get(key, []) for key in HISTORY_KEYS}
+    history = {key: network.history[key] + progress.history.get(key, []) for key in HISTORY_KEYS}
+    return replace(network, history=history, fine_tuning_kept=kept)
 
 
-def calibrate(run: TrainingRun) -> None:
+def calibrate(run: TrainingRun, network: Network, baseline_scores: np.ndarray) -> Calibrated:
     """Temperature and threshold from the validation side (every source together), its images scored end to end
     at the weights as stored; metrics there, per source, with the baseline's beside them."""
-    assert run.classifier is not None and run.baseline_scores is not None
-    as_stored(run.classifier)
+    as_stored(network.classifier)
     batches = LabelledImages(run.split.validation, run.spec, run.limits, run.config.fine_tune_batch_size)
-    logits = predict_batches(run.classifier, batches.images())[:, 0]
+    logits = predict_batches(network.classifier, batches.images())[:, 0]
     labels = run.split.labels("validation")
-    run.temperature = fit_temperature(labels, logits)
-    run.validation_scores = probabilities(logits, run.temperature)
-    run.threshold, validation, by_source = _scored(run, run.validation_scores, intervals=True)
-    _, baseline_validation, baseline_by_source = _scored(run, run.baseline_scores)  # its threshold is in its metrics
-    run.metrics = replace(
-        run.metrics,
+    temperature = fit_temperature(labels, logits)
+    scores = probabilities(logits, temperature)
+    threshold, validation, by_source = _scored(run, scores, intervals=True)
+    _, baseline_validation, baseline_by_source = _scored(run, baseline_scores)  # its threshold is in its metrics
+    metrics = Metrics(
         validation=validation,
         validation_by_source=by_source,
         validation_ece_before_calibration=expected_calibration_error(labels, probabilities(logits, 1.0)),
-        epochs=len(run.history["loss"]),
-        fine_tuning_kept=run.fine_tuning_kept,
+        epochs=len(network.history["loss"]),
+        fine_tuning_kept=network.fine_tuning_kept,
         baseline=Baseline(
             f"logistic regression on frozen ImageNet ResNet50 features ({run.spec.name} preprocessing)",
             baseline_validation,
             baseline_by_source,
         ),
     )
+    return Calibrated(temperature, threshold, scores, metrics)
 
 
-def _scorer(run: TrainingRun) -> Classifier:
-    """The network as a worker will load it: temperature, threshold and (once fitted) the gate and the operating
-    points per population."""
-    assert run.classifier is not None
-    provisional = ModelManifest(
-        run.name, run.architecture, run.spec, run.threshold, run.temperature, populations=run.populations
-    )
-    return Classifier(run.classifier, provisional, gate=run.gate, estimate=run.estimate)
-
-
-def operating_points(run: TrainingRun) -> None:
+def operating_points(run: TrainingRun, candidate: Candidate) -> FittedPopulations | None:
     """With config.populations: an operating point per population on its own validation films, and the age-group
     estimate; the validation figures become each image's at its population's point. The version's own threshold
     and temperature become the more sensitive population's (for an image the estimate cannot place)."""
     if not run.config.populations:
-        return
+        return None
     populations = {name: Population(value) for name, value in run.config.populations.items()}
     fitted = fit_populations(
-        _scorer(run),
+        candidate.scorer(run),
         run.split,
         run.spec,
         run.limits,
@@ -475,39 +405,37 @@ def operating_points(run: TrainingRun) -> None:
         run.config.fine_tune_batch_size,
         run.config.estimate_folder_list(),
     )
-    run.threshold, run.temperature = fitted.fallback.threshold, fitted.fallback.temperature
-    run.validation_scores, run.populations, run.estimate = fitted.validation_scores, fitted.described, fitted.estimate
-    found = fitted.metrics
-    run.metrics = replace(
-        run.metrics,
-        validation=found.validation,
-        validation_by_source=found.validation_by_source,
-        populations=found.populations,
-    )
     for population, point in fitted.points.items():
         run.say(f"operating point, {population}: threshold {point.threshold:.4f}, temperature {point.temperature:.3f}")
+    return fitted
 
 
-def fit_applicability_gate(run: TrainingRun) -> None:
+def fit_applicability_gate(run: TrainingRun, candidate: Candidate) -> FittedGate | None:
     """With an out-of-scope folder: the gate on the final network's features, tested on images kept apart."""
     if run.out_of_scope is None:
-        return
-    run.gate, run.gate_description = fit_gate(
-        _scorer(run), run.split, run.out_of_scope, run.spec, run.limits, run.config.seed, run.config.commercial_use_only
+        return None
+    gate, record = fit_gate(
+        candidate.scorer(run),
+        run.split,
+        run.out_of_scope,
+        run.spec,
+        run.limits,
+        run.config.seed,
+        run.config.commercial_use_only,
     )
-    tested = run.gate_description.test
+    tested = record.test
     run.say(
         f"gate: refuses {tested.out_of_scope_refusal_rate:.1%} of {tested.out_of_scope_images} out-of-scope "
         f"images kept apart; of the validation side's frontal films, "
         + ", ".join(f"{rate:.1%} ({name})" for name, rate in tested.frontal_refusal_rate.items())
     )
+    return FittedGate(gate, record)
 
 
-def check(run: TrainingRun) -> None:
+def check(run: TrainingRun, candidate: Candidate) -> dict[str, CheckFigures]:
     """Each extra labelled folder scored end to end, as a worker with this version would (gate included)."""
-    scorer = _scorer(run)
-    checks = {name: folder_metrics(scorer, run.spec, folder, limits=run.limits) for name, folder in run.checks.items()}
-    run.metrics = replace(run.metrics, checks=checks)
+    scorer = candidate.scorer(run)
+    return {name: folder_metrics(scorer, run.spec, folder, limits=run.limits) for name, folder in run.checks.items()}
 
 
 def _scored(
@@ -530,47 +458,47 @@ def assemble(run: TrainingRun, members: list[Classifier]) -> ModelManifest:
     calibrated, thresholded and reported like a trained network, beside the same baseline. The first member's gate
     is kept: the ensemble's features for it are the first member's, the ones it was fitted and tested on."""
     keras.utils.set_random_seed(run.config.seed)
-    run.classifier = build_ensemble([member.model for member in members], run.architecture)
-    run.gate, run.gate_description = members[0].gate, members[0].manifest.gate
-    run.history = {key: [] for key in HISTORY_KEYS}
-    for step in (features, baseline, calibrate, check):
-        step(run)
-    return package(run)
+    found = features(run)
+    classifier = build_ensemble([member.model for member in members], run.architecture)
+    network = Network(found.backbone, classifier, {key: [] for key in HISTORY_KEYS})
+    first = members[0]
+    gate = FittedGate(first.gate, first.manifest.gate) if first.gate and first.manifest.gate else None
+    candidate = Candidate(network, calibrate(run, network, baseline(run, found)), gate)
+    return package(run, candidate, check(run, candidate))
 
 
-def package(run: TrainingRun) -> ModelManifest:
+def package(run: TrainingRun, candidate: Candidate, checks: dict[str, CheckFigures]) -> ModelManifest:
     """The artifact (its SHA-256 in the returned manifest) and the training report beside it."""
     used = Resources(  # of this process: a resumed run counts from where it resumed
         wall_minutes=round((time.perf_counter() - run.started) / 60, 1),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     )
-    run.metrics = replace(run.metrics, training_resources=used)
+    populations = candidate.populations
     manifest = ModelManifest(
         name=run.name,
         architecture=run.architecture,
         preprocessing=run.spec,
-        threshold=run.threshold,
-        temperature=run.temperature,
+        threshold=candidate.threshold,
+        temperature=candidate.temperature,
         created_at=datetime.now(UTC).isoformat(),
-        metrics=run.metrics,
+        metrics=replace(candidate.metrics, checks=checks, training_resources=used),
         training_config=run.config,
         notes=replace(run.notes, phase=run.notes.phase or run.config.phase),
         data_manifest=run.split.manifest(),
-        gate=run.gate_description,
-        populations=run.populations,
+        gate=candidate.gate.record if candidate.gate else None,
+        populations=populations.described if populations else None,
     )
-    assert run.classifier is not None and run.validation_scores is not None
-    sha256 = save_classifier(run.classifier, manifest, run.artifact_path, run.gate, run.estimate)
+    gate, estimate = candidate.gate.gate if candidate.gate else None, populations.estimate if populations else None
+    sha256 = save_classifier(candidate.network.classifier, manifest, run.artifact_path, gate, estimate)
     manifest = replace(manifest, artifact_sha256=sha256)
-    labels, scores = run.split.labels("validation"), run.validation_scores
+    labels, scores = run.split.labels("validation"), candidate.validation_scores
     mistakes = [
         (
             prepare_file(run.split.validation[i].path, run.spec, run.limits).image[:, :, 0],
             f"{'pneumonia' if labels[i] else 'normal'}, p={scores[i]:.2f}",
         )
-        for i in most_confident_mistakes(labels, scores, run.threshold)
+        for i in most_confident_mistakes(labels, scores, candidate.threshold)
     ]
-    write_report(
-        run.artifact_path.with_name(f"{run.artifact_path.stem}-report"), manifest, run.history, labels, scores, mistakes
-    )
+    report = run.artifact_path.with_name(f"{run.artifact_path.stem}-report")
+    write_report(report, manifest, candidate.network.history, labels, scores, mistakes)
     return manifest

@@ -22,7 +22,7 @@ from pynetdicom.sop_class import ComprehensiveSRStorage, SecondaryCaptureImageSt
 from screening.config import load_settings
 from screening.queue import celery_app
 from screening.usecases.context import connect
-from screening.usecases.outbox import dispatch_sends, export_batch, list_outbox
+from screening.usecases.outbox import dispatch_sends, list_outbox, make_batch_results
 from screening.usecases.results import recent_batches
 
 pytestmark = pytest.mark.e2e
@@ -243,7 +243,7 @@ def test_with_a_broker_a_report_that_could_not_be_made_is_made_again_by_the_work
     monkeypatch.setattr(celery_app, "app", celery_app.make_celery(services.settings))
     (batch,) = recent_batches(services)
     shutil.move(film, tmp_path / "away.dcm")
-    (report,) = export_batch(services, batch.progress.batch_id)
+    (report,) = make_batch_results(services, batch.progress.batch_id)
     assert not report.made and report.attempts == 1 and "No such file" in str(report.last_error)
     dispatch_sends(services, [report])
 

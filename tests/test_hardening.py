@@ -36,7 +36,7 @@ from helpers import (
 from sqlalchemy.engine import make_url
 
 from screening.model.released import RELEASED_ARTIFACT, RELEASES
-from screening.web.auth import Sessions
+from screening.web.auth import BrowserSessions
 
 # Root without the capabilities that let it read anything: permission bits apply again, as for any user.
 WITHOUT_ROOT_OVERRIDE = [
@@ -459,7 +459,7 @@ def test_the_nightly_retrain_runs_once_per_night_whatever_is_delivered(tmp_path,
 
 def test_a_browser_session_lapses_when_idle_and_a_request_keeps_it_open():
     now = [0.0]
-    sessions = Sessions("a-long-enough-review-token", idle_s=600, clock=lambda: now[0])
+    sessions = BrowserSessions("a-long-enough-review-token", idle_s=600, clock=lambda: now[0])
     kept, idle = sessions.open("Dr Ada Reader"), sessions.open("Dr Ada Reader")
     for minute in range(1, 15):
         now[0] = minute * 60.0

@@ -34,8 +34,8 @@ from screening.usecases.explain import explain
 from screening.usecases.label import LabelError, read_label_csv, record_labels
 from screening.usecases.listen import process_spool, store_instance
 from screening.usecases.models import list_models, promote_model, register_model, roll_back, show_model
-from screening.usecases.outbox import export_batch, list_outbox, send_due
-from screening.usecases.preview import PreviewError, model_view, write_preview
+from screening.usecases.outbox import list_outbox, make_batch_results, send_due
+from screening.usecases.preview import PictureError, model_view, write_preview
 from screening.usecases.results import NoSuchBatch, batch_results, batch_status, recent_batches
 from screening.usecases.review import (
     FilmChanged,
@@ -134,9 +134,9 @@ def test_preview_worker_and_evaluation_give_one_probability_per_file(services, t
 def test_preview_writes_the_model_input_and_refuses_what_it_would_not_score(services, tmp_path):
     spec, size = write_preview(services, DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm", tmp_path / "v.png")
     assert size == (224, 224) and spec.name == "plain-v1" and (tmp_path / "v.png").stat().st_size > 0
-    with pytest.raises(PreviewError, match="skipped: modality CT"):
+    with pytest.raises(PictureError, match="skipped: modality CT"):
         write_preview(services, DICOM / "ct_small_not_xray.dcm", tmp_path / "ct.png")
-    with pytest.raises(PreviewError, match="must end in"):
+    with pytest.raises(PictureError, match="must end in"):
         write_preview(services, DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm", tmp_path / "v.gif")
     with pytest.raises(NotScreenable):
         model_view(services, DICOM / "multiframe_2frame.dcm")
@@ -347,7 +347,7 @@ def test_a_listener_pass_turns_a_settled_study_into_a_batch_and_a_report(service
         "PatientSex left empty: not a valid CS; StudyDate left empty: not a valid DA; "
         "StudyTime left empty: not a valid TM"
     )
-    assert all(export_batch(services, batch_id) == [] for batch_id in batches)  # exported once
+    assert all(make_batch_results(services, batch_id) == [] for batch_id in batches)  # exported once
     process_spool(services, spool)  # nothing left to do
     assert len(list_outbox(services)) == 4
 
@@ -411,7 +411,7 @@ def test_a_study_whose_results_cannot_be_made_fails_alone_and_is_made_again_afte
     batch_id = enqueue_folders(services, [folder]).progress.batch_id
     shutil.move(folder / "moved" / "film.dcm", tmp_path / "away.dcm")  # moved away after screening, for a while
     shutil.copy(folder / "kept" / "film.dcm", folder / "replaced" / "film.dcm")  # another patient's film there now
-    made = {(studies[entry.study_uid], entry.kind): entry for entry in export_batch(services, batch_id)}
+    made = {(studies[entry.study_uid], entry.kind): entry for entry in make_batch_results(services, batch_id)}
     assert {key: (entry.status, entry.made, entry.attempts) for key, entry in made.items()} == {
         ("kept", "sr"): ("pending", True, 0),
         ("kept", "sc"): ("pending", True, 0),

@@ -13,6 +13,8 @@ import click
 from screening.cli.context import AppContext, loads_backend, pass_app
 from screening.cli.tables import add_row, make_table, print_table
 from screening.model.figures import Metrics, PopulationCheck
+from screening.usecases.add_gate import add_gate
+from screening.usecases.ensemble import assemble_ensemble
 from screening.usecases.evaluate import evaluate_version
 from screening.usecases.models import (
     list_models,
@@ -21,16 +23,9 @@ from screening.usecases.models import (
     roll_back,
     show_model,
 )
-from screening.usecases.train import (
-    Population,
-    SourceSpec,
-    TrainingConfig,
-    add_gate,
-    add_operating_points,
-    assemble_ensemble,
-    fetch_backbone_weights,
-    train_candidate,
-)
+from screening.usecases.operating_points import add_operating_points
+from screening.usecases.train import Population, SourceSpec, TrainingConfig, train_candidate
+from screening.usecases.weights import fetch_backbone_weights
 
 
 @click.group()

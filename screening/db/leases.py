@@ -214,7 +214,7 @@ def overdue_sends(session: Session, lease: timedelta) -> list[int]:
     )
 
 
-Sessions = sessionmaker[Session]
+SessionFactory = sessionmaker[Session]
 
 
 @contextmanager
@@ -240,7 +240,7 @@ def beating(every_s: float, action: Callable[[], None], name: str) -> Iterator[N
 
 
 def renewing(
-    sessions: Sessions, every_s: float, renew: Callable[[Session], None], name: str
+    sessions: SessionFactory, every_s: float, renew: Callable[[Session], None], name: str
 ) -> AbstractContextManager[None]:
     """`renew` in a transaction of its own every `every_s` seconds while the block runs."""
 

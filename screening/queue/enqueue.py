@@ -23,7 +23,7 @@ from screening.db.schema import Batch, BatchMode, Population
 from screening.queue.discover import FoundFile, discover
 
 Dispatch = Callable[[list[int]], None]  # receives result ids to screen
-Sessions = sessionmaker[Session]
+SessionFactory = sessionmaker[Session]
 
 
 def _chunks(found: Iterable[FoundFile], size: int) -> Iterator[list[FoundFile]]:
@@ -33,7 +33,11 @@ def _chunks(found: Iterable[FoundFile], size: int) -> Iterator[list[FoundFile]]:
 
 
 def start_batch(
-    session_factory: Sessions, roots: list[str], mode: BatchMode, lease: timedelta, population: Population | None = None
+    session_factory: SessionFactory,
+    roots: list[str],
+    mode: BatchMode,
+    lease: timedelta,
+    population: Population | None = None,
 ) -> str:
     """A batch is screened by the version active now; a later promotion applies to later batches. `population`:
     of its images whose header gives no age."""
@@ -42,7 +46,7 @@ def start_batch(
 
 
 @contextmanager
-def held_lease(session_factory: Sessions, batch_id: str, lease: timedelta) -> Iterator[None]:
+def held_lease(session_factory: SessionFactory, batch_id: str, lease: timedelta) -> Iterator[None]:
     """Renew the batch's lease every third of its length while the block runs."""
     with renewing(
         session_factory,
@@ -53,7 +57,7 @@ def held_lease(session_factory: Sessions, batch_id: str, lease: timedelta) -> It
         yield
 
 
-def _dispatch(session_factory: Sessions, dispatch: Dispatch, result_ids: list[int], chunk_size: int) -> None:
+def _dispatch(session_factory: SessionFactory, dispatch: Dispatch, result_ids: list[int], chunk_size: int) -> None:
     """Hand the ids on in chunks; each chunk is marked dispatched once `dispatch` returned."""
     for start in range(0, len(result_ids), chunk_size):
         chunk = result_ids[start : start + chunk_size]
@@ -63,7 +67,7 @@ def _dispatch(session_factory: Sessions, dispatch: Dispatch, result_ids: list[in
 
 
 def enqueue_batch(
-    session_factory: Sessions,
+    session_factory: SessionFactory,
     batch_id: str,
     roots: list[str],
     chunk_size: int,
@@ -89,7 +93,7 @@ def enqueue_batch(
         finish_enqueue(session, batch_id)
 
 
-def adopt_and_dispatch(session_factory: Sessions, batch_id: str, chunk_size: int, dispatch: Dispatch) -> int:
+def adopt_and_dispatch(session_factory: SessionFactory, batch_id: str, chunk_size: int, dispatch: Dispatch) -> int:
     """Dispatch the images of this batch that a dead process claimed and never handed on; return how many."""
     with session_factory.begin() as session:
         adopted = adopt_abandoned(session, batch_id)
@@ -97,7 +101,7 @@ def adopt_and_dispatch(session_factory: Sessions, batch_id: str, chunk_size: int
     return len(adopted)
 
 
-def dispatch_lapsed(session_factory: Sessions, dispatch: Dispatch, chunk_size: int) -> list[int]:
+def dispatch_lapsed(session_factory: SessionFactory, dispatch: Dispatch, chunk_size: int) -> list[int]:
     """Dispatch again the queued rows (of any batch) whose holder stopped renewing its lease: a worker that died
     with them reserved or half screened. Returns them; whoever notices first does it, and a row a quick worker
     claimed meanwhile is left to it."""
@@ -114,7 +118,7 @@ def dispatch_lapsed(session_factory: Sessions, dispatch: Dispatch, chunk_size: i
 
 
 def wait_for_batch(
-    session_factory: Sessions,
+    session_factory: SessionFactory,
     batch_id: str,
     chunk_size: int,
     dispatch: Dispatch,
@@ -133,7 +137,7 @@ def wait_for_batch(
         time.sleep(poll_s)
 
 
-def requeue_batch(session_factory: Sessions, batch_id: str, chunk_size: int, dispatch: Dispatch) -> int:
+def requeue_batch(session_factory: SessionFactory, batch_id: str, chunk_size: int, dispatch: Dispatch) -> int:
     """Dispatch again every image the batch claimed and nobody screened (messages lost with a broker).
 
     Safe to run at any time: a worker leaves rows that are already filled in alone."""

@@ -17,7 +17,7 @@ from screening.training.manifest_csv import for_commercial_use
 from screening.training.sources import SourceSpec, examples_of
 from screening.training.split import Example, Split
 
-GATED = ("roc_auc", "sensitivity")
+PROMOTION_FIGURES = ("roc_auc", "sensitivity")
 
 
 class RetrainError(ScreeningError):
@@ -42,7 +42,7 @@ class Decision:
 def promotion_decision(parent: BinaryMetrics, candidate: BinaryMetrics, tolerance: float = 0.0) -> Decision:
     """Promote when ROC AUC and sensitivity at the threshold are each at least the parent's - tolerance (a figure
     either lacks: not promoted)."""
-    figures = [(name, candidate.figure(name), parent.figure(name)) for name in GATED]
+    figures = [(name, candidate.figure(name), parent.figure(name)) for name in PROMOTION_FIGURES]
     compared = [f"{name} {_shown(new)} vs {_shown(old)}" for name, new, old in figures]
     worse = [
         text

@@ -16,7 +16,7 @@ from screening.imaging.pipeline import prepare_radiograph, read_radiograph
 from screening.model.population import known_population
 from screening.model.registered import RegisteredVersion
 from screening.usecases.context import Services, active_model
-from screening.usecases.preview import PreviewError, check_image_target
+from screening.usecases.preview import PictureError, check_image_target
 from screening.usecases.screen_chunk import process_runtime
 
 # The DICOM capture's longer side at most: a film's own resolution up to this (CR/DX films are 2,000 to 3,000 px)
@@ -74,7 +74,7 @@ def write_explanation(services: Services, file: Path, output: Path) -> Explanati
     try:
         explanation = explain(services, file)
     except ImageRejected as problem:
-        raise PreviewError(f"{problem.status}: {problem.reason}") from None
+        raise PictureError(f"{problem.status}: {problem.reason}") from None
     if not cv2.imwrite(str(output), cv2.cvtColor(explanation.overlay, cv2.COLOR_RGB2BGR)):
-        raise PreviewError(f"could not write {output}")
+        raise PictureError(f"could not write {output}")
     return explanation

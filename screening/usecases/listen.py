@@ -27,7 +27,7 @@ from screening.dicomnet.scp import (
 from screening.dicomnet.spool import Spool, valid_uid
 from screening.usecases.context import Services
 from screening.usecases.enqueue import enqueue_folders
-from screening.usecases.outbox import dispatch_sends, export_batch, send_due
+from screening.usecases.outbox import dispatch_sends, make_batch_results, send_due
 from screening.usecases.recover import recover_stranded
 from screening.usecases.results import batch_status
 
@@ -73,7 +73,7 @@ def process_spool(services: Services, spool: Spool, say: Say = lambda message: N
     for study, batch_id in spool.unexported():
         try:
             if batch_status(services, batch_id).finished:
-                entries = export_batch(services, batch_id)  # an object that cannot be made fails alone
+                entries = make_batch_results(services, batch_id)  # an object that cannot be made fails alone
                 spool.mark_exported(study)
                 dispatch_sends(services, entries)
                 unmade = sum(not entry.made for entry in entries)

@@ -45,7 +45,7 @@ __all__ = [
     "SendStatus",
     "dispatch_send",
     "dispatch_sends",
-    "export_batch",
+    "make_batch_results",
     "list_outbox",
     "resend",
     "send_due",
@@ -87,7 +87,7 @@ def _entry(result: ResultObject) -> OutboxEntry:
     )
 
 
-def export_batch(services: Services, batch_id: str) -> list[OutboxEntry]:
+def make_batch_results(services: Services, batch_id: str) -> list[OutboxEntry]:
     """Bring the DICOM results of each study with screened images in a finished batch up to date, in the outbox, and
     record them for sending: one current report per study, covering every instance of it screened at this version
     (whichever batch brought it), and a heatmap capture of each flagged image. An identical re-send makes nothing

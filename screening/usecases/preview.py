@@ -15,11 +15,11 @@ from screening.usecases.context import Services, active_model
 PREVIEW_FORMATS = (".png", ".jpg", ".jpeg")
 
 
-class PreviewError(ScreeningError):
-    pass
+class PictureError(ScreeningError):
+    """A picture of a file for people (the model's view, a heatmap) that cannot be made or written."""
 
 
-class BadPreviewTarget(PreviewError, InvalidRequest):
+class BadPreviewTarget(PictureError, InvalidRequest):
     pass
 
 
@@ -43,7 +43,7 @@ def write_preview(services: Services, file: Path, output: Path) -> tuple[Preproc
     try:
         prepared, spec = model_view(services, file)
     except ImageRejected as problem:
-        raise PreviewError(f"{problem.status}: {problem.reason}") from None
+        raise PictureError(f"{problem.status}: {problem.reason}") from None
     if not cv2.imwrite(str(output), prepared.image):
-        raise PreviewError(f"could not write {output}")
+        raise PictureError(f"could not write {output}")
     return spec, (prepared.image.shape[1], prepared.image.shape[0])

@@ -20,9 +20,9 @@ from screening.training.retrain import (
     promotion_decision,
     retraining_split,
 )
+from screening.usecases.candidates import training_run
 from screening.usecases.context import Services
 from screening.usecases.models import register_model
-from screening.usecases.train import training_run
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from screening.usecases.review import (
     record_verdict,
     worklist,
 )
-from screening.web.auth import READER_NAME_LENGTH, SESSION_COOKIE, Sessions, reader_name
+from screening.web.auth import READER_NAME_LENGTH, SESSION_COOKIE, BrowserSessions, reader_name
 
 Field = TypeVar("Field")
 HERE = Path(__file__).parent
@@ -100,7 +100,7 @@ def create_app(services: Services, token: str) -> FastAPI:
         title="Chest X-ray screening review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=heatmaps_ahead
     )
     web = services.settings.web
-    sessions = Sessions(token, web.session_idle_s)
+    sessions = BrowserSessions(token, web.session_idle_s)
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["visible"] = visible  # file names: control and bidi characters shown, not obeyed
     if VIEWER.is_dir():  # OpenSeadragon, as `make` installs it (npm ci in screening/web/viewer)

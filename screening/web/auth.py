@@ -42,7 +42,7 @@ def reader_name(offered: str) -> str | None:
 
 
 @dataclass
-class Sessions:
+class BrowserSessions:
     """Browser sessions of this server process (a restart signs everyone out), and failed sign-ins by address."""
 
     token: str

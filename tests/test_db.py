@@ -17,13 +17,16 @@ from screening.db.results import (
     adopt_abandoned,
     batch_studies,
     claim_images,
+    instances_of_studies,
     link_items,
     mark_dispatched,
     record_outcomes,
+    study_images,
     study_rows,
 )
 from screening.db.schema import BatchMode, ImageStatus, ModelActivation, ModelVersion, Result
 from screening.model.released import RELEASES, ensure_active_model
+from screening.usecases.results import study_note
 
 MANIFEST = {
     "name": "test",
@@ -82,7 +85,7 @@ def test_migrations_reach_head_and_create_the_study_view(database_url):
     upgrade(engine)
     assert current_revision(engine) == head_revision() is not None
     names = set(sa.inspect(engine).get_table_names()) | set(sa.inspect(engine).get_view_names())
-    assert {"model_versions", "batches", "batch_items", "results", "study_results", "labels"} <= names
+    assert {"model_versions", "batches", "batch_items", "results", "study_instances", "study_results"} <= names
     engine.dispose()
 
 
@@ -220,7 +223,10 @@ def test_a_study_none_of_whose_images_could_be_screened_is_listed_with_the_reaso
         record_outcomes(session, [outcome(ids[0], 0, "failed"), outcome(ids[1], 0, "failed"), outcome(ids[2], 0.3)])
         studies = {row.study_uid: row for row in batch_studies(session, batch)}
         assert set(studies) == {"9.9", "7.7"}
-        assert studies["9.9"].probability is None and studies["9.9"].note == "no image could be screened: 2 failed"
+        assert studies["9.9"].probability is None and studies["9.9"].images_failed == 2
+        assert (
+            study_note(studies["9.9"]) == "no image could be screened: 2 failed" and study_note(studies["7.7"]) is None
+        )
 
 
 def test_an_image_whose_last_outcome_failed_is_screened_again_by_a_later_batch(sessions):
@@ -301,6 +307,27 @@ def test_study_score_is_the_highest_image_probability(sessions):
         assert studies["9.9"].probability == pytest.approx(0.8) and studies["9.9"].flagged
         assert studies["9.9"].images_screened == 2
         assert not studies["7.7"].flagged
+
+
+def test_a_study_holds_each_instance_once_at_its_latest_screened_result(sessions):
+    """One definition of a study for the results, the worklist and the report: a re-received instance is not
+    another image, and its latest screening is the one that counts."""
+    with sessions.begin() as session:
+        version = register(session)
+        batch = new_batch(session, version)
+        first = items(session, batch, ("1" * 64, "1.1", "9.9"), ("2" * 64, "1.2", "9.9"))
+        ids = claim_images(session, version.id, batch, first, AN_HOUR)
+        link_items(session, version.id, first)
+        record_outcomes(session, [outcome(ids[0], 0.3), outcome(ids[1], 0.6)])
+        again = add_items(session, batch, [{"path": "/n/again", "sha256": "4" * 64, "kind": "dicom",
+                                           "sop_uid": "1.1", "study_uid": "9.9"}])  # fmt: skip
+        (later,) = claim_images(session, version.id, batch, again, AN_HOUR)
+        link_items(session, version.id, again)
+        record_outcomes(session, [outcome(later, 0.9)])
+        (study,) = study_rows(session, version.id)
+        assert (study.images, study.images_screened, study.probability) == (2, 2, pytest.approx(0.9))
+        assert [one.result_id for one in instances_of_studies(session, version.id, ["9.9"])] == [later, ids[1]]
+        assert sorted(row.result_id for row in study_images(session, "9.9", version.id)) == sorted([later, ids[1]])
 
 
 def test_workers_starting_together_register_the_released_model_once(database_url, tmp_path):

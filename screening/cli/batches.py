@@ -28,11 +28,12 @@ from screening.usecases.enqueue import EnqueueEvents, Population, enqueue_folder
 from screening.usecases.explain import write_explanation
 from screening.usecases.preview import write_preview
 from screening.usecases.results import (
+    INTERRUPTED_HINT,
     SCORE_FIELDS,
     BatchProgress,
     ImageRow,
     StrandedWork,
-    StudyRow,
+    StudyLine,
     batch_results,
     batch_status,
     operating_point,
@@ -136,7 +137,8 @@ def requeue_command(app: AppContext, batch_id: str | None) -> None:
 def status(app: AppContext, batch_id: str | None) -> None:
     """Progress of a batch (default: the latest)."""
     progress = batch_status(app.services, batch_id)
-    click.echo(f"batch {progress.batch_id}: {progress.state}: {_summary(progress)}")
+    hint = f" ({INTERRUPTED_HINT})" if progress.interrupted else ""
+    click.echo(f"batch {progress.batch_id}: {progress.state}{hint}: {_summary(progress)}")
     for stranded in progress.stranded:
         click.echo(_stranded_line(stranded))
 
@@ -156,7 +158,7 @@ def batches(app: AppContext, last: int) -> None:
                 utc_text(line.created_at),
                 str(line.model_version_id),
                 str(progress.total),
-                f"{progress.state.split(' (')[0]}: {_summary(progress)}",
+                f"{progress.state}: {_summary(progress)}",
                 ", ".join(line.roots),
             ],
         )
@@ -208,12 +210,12 @@ def spreadsheet_safe(value: object) -> object:
 def results(app: AppContext, batch_id: str | None, flagged: bool, studies: bool, output: str) -> None:
     """Results of a batch (default: the latest)."""
     found = batch_results(app.services, batch_id, flagged_only=flagged)
-    rows: list[ImageRow] | list[StudyRow] = found.studies if studies else found.images
+    rows: list[ImageRow] | list[StudyLine] = found.studies if studies else found.images
     records = [asdict(row) for row in rows]
     if output == "json":
         click.echo(json.dumps(records, indent=2))
     elif output == "csv":
-        columns = [f.name for f in fields(StudyRow)] if studies else RESULT_COLUMNS
+        columns = [f.name for f in fields(StudyLine)] if studies else RESULT_COLUMNS
         writer = csv.DictWriter(sys.stdout, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows({key: spreadsheet_safe(value) for key, value in record.items()} for record in records)
@@ -246,7 +248,7 @@ def _image_table(rows: list[ImageRow], roots: list[str], title: str) -> Table:
     return table
 
 
-def _study_table(rows: list[StudyRow], title: str) -> Table:
+def _study_table(rows: list[StudyLine], title: str) -> Table:
     table = make_table(["study", "images", "screened", "P(pneumonia)", "flag", "note", "DICOM results"], title)
     for row in rows:
         flag = "FLAG" if row.flagged else ""

@@ -65,7 +65,7 @@ def finish_enqueue(session: Session, batch_id: str) -> None:
 
 class BatchState(StrEnum):
     FINISHED = "finished"
-    INTERRUPTED = "interrupted (its enqueue stopped early: `screen requeue` records and screens the rest)"
+    INTERRUPTED = "interrupted"  # its enqueue stopped before it had recorded and dispatched every file
     IN_PROGRESS = "in progress"
 
 

@@ -14,9 +14,9 @@ and the study view counts each instance once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,9 +32,8 @@ from screening.db.schema import (
     Population,
     PopulationBasis,
     Result,
-    ResultKind,
     ResultObject,
-    SendStatus,
+    study_instances,
     study_results,
     utcnow,
 )
@@ -245,18 +244,56 @@ def batch_rows(session: Session, batch_id: str, flagged_only: bool = False) -> l
 
 
 def study_images(session: Session, study_uid: str, model_version_id: int) -> list[ImageRow]:
-    """Every instance of a DICOM study screened at this version, whichever batch it came in (the latest result of
-    each SOP instance): what one report of the whole study covers."""
+    """Every instance of a DICOM study screened at this version, whichever batch it came in (the study_instances
+    view: each instance's latest result): what one report of the whole study covers."""
+    screened = (
+        select(study_instances.c.result_id)
+        .where(study_instances.c.study_uid == study_uid, study_instances.c.model_version_id == model_version_id)
+        .where(study_instances.c.status == ImageStatus.DONE, study_instances.c.probability.is_not(None))
+    )
     query = (
         select(BatchItem, Result, ModelVersion.name)
         .join(Result, Result.id == BatchItem.result_id)
         .join(ModelVersion, ModelVersion.id == Result.model_version_id)
-        .where(BatchItem.study_uid == study_uid, Result.model_version_id == model_version_id)
-        .where(Result.status == ImageStatus.DONE, Result.probability.is_not(None))
+        .where(Result.id.in_(screened))
         .order_by(BatchItem.id)
     )
-    latest = {item.sop_uid: (item, result, name) for item, result, name in session.execute(query)}
+    latest = {result.id: (item, result, name) for item, result, name in session.execute(query)}  # its last item
     return [_image_row(item, result, name, item.batch_id) for item, result, name in latest.values()]
+
+
+@dataclass(frozen=True)
+class StudyInstance:
+    """One instance of a study at a model version (the study_instances view)."""
+
+    result_id: int
+    study_uid: str
+    model_version_id: int
+    path: str
+    status: ImageStatus
+    probability: float | None
+    flagged: bool | None
+
+
+def instances_of_studies(session: Session, model_version_id: int, study_uids: list[str]) -> list[StudyInstance]:
+    """The instances of these studies at this version, each once, highest probability first."""
+    query = (
+        select(study_instances)
+        .where(study_instances.c.model_version_id == model_version_id, study_instances.c.study_uid.in_(study_uids))
+        .order_by(study_instances.c.probability.desc().nulls_last(), study_instances.c.result_id)
+    )
+    return [
+        StudyInstance(
+            row.result_id,
+            row.study_uid,
+            row.model_version_id,
+            row.path,
+            ImageStatus(row.status),
+            row.probability,
+            None if row.flagged is None else bool(row.flagged),
+        )
+        for row in session.execute(query)
+    ]
 
 
 def _image_row(item: BatchItem, result: Result | None, version_name: str | None, batch_id: str) -> ImageRow:
@@ -282,7 +319,8 @@ def _image_row(item: BatchItem, result: Result | None, version_name: str | None,
 
 @dataclass(frozen=True)
 class StudyRow:
-    """One DICOM study at one model version: its highest image probability, and why there is none."""
+    """One DICOM study at one model version (the study_results view): its images by what became of them, and its
+    highest image probability."""
 
     study_uid: str
     images: int
@@ -292,42 +330,28 @@ class StudyRow:
     images_pending: int
     probability: float | None
     flagged: bool
-    note: str | None
-    sent: str | None = None  # what became of the DICOM results made for it (report, heatmaps)
 
     @classmethod
-    def from_view(cls, row: dict) -> StudyRow:
-        counts = {name: int(row[name] or 0) for name in ("images_screened", "images_skipped", "images_failed")}
-        pending = int(row["images_pending"] or 0)
+    def from_view(cls, row: dict[str, Any]) -> StudyRow:
         return cls(
             study_uid=row["study_uid"],
             images=int(row["images"]),
-            images_screened=counts["images_screened"],
-            images_skipped=counts["images_skipped"],
-            images_failed=counts["images_failed"],
-            images_pending=pending,
+            images_screened=int(row["images_screened"] or 0),
+            images_skipped=int(row["images_skipped"] or 0),
+            images_failed=int(row["images_failed"] or 0),
+            images_pending=int(row["images_pending"] or 0),
             probability=row["probability"],
             flagged=bool(row["flagged"]),
-            note=_study_note(counts, pending),
         )
 
 
 def study_rows(session: Session, model_version_id: int, study_uids: list[str] | None = None) -> list[StudyRow]:
-    """Each study's row of the study_results view, with a note saying why a study has no score."""
+    """Each study's row of the study_results view."""
     query = select(study_results).where(study_results.c.model_version_id == model_version_id)
     if study_uids is not None:
         query = query.where(study_results.c.study_uid.in_(study_uids))
     rows = session.execute(query.order_by(study_results.c.study_uid))
     return [StudyRow.from_view(dict(row._mapping)) for row in rows]
-
-
-def _study_note(counts: dict[str, int], pending: int) -> str | None:
-    if pending:
-        return f"{pending} image(s) still being screened"
-    if counts["images_screened"]:
-        return None
-    parts = [f"{counts[f'images_{status}']} {status}" for status in ("failed", "skipped") if counts[f"images_{status}"]]
-    return "no image could be screened: " + ", ".join(parts)
 
 
 def batch_studies(session: Session, batch_id: str) -> list[StudyRow]:
@@ -336,28 +360,11 @@ def batch_studies(session: Session, batch_id: str) -> list[StudyRow]:
     uids = session.scalars(
         select(BatchItem.study_uid).where(BatchItem.batch_id == batch_id, BatchItem.study_uid.is_not(None)).distinct()
     )
-    rows = study_rows(session, version_id, sorted(uid for uid in uids if uid))
-    sends = _sends_by_study(session, batch_id)
-    return [replace(row, sent=sends.get(row.study_uid)) for row in rows]
+    return study_rows(session, version_id, sorted(uid for uid in uids if uid))
 
 
-def _sends_by_study(session: Session, batch_id: str) -> dict[str, str]:
-    """'report sent; 1 heatmap failed after 3 attempts (association … rejected)' per study of the batch."""
-    notes: dict[str, list[str]] = {}
-    objects = session.scalars(select(ResultObject).where(ResultObject.batch_id == batch_id).order_by(ResultObject.id))
-    for result in objects:
-        kind = "report" if result.kind == ResultKind.REPORT else "heatmap"
-        if result.status == SendStatus.SUPERSEDED:
-            note = f"{kind} superseded by a later one"
-        elif not result.path:  # it could not be made (yet), so it was never sent
-            tried = f"{result.attempts} attempt{'s' if result.attempts > 1 else ''}"
-            again = "tried again later" if result.status == SendStatus.PENDING else "given up"
-            note = f"{kind} {result.last_error} ({tried}, {again})"
-        elif result.destination is None:
-            note = f"{kind} in the outbox (no SCREEN_RESULTS_DESTINATION)"
-        elif result.status == SendStatus.FAILED:
-            note = f"{kind} failed after {result.attempts} attempts ({result.last_error})"
-        else:
-            note = f"{kind} {result.status}"
-        notes.setdefault(result.study_uid, []).append(note)
-    return {study: "; ".join(parts) for study, parts in notes.items()}
+def batch_objects(session: Session, batch_id: str) -> list[ResultObject]:
+    """The DICOM results made (or tried) for a batch's studies, oldest first."""
+    return list(
+        session.scalars(select(ResultObject).where(ResultObject.batch_id == batch_id).order_by(ResultObject.id))
+    )

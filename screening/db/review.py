@@ -30,7 +30,8 @@ class ReviewRow:
     probability: float | None
     flagged: bool | None
     reason: str | None
-    model_version: str
+    model_version: str  # "id:name"
+    model_version_id: int
     screened_at: datetime | None
     verdict: bool | None  # the radiologist's label (pneumonia?), None when not read yet
     sop_uid: str | None = None  # a DICOM instance's: a re-received instance is another row, not another image
@@ -98,6 +99,7 @@ def review_rows(
             result.flagged,
             result.reason,
             f"{result.model_version_id}:{name}",
+            result.model_version_id,
             result.screened_at,
             verdict,
             result.sop_uid,

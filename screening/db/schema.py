@@ -218,6 +218,20 @@ class Result(Base):
 
 # Views are created by the migrations; this separate metadata only lets code query them.
 views = MetaData()
+# each DICOM instance of a study once per model version: its latest result, a screened one first (migration 0012)
+study_instances = Table(
+    "study_instances",
+    views,
+    Column("result_id", Integer),
+    Column("study_uid", String(64)),
+    Column("model_version_id", Integer),
+    Column("sop_uid", String(64)),
+    Column("path", Text),
+    Column("status", String(10)),
+    Column("probability", Float),
+    Column("flagged", Boolean),
+)
+# a study's figures at a model version, from study_instances
 study_results = Table(
     "study_results",
     views,

@@ -17,8 +17,8 @@ from screening.db.batches import (
     latest_batches,
 )
 from screening.db.leases import StrandedWork
-from screening.db.results import SCORE_FIELDS, ImageRow, StudyRow, batch_rows, batch_studies
-from screening.db.schema import Batch, Population, PopulationBasis
+from screening.db.results import SCORE_FIELDS, ImageRow, StudyRow, batch_objects, batch_rows, batch_studies
+from screening.db.schema import Batch, Population, PopulationBasis, ResultKind, ResultObject, SendStatus
 from screening.errors import NotFound
 from screening.usecases.context import Services
 
@@ -27,9 +27,10 @@ __all__ = [
     "BatchLine",
     "BatchProgress",
     "BatchResults",
+    "INTERRUPTED_HINT",
     "ImageRow",
     "StrandedWork",
-    "StudyRow",
+    "StudyLine",
     "batch_results",
     "batch_status",
     "find_batch",
@@ -90,12 +91,20 @@ def batch_status(services: Services, batch_id: str | None) -> BatchProgress:
 
 
 @dataclass(frozen=True)
+class StudyLine(StudyRow):
+    """A study's row as people read it: why it has no score, and what became of the DICOM results made for it."""
+
+    note: str | None = None
+    sent: str | None = None  # the report's and heatmaps' sends
+
+
+@dataclass(frozen=True)
 class BatchResults:
     batch_id: str
     model_version_id: int
     roots: list[str]
     images: list[ImageRow]
-    studies: list[StudyRow]
+    studies: list[StudyLine]
 
 
 def batch_results(services: Services, batch_id: str | None, flagged_only: bool = False) -> BatchResults:
@@ -103,8 +112,44 @@ def batch_results(services: Services, batch_id: str | None, flagged_only: bool =
     with services.sessions() as session:
         batch = session.get_one(Batch, find_batch(session, batch_id))
         images = batch_rows(session, batch.id, flagged_only)
-        studies = [study for study in batch_studies(session, batch.id) if study.flagged or not flagged_only]
+        sends: dict[str, list[str]] = {}
+        for made in batch_objects(session, batch.id):
+            sends.setdefault(made.study_uid, []).append(send_note(made))
+        studies = [
+            StudyLine(**vars(study), note=study_note(study), sent="; ".join(sends.get(study.study_uid, [])) or None)
+            for study in batch_studies(session, batch.id)
+            if study.flagged or not flagged_only
+        ]
         return BatchResults(batch.id, batch.model_version_id, list(batch.roots), images, studies)
+
+
+def study_note(study: StudyRow) -> str | None:
+    """Why a study has no score: `2 image(s) still being screened`, `no image could be screened: 2 failed`."""
+    if study.images_pending:
+        return f"{study.images_pending} image(s) still being screened"
+    if study.images_screened:
+        return None
+    counts = {"failed": study.images_failed, "skipped": study.images_skipped}
+    return "no image could be screened: " + ", ".join(f"{count} {what}" for what, count in counts.items() if count)
+
+
+def send_note(made: ResultObject) -> str:
+    """What became of one DICOM result: `report sent`, `heatmap failed after 3 attempts (association rejected)`."""
+    kind = "report" if made.kind == ResultKind.REPORT else "heatmap"
+    if made.status == SendStatus.SUPERSEDED:
+        return f"{kind} superseded by a later one"
+    if not made.path:  # it could not be made (yet), so it was never sent
+        tried = f"{made.attempts} attempt{'s' if made.attempts > 1 else ''}"
+        again = "tried again later" if made.status == SendStatus.PENDING else "given up"
+        return f"{kind} {made.last_error} ({tried}, {again})"
+    if made.destination is None:
+        return f"{kind} in the outbox (no SCREEN_RESULTS_DESTINATION)"
+    if made.status == SendStatus.FAILED:
+        return f"{kind} failed after {made.attempts} attempts ({made.last_error})"
+    return f"{kind} {made.status}"
+
+
+INTERRUPTED_HINT = "its enqueue stopped early: `screen requeue` records and screens the rest"
 
 
 class ScoredAt(Protocol):

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+from sqlalchemy.orm import Session
 
 from screening.db.labels import LabelEntry, label_history
+from screening.db.results import StudyInstance, instances_of_studies, study_rows
 from screening.db.review import (
     EVERYTHING,
     ReviewRow,
@@ -85,12 +87,12 @@ UNREAD = WorklistFilter(view=WorklistView.FLAGGED_UNREAD)
 @dataclass(frozen=True)
 class ReviewStudy:
     uid: str
-    images: int  # its SOP instances among the rows, each once (a re-received instance is not another image)
+    images: int  # its SOP instances, each once (a re-received instance is not another image)
     probability: float | None  # its highest image probability; None when no image was scored
     flagged: bool
     top: int | None  # the result id of that image
     identifiers: StudyIdentifiers | None = None  # patient ID, accession, study date, from its header
-    instances: tuple[tuple[int, str], ...] = ()  # (result id, file name) of each of its instances on the page
+    instances: tuple[tuple[int, str], ...] = ()  # (result id, file name) of each of its instances
 
 
 @dataclass(frozen=True)
@@ -121,26 +123,37 @@ def worklist(services: Services, chosen: WorklistFilter = EVERYTHING, page: int 
         pages = max(1, -(-total // size))
         page = min(max(page, 1), pages)
         rows = review_rows(session, chosen, size, (page - 1) * size)
-        named = study_identifiers(session, sorted({row.study_uid for row in rows if row.study_uid}))
-    return WorklistPage(rows, total, page, pages, studies_of(rows, named), size)
+        studies = studies_of(session, rows)
+    return WorklistPage(rows, total, page, pages, studies, size)
 
 
-def studies_of(rows: list[ReviewRow], named: dict[str, StudyIdentifiers] | None = None) -> list[ReviewStudy]:
-    """The DICOM studies of worklist rows, flagged first, then by their highest probability; `named`: their
-    identifiers by study UID."""
-    by_study: dict[str, list[ReviewRow]] = {}
+def studies_of(session: Session, rows: list[ReviewRow]) -> list[ReviewStudy]:
+    """The DICOM studies of worklist rows, whole (every instance at the row's model version, not only those on the
+    page: the study_instances and study_results views), flagged first, then by their highest probability."""
+    uids_by_version: dict[int, set[str]] = {}
     for row in rows:
         if row.study_uid:
-            by_study.setdefault(row.study_uid, []).append(row)
+            uids_by_version.setdefault(row.model_version_id, set()).add(row.study_uid)
+    named = study_identifiers(session, sorted(set().union(*uids_by_version.values())))
     studies = []
-    for uid, members in by_study.items():
-        scored = [row for row in members if row.probability is not None]
-        top = max(scored, key=lambda row: row.probability or 0.0) if scored else None
-        probability = top.probability if top else None
-        once = {row.sop_uid or row.result_id: (row.result_id, row.file_name) for row in reversed(members)}
-        flagged, top_id = bool(top and top.flagged), top.result_id if top else None
-        instances = tuple(once.values())
-        studies.append(ReviewStudy(uid, len(once), probability, flagged, top_id, (named or {}).get(uid), instances))
+    for version_id, uids in uids_by_version.items():
+        members: dict[str, list[StudyInstance]] = {}
+        for instance in instances_of_studies(session, version_id, sorted(uids)):
+            members.setdefault(instance.study_uid, []).append(instance)
+        for figures in study_rows(session, version_id, sorted(uids)):
+            instances = members.get(figures.study_uid, [])
+            top = next((one.result_id for one in instances if one.probability is not None), None)  # highest first
+            studies.append(
+                ReviewStudy(
+                    figures.study_uid,
+                    figures.images,
+                    figures.probability,
+                    figures.flagged,
+                    top,
+                    named.get(figures.study_uid),
+                    tuple((one.result_id, one.path.rsplit("/", 1)[-1]) for one in instances),
+                )
+            )
     return sorted(
         studies, key=lambda study: (not study.flagged, -(study.probability if study.probability is not None else -1))
     )

@@ -116,9 +116,8 @@ def test_a_model_that_cannot_be_loaded_fails_every_row_with_the_reason(runtime, 
     summary = screen_chunk(runtime, result_ids)
     assert summary.statuses == {"failed": 2}
     with runtime.session_factory() as session:
-        reasons = set(session.scalars(sa.select(Result.reason)))
-    assert reasons == {f"model version {version.id} could not be loaded: " + next(iter(reasons)).split(": ", 1)[1]}
-    assert "SHA-256 differs" in next(iter(reasons))
+        (reason,) = set(session.scalars(sa.select(Result.reason)))  # one reason, the same for both rows
+    assert reason.startswith(f"model version {version.id} could not be loaded: ") and "SHA-256 differs" in reason
 
 
 def test_rows_under_a_live_lease_are_left_to_their_holder_and_a_lapsed_lease_is_taken_over(runtime, tmp_path):

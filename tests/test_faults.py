@@ -108,8 +108,10 @@ def test_redis_restart_loses_nothing_queued_and_everyone_reconnects(env_for, sta
             stderr=subprocess.STDOUT,
             text=True,
         )
-        time.sleep(4)
-        assert late.poll() is None  # still trying to publish
+        wait_until(
+            lambda: sum(result_statuses(database).values()) > 24, what="the second batch's first images recorded"
+        )
+        assert late.poll() is None  # its chunks recorded, and still trying to publish them
         own_redis.start()
         output, _ = late.communicate(timeout=90)
         assert late.returncode == 0, output
@@ -251,10 +253,10 @@ def test_requeue_recovers_a_batch_whose_messages_were_lost(env_for, redis_url, s
     batch_id = run_screen(env, "enqueue", str(copy_images(tmp_path / "night", FULL_SIZE[:8]))).stdout.split()[1]
     redis.Redis.from_url(redis_url).flushdb()  # a broker that lost its queue (no persistence, say)
     start_worker(env)
-    time.sleep(3)
-    assert result_statuses(database) == {"queued": 8}  # nothing reaches the worker by itself
+    run_screen(env, "enqueue", "--wait", str(copy_images(tmp_path / "later", FULL_SIZE[8:9])))  # the worker consumes
+    assert result_statuses(database) == {"queued": 8, "done": 1}  # but the lost batch never reaches it by itself
     assert "8 images dispatched again" in run_screen(env, "requeue", batch_id).stdout
-    wait_until(lambda: result_statuses(database) == {"done": 8}, what="requeued batch screened")
+    wait_until(lambda: result_statuses(database) == {"done": 9}, what="requeued batch screened")
     assert "0 images dispatched again" in run_screen(env, "requeue").stdout
 
 

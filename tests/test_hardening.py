@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import zipfile
 from pathlib import Path
 
@@ -158,8 +157,7 @@ def test_an_enqueue_killed_after_claiming_is_taken_over_at_once(screen_env, tmp_
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert result_statuses(database).get("done", 0) < len(FULL_SIZE)
-    time.sleep(2.5)  # the lease lapses
-    assert "interrupted" in run_screen(env, "status", batch).stdout
+    wait_until(lambda: "interrupted" in run_screen(env, "status", batch).stdout, 60, 0.5, "the lease to lapse")
     requeued = run_screen(env, "requeue", batch, timeout=300)  # embedded mode: screens what it had claimed
     assert "images screened" in requeued.stdout
     after = run_screen(env, "status", batch).stdout  # and recorded what the killed enqueue had not reached
@@ -183,7 +181,9 @@ def test_an_enqueue_whose_broker_fails_leaves_nothing_stranded(screen_env, redis
     worker = start_worker({**env, "SCREEN_DEVICE": "gpu"})
     wait_until(lambda: "Keras backend tensorflow on the CPU" in worker.output(), 60, what="the device in the log")
     assert "no GPU found: this worker runs on the CPU" in worker.output()  # asked for a GPU: never silent
-    time.sleep(2.5)
+    wait_until(
+        lambda: "interrupted" in run_screen(env, "status").stdout, 60, 0.5, "the failed enqueue's lease to lapse"
+    )
     finished = run_screen(env, "enqueue", "--wait", str(night), check=False, timeout=180)  # adopts what was stranded
     assert finished.returncode == 1 and "3 done, 1 failed" in finished.stdout, finished.stdout
     assert "Traceback" not in worker.output()  # the decoders' own tracebacks stay out of the worker's log

@@ -1,5 +1,6 @@
 """The classifier: ImageNet normalisation, ResNet50 backbone and a small head ending in a logit; the one batched
-inference loop; temperature calibration; the artifact file and its manifest; the released model's registration.
+inference loop; temperature calibration; the artifact file and its typed manifest (figures, gate, operating points,
+split, recipe, preprocessing spec); a registered version as scoring reads it; the released model's registration.
 
 Keras 3 API only, so KERAS_BACKEND may be tensorflow (default), jax or torch.
 """

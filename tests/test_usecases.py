@@ -52,7 +52,7 @@ from screening.usecases.review import (
     record_verdict,
     worklist,
 )
-from screening.web.app import worklist_filter
+from screening.web.routes.worklist import worklist_filter
 
 RELEASED = REPOSITORY / "models" / RELEASED_ARTIFACT
 

@@ -12,7 +12,7 @@ from screening.cli.context import AppContext, pass_app
 from screening.cli.tables import add_row, make_table, print_table
 from screening.usecases.listen import ListenerOptions
 from screening.usecases.listen import listen as run_listener
-from screening.usecases.outbox import SendStatus, dispatch_sends, list_outbox, resend, send_due
+from screening.usecases.outbox import SendStatus, list_outbox, send_failed_again
 
 
 @click.command()
@@ -48,11 +48,7 @@ def _now() -> str:
 def outbox(app: AppContext, resend_failed: bool, failed: bool) -> None:
     """The DICOM results made for screened studies and their sending to SCREEN_RESULTS_DESTINATION."""
     if resend_failed:
-        entries = resend(app.services)
-        dispatch_sends(app.services, entries)
-        if not app.settings.distributed:
-            send_due(app.services)
-        click.echo(f"{len(entries)} result object(s) sent again", err=True)
+        click.echo(f"{len(send_failed_again(app.services))} result object(s) sent again", err=True)
     rows = list_outbox(app.services, (SendStatus.FAILED,) if failed else None)
     columns = ["id", "study", "kind", "status", "attempts", "destination", "last error", "notes"]
     table = make_table(columns, "outbox")

@@ -335,3 +335,13 @@ def resend(services: Services, object_ids: list[int] | None = None) -> list[Outb
     """Failed objects (or the ones named) are pending again, with a fresh count of attempts."""
     with services.sessions.begin() as session:
         return [_entry(result) for result in store.resend(session, object_ids)]
+
+
+def send_failed_again(services: Services) -> list[OutboxEntry]:
+    """`screen outbox --resend`: the failed objects pending again and sent: by the workers with a broker, at once
+    in this process without one."""
+    entries = resend(services)
+    dispatch_sends(services, entries)
+    if not services.settings.distributed:
+        send_due(services)
+    return entries

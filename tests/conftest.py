@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import pytest
 import redis
 import sqlalchemy as sa
 from helpers import DICOM, FULLRES, POSTGRES_ADMIN_URL, REDIS_URL, ScreenProcess, fresh_postgres_schema
+
+from screening.config import load_settings
+from screening.usecases.context import bootstrap
 
 # Test tiers, derived from what a test uses so that a tier can never be out of date:
 #   e2e          runs `screen` processes (the CLI, workers, Flower) or injects faults into them
@@ -97,6 +101,42 @@ def start_worker(tmp_path):
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def release_registry(tmp_path_factory) -> Path:
+    """A registry folder for the whole test process: the releases are copied into it once, not once per test."""
+    return tmp_path_factory.mktemp("registry")
+
+
+@pytest.fixture(scope="session")
+def bootstrapped_database(tmp_path_factory) -> Path:
+    """An embedded database bootstrapped once per test process: migrated, the releases registered (their
+    artifacts in this folder's registry, read-only, for the whole session). `services` copies it for each test."""
+    folder = tmp_path_factory.mktemp("bootstrapped")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SCREEN_DATA_DIR", str(folder))
+        for name in ("SCREEN_DATABASE_URL", "SCREEN_BROKER_URL"):
+            patch.delenv(name, raising=False)
+        bootstrap(load_settings()).engine.dispose()
+    return folder / "screening.db"
+
+
+@pytest.fixture
+def services(tmp_path, monkeypatch, bootstrapped_database):
+    """What `bootstrap()` gives every command: a migrated SQLite database with the released model active, in a
+    data folder of the test's own (a copy of the session's bootstrapped database: the releases are not copied and
+    hashed again for every test)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with sqlite3.connect(bootstrapped_database) as source, sqlite3.connect(data / "screening.db") as copy:
+        source.backup(copy)
+    monkeypatch.setenv("SCREEN_DATA_DIR", str(data))
+    for name in ("SCREEN_DATABASE_URL", "SCREEN_BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    services = bootstrap(load_settings())
+    yield services
+    services.engine.dispose()
 
 
 @pytest.fixture

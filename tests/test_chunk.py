@@ -21,13 +21,13 @@ from screening.usecases.screen_chunk import WorkerRuntime, screen_chunk
 
 
 @pytest.fixture
-def runtime(database_url, monkeypatch, tmp_path):
+def runtime(database_url, monkeypatch, release_registry):
     monkeypatch.setenv("SCREEN_DATABASE_URL", database_url)
     engine = make_engine(database_url)
     upgrade(engine)
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
-        ensure_active_model(session, REPOSITORY / "models", tmp_path / "registry")
+        ensure_active_model(session, REPOSITORY / "models", release_registry)
     yield WorkerRuntime(load_settings(), sessions, Holder.this_process(WorkLease()))
     engine.dispose()
 

@@ -15,7 +15,6 @@ import pytest
 import sqlalchemy as sa
 from helpers import DICOM, EXPECTED_DICOM_STATUS, FULLRES, REPOSITORY, artifact_with
 
-from screening.config import load_settings
 from screening.db.outbox import Retries, record_remade
 from screening.db.schema import ResultObject, utcnow
 from screening.dicomnet.objects import our_uid
@@ -55,17 +54,6 @@ from screening.usecases.review import (
 from screening.web.routes.worklist import worklist_filter
 
 RELEASED = REPOSITORY / "models" / RELEASED_ARTIFACT
-
-
-@pytest.fixture
-def services(tmp_path, monkeypatch):
-    """What `bootstrap()` gives every command: a migrated SQLite database with the released model active."""
-    monkeypatch.setenv("SCREEN_DATA_DIR", str(tmp_path / "data"))
-    for name in ("SCREEN_DATABASE_URL", "SCREEN_BROKER_URL"):
-        monkeypatch.delenv(name, raising=False)
-    services = bootstrap(load_settings())
-    yield services
-    services.engine.dispose()
 
 
 @pytest.fixture

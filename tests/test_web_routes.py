@@ -6,8 +6,6 @@ import dataclasses
 import pytest
 from fastapi.testclient import TestClient
 
-from screening.config import load_settings
-from screening.usecases.context import bootstrap
 from screening.usecases.enqueue import enqueue_folders
 from screening.web.app import create_app
 
@@ -15,19 +13,13 @@ TOKEN = "a-long-enough-review-token-for-tests"
 
 
 @pytest.fixture
-def signed_in(tmp_path, monkeypatch, sample_folder):
+def signed_in(services, sample_folder):
     """A browser signed in to the app over a screened sample night, identifiers hidden."""
-    monkeypatch.setenv("SCREEN_DATA_DIR", str(tmp_path / "data"))
-    for name in ("SCREEN_DATABASE_URL", "SCREEN_BROKER_URL"):
-        monkeypatch.delenv(name, raising=False)
-    settings = load_settings()
-    web = dataclasses.replace(settings.web, hide_identifiers=True, page_size=4)
-    settings = dataclasses.replace(settings, web=web)
-    services = bootstrap(settings)
-    enqueue_folders(services, [sample_folder])
-    with TestClient(create_app(services, TOKEN)) as client:
+    web = dataclasses.replace(services.settings.web, hide_identifiers=True, page_size=4)
+    hiding = dataclasses.replace(services, settings=dataclasses.replace(services.settings, web=web))
+    enqueue_folders(hiding, [sample_folder])
+    with TestClient(create_app(hiding, TOKEN)) as client:
         yield client, sample_folder
-    services.engine.dispose()
 
 
 def test_routes_answer_401_403_404_409_page_the_worklist_list_batches_and_hide_identifiers(signed_in):

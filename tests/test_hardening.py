@@ -346,7 +346,7 @@ def test_models_register_refuses_what_is_not_a_loadable_model(screen_env, tmp_pa
             REPOSITORY / "models" / RELEASED_ARTIFACT,
             tmp_path / "zeroed.zip",
             {"head/pneumonia/kernel": np.zeros_like},
-            metrics={"validation": {"roc_auc": 0.9999}},
+            metrics={"validation": {"images": 100, "roc_auc": 0.9999}},
         ): "zeroed.zip fails the reference films (child: ",
     }
     for artifact, message in expected.items():

@@ -1,5 +1,6 @@
 """The backbone is Keras' real ImageNet ResNet50; the artifact round-trips and refuses tampering."""
 
+import re
 import shutil
 
 import cv2
@@ -7,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import skimage.data
-from helpers import REPOSITORY
+from helpers import REPOSITORY, artifact_with
 
 from screening.config import load_settings
 from screening.hashing import sha256_hex
@@ -159,3 +160,23 @@ def test_the_graph_takes_the_size_its_preprocessing_spec_gives():
         rows = with_features(classifier).predict(image, verbose=0)
         assert rows.shape == (1, 2049) and np.isfinite(rows).all()
         assert classifier_grad_cam(classifier, image).shape == (1, grid, grid)
+
+
+def test_a_manifest_is_read_as_records_and_one_that_does_not_fit_is_refused_where_it_does_not(tmp_path):
+    """The version record is typed: every release reads back as records and writes back as it was read; a figure of
+    the wrong type, a recipe a run could not use or a parameter of another network is refused in one line naming it."""
+    for release in RELEASES:
+        manifest = read_manifest(REPOSITORY / "models" / release)
+        assert ModelManifest.from_dict(manifest.to_dict()) == manifest
+    assert read_manifest(REPOSITORY / "models" / RELEASES[0]).metrics.checks["official_val16"].images == 16
+    released = REPOSITORY / "models" / RELEASED_ARTIFACT
+    kermany = read_manifest(released).metrics.validation_by_source["kermany"]
+    assert 0.9 < kermany.roc_auc <= 1 and kermany.ci95["roc_auc"][0] <= kermany.roc_auc
+    refused = {
+        "metrics.validation.roc_auc": {"metrics": {"validation": {"images": 3, "roc_auc": "high"}}},
+        "training_config": {"training_config": {"threshold_rule": "whatever"}},
+        "architecture.backbone_layers": {"architecture": {"backbone": "resnet50", "backbone_layers": 101}},
+    }
+    for where, changes in refused.items():
+        with pytest.raises(ArtifactError, match=re.escape(f"does not fit at {where} (")):
+            read_manifest(artifact_with(released, tmp_path / f"{where}.zip", **changes))

@@ -92,7 +92,7 @@ def test_registration_scores_the_reference_films_and_refuses_what_does_not_serve
         "nan.zip": ({bias: lambda b: b * np.nan}, {}, "probabilities that are not numbers"),
         "zeroed.zip": (  # its manifest claims AUC 0.9999: a claim, not a measure
             {kernel: np.zeros_like},
-            {"metrics": {"validation": {"roc_auc": 0.9999}}},
+            {"metrics": {"validation": {"images": 100, "roc_auc": 0.9999}}},
             "fails the reference films",
         ),
         "inverted.zip": ({kernel: np.negative, bias: np.negative}, {}, "fails the reference films"),

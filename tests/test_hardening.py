@@ -117,7 +117,7 @@ def test_names_are_not_markup_tables_keep_cells_whole_and_csv_is_formula_safe(sc
     assert all(len(row["sha256"]) == 64 for row in images if row["status"] != "failed" or row["sha256"])
     assert any(row["study_uid"] == "1.2.3.4" and row["sop_uid"] for row in images)
     models = run_screen(screen_env, "models", "list").stdout
-    assert "resnet50-frozen-head" in models and "…" not in models
+    assert "pneumonia_resnet50_v5" in models and "…" not in models  # each release by its own name, whole
 
 
 # --- 4, 11, 14. folders, interrupted enqueues, settings ---------------------------------------------------------

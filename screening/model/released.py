@@ -57,13 +57,17 @@ def register_artifact(
     activate: bool = False,
     parent_id: int | None = None,
     reference_check: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> ModelVersion:
     """Store and register an artifact whose operating points are usable; optionally activate it. `reference_check`:
-    what it scored on the reference films (the use case that registers by hand measures it first)."""
+    what it scored on the reference films (the use case that registers by hand measures it first); `name`: the
+    registry's name for it (a release's is its file's, so that releases sharing a manifest name stay apart),
+    else its manifest's."""
     manifest = read_manifest(path)
     policy_of(manifest)  # operating points that are not probabilities and positive temperatures are refused
     stored, sha256 = store_artifact(path, registry_dir)
-    version = register_version(session, manifest.to_dict(), str(stored.resolve()), sha256, parent_id, reference_check)
+    described = manifest.to_dict() | ({"name": name} if name else {})
+    version = register_version(session, described, str(stored.resolve()), sha256, parent_id, reference_check)
     if activate:
         promote(session, version.id)
     return version
@@ -101,5 +105,5 @@ def ensure_active_model(session: Session, models_dir: Path, registry_dir: Path) 
         if not released:
             raise
         for artifact in released:  # processes starting together may each do this: the newest ends active
-            version = register_artifact(session, artifact, registry_dir, activate=True)
+            version = register_artifact(session, artifact, registry_dir, activate=True, name=artifact.stem)
         return version

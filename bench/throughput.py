@@ -30,12 +30,13 @@ from screening.config import load_settings
 from screening.db.engine import make_engine, make_session_factory
 from screening.db.leases import Holder
 from screening.db.migrate import upgrade
-from screening.db.schema import BatchMode, Result
+from screening.db.schema import Result
 from screening.imaging.pipeline import prepare_file
 from screening.model.preprocessing import PreprocessSpec
 from screening.model.released import ensure_active_model, register_artifact
 from screening.queue.enqueue import enqueue_batch, start_batch
 from screening.usecases.screen_chunk import WorkerRuntime, screen_chunk
+from screening.vocabulary import BatchMode
 
 DATA = Path(os.environ.get("SCREEN_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CHEST_FILM = DATA / "dicom" / "cr_chest_pa_monochrome1_jpeg_lossless.dcm"  # 1955 x 1841, 15 bits stored

@@ -14,10 +14,11 @@ from screening.db.engine import make_engine, make_session_factory
 from screening.db.leases import Holder, lapsed_results, overdue_sends, reserve_results, take_results, take_send
 from screening.db.migrate import upgrade
 from screening.db.outbox import MadeObject, Retries, record_object
-from screening.db.schema import BatchMode, ModelVersion, Result, ResultKind
+from screening.db.schema import ModelVersion, Result
 from screening.model.released import ensure_active_model
 from screening.queue.enqueue import dispatch_lapsed, enqueue_batch, start_batch
 from screening.usecases.screen_chunk import WorkerRuntime, screen_chunk
+from screening.vocabulary import BatchMode, ResultKind
 
 
 @pytest.fixture

@@ -24,9 +24,10 @@ from screening.db.results import (
     study_images,
     study_rows,
 )
-from screening.db.schema import BatchMode, ImageStatus, ModelActivation, ModelVersion, Result
+from screening.db.schema import ModelActivation, ModelVersion, Result
 from screening.model.released import RELEASES, ensure_active_model
 from screening.usecases.results import study_note
+from screening.vocabulary import BatchMode, ImageStatus
 
 MANIFEST = {
     "name": "test",

@@ -16,7 +16,7 @@ from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
 from screening.config import DicomPeer
 from screening.db.outbox import Retries, record_attempt
-from screening.db.schema import ResultObject, SendStatus
+from screening.db.schema import ResultObject
 from screening.dicomnet.objects import (
     MANUFACTURER,
     ModelIdentity,
@@ -32,6 +32,7 @@ from screening.dicomnet.scu import SendFailed, send_file
 from screening.dicomnet.spool import Spool
 from screening.model.explain import grad_cam
 from screening.usecases.listen import store_instance
+from screening.vocabulary import SendStatus
 
 CHEST = DICOM / "cr_chest_pa_monochrome2_jpeg_baseline.dcm"
 MODEL = ModelIdentity("resnet50-frozen-head", 7, "ab" * 32)

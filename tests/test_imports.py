@@ -10,7 +10,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "screening"
 PROBE = "import sys, screening.cli.main, screening.tasks; print({'keras', 'tensorflow'} & set(sys.modules))"
 # cli -> usecases -> queue/worker -> imaging -> model -> db: a package may import those after it, never before.
-# training is called by use cases and reuses imaging and model. config, errors, hashing and text are the floor.
+# training is called by use cases and reuses imaging and model. config, errors, hashing, text and vocabulary are the
+# floor.
 LAYERS = {
     "cli": 0,
     "tasks": 0.5,  # `screen worker` starts the Celery edge
@@ -27,6 +28,7 @@ LAYERS = {
     "errors": 6,
     "hashing": 6,
     "text": 6,
+    "vocabulary": 6,
 }
 
 

@@ -17,11 +17,11 @@ from helpers import (
     run_screen,
 )
 
-from screening.db.schema import Population
 from screening.model.artifact import ArtifactError, read_age_estimate, read_gate, read_manifest
 from screening.model.network import load_classifier, save_classifier
 from screening.model.released import RELEASED_ARTIFACT, RELEASES
 from screening.training.reference import check_reference_films
+from screening.vocabulary import Population
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from helpers import (
     run_screen,
 )
 
-from screening.db.schema import Population, PopulationBasis
 from screening.imaging.dicom import patient_age_years
 from screening.model.artifact import policy_of, read_age_estimate, read_artifact, read_manifest
 from screening.model.figures import Confusion
@@ -39,6 +38,7 @@ from screening.training.populations import (
     patient_folds,
 )
 from screening.training.split import Example
+from screening.vocabulary import Population, PopulationBasis
 
 CHILD_POINT, ADULT_POINT = OperatingPoint(0.6, 1.0), OperatingPoint(0.2, 2.0)
 

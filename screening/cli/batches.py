@@ -24,7 +24,7 @@ from rich.table import Table
 
 from screening.cli.context import AppContext, import_backend_quietly, loads_backend, pass_app
 from screening.cli.tables import add_row, make_table, print_table
-from screening.usecases.enqueue import EnqueueEvents, Population, enqueue_folders, requeue
+from screening.usecases.enqueue import EnqueueEvents, enqueue_folders, requeue
 from screening.usecases.explain import write_explanation
 from screening.usecases.preview import write_preview
 from screening.usecases.results import (
@@ -40,6 +40,7 @@ from screening.usecases.results import (
     recent_batches,
     utc_text,
 )
+from screening.vocabulary import Population
 
 console = Console(stderr=True)
 

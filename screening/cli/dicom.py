@@ -12,7 +12,8 @@ from screening.cli.context import AppContext, pass_app
 from screening.cli.tables import add_row, make_table, print_table
 from screening.usecases.listen import ListenerOptions
 from screening.usecases.listen import listen as run_listener
-from screening.usecases.outbox import SendStatus, list_outbox, send_failed_again
+from screening.usecases.outbox import list_outbox, send_failed_again
+from screening.vocabulary import SendStatus
 
 
 @click.command()

@@ -24,8 +24,9 @@ from screening.usecases.models import (
     show_model,
 )
 from screening.usecases.operating_points import add_operating_points
-from screening.usecases.train import Population, SourceSpec, TrainingConfig, train_candidate
+from screening.usecases.train import SourceSpec, TrainingConfig, train_candidate
 from screening.usecases.weights import fetch_backbone_weights
+from screening.vocabulary import Population
 
 
 @click.group()

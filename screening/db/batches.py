@@ -12,7 +12,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from screening.db.leases import StrandedWork, stranded_work
-from screening.db.schema import Batch, BatchItem, BatchMode, ImageStatus, Population, Result, utcnow
+from screening.db.schema import Batch, BatchItem, Result, utcnow
+from screening.vocabulary import BatchMode, ImageStatus, Population
 
 
 def create_batch(

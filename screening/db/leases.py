@@ -22,7 +22,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from screening.config import WorkLease
 from screening.db.outbox import to_try
-from screening.db.schema import ImageStatus, Result, ResultObject, SendStatus, utcnow
+from screening.db.schema import Result, ResultObject, utcnow
+from screening.vocabulary import ImageStatus, SendStatus
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
-from screening.db.schema import ResultKind, ResultObject, SendStatus, utcnow
+from screening.db.schema import ResultObject, utcnow
+from screening.vocabulary import ResultKind, SendStatus
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from sqlalchemy import false, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from screening.db.schema import ModelActivation, ModelVersion, VersionStatus, utcnow
+from screening.db.schema import ModelActivation, ModelVersion, utcnow
 from screening.errors import Conflict, NotFound, ScreeningError
+from screening.vocabulary import VersionStatus
 
 
 class RegistryError(ScreeningError):

@@ -26,17 +26,14 @@ from sqlalchemy.sql.dml import Insert
 from screening.db.schema import (
     Batch,
     BatchItem,
-    BatchMode,
-    ImageStatus,
     ModelVersion,
-    Population,
-    PopulationBasis,
     Result,
     ResultObject,
     study_instances,
     study_results,
     utcnow,
 )
+from screening.vocabulary import BatchMode, ImageStatus, Population, PopulationBasis
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,8 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from screening.db.schema import (
-    BatchItem,
-    ImageStatus,
-    Label,
-    ModelVersion,
-    Result,
-    ResultObject,
-    SendStatus,
-    WorklistView,
-)
+from screening.db.schema import BatchItem, Label, ModelVersion, Result, ResultObject
+from screening.vocabulary import ImageStatus, SendStatus, WorklistView
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Why an input was not screened. The message is recorded in the results table, so keep it PHI-free:
 quote only coded values from a known list, never free text from a file."""
 
-from screening.db.schema import ImageStatus
 from screening.errors import ScreeningError
+from screening.vocabulary import ImageStatus
 
 
 class ImageRejected(ScreeningError):

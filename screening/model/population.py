@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from screening.db.schema import Population, PopulationBasis
 from screening.errors import InvalidRequest
 from screening.model.manifest import EstimateRecord, PopulationsRecord
 from screening.model.probe import LinearProbe
+from screening.vocabulary import Population, PopulationBasis
 
 __all__ = [
     "AgeGroupEstimate",

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from screening.db.schema import Population
 from screening.errors import InvalidRequest
 from screening.model.preprocessing import SPECS
+from screening.vocabulary import Population
 
 
 @dataclass(frozen=True)

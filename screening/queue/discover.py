@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pydicom
 
-from screening.db.schema import ImageStatus
 from screening.hashing import sha256_hex
 from screening.imaging.dicom import identity_of, study_date
 from screening.imaging.sniff import SNIFF_BYTES, sniff_kind
+from screening.vocabulary import ImageStatus
 
 HEADER_TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "PatientID", "AccessionNumber", "StudyDate"]
 

@@ -19,8 +19,9 @@ from screening.db.batches import add_items, batch_progress, create_batch, finish
 from screening.db.leases import lapsed_results, mark_taken_over, renewing
 from screening.db.registry import active_version
 from screening.db.results import adopt_abandoned, claim_images, link_items, mark_dispatched, queued_claims
-from screening.db.schema import Batch, BatchMode, Population
+from screening.db.schema import Batch
 from screening.queue.discover import FoundFile, discover
+from screening.vocabulary import BatchMode, Population
 
 Dispatch = Callable[[list[int]], None]  # receives result ids to screen
 SessionFactory = sessionmaker[Session]

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 from screening.config import ImageLimits
-from screening.db.schema import Population
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import read_radiograph
 from screening.imaging.preprocess import gamma_table, preprocess, to_8bit
@@ -25,6 +24,7 @@ from screening.model.population import known_population
 from screening.model.preprocessing import PreprocessSpec
 from screening.training.gate_images import warp
 from screening.training.split import Example
+from screening.vocabulary import Population
 
 Film = np.ndarray
 TARGET = 0.95  # of films whose flag stays the same under each variation (issue #20)

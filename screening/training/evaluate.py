@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from screening.config import ImageLimits
-from screening.db.schema import ImageStatus, Population
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import prepare_file
 from screening.model.figures import CheckFigures, Excluded, PopulationCheck
@@ -18,6 +17,7 @@ from screening.model.population import Decision, known_population
 from screening.model.preprocessing import PreprocessSpec
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.metrics import binary_metrics, bootstrap_intervals, with_intervals
+from screening.vocabulary import ImageStatus, Population
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ import cv2
 import numpy as np
 
 from screening.config import ImageLimits
-from screening.db.schema import Population
 from screening.errors import InvalidRequest
 from screening.hashing import sha256_hex
 from screening.model.calibration import fit_temperature, probabilities
@@ -38,6 +37,7 @@ from screening.model.probe import fit_probe
 from screening.training.metrics import binary_metrics, metrics_by_source, threshold_for_every_group, with_intervals
 from screening.training.split import Example, Split, patient_of
 from screening.training.stream import LabelledImages
+from screening.vocabulary import Population
 
 REGULARISATION = 0.05  # the estimate's C, as the gate's
 ADULT_FROM, CHILD_BELOW = 0.9, 0.1  # P(adult) at or above: adult; below: child; between: not placed

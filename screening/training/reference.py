@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from screening.db.schema import Population
 from screening.model.artifact import ArtifactError, read_manifest
 from screening.model.preprocessing import PreprocessSpec, named_spec
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.training.metrics import binary_metrics
+from screening.vocabulary import Population
 
 if TYPE_CHECKING:
     from screening.model.infer import Classifier

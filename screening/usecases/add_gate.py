@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from screening.db.schema import Population
 from screening.hashing import sha256_hex
 from screening.model.artifact import read_manifest
 from screening.training.sources import SourceSpec
 from screening.usecases.candidates import TrainedCandidate, carded, refuse_taken_out, trained_split
 from screening.usecases.context import Services
+from screening.vocabulary import Population
 
 
 def add_gate(

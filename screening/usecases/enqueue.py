@@ -15,14 +15,15 @@ from pathlib import Path
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from screening.db.batches import BatchProgress, batch_progress, recorded_paths, renew_lease
-from screening.db.schema import Batch, BatchMode, ImageStatus, Population
+from screening.db.schema import Batch
 from screening.errors import Conflict, InvalidRequest, Unavailable
 from screening.queue.discover import walk
 from screening.queue.enqueue import Dispatch, enqueue_batch, held_lease, requeue_batch, start_batch, wait_for_batch
 from screening.usecases.context import Services, servable_active_model
 from screening.usecases.results import find_batch
+from screening.vocabulary import BatchMode, ImageStatus, Population
 
-__all__ = ["BatchMode", "BatchOutcome", "EnqueueEvents", "Population", "batch_mode", "enqueue_folders", "requeue"]
+__all__ = ["BatchOutcome", "EnqueueEvents", "batch_mode", "enqueue_folders", "requeue"]
 
 
 class BrokerUnreachable(Unavailable):

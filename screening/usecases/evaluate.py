@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from screening.db.registry import get_version
-from screening.db.schema import Population
 from screening.model.figures import CheckFigures
 from screening.model.registered import RegisteredVersion
 from screening.training.labelled import labelled_folder
 from screening.usecases.context import Services
+from screening.vocabulary import Population
 
-__all__ = ["Evaluation", "Population", "evaluate_version"]
+__all__ = ["Evaluation", "evaluate_version"]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from screening.db.schema import Population
 from screening.imaging.errors import ImageRejected, NotScreenable
 from screening.imaging.overlay import DISPLAY_SIDE, display_film, overlay_heatmap
 from screening.imaging.pipeline import prepare_radiograph, read_radiograph
@@ -18,6 +17,7 @@ from screening.model.registered import RegisteredVersion
 from screening.usecases.context import Services, active_model
 from screening.usecases.preview import PictureError, check_image_target
 from screening.usecases.screen_chunk import process_runtime
+from screening.vocabulary import Population
 
 # The DICOM capture's longer side at most: a film's own resolution up to this (CR/DX films are 2,000 to 3,000 px)
 CAPTURE_SIDE = 2048

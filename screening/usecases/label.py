@@ -8,10 +8,10 @@ from enum import StrEnum
 from pathlib import Path
 
 from screening.db.labels import UnknownImage, record_label, screened_image
-from screening.db.schema import ImageStatus
 from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
 from screening.usecases.context import Services
+from screening.vocabulary import ImageStatus
 
 
 class Truth(StrEnum):

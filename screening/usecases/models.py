@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from screening.db import registry
-from screening.db.schema import ModelVersion, VersionStatus
+from screening.db.schema import ModelVersion
 from screening.model.artifact import read_manifest, verify_artifact_file
 from screening.model.card import render_model_card
 from screening.model.figures import BinaryMetrics, Metrics
@@ -17,6 +17,7 @@ from screening.model.recipe import TrainingConfig
 from screening.model.released import register_artifact, registered_file
 from screening.training.reference import ReferenceCheck
 from screening.usecases.context import Services
+from screening.vocabulary import VersionStatus
 
 METRICS_SHOWN = ("roc_auc", "sensitivity", "specificity")
 

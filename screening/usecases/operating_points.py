@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from screening.db.schema import Population, utcnow
+from screening.db.schema import utcnow
 from screening.errors import InvalidRequest
 from screening.hashing import sha256_hex
 from screening.model.artifact import read_manifest
@@ -14,6 +14,7 @@ from screening.model.manifest import ModelManifest, RunNotes
 from screening.training.sources import SourceSpec
 from screening.usecases.candidates import TrainedCandidate, carded, checked_split, refuse_taken_out
 from screening.usecases.context import Services
+from screening.vocabulary import Population
 
 
 def _network_records(manifest: ModelManifest, artifact: Path) -> tuple[RunNotes, Metrics]:

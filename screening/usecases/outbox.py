@@ -23,7 +23,7 @@ from screening.db.batches import aware
 from screening.db.leases import Holder, renew_send, renewing, take_send
 from screening.db.outbox import MadeObject
 from screening.db.results import study_images
-from screening.db.schema import Batch, ImageStatus, ModelVersion, ResultKind, ResultObject, SendStatus, utcnow
+from screening.db.schema import Batch, ModelVersion, ResultObject, utcnow
 from screening.dicomnet.objects import (
     ModelIdentity,
     ScreenedImage,
@@ -39,10 +39,10 @@ from screening.model.registered import RegisteredVersion
 from screening.usecases.context import Services
 from screening.usecases.explain import CAPTURE_SIDE, explain
 from screening.usecases.results import ImageRow, batch_results, operating_point
+from screening.vocabulary import ImageStatus, ResultKind, SendStatus
 
 __all__ = [
     "OutboxEntry",
-    "SendStatus",
     "dispatch_send",
     "dispatch_sends",
     "make_batch_results",

@@ -18,9 +18,10 @@ from screening.db.batches import (
 )
 from screening.db.leases import StrandedWork
 from screening.db.results import SCORE_FIELDS, ImageRow, StudyRow, batch_objects, batch_rows, batch_studies
-from screening.db.schema import Batch, Population, PopulationBasis, ResultKind, ResultObject, SendStatus
+from screening.db.schema import Batch, ResultObject
 from screening.errors import NotFound
 from screening.usecases.context import Services
+from screening.vocabulary import Population, PopulationBasis, ResultKind, SendStatus
 
 __all__ = [
     "SCORE_FIELDS",

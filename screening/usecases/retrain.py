@@ -9,7 +9,7 @@ from pathlib import Path
 from screening.db.labels import radiologist_labels
 from screening.db.registry import active_version, promote, reject
 from screening.db.results import insert_ignoring_conflict
-from screening.db.schema import ModelVersion, RetrainRun, VersionStatus, utcnow
+from screening.db.schema import ModelVersion, RetrainRun, utcnow
 from screening.model.artifact import read_manifest
 from screening.model.figures import BinaryMetrics
 from screening.model.manifest import ModelManifest, RunNotes
@@ -23,6 +23,7 @@ from screening.training.retrain import (
 from screening.usecases.candidates import training_run
 from screening.usecases.context import Services
 from screening.usecases.models import register_model
+from screening.vocabulary import VersionStatus
 
 
 @dataclass(frozen=True)

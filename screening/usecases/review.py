@@ -23,7 +23,7 @@ from screening.db.review import (
     study_identifiers,
     study_sends,
 )
-from screening.db.schema import ImageStatus, ModelVersion, Result, SendStatus, WorklistView
+from screening.db.schema import ModelVersion, Result
 from screening.errors import Conflict, NotFound, ScreeningError
 from screening.imaging.dicom import voi_presets
 from screening.imaging.errors import ImageRejected
@@ -35,15 +35,14 @@ from screening.usecases.context import Services
 from screening.usecases.explain import explain
 from screening.usecases.label import Truth, record_labels
 from screening.usecases.results import operating_point
+from screening.vocabulary import ImageStatus, SendStatus, WorklistView
 
 __all__ = [
     "FilmChanged",
     "LabelEntry",
-    "ImageStatus",
     "ImageView",
     "WorklistFilter",
     "WorklistPage",
-    "WorklistView",
     "NoSuchImage",
     "ReviewRow",
     "ReviewStudy",

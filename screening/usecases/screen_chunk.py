@@ -19,9 +19,10 @@ from screening.config import Settings
 from screening.db.batches import population_overrides
 from screening.db.leases import Holder, release_results, renew_results, renewing, take_results
 from screening.db.results import queued_results, record_outcomes
-from screening.db.schema import ImageStatus, ModelVersion
+from screening.db.schema import ModelVersion
 from screening.model.registered import RegisteredVersion
 from screening.usecases.context import Services, connect
+from screening.vocabulary import ImageStatus
 from screening.worker.chunk import WorkerRuntime as WorkerRuntime  # the Celery edge holds one per process
 from screening.worker.chunk import score_jobs
 from screening.worker.stages import ImageJob

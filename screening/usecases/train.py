@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from screening.db.schema import Population, utcnow
+from screening.db.schema import utcnow
 from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
 from screening.model.manifest import DataManifest, RunNotes
@@ -20,7 +20,7 @@ from screening.training.sources import SourceSpec, multi_source_split
 from screening.usecases.candidates import ArtifactTaken, TrainedCandidate, carded, check_sources, training_run
 from screening.usecases.context import Services
 
-__all__ = ["Population", "SourceSpec", "TrainedCandidate", "TrainingConfig", "train_candidate"]
+__all__ = ["SourceSpec", "TrainedCandidate", "TrainingConfig", "train_candidate"]
 
 
 class CheckpointError(ScreeningError):

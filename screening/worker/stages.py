@@ -15,11 +15,11 @@ import numpy as np
 
 from screening.config import ImageLimits
 from screening.db.results import Outcome
-from screening.db.schema import ImageStatus, Population, PopulationBasis
 from screening.imaging.errors import ImageRejected, NotScreenable, Unreadable
 from screening.imaging.pipeline import prepare, read_image_file
 from screening.model.population import Known, known_population
 from screening.model.preprocessing import PreprocessSpec
+from screening.vocabulary import ImageStatus, Population, PopulationBasis
 
 if TYPE_CHECKING:
     from screening.model.infer import Assessment

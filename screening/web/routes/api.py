@@ -8,7 +8,8 @@ from datetime import date
 from fastapi import APIRouter, Depends
 
 from screening.usecases.models import VersionSummary, list_models
-from screening.usecases.review import ImageStatus, ReviewRow, WorklistFilter, WorklistView, worklist
+from screening.usecases.review import ReviewRow, WorklistFilter, worklist
+from screening.vocabulary import ImageStatus, WorklistView
 from screening.web.dependencies import PageNumber, ServicesDep, api_client
 
 router = APIRouter(prefix="/api", dependencies=[Depends(api_client)])

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from screening.usecases.results import recent_batches
-from screening.usecases.review import ImageStatus, WorklistFilter, WorklistView, worklist
+from screening.usecases.review import WorklistFilter, worklist
+from screening.vocabulary import ImageStatus, WorklistView
 from screening.web.dependencies import Browser, PageNumber, ServicesDep, page
 
 router = APIRouter()

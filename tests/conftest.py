@@ -15,6 +15,7 @@ from helpers import DICOM, FULLRES, POSTGRES_ADMIN_URL, REDIS_URL, ScreenProcess
 
 from screening.config import load_settings
 from screening.usecases.context import bootstrap
+from screening.usecases.enqueue import enqueue_folders
 
 # Test tiers, derived from what a test uses so that a tier can never be out of date:
 #   e2e          runs `screen` processes (the CLI, workers, Flower) or injects faults into them
@@ -137,6 +138,12 @@ def services(tmp_path, monkeypatch, bootstrapped_database):
     services = bootstrap(load_settings())
     yield services
     services.engine.dispose()
+
+
+@pytest.fixture
+def screened(services, sample_folder):
+    """The sample night, screened in this process."""
+    return enqueue_folders(services, [sample_folder])
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
 from screening.config import DicomPeer
 from screening.db.outbox import Retries, record_attempt
-from screening.db.schema import ResultObject
+from screening.db.schema import OutboxObject
 from screening.dicomnet.objects import (
     MANUFACTURER,
     ModelIdentity,
@@ -180,7 +180,7 @@ def test_sending_stops_after_the_attempt_limit_with_the_last_reason_and_backs_of
         def flush(self):
             pass
 
-    result, retries = ResultObject(status=SendStatus.PENDING, attempts=0), Retries(3, timedelta(seconds=5))
+    result, retries = OutboxObject(status=SendStatus.PENDING, attempts=0), Retries(3, timedelta(seconds=5))
     waits = []
     for _ in range(3):
         record_attempt(FakeSession(), result, "association with ARCHIVE@127.0.0.1:104 rejected", retries)
@@ -188,7 +188,7 @@ def test_sending_stops_after_the_attempt_limit_with_the_last_reason_and_backs_of
             waits.append(result.next_attempt_at)
     assert result.status == SendStatus.FAILED and result.attempts == 3 and "rejected" in result.last_error
     assert len(waits) == 2 and (waits[1] - waits[0]).total_seconds() == pytest.approx(5, abs=1)  # 5 s, then 10 s
-    sent = ResultObject(status=SendStatus.PENDING, attempts=0)
+    sent = OutboxObject(status=SendStatus.PENDING, attempts=0)
     record_attempt(FakeSession(), sent, None, retries)
     assert sent.status == SendStatus.SENT and sent.sent_at is not None
 

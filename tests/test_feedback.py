@@ -17,7 +17,7 @@ from screening.model.artifact import read_manifest
 from screening.model.figures import BinaryMetrics
 from screening.model.released import RELEASES
 from screening.queue.celery_app import NIGHTLY_RETRAIN_TASK, make_celery
-from screening.training.retrain import promotion_decision
+from screening.training.retraining import promotion_decision
 from screening.usecases.context import bootstrap
 from screening.usecases.enqueue import enqueue_folders
 from screening.usecases.label import record_labels

@@ -17,11 +17,11 @@ from screening.model.recipe import TrainingConfig
 from screening.training.augment import RandomGamma
 from screening.training.labelled import LabelledDataError
 from screening.training.metrics import threshold_for_every_group, threshold_for_sensitivity
-from screening.training.retrain import LabelledImage, parent_sources, retraining_split
+from screening.training.retraining import LabelledImage, parent_sources, retraining_split
 from screening.training.sources import SourceSpec, balancing_weights, multi_source_split
 from screening.training.split import Example, Split
 from screening.training.stream import LabelledImages
-from screening.training.train import TrainingRun, train
+from screening.training.train import TrainingRun, train_network
 
 
 def test_a_source_is_a_name_and_one_or_two_folders():
@@ -124,7 +124,7 @@ def test_training_refuses_to_fit_an_ensemble(tmp_path):
     ensemble = Architecture(members=2)
     run = TrainingRun(Split([], []), tmp_path / "w.npz", tmp_path / "m.zip", tmp_path, architecture=ensemble)
     with pytest.raises(ValueError, match="training fits one network, not 2"):
-        train(run)
+        train_network(run)
     assert not (tmp_path / "m.zip").exists()
 
 

@@ -11,7 +11,7 @@ from screening.cli.batches import batches, enqueue, explain, preview, requeue_co
 from screening.cli.context import AppContext, make_context, pass_app
 from screening.cli.dicom import listen, outbox
 from screening.cli.feedback import label, retrain
-from screening.cli.models import evaluate, models, train, weights
+from screening.cli.models import evaluate, models, train_command, weights
 from screening.cli.web import serve
 from screening.errors import InvalidRequest, ScreeningError
 from screening.usecases.context import active_model, upgrade_database
@@ -127,7 +127,7 @@ main.add_command(outbox)
 main.add_command(serve)
 main.add_command(weights)
 main.add_command(models)
-main.add_command(train)
+main.add_command(train_command)
 main.add_command(evaluate)
 main.add_command(label)
 main.add_command(retrain)

@@ -375,7 +375,7 @@ def _population_table(by_population: dict[str, PopulationCheck]) -> Any:
     return table
 
 
-@click.command()
+@click.command("train")
 @click.argument("data_dir", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--source",
@@ -434,7 +434,7 @@ def _population_table(by_population: dict[str, PopulationCheck]) -> Any:
 )
 @pass_app
 @loads_backend
-def train(
+def train_command(
     app: AppContext,
     data_dir: str | None,
     sources: tuple[str, ...],

@@ -22,7 +22,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from screening.config import WorkLease
 from screening.db.outbox import to_try
-from screening.db.schema import Result, ResultObject, utcnow
+from screening.db.schema import OutboxObject, Result, utcnow
 from screening.vocabulary import ImageStatus, SendStatus
 
 logger = logging.getLogger(__name__)
@@ -175,20 +175,20 @@ def stranded_work(session: Session, batch_id: str) -> list[StrandedWork]:
 def take_send(session: Session, object_id: int, holder: Holder) -> bool:
     """Hold a pending result object for one send attempt; False if another process is sending it now."""
     now = utcnow()
-    unheld = _unheld(ResultObject.lease_expires_at, now)
+    unheld = _unheld(OutboxObject.lease_expires_at, now)
     statement = (
-        update(ResultObject)
-        .where(ResultObject.id == object_id, ResultObject.status == SendStatus.PENDING, unheld)
+        update(OutboxObject)
+        .where(OutboxObject.id == object_id, OutboxObject.status == SendStatus.PENDING, unheld)
         .values(lease_holder=holder.name, lease_expires_at=now + holder.lease)
         .execution_options(synchronize_session=False)
     )
-    return session.scalar(statement.returning(ResultObject.id)) is not None
+    return session.scalar(statement.returning(OutboxObject.id)) is not None
 
 
 def renew_send(session: Session, object_id: int, holder: Holder) -> None:
     session.execute(
-        update(ResultObject)
-        .where(ResultObject.id == object_id, ResultObject.lease_holder == holder.name)
+        update(OutboxObject)
+        .where(OutboxObject.id == object_id, OutboxObject.lease_holder == holder.name)
         .values(lease_expires_at=utcnow() + holder.lease)
         .execution_options(synchronize_session=False)
     )
@@ -201,15 +201,15 @@ def overdue_sends(session: Session, lease: timedelta) -> list[int]:
     now = utcnow()
     overdue = and_(
         to_try(),
-        ResultObject.next_attempt_at < now - lease,
-        _unheld(ResultObject.lease_expires_at, now),
+        OutboxObject.next_attempt_at < now - lease,
+        _unheld(OutboxObject.lease_expires_at, now),
     )
     return list(
         session.scalars(
-            update(ResultObject)
+            update(OutboxObject)
             .where(overdue)
             .values(next_attempt_at=now)
-            .returning(ResultObject.id)
+            .returning(OutboxObject.id)
             .execution_options(synchronize_session=False)
         )
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
-from screening.db.schema import ResultObject, utcnow
+from screening.db.schema import OutboxObject, utcnow
 from screening.vocabulary import ResultKind, SendStatus
 
 
@@ -38,10 +38,10 @@ class Retries:
 
 def record_object(
     session: Session, batch_id: str, made: MadeObject, destination: str | None, retries: Retries
-) -> ResultObject:
+) -> OutboxObject:
     """Pending: due now when there is somewhere to send it; when it could not be made, made again after the
     back-off (its reason kept), failed once the attempts are spent."""
-    result = ResultObject(
+    result = OutboxObject(
         batch_id=batch_id,
         study_uid=made.study_uid,
         kind=made.kind,
@@ -57,7 +57,7 @@ def record_object(
     return _record_made(session, result, made, retries)
 
 
-def _record_made(session: Session, result: ResultObject, made: MadeObject, retries: Retries) -> ResultObject:
+def _record_made(session: Session, result: OutboxObject, made: MadeObject, retries: Retries) -> OutboxObject:
     """What one try at making `result` gave: its file, due to be sent (when there is a destination); or a failed
     attempt."""
     if made.error:
@@ -71,14 +71,14 @@ def _record_made(session: Session, result: ResultObject, made: MadeObject, retri
 
 def record_remade(
     session: Session, batch_id: str, study_uid: str, made: list[MadeObject], retries: Retries
-) -> list[ResultObject]:
+) -> list[OutboxObject]:
     """Another try at a study's objects of a batch that could not be made: each object made again fills its row
     (or is a new row: a heatmap its report's headers kept from being tried); one that another process made
     meanwhile is dropped; an unmade row no longer needed (a later report of the study covers it) is superseded."""
     rows = {
         (row.kind, row.source_sop_uid): row
         for row in session.scalars(
-            select(ResultObject).where(ResultObject.batch_id == batch_id, ResultObject.study_uid == study_uid)
+            select(OutboxObject).where(OutboxObject.batch_id == batch_id, OutboxObject.study_uid == study_uid)
         )
     }
     destination = next((row.destination for row in rows.values()), None)
@@ -103,28 +103,28 @@ def record_remade(
 
 def _with_a_next_step() -> ColumnElement[bool]:
     """Objects with somewhere to go, or not made yet: an attempt can send or make them."""
-    return or_(ResultObject.destination.is_not(None), ResultObject.path == "")
+    return or_(OutboxObject.destination.is_not(None), OutboxObject.path == "")
 
 
 def to_try() -> ColumnElement[bool]:
     """Pending objects with a next attempt: to send, or to make again."""
-    return and_(ResultObject.status == SendStatus.PENDING, _with_a_next_step())
+    return and_(OutboxObject.status == SendStatus.PENDING, _with_a_next_step())
 
 
-def due_objects(session: Session, now: datetime | None = None) -> list[ResultObject]:
+def due_objects(session: Session, now: datetime | None = None) -> list[OutboxObject]:
     """Pending objects whose next attempt (to send, or to make again) is due."""
     now = now or utcnow()
     return list(
         session.scalars(
-            select(ResultObject)
+            select(OutboxObject)
             .where(to_try())
-            .where(or_(ResultObject.next_attempt_at.is_(None), ResultObject.next_attempt_at <= now))
-            .order_by(ResultObject.id)
+            .where(or_(OutboxObject.next_attempt_at.is_(None), OutboxObject.next_attempt_at <= now))
+            .order_by(OutboxObject.id)
         )
     )
 
 
-def record_attempt(session: Session, result: ResultObject, error: str | None, retries: Retries) -> ResultObject:
+def record_attempt(session: Session, result: OutboxObject, error: str | None, retries: Retries) -> OutboxObject:
     """One attempt's outcome: sent; or failed for good after `retries.max_attempts`; or pending with the next
     attempt `backoff * 2 ** (attempts - 1)` from now."""
     result.attempts += 1
@@ -140,20 +140,20 @@ def record_attempt(session: Session, result: ResultObject, error: str | None, re
     return result
 
 
-def outbox(session: Session, statuses: tuple[SendStatus, ...] | None = None) -> list[ResultObject]:
-    query = select(ResultObject).order_by(ResultObject.id)
+def outbox(session: Session, statuses: tuple[SendStatus, ...] | None = None) -> list[OutboxObject]:
+    query = select(OutboxObject).order_by(OutboxObject.id)
     if statuses:
-        query = query.where(ResultObject.status.in_(statuses))
+        query = query.where(OutboxObject.status.in_(statuses))
     return list(session.scalars(query))
 
 
-def resend(session: Session, object_ids: list[int] | None = None) -> list[ResultObject]:
+def resend(session: Session, object_ids: list[int] | None = None) -> list[OutboxObject]:
     """Failed objects (or the ones named) back to pending with a fresh count of attempts: to send, or to make."""
-    query = select(ResultObject).where(_with_a_next_step())
+    query = select(OutboxObject).where(_with_a_next_step())
     query = (
-        query.where(ResultObject.id.in_(object_ids))
+        query.where(OutboxObject.id.in_(object_ids))
         if object_ids
-        else query.where(ResultObject.status == SendStatus.FAILED)
+        else query.where(OutboxObject.status == SendStatus.FAILED)
     )
     objects = list(session.scalars(query))
     for result in objects:
@@ -163,11 +163,11 @@ def resend(session: Session, object_ids: list[int] | None = None) -> list[Result
     return objects
 
 
-def objects_of_batch(session: Session, batch_id: str) -> list[ResultObject]:
-    return list(session.scalars(select(ResultObject).where(ResultObject.batch_id == batch_id)))
+def objects_of_batch(session: Session, batch_id: str) -> list[OutboxObject]:
+    return list(session.scalars(select(OutboxObject).where(OutboxObject.batch_id == batch_id)))
 
 
-def made_for_study(session: Session, study_uid: str) -> list[ResultObject]:
+def made_for_study(session: Session, study_uid: str) -> list[OutboxObject]:
     """The objects made for a study so far (not those that could not be made), oldest first."""
-    query = select(ResultObject).where(ResultObject.study_uid == study_uid, ResultObject.path != "")
-    return list(session.scalars(query.order_by(ResultObject.id)))
+    query = select(OutboxObject).where(OutboxObject.study_uid == study_uid, OutboxObject.path != "")
+    return list(session.scalars(query.order_by(OutboxObject.id)))

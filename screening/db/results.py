@@ -27,8 +27,8 @@ from screening.db.schema import (
     Batch,
     BatchItem,
     ModelVersion,
+    OutboxObject,
     Result,
-    ResultObject,
     study_instances,
     study_results,
     utcnow,
@@ -360,8 +360,8 @@ def batch_studies(session: Session, batch_id: str) -> list[StudyRow]:
     return study_rows(session, version_id, sorted(uid for uid in uids if uid))
 
 
-def batch_objects(session: Session, batch_id: str) -> list[ResultObject]:
+def batch_objects(session: Session, batch_id: str) -> list[OutboxObject]:
     """The DICOM results made (or tried) for a batch's studies, oldest first."""
     return list(
-        session.scalars(select(ResultObject).where(ResultObject.batch_id == batch_id).order_by(ResultObject.id))
+        session.scalars(select(OutboxObject).where(OutboxObject.batch_id == batch_id).order_by(OutboxObject.id))
     )

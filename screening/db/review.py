@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from screening.db.schema import BatchItem, Label, ModelVersion, Result, ResultObject
+from screening.db.schema import BatchItem, Label, ModelVersion, OutboxObject, Result
 from screening.vocabulary import ImageStatus, SendStatus, WorklistView
 
 
@@ -140,8 +140,8 @@ def study_identifiers(session: Session, study_uids: list[str]) -> dict[str, Stud
 def study_sends(session: Session, study_uid: str) -> list[tuple[str, SendStatus, int, str | None]]:
     """(kind, status, attempts, last error) of each DICOM result made for a study."""
     rows = session.execute(
-        select(ResultObject.kind, ResultObject.status, ResultObject.attempts, ResultObject.last_error)
-        .where(ResultObject.study_uid == study_uid)
-        .order_by(ResultObject.id)
+        select(OutboxObject.kind, OutboxObject.status, OutboxObject.attempts, OutboxObject.last_error)
+        .where(OutboxObject.study_uid == study_uid)
+        .order_by(OutboxObject.id)
     )
     return [(kind, SendStatus(status), attempts, error) for kind, status, attempts, error in rows]

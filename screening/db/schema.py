@@ -252,7 +252,7 @@ class RetrainRun(Base):
     outcome: Mapped[str | None] = mapped_column(Text)
 
 
-class ResultObject(Base):
+class OutboxObject(Base):
     """A DICOM object the product made for a screened study (a report or a heatmap), and its sending to the
     archive: every attempt counted, the last failure's reason kept, at most SCREEN_SEND_MAX_ATTEMPTS tries."""
 

@@ -191,7 +191,7 @@ class Candidate:
         )
 
 
-def train(run: TrainingRun) -> ModelManifest:
+def train_network(run: TrainingRun) -> ModelManifest:
     """Every step in order; returns the manifest of the artifact written to run.artifact_path. Without a checkpoint
     folder (nothing to resume), the steps keep their state in a temporary one."""
     if run.architecture.members != 1:

@@ -23,7 +23,7 @@ from screening.db.batches import aware
 from screening.db.leases import Holder, renew_send, renewing, take_send
 from screening.db.outbox import MadeObject
 from screening.db.results import study_images
-from screening.db.schema import Batch, ModelVersion, ResultObject, utcnow
+from screening.db.schema import Batch, ModelVersion, OutboxObject, utcnow
 from screening.dicomnet.objects import (
     ModelIdentity,
     ScreenedImage,
@@ -71,7 +71,7 @@ class OutboxEntry:
         return self.status == SendStatus.PENDING and self.attempts > 0
 
 
-def _entry(result: ResultObject) -> OutboxEntry:
+def _entry(result: OutboxObject) -> OutboxEntry:
     due = result.next_attempt_at
     return OutboxEntry(
         result.id,
@@ -116,7 +116,7 @@ def make_batch_results(services: Services, batch_id: str) -> list[OutboxEntry]:
         return [_entry(store.record_object(session, batch_id, one, destination, _retries(services))) for one in made]
 
 
-def _remake_study(services: Services, unmade: ResultObject) -> list[OutboxEntry]:
+def _remake_study(services: Services, unmade: OutboxObject) -> list[OutboxEntry]:
     """Another try at what a study's export could not make: the study's objects made again as the export makes
     them (only what the study still lacks), filling the batch's rows; the objects touched."""
     batch_id, study_uid = unmade.batch_id, unmade.study_uid
@@ -153,7 +153,7 @@ def _study_objects(
     version: RegisteredVersion,
     study_uid: str,
     rows: list[ImageRow],
-    earlier: list[ResultObject],
+    earlier: list[OutboxObject],
     folder: Path,
 ) -> list[MadeObject]:
     """What a study lacks: a report of all its screened `rows` unless the latest of the `earlier` objects already
@@ -214,7 +214,7 @@ def _study_objects(
     return [made_report, *(one for one, _ in captures)]
 
 
-def _headers_of(objects: list[ResultObject]) -> list[Dataset]:
+def _headers_of(objects: list[OutboxObject]) -> list[Dataset]:
     """The headers of objects made earlier whose files are still in the outbox (what a report references)."""
     headers: list[Dataset] = []
     for one in objects:
@@ -269,7 +269,7 @@ def send_object(services: Services, object_id: int) -> OutboxEntry:
     settings = services.settings.dicom
     sender = Holder.this_process(services.settings.work_lease)
     with services.sessions.begin() as session:
-        result = session.get_one(ResultObject, object_id)
+        result = session.get_one(OutboxObject, object_id)
         to_make = not result.path
         taken = (to_make or settings.results_destination is not None) and take_send(session, object_id, sender)
     if not taken:  # sent, failed for good, kept in the outbox, or being tried by another
@@ -280,14 +280,14 @@ def send_object(services: Services, object_id: int) -> OutboxEntry:
             remade = _remake_study(services, result)
             dispatch_sends(services, [entry for entry in remade if entry.id != object_id])
         with services.sessions() as session:
-            result = session.get_one(ResultObject, object_id)
+            result = session.get_one(OutboxObject, object_id)
         if not (result.path and result.status == SendStatus.PENDING and settings.results_destination):
             return _entry(result)  # not made this time either, superseded, or made with nowhere to send it
         error = _send(Path(result.path), settings.results_destination, settings.ae_title)
     if error:
         logger.warning("sending result object %s failed: %s", object_id, error)
     with services.sessions.begin() as session:
-        result = session.get_one(ResultObject, object_id)
+        result = session.get_one(OutboxObject, object_id)
         return _entry(store.record_attempt(session, result, error, _retries(services)))
 
 

@@ -18,7 +18,7 @@ from screening.db.batches import (
 )
 from screening.db.leases import StrandedWork
 from screening.db.results import SCORE_FIELDS, ImageRow, StudyRow, batch_objects, batch_rows, batch_studies
-from screening.db.schema import Batch, ResultObject
+from screening.db.schema import Batch, OutboxObject
 from screening.errors import NotFound
 from screening.usecases.context import Services
 from screening.vocabulary import Population, PopulationBasis, ResultKind, SendStatus
@@ -134,7 +134,7 @@ def study_note(study: StudyRow) -> str | None:
     return "no image could be screened: " + ", ".join(f"{count} {what}" for what, count in counts.items() if count)
 
 
-def send_note(made: ResultObject) -> str:
+def send_note(made: OutboxObject) -> str:
     """What became of one DICOM result: `report sent`, `heatmap failed after 3 attempts (association rejected)`."""
     kind = "report" if made.kind == ResultKind.REPORT else "heatmap"
     if made.status == SendStatus.SUPERSEDED:

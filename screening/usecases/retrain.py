@@ -13,7 +13,7 @@ from screening.db.schema import ModelVersion, RetrainRun, utcnow
 from screening.model.artifact import read_manifest
 from screening.model.figures import BinaryMetrics
 from screening.model.manifest import ModelManifest, RunNotes
-from screening.training.retrain import (
+from screening.training.retraining import (
     LabelledImage,
     RetrainError,
     parent_sources,
@@ -49,7 +49,7 @@ def _pooled(manifest: ModelManifest) -> BinaryMetrics:
 
 def retrain_active(services: Services, data_dir: Path | None = None, tolerance: float = 0.0) -> RetrainOutcome:
     """Retrain the active version on its training data (default: the folder it records) plus the labels."""
-    from screening.training.train import train
+    from screening.training.train import train_network
 
     settings = services.settings
     with services.sessions() as session:
@@ -84,7 +84,7 @@ def retrain_active(services: Services, data_dir: Path | None = None, tolerance: 
         spec=parent.preprocessing,
         out_of_scope=Path(out_of_scope) if parent.gate is not None and out_of_scope else None,
     )
-    manifest = train(run)
+    manifest = train_network(run)
     decision = promotion_decision(_pooled(parent), _pooled(manifest), tolerance)
     registered = register_model(services, artifact, parent_id=active.id).version
     with services.sessions.begin() as session:

@@ -82,7 +82,7 @@ def train_candidate(
         raise ArtifactTaken(f"{artifact} is the artifact of registered model version {taken.id}: choose another --out")
     split = multi_source_split(sources, config.validation_fraction, config.seed, config.commercial_use_only)
     checkpoints = _checkpoints(artifact, config, split.manifest(), resume)
-    from screening.training.train import train
+    from screening.training.train import train_network
 
     notes = RunNotes(out_of_scope_dir=str(out_of_scope.resolve()) if out_of_scope is not None else None)
     run = training_run(
@@ -98,6 +98,6 @@ def train_candidate(
         spec=SPECS[config.preprocessing],
         out_of_scope=out_of_scope,
     )
-    manifest = train(run)
+    manifest = train_network(run)
     shutil.rmtree(checkpoints)  # finished: nothing left to resume
     return carded(services, manifest, artifact, register)

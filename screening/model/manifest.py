@@ -237,8 +237,3 @@ class ModelManifest:
 
 
 _MANIFEST = TypeAdapter(ModelManifest)
-
-
-def figures_of(values: dict[str, Any] | None) -> Metrics:
-    """Metrics as stored (the registry keeps a copy of each version's): a Metrics record."""
-    return TypeAdapter(Metrics).validate_python(values or {})

@@ -16,7 +16,7 @@ from screening.model.infer import Classifier
 from screening.model.population import Decision, known_population
 from screening.model.preprocessing import PreprocessSpec
 from screening.training.labelled import LabelledDataError, labelled_folder
-from screening.training.metrics import binary_metrics, bootstrap_intervals, with_intervals
+from screening.training.metrics import with_intervals
 from screening.vocabulary import ImageStatus, Population
 
 
@@ -100,11 +100,8 @@ def folder_metrics(
                 )
                 found = with_intervals(labels[members], scores[members], thresholds[members], rounds)
                 by_population[str(group)] = PopulationCheck(**vars(found), decided_by=dict(decided_by))
-    with_ci95 = vars(binary_metrics(labels, scores, thresholds)) | {
-        "ci95": bootstrap_intervals(labels, scores, thresholds, rounds)
-    }
-    return CheckFigures(
-        **with_ci95,
+    return CheckFigures(  # both classes are there (score_labelled_folder refuses a folder without): with intervals
+        **vars(with_intervals(labels, scores, thresholds, rounds)),
         bootstrap_rounds=rounds,
         gate_refused=sum(1 for file in scored.excluded if file.gate),
         excluded=scored.excluded,

@@ -19,7 +19,7 @@ from screening.hashing import sha256_hex
 from screening.imaging.errors import ImageRejected
 from screening.imaging.pipeline import read_radiograph
 from screening.imaging.preprocess import to_8bit
-from screening.training.manifest_csv import FileNotes, described_files, for_commercial_use
+from screening.training.manifest_csv import UNDESCRIBED, described_files, for_commercial_use
 from screening.training.split import Example
 
 Film = np.ndarray  # one 8-bit grayscale image, any size
@@ -47,7 +47,7 @@ def out_of_scope_images(
         if path.is_file() and path.suffix.lower() in {".png", ".jpg", ".jpeg", ".dcm"}:
             relative = path.relative_to(folder).as_posix()
             kind = path.parent.name if path.parent != folder else "other"
-            notes = described.get(path.resolve(), FileNotes(None, None, None))
+            notes = described.get(path.resolve(), UNDESCRIBED)
             group = f"{kind}:{notes.patient}" if notes.patient else f"{kind}:{relative}"
             images.append(OutOfScopeImage(path, kind, group, notes.licence))
     images = for_commercial_use(images, commercial_use_only)

@@ -21,6 +21,9 @@ class FileNotes:
     licence: str | None
 
 
+UNDESCRIBED = FileNotes(None, None, None)  # a file no manifest.csv names
+
+
 def described_files(folder: Path) -> dict[Path, FileNotes]:
     """The rows of the manifest.csv in `folder` (or its parent, for a class folder's split), by the resolved path
     of the file each describes; empty without one."""

@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -59,6 +59,16 @@ class FittedPopulations:
         """The more sensitive population's point: the version's own threshold and temperature, for an image the
         estimate cannot place."""
         return self.points[PopulationPolicy(self.points).most_sensitive]
+
+    def over(self, metrics: Metrics) -> Metrics:
+        """`metrics` with the validation figures replaced by each image's at its population's point."""
+        found = self.metrics
+        return replace(
+            metrics,
+            validation=found.validation,
+            validation_by_source=found.validation_by_source,
+            populations=found.populations,
+        )
 
 
 def population_of(example: Example, populations: dict[str, Population]) -> Population:

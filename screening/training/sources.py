@@ -18,7 +18,7 @@ import numpy as np
 from screening.hashing import sha256_hex
 from screening.model.manifest import SourceFolders
 from screening.training.labelled import LabelledDataError, labelled_folder
-from screening.training.manifest_csv import FileNotes, described_files, for_commercial_use
+from screening.training.manifest_csv import UNDESCRIBED, described_files, for_commercial_use
 from screening.training.split import Example, Split, patient_of, patient_split
 
 
@@ -46,7 +46,7 @@ def examples_of(name: str, folder: Path, patients_from_names: bool) -> list[Exam
     described = described_files(folder)
     examples = []
     for path, label in labelled_folder(folder):
-        notes = described.get(path.resolve(), FileNotes(None, None, None))
+        notes = described.get(path.resolve(), UNDESCRIBED)
         source = f"{name}/{notes.source}" if notes.source else name
         if notes.patient:
             patient = f"{source}:{notes.patient}"

@@ -167,13 +167,7 @@ class Candidate:
         """The calibration's figures; with operating points, each image's at its population's point."""
         if self.populations is None:
             return self.calibrated.metrics
-        found = self.populations.metrics
-        return replace(
-            self.calibrated.metrics,
-            validation=found.validation,
-            validation_by_source=found.validation_by_source,
-            populations=found.populations,
-        )
+        return self.populations.over(self.calibrated.metrics)
 
     def scorer(self, run: TrainingRun) -> Classifier:
         """The network as a worker will load it."""

@@ -101,17 +101,7 @@ def add_operating_points(
     )
     classifier = replace(classifier, manifest=pointed, estimate=fitted.estimate)
     checks = {folder.name: folder_metrics(classifier, spec, folder, limits=limits) for folder in check_dirs}
-    found = fitted.metrics
-    pointed = replace(
-        pointed,
-        metrics=replace(
-            metrics,
-            validation=found.validation,
-            validation_by_source=found.validation_by_source,
-            populations=found.populations,
-            checks=checks,
-        ),
-    )
+    pointed = replace(pointed, metrics=replace(fitted.over(metrics), checks=checks))
     pointed = replace(
         pointed,
         artifact_sha256=save_classifier(classifier.model, pointed, out, classifier.gate, fitted.estimate),

@@ -83,5 +83,5 @@ def checked_csrf(open_sessions: BrowserSessions, session_id: str, offered: str) 
 
 def page(request: Request, name: str, session_id: str, **context: Any) -> HTMLResponse:
     """A template rendered for a signed-in browser, with the session's CSRF token for its forms."""
-    csrf = request.app.state.sessions.csrf_of(session_id)
+    csrf = sessions(request).csrf_of(session_id)
     return TEMPLATES.TemplateResponse(request, name, {"csrf": csrf, **context})

@@ -75,17 +75,18 @@ def test_kill9_of_one_of_two_whole_workers_its_chunks_are_back_in_minutes_and_sc
 
 
 def test_a_slow_chunk_delivered_again_is_not_screened_twice(env_for, redis_url, start_worker, tmp_path):
-    """The broker hands a chunk that is still being screened to the other worker (a visibility timeout of 2 s
-    against a chunk that takes far longer): the lease its screener renews keeps the other one off it."""
+    """The broker hands a chunk that is still being screened to the other worker (a visibility timeout of 1 s
+    against a chunk of 64 full-size films, some 10 s here): the lease its screener renews keeps the other one off
+    it."""
     database = f"sqlite:///{tmp_path / 'screening.db'}"
-    env = env_for(redis_url, database, SCREEN_VISIBILITY_TIMEOUT="2", SCREEN_CHUNK_SIZE="24")
-    folder = copy_images(tmp_path / "night", FULL_SIZE[:24])
+    env = env_for(redis_url, database, SCREEN_VISIBILITY_TIMEOUT="1", SCREEN_CHUNK_SIZE="64")
+    folder = copy_images(tmp_path / "night", FULL_SIZE[:64])
     workers = [start_worker(env, "first"), start_worker(env, "second")]
     run_screen(env, "enqueue", str(folder))
-    wait_until(lambda: result_statuses(database) == {"done": 24}, 180, what="all 24 screened")
-    assert [count for _, count, _ in screenings(database)] == [1] * 24
+    wait_until(lambda: result_statuses(database) == {"done": 64}, 240, what="all 64 screened")
+    assert [count for _, count, _ in screenings(database)] == [1] * 64
     logs = "".join(worker.output() for worker in workers)
-    assert "'held_elsewhere': 24" in logs  # the second delivery happened, and was turned away
+    assert "'held_elsewhere': 64" in logs  # the second delivery happened, and was turned away
 
 
 def test_redis_restart_loses_nothing_queued_and_everyone_reconnects(env_for, start_worker, tmp_path):

@@ -103,7 +103,7 @@ def test_nothing_is_served_to_anyone_who_has_not_signed_in(review_app):
 
 
 def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdict(review_app, tmp_path):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     base, env, server_log = review_app
     assert CHROMIUM, "Debian's chromium is missing: `make test-tools` installs it"
@@ -117,9 +117,10 @@ def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdic
         page.fill("#reader", "Dr Ada Reader")
         page.fill("#token", TOKEN)
         page.click("button[type=submit]")
-        assert page.url == base + "/"
+        expect(page).to_have_url(base + "/")
         rows = page.locator("#images tbody tr")
-        assert rows.count() == 8 and "FLAG" in rows.first.inner_text()  # a page of 8 (SCREEN_WEB_PAGE_SIZE)
+        expect(rows).to_have_count(8)  # a page of 8 (SCREEN_WEB_PAGE_SIZE), once the worklist has loaded
+        expect(rows.first).to_contain_text("FLAG")
         probabilities = [
             float(text) for text in page.locator("#images tbody tr.flagged td:nth-child(3)").all_inner_texts()
         ]
@@ -127,10 +128,13 @@ def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdic
         page.screenshot(path=str(shots / "worklist.png"), full_page=True)
         assert serious_accessibility_violations(page) == []
         page.click("form.filters button[type=submit]")  # every field left empty: the whole worklist, no 422
-        assert page.locator("#counts").inner_text() == "Images 1 to 8 of 11 (page 1 of 2)." and rows.count() == 8
+        expect(page.locator("#counts")).to_have_text("Images 1 to 8 of 11 (page 1 of 2).")
+        expect(rows).to_have_count(8)
         page.click("#next-page")  # past the first page: the rest, unscored last
-        assert page.locator("#counts").inner_text() == "Images 9 to 11 of 11 (page 2 of 2)." and rows.count() == 3
+        expect(page.locator("#counts")).to_have_text("Images 9 to 11 of 11 (page 2 of 2).")
+        expect(rows).to_have_count(3)
         page.click("#quick-unscored")
+        page.wait_for_url(base + "/?view=not-scored")  # and its load
         statuses = page.locator("#images tbody td:nth-child(2)").all_inner_texts()
         assert statuses and set(statuses) <= {"skipped", "failed"} and rows.count() < 8
         page.goto(base + "/")
@@ -194,7 +198,7 @@ def test_a_radiologist_signs_in_opens_the_top_flagged_image_and_records_a_verdic
         rows.first.locator("a").click()
         page.click("button[value=normal]")  # a second reading of the first image, with the mouse
         page.locator("#recorded a").click()
-        assert page.locator("#verdict").inner_text() == "normal"
+        expect(page.locator("#verdict")).to_have_text("normal")
         first = page.url
         page.keyboard.press("l")  # the next image in the worklist, and back
         page.wait_for_url(lambda url: url != first)

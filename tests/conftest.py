@@ -15,7 +15,7 @@ from helpers import DICOM, FULLRES, POSTGRES_ADMIN_URL, REDIS_URL, ScreenProcess
 
 from screening.config import load_settings
 from screening.usecases.context import bootstrap
-from screening.usecases.enqueue import enqueue_folders
+from screening.usecases.enqueue import BatchOutcome, enqueue_folders
 
 # Test tiers, derived from what a test uses so that a tier can never be out of date:
 #   e2e          runs `screen` processes (the CLI, workers, Flower) or injects faults into them
@@ -123,6 +123,12 @@ def bootstrapped_database(tmp_path_factory) -> Path:
     return folder / "screening.db"
 
 
+def copy_database(source: Path, target: Path) -> None:
+    """SQLite's own backup: whole, whatever the source's write-ahead log still holds."""
+    with sqlite3.connect(source) as reading, sqlite3.connect(target) as writing:
+        reading.backup(writing)
+
+
 @pytest.fixture
 def services(tmp_path, monkeypatch, bootstrapped_database):
     """What `bootstrap()` gives every command: a migrated SQLite database with the released model active, in a
@@ -130,8 +136,7 @@ def services(tmp_path, monkeypatch, bootstrapped_database):
     hashed again for every test)."""
     data = tmp_path / "data"
     data.mkdir()
-    with sqlite3.connect(bootstrapped_database) as source, sqlite3.connect(data / "screening.db") as copy:
-        source.backup(copy)
+    copy_database(bootstrapped_database, data / "screening.db")
     monkeypatch.setenv("SCREEN_DATA_DIR", str(data))
     for name in ("SCREEN_DATABASE_URL", "SCREEN_BROKER_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -140,16 +145,46 @@ def services(tmp_path, monkeypatch, bootstrapped_database):
     services.engine.dispose()
 
 
-@pytest.fixture
-def screened(services, sample_folder):
-    """The sample night, screened in this process."""
-    return enqueue_folders(services, [sample_folder])
+@pytest.fixture(scope="session")
+def screened_night(tmp_path_factory, bootstrapped_database, sample_night) -> tuple[Path, BatchOutcome]:
+    """The sample night screened once per test process, in this process: the database it left, and what the
+    enqueue returned. `screened` restores that database for each test that asks."""
+    data = tmp_path_factory.mktemp("screened")
+    copy_database(bootstrapped_database, data / "screening.db")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SCREEN_DATA_DIR", str(data))
+        for name in ("SCREEN_DATABASE_URL", "SCREEN_BROKER_URL"):
+            patch.delenv(name, raising=False)
+        services = bootstrap(load_settings())
+        outcome = enqueue_folders(services, [fill_sample_night(sample_night)])
+        services.engine.dispose()
+    return data / "screening.db", outcome
 
 
 @pytest.fixture
-def sample_folder(tmp_path) -> Path:
+def screened(services, sample_folder, screened_night) -> BatchOutcome:
+    """The sample night, screened in this process (the session's screening, its database restored as this test's)."""
+    database, outcome = screened_night
+    services.engine.dispose()  # no connection open on the file the backup replaces
+    copy_database(database, services.settings.data_dir / "screening.db")
+    return outcome
+
+
+@pytest.fixture(scope="session")
+def sample_night(tmp_path_factory) -> Path:
+    """Where the sample night lies: one path for the whole test process, so it is screened once (`screened`)."""
+    return tmp_path_factory.mktemp("sample") / "night"
+
+
+@pytest.fixture
+def sample_folder(sample_night) -> Path:
+    """The sample night as it was, for each test: whatever an earlier test changed in it is made anew."""
+    return fill_sample_night(sample_night)
+
+
+def fill_sample_night(folder: Path) -> Path:
     """A night's folder: the six DICOM files, four full-size JPEGs, and a file that is no image."""
-    folder = tmp_path / "night"
+    shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(DICOM, folder / "dicom")
     jpegs = folder / "jpeg"
     jpegs.mkdir()

@@ -331,7 +331,7 @@ def test_a_study_holds_each_instance_once_at_its_latest_screened_result(sessions
         assert sorted(row.result_id for row in study_images(session, "9.9", version.id)) == sorted([later, ids[1]])
 
 
-def test_workers_starting_together_register_the_released_model_once(database_url, tmp_path):
+def test_workers_starting_together_register_the_released_model_once(database_url, release_registry):
     """Several processes on a fresh database: one version, one active, no crash."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -343,7 +343,7 @@ def test_workers_starting_together_register_the_released_model_once(database_url
 
     def start_one(_):
         with sessions.begin() as session:
-            return ensure_active_model(session, REPOSITORY / "models", tmp_path / "registry").id
+            return ensure_active_model(session, REPOSITORY / "models", release_registry).id
 
     with ThreadPoolExecutor(4) as pool:
         (active,) = set(pool.map(start_one, range(4)))  # every process: the same version

@@ -431,17 +431,14 @@ def test_flower_needs_basic_auth_beyond_loopback_and_enforces_it(screen_env, red
 # --- 18. one retrain per night ---------------------------------------------------------------------------------
 
 
-def test_the_nightly_retrain_runs_once_per_night_whatever_is_delivered(tmp_path, monkeypatch):
-    from screening.config import load_settings
+@pytest.mark.integration  # an artifact of its own registered, loaded and scored on the reference films
+def test_the_nightly_retrain_runs_once_per_night_whatever_is_delivered(services, tmp_path):
     from screening.db.schema import RetrainRun
     from screening.queue.celery_app import NIGHTLY_RETRAIN_TASK
     from screening.tasks import app
-    from screening.usecases.context import bootstrap
     from screening.usecases.models import register_model
     from screening.usecases.retrain import nightly_retrain
 
-    monkeypatch.setenv("SCREEN_DATA_DIR", str(tmp_path))
-    services = bootstrap(load_settings())
     released = REPOSITORY / "models" / "pneumonia_resnet50.zip"
     moved = artifact_with(released, tmp_path / "moved.zip", training_config={"data_dir": str(tmp_path / "moved")})
     register_model(services, moved, activate=True)
@@ -454,7 +451,6 @@ def test_the_nightly_retrain_runs_once_per_night_whatever_is_delivered(tmp_path,
     assert run.task_id == "task-1" and run.outcome == first and run.finished_at is not None
     task = app.tasks[NIGHTLY_RETRAIN_TASK]
     assert task.acks_late is False and task.reject_on_worker_lost is False
-    services.engine.dispose()
 
 
 def test_a_browser_session_lapses_when_idle_and_a_request_keeps_it_open():

@@ -2,11 +2,10 @@
 
 `usecases/enqueue.py` called as the edges call it: without click or Celery, on SQLite, in this process."""
 
-import pytest
 from helpers import EXPECTED_DICOM_STATUS
 
 from screening.usecases.enqueue import Requeued, enqueue_folders, requeue
-from screening.usecases.results import NoSuchBatch, batch_results, batch_status, recent_batches
+from screening.usecases.results import batch_results, batch_status
 
 
 def test_enqueue_screens_every_file_and_results_say_what_became_of_each(services, screened, sample_folder):
@@ -21,12 +20,3 @@ def test_enqueue_screens_every_file_and_results_say_what_became_of_each(services
     rerun = enqueue_folders(services, overlapping)
     assert rerun.progress.total == rerun.progress.reused == 11  # each file once, and none screened twice
     assert requeue(services, None) == Requeued(rerun.progress.batch_id, 0, 0)
-    with pytest.raises(NoSuchBatch):
-        batch_status(services, "no-such-batch")
-    first = found.batch_id
-    assert batch_status(services, first[:8]).batch_id == first  # the eight characters `screen batches` shows
-    with pytest.raises(NoSuchBatch, match="no such batch"):
-        batch_status(services, first[:4])  # too short to name one
-    listed = recent_batches(services)
-    assert [line.progress.batch_id for line in listed] == [rerun.progress.batch_id, first]  # newest first
-    assert listed[1].progress.total == 11 and listed[1].roots == [str(sample_folder.resolve())]

@@ -19,6 +19,7 @@ def sheet_of(folder):
     return path
 
 
+@pytest.mark.integration  # an artifact of its own registered, loaded and scored on the reference films
 def test_register_promote_and_roll_back_without_hard_coded_ids(services, tmp_path):
     released = active_model(services)
     registration = register_model(services, artifact_with(RELEASED, tmp_path / "other.zip", name="other"))

@@ -6,19 +6,16 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import DICOM, FULLRES, REPOSITORY
+from helpers import DICOM, FULLRES
 
 from screening.imaging.errors import NotScreenable
-from screening.model.infer import Classifier
-from screening.model.released import RELEASED_ARTIFACT
 from screening.training.evaluate import score_labelled_folder
 from screening.usecases.context import active_model
 from screening.usecases.enqueue import enqueue_folders
 from screening.usecases.evaluate import evaluate_version
 from screening.usecases.preview import PictureError, model_view, write_preview
 from screening.usecases.results import batch_results
-
-RELEASED = REPOSITORY / "models" / RELEASED_ARTIFACT
+from screening.usecases.screen_chunk import process_runtime
 
 
 def test_preview_worker_and_evaluation_give_one_probability_per_file(services, tmp_path):
@@ -35,7 +32,7 @@ def test_preview_worker_and_evaluation_give_one_probability_per_file(services, t
     worker = {row.path.rsplit("/", 1)[1]: row.probability for row in batch_results(services, None).images}
 
     version = active_model(services)
-    classifier = Classifier.load(RELEASED, version.artifact_sha256)
+    classifier = process_runtime(services).classifier_for(version)
     evaluated = score_labelled_folder(classifier, version.preprocessing, labelled)
     preview = [classifier.assess(model_view(services, path)[0].image[None]).probabilities[0] for path in files.values()]
 

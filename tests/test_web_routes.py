@@ -6,18 +6,16 @@ import dataclasses
 import pytest
 from fastapi.testclient import TestClient
 
-from screening.usecases.enqueue import enqueue_folders
 from screening.web.app import create_app
 
 TOKEN = "a-long-enough-review-token-for-tests"
 
 
 @pytest.fixture
-def signed_in(services, sample_folder):
+def signed_in(services, screened, sample_folder):
     """A browser signed in to the app over a screened sample night, identifiers hidden."""
     web = dataclasses.replace(services.settings.web, hide_identifiers=True, page_size=4)
     hiding = dataclasses.replace(services, settings=dataclasses.replace(services.settings, web=web))
-    enqueue_folders(hiding, [sample_folder])
     with TestClient(create_app(hiding, TOKEN)) as client:
         yield client, sample_folder
 

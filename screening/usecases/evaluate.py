@@ -10,6 +10,7 @@ from screening.model.figures import CheckFigures
 from screening.model.registered import RegisteredVersion
 from screening.training.labelled import labelled_folder
 from screening.usecases.context import Services
+from screening.usecases.screen_chunk import process_runtime
 from screening.vocabulary import Population
 
 __all__ = ["Evaluation", "evaluate_version"]
@@ -30,10 +31,9 @@ def evaluate_version(
     with services.sessions() as session:
         version = RegisteredVersion.of(get_version(session, version_id))
     labelled_folder(folder, minimum_per_class=1)
-    from screening.model.infer import Classifier
     from screening.training.evaluate import folder_metrics
 
-    classifier = Classifier.load(version.artifact_path, version.artifact_sha256)
+    classifier = process_runtime(services).classifier_for(version)  # as the worker loads it
     figures = folder_metrics(
         classifier, version.preprocessing, folder, rounds, services.settings.image_limits, population
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -37,8 +37,6 @@ class WorkerRuntime:
     settings: Settings
     session_factory: sessionmaker[Session]
     holder: Holder  # whose lease the rows it screens are under: this worker (its main process), or this process
-    _classifiers: dict[int, Classifier] = field(default_factory=dict)
-    _loading: threading.Lock = field(default_factory=threading.Lock)  # one load, however many threads ask at once
 
     @cached_property
     def pool(self) -> ThreadPoolExecutor:
@@ -46,18 +44,19 @@ class WorkerRuntime:
         return ThreadPoolExecutor(self.settings.decode_threads, thread_name_prefix="decode")
 
     def classifier_for(self, version: RegisteredVersion) -> Classifier:
-        """The model of `version`, loaded once per process; a newly promoted version replaces it."""
-        with self._loading:
+        """The model of `version`, loaded once per process (see `_loaded`)."""
+        with _loading:
             return self._classifier_for(version)
 
     def _classifier_for(self, version: RegisteredVersion) -> Classifier:
-        if version.id not in self._classifiers:
+        key = _load_key(version, self.settings)
+        if key not in _loaded:
             import keras  # imported here, as the classifier: a backend must not load before fork
 
             from screening.model.infer import Classifier
 
-            self._classifiers.clear()
-            self._classifiers[version.id] = Classifier.load(
+            _loaded.clear()
+            _loaded[key] = Classifier.load(
                 version.artifact_path,
                 version.artifact_sha256,
                 self.settings.inference_batch_size,
@@ -70,7 +69,24 @@ class WorkerRuntime:
                 self.settings.dtype_policy,
                 self.settings.inference_batch_size,
             )
-        return self._classifiers[version.id]
+        return _loaded[key]
+
+
+# The model this process last loaded, one for every runtime it holds (`screen serve` explains with the one its
+# listener and in-process batches screen with). A newly promoted version replaces it, and so does its artifact
+# changed on disk, which is then checked against its SHA-256 again.
+_loaded: dict[tuple[object, ...], Classifier] = {}
+_loading = threading.Lock()  # one load, however many threads ask at once
+
+
+def _load_key(version: RegisteredVersion, settings: Settings) -> tuple[object, ...]:
+    try:
+        stat = version.artifact_path.stat()
+        on_disk: tuple[int, ...] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    except OSError:
+        on_disk = ()  # the load says what is wrong
+    path = str(version.artifact_path)
+    return version.id, path, version.artifact_sha256, on_disk, settings.inference_batch_size, settings.dtype_policy
 
 
 def score_jobs(runtime: WorkerRuntime, version: RegisteredVersion, jobs: list[ImageJob]) -> None:

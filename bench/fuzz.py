@@ -35,7 +35,7 @@ SOURCES = {
     "dicom": [DATA / "dicom" / "cr_chest_pa_monochrome2_jpeg_baseline.dcm", DATA / "dicom" / "ct_small_not_xray.dcm"],
 }
 NOT_RADIOGRAPHS = {"ct_small_not_xray.dcm"}  # an original that must end `skipped`
-DICOM_FIELDS = {
+DICOM_FIELDS: dict[str, list[object]] = {
     "Rows": [0, 1, 65535],
     "Columns": [0, 3, 65535],
     "BitsStored": [0, 1, 17, 32],

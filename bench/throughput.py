@@ -33,6 +33,7 @@ from screening.db.migrate import upgrade
 from screening.db.schema import Result
 from screening.imaging.pipeline import prepare_file
 from screening.model.preprocessing import PreprocessSpec
+from screening.model.registered import RegisteredVersion
 from screening.model.released import ensure_active_model, register_artifact
 from screening.queue.enqueue import enqueue_batch, start_batch
 from screening.usecases.screen_chunk import WorkerRuntime, screen_chunk
@@ -67,8 +68,8 @@ def chest_in_every_syntax(folder: Path) -> dict[str, Path]:
     return films
 
 
-def _encapsulated(dataset: pydicom.Dataset, syntax: pydicom.uid.UID, frame: bytes) -> None:
-    dataset.PixelData = encapsulate([frame])
+def _encapsulated(dataset: pydicom.Dataset, syntax: pydicom.uid.UID, frame: bytes | bytearray) -> None:
+    dataset.PixelData = encapsulate([bytes(frame)])
     dataset["PixelData"].VR = "OB"
     dataset.file_meta.TransferSyntaxUID = syntax
 
@@ -184,12 +185,13 @@ def main() -> None:
     upgrade(engine)
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
-        version = ensure_active_model(session, settings.models_dir, settings.registry_dir)
+        row = ensure_active_model(session, settings.models_dir, settings.registry_dir)
         if args.artifact:
-            version = register_artifact(session, args.artifact, settings.registry_dir, activate=True)
+            row = register_artifact(session, args.artifact, settings.registry_dir, activate=True)
+        version = RegisteredVersion.of(row)
     runtime = WorkerRuntime(settings, sessions, Holder.this_process(settings.in_process_lease))
     classifier = runtime.classifier_for(version)
-    spec = PreprocessSpec.from_dict(version.preprocessing)
+    spec = version.preprocessing
     side = spec.size  # the version's input size
     classifier.assess(np.zeros((settings.inference_batch_size, side, side, 3), np.uint8))  # warm up
     classifier.model.predict(np.zeros((1, side, side, 3), np.float32), verbose=0)
@@ -198,7 +200,7 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
         f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND', 'tensorflow')}; batch {settings.inference_batch_size}, "
         f"chunk {settings.chunk_size}, decode threads {settings.decode_threads}, dtype {settings.dtype_policy}; "
-        f"model version {version.id} ({Path(version.artifact_path).name[:12]}…, {version.name})"
+        f"model version {version.id} ({version.artifact_path.name[:12]}…, {version.name})"
     )
     header = (
         "set",

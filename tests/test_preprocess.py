@@ -7,7 +7,7 @@ import pytest
 from helpers import CXR224, FULLRES
 
 from screening.imaging.errors import NotScreenable
-from screening.imaging.preprocess import preprocess
+from screening.imaging.preprocess import preprocess, to_8bit
 from screening.imaging.read import decode_radiograph
 from screening.model.preprocessing import PreprocessSpec
 
@@ -44,8 +44,28 @@ def test_contrast_is_normalised_whatever_the_input_range():
 
 
 def test_blank_image_is_not_screenable():
-    with pytest.raises(NotScreenable, match="blank image"):
-        preprocess(np.full((300, 300), 17.0, np.float32), SPEC)
+    for blank in (np.full((300, 300), 17.0, np.float32), np.full((300, 300), 17, np.uint8)):
+        with pytest.raises(NotScreenable, match="blank image"):
+            preprocess(blank, SPEC)
+
+
+def test_a_films_own_levels_are_scaled_by_table_to_the_same_grey_levels_as_by_arithmetic():
+    """8- and 16-bit films go through a table worked out once per level: the same uint8 as the float arithmetic
+    every film took before (so no score moves), on real JPEGs and on narrow and wide random ranges."""
+
+    def by_arithmetic(film: np.ndarray) -> np.ndarray:
+        low, high = float(film.min()), float(film.max())
+        return ((film.astype(np.float32) - low) * (255.0 / (high - low))).astype(np.uint8)
+
+    rng = np.random.default_rng(0)
+    films = [decode_radiograph(path.read_bytes(), 60_000_000).pixels for path in FULL_SIZE[:4]]
+    assert all(film.dtype == np.uint8 for film in films)  # a JPEG's own levels, not floats
+    for dtype, top in ((np.uint8, 255), (np.uint16, 4095), (np.uint16, 65535)):
+        for _ in range(10):
+            low = int(rng.integers(0, top - 2))
+            films.append(rng.integers(low, rng.integers(low + 2, top + 1), (97, 131)).astype(dtype))
+    for film in films:
+        np.testing.assert_array_equal(to_8bit(film), by_arithmetic(film))
 
 
 def test_parallel_preprocessing_matches_sequential():

@@ -35,7 +35,15 @@ def to_8bit(grayscale: np.ndarray) -> np.ndarray:
     low, high = float(grayscale.min()), float(grayscale.max())
     if high <= low:
         raise NotScreenable("blank image: every pixel has the same value")
-    return ((grayscale.astype(np.float32) - low) * (255.0 / (high - low))).astype(np.uint8)
+    if grayscale.dtype in (np.uint8, np.uint16):  # a JPEG's or PNG's own levels: the same sum, once per level
+        table = np.zeros(np.iinfo(grayscale.dtype).max + 1, np.uint8)
+        table[int(low) : int(high) + 1] = _scaled(np.arange(int(low), int(high) + 1), low, high)
+        return cv2.LUT(grayscale, table) if grayscale.dtype == np.uint8 else table[grayscale]
+    return _scaled(grayscale, low, high)
+
+
+def _scaled(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    return ((values.astype(np.float32) - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
 def preprocess(grayscale: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

@@ -32,7 +32,8 @@ SAME_PIXELS = "identical pixels to an image already screened: same score"
 
 @dataclass
 class WorkerRuntime:
-    """What one worker process keeps between chunks: database, thread pool, the loaded model."""
+    """What one worker process keeps between chunks: its database, its decoding threads, and the way to the model it
+    screens with (loaded once per process, whichever runtime asks: `_loaded`)."""
 
     settings: Settings
     session_factory: sessionmaker[Session]

@@ -41,4 +41,5 @@ test: $(BIN)/screen $(VIEWER) test-tools
 
 # The unit tier only (no Redis, PostgreSQL or `screen` processes): a minute, for the edit-test loop.
 test-fast: $(BIN)/screen
+	$(BIN)/screen weights fetch   # cached after the first time; the model tests read them
 	$(BIN)/pytest -n 2 --dist loadgroup -m unit -q

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from helpers import DICOM, FULLRES, POSTGRES_ADMIN_URL, REDIS_URL, ScreenProcess, fresh_postgres_schema
 
 from screening.config import load_settings
-from screening.usecases.context import bootstrap
+from screening.usecases.context import Services, bootstrap
 from screening.usecases.enqueue import BatchOutcome, enqueue_folders
 
 # Test tiers, derived from what a test uses so that a tier can never be out of date:
@@ -116,11 +116,17 @@ def bootstrapped_database(tmp_path_factory) -> Path:
     artifacts in this folder's registry, read-only, for the whole session). `services` copies it for each test."""
     folder = tmp_path_factory.mktemp("bootstrapped")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SCREEN_DATA_DIR", str(folder))
-        for name in ("SCREEN_DATABASE_URL", "SCREEN_BROKER_URL"):
-            patch.delenv(name, raising=False)
-        bootstrap(load_settings()).engine.dispose()
+        embedded(patch, folder).engine.dispose()
     return folder / "screening.db"
+
+
+def embedded(patch: pytest.MonkeyPatch, data: Path) -> Services:
+    """`bootstrap()` as every command runs it on the embedded default: its data in `data`, no database URL and no
+    broker from the environment."""
+    patch.setenv("SCREEN_DATA_DIR", str(data))
+    for name in ("SCREEN_DATABASE_URL", "SCREEN_BROKER_URL"):
+        patch.delenv(name, raising=False)
+    return bootstrap(load_settings())
 
 
 def copy_database(source: Path, target: Path) -> None:
@@ -137,10 +143,7 @@ def services(tmp_path, monkeypatch, bootstrapped_database):
     data = tmp_path / "data"
     data.mkdir()
     copy_database(bootstrapped_database, data / "screening.db")
-    monkeypatch.setenv("SCREEN_DATA_DIR", str(data))
-    for name in ("SCREEN_DATABASE_URL", "SCREEN_BROKER_URL"):
-        monkeypatch.delenv(name, raising=False)
-    services = bootstrap(load_settings())
+    services = embedded(monkeypatch, data)
     yield services
     services.engine.dispose()
 
@@ -152,10 +155,7 @@ def screened_night(tmp_path_factory, bootstrapped_database, sample_night) -> tup
     data = tmp_path_factory.mktemp("screened")
     copy_database(bootstrapped_database, data / "screening.db")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SCREEN_DATA_DIR", str(data))
-        for name in ("SCREEN_DATABASE_URL", "SCREEN_BROKER_URL"):
-            patch.delenv(name, raising=False)
-        services = bootstrap(load_settings())
+        services = embedded(patch, data)
         outcome = enqueue_folders(services, [fill_sample_night(sample_night)])
         services.engine.dispose()
     return data / "screening.db", outcome

@@ -18,12 +18,17 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pydicom
 import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from screening.queue.enqueue import enqueue_batch, start_batch
+from screening.vocabulary import BatchMode
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SCREEN_TEST_DATA", REPOSITORY.parent / "shared" / "data"))
@@ -144,6 +149,14 @@ def copy_training_set(target: Path, start: int = 0, per_class: int = 40) -> Path
         for source in sorted((CXR224 / name).iterdir())[start : start + per_class]:
             shutil.copy(source, target / name / source.name)
     return target
+
+
+def queued_ids(sessions: sessionmaker[Session], folder: Path) -> list[int]:
+    """The folder's images recorded and dispatched to nobody: rows a worker would receive (or one that died did)."""
+    chunks: list[list[int]] = []
+    batch = start_batch(sessions, [str(folder)], BatchMode.IN_PROCESS, timedelta(minutes=1))
+    enqueue_batch(sessions, batch, [str(folder)], 64, 2**30, chunks.append, timedelta(hours=1))
+    return [result_id for chunk in chunks for result_id in chunk]
 
 
 def png_header_only(width: int, height: int) -> bytes:

@@ -6,27 +6,17 @@ import dataclasses
 from datetime import timedelta
 
 import sqlalchemy as sa
-from helpers import wait_until
+from helpers import queued_ids, wait_until
 
 from screening.db.engine import make_engine, make_session_factory
 from screening.db.leases import Holder
 from screening.db.schema import Result
-from screening.queue.enqueue import enqueue_batch, start_batch
 from screening.usecases.recover import Recovered, recover_stranded, reserve_chunk, worker_holder
-from screening.vocabulary import BatchMode
-
-
-def queued(services, folder) -> list[int]:
-    """The folder's rows recorded and dispatched to nobody: as when the worker that received them died."""
-    chunks: list[list[int]] = []
-    batch = start_batch(services.sessions, [str(folder)], BatchMode.IN_PROCESS, timedelta(minutes=1))
-    enqueue_batch(services.sessions, batch, [str(folder)], 64, 2**30, chunks.append, timedelta(hours=1))
-    return [result_id for chunk in chunks for result_id in chunk]
 
 
 def test_what_a_dead_worker_reserved_is_screened_by_the_next_look_and_a_living_workers_is_left(services, sample_folder):
     dying, living = Holder("dying@host pid 1", timedelta(seconds=1), 0.3), worker_holder(services, "living@host")
-    ids = queued(services, sample_folder / "jpeg")
+    ids = queued_ids(services.sessions, sample_folder / "jpeg")  # as when the worker that received them died
     reserve_chunk(services, dying, ids[:2])
     reserve_chunk(services, living, ids[2:])
     assert recover_stranded(services) == Recovered(0, 0)  # the dying worker's lease still runs

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from helpers import DICOM, FULLRES, REPOSITORY, scrambled_jpeg, wait_until
+from helpers import DICOM, FULLRES, REPOSITORY, queued_ids, scrambled_jpeg, wait_until
 
 from screening.config import WorkLease, load_settings
 from screening.db.batches import batch_progress, create_batch
@@ -16,7 +16,7 @@ from screening.db.migrate import upgrade
 from screening.db.outbox import MadeObject, Retries, record_object
 from screening.db.schema import ModelVersion, Result
 from screening.model.released import ensure_active_model
-from screening.queue.enqueue import dispatch_lapsed, enqueue_batch, start_batch
+from screening.queue.enqueue import dispatch_lapsed
 from screening.usecases.screen_chunk import WorkerRuntime, screen_chunk
 from screening.vocabulary import BatchMode, ResultKind
 
@@ -33,13 +33,6 @@ def runtime(database_url, monkeypatch, release_registry):
     engine.dispose()
 
 
-def queued_ids(runtime, folder) -> list[int]:
-    chunks = []
-    batch = start_batch(runtime.session_factory, [str(folder)], BatchMode.IN_PROCESS, timedelta(minutes=1))
-    enqueue_batch(runtime.session_factory, batch, [str(folder)], 64, 2**30, chunks.append, timedelta(hours=1))
-    return [result_id for chunk in chunks for result_id in chunk]
-
-
 def test_bad_files_do_not_stop_the_good_ones_and_redelivery_adds_nothing(runtime, tmp_path):
     tmp_path = tmp_path / "night"
     tmp_path.mkdir()
@@ -52,7 +45,7 @@ def test_bad_files_do_not_stop_the_good_ones_and_redelivery_adds_nothing(runtime
     shutil.copy(DICOM / "multiframe_2frame.dcm", tmp_path / "us.dcm")
     shutil.copy(good[1], tmp_path / "identical-copy.jpeg")  # same bytes as a good file: screened once
 
-    result_ids = queued_ids(runtime, tmp_path)
+    result_ids = queued_ids(runtime.session_factory, tmp_path)
     assert len(result_ids) == 7  # eight files, two of them identical
     summary = screen_chunk(runtime, result_ids)
     assert summary.statuses == {"done": 3, "failed": 2, "skipped": 2}
@@ -76,7 +69,7 @@ def test_a_jpeg_with_scrambled_data_fails_with_the_decoders_reason(runtime, tmp_
     folder = tmp_path / "night"
     folder.mkdir()
     (folder / "scrambled.jpeg").write_bytes(scrambled_jpeg(good))
-    summary = screen_chunk(runtime, queued_ids(runtime, folder))
+    summary = screen_chunk(runtime, queued_ids(runtime.session_factory, folder))
     assert summary.statuses == {"failed": 1}
     with runtime.session_factory() as session:
         (reason,) = session.scalars(sa.select(Result.reason))
@@ -95,7 +88,7 @@ def test_identical_pixels_in_other_bytes_get_the_same_score(runtime, tmp_path):
     jpeg = sorted((FULLRES / "train" / "NORMAL").iterdir())[0].read_bytes()
     (folder / "a.jpeg").write_bytes(jpeg)
     (folder / "b.jpeg").write_bytes(jpeg[:2] + b"\xff\xfe\x00\x07hello" + jpeg[2:])  # a comment: other bytes
-    assert screen_chunk(runtime, queued_ids(runtime, folder)).statuses == {"done": 4}
+    assert screen_chunk(runtime, queued_ids(runtime.session_factory, folder)).statuses == {"done": 4}
     with runtime.session_factory() as session:
         rows = {r.path.rsplit("/", 1)[1]: r for r in session.scalars(sa.select(Result))}
     assert len({rows["lossless.dcm"].sha256, rows["uncompressed.dcm"].sha256}) == 2
@@ -110,7 +103,7 @@ def test_a_model_that_cannot_be_loaded_fails_every_row_with_the_reason(runtime, 
     folder.mkdir()
     for source in sorted((FULLRES / "train" / "NORMAL").iterdir())[:2]:
         shutil.copy(source, folder / source.name)
-    result_ids = queued_ids(runtime, folder)
+    result_ids = queued_ids(runtime.session_factory, folder)
     with runtime.session_factory.begin() as session:
         version = session.scalars(sa.select(ModelVersion).where(ModelVersion.status == "active")).one()
         version.artifact_sha256 = "0" * 64  # as if the file were changed after registration
@@ -128,7 +121,7 @@ def test_rows_under_a_live_lease_are_left_to_their_holder_and_a_lapsed_lease_is_
     folder.mkdir()
     for path in sorted((FULLRES / "val").iterdir())[:3]:
         shutil.copy(path, folder / path.name)
-    result_ids = queued_ids(runtime, folder)
+    result_ids = queued_ids(runtime.session_factory, folder)
     dying = Holder("dying@host pid 1", timedelta(seconds=1), 0.3)
     with runtime.session_factory.begin() as session:
         assert reserve_results(session, result_ids[:1], dying) == 1  # a chunk it received and had not started

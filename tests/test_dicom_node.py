@@ -204,10 +204,11 @@ def test_an_archive_that_refuses_everything_ends_in_failed_sends_not_a_loop(node
 def test_with_a_broker_the_workers_screen_and_send_what_the_listener_received_though_one_of_them_dies(
     node, redis_url, start_worker, tmp_path
 ):
-    """One of two whole workers is killed while it screens an instance of the study (default leases): the other
-    takes its chunk over and the report still reaches the archive within two minutes."""
+    """One of two whole workers is killed while it screens an instance of the study (leases of 15 s; the default
+    lease is test_faults' kill -9): the other takes its chunk over and the report still reaches the archive."""
     env, archive_dir, start = node
     env = {**env, "SCREEN_BROKER_URL": redis_url, "SCREEN_STUDY_SETTLE_SECONDS": "2", "SCREEN_CHUNK_SIZE": "1"}
+    env |= {"SCREEN_WORK_HEARTBEAT": "5", "SCREEN_WORK_LEASE": "15"}
     database = f"sqlite:///{Path(env['SCREEN_DATA_DIR']) / 'screening.db'}"
     victim = start_worker(env, "victim")
     survivor = start_worker(env, "survivor")

@@ -2,16 +2,20 @@
 
 import json
 import shutil
+from collections import Counter
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from helpers import DATA, FULLRES, copy_training_set, results_by_name, run_screen
 
+from screening.config import ImageLimits
 from screening.model.artifact import read_artifact, read_gate
 from screening.model.gate import ApplicabilityGate, refusal_reason
 from screening.training.consistency import VARIATIONS
-from screening.training.gate_images import FROM_FILMS, out_of_scope_images
+from screening.training.gate_images import DRAWINGS, FROM_FILMS, gate_images, out_of_scope_images
+from screening.training.split import Example
 
 OUT_OF_SCOPE = DATA / "out-of-scope"
 
@@ -24,6 +28,18 @@ def test_out_of_scope_images_are_split_by_patient_and_every_kind_is_tested():
     assert {image.kind for image in fit} == {image.kind for image in held_out} == {"lateral_cxr", "ct_slice", "other"}
     assert 0.3 < len(held_out) / 55 < 0.5
     assert (fit, held_out) == out_of_scope_images(OUT_OF_SCOPE)  # the same split every time
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("films", "per_kind", "drawn"), [(6000, 60, 20), (240, 60, 20), (41, 11, 4), (3, 1, 1)])
+def test_a_small_run_makes_a_quarter_as_many_gate_images_per_way_as_it_has_films(films, per_kind, drawn):
+    frontal = [Example(Path(f"{n}.png"), n % 2, str(n), "0" * 64) for n in range(films)]
+    fit, _ = out_of_scope_images(OUT_OF_SCOPE)
+    made = gate_images(frontal, fit, 2, ImageLimits(), seed=0)  # nothing is read until its features are taken
+    counts = Counter(made.kinds)
+    assert counts["frontal, data"] == films and counts["frontal, varied"] == max(films // 10, 1)
+    assert all(counts[kind] == per_kind for kind in FROM_FILMS) and all(counts[kind] == drawn for kind in DRAWINGS)
+    assert sum(counts[kind] for kind in ("lateral_cxr", "ct_slice", "other")) == 3 * len(fit)  # as is, and 2 ways
 
 
 @pytest.mark.unit

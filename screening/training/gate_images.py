@@ -6,6 +6,7 @@ drawings). Each is made only when its features are taken, from a draw of its own
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ from screening.training.split import Example
 
 Film = np.ndarray  # one 8-bit grayscale image, any size
 HELD_OUT_FRACTION = 0.4  # of each out-of-scope kind's patients, kept for the test
-MADE_PER_KIND = 60  # images made from frontal films per way of making them, on each side
-DRAWN = 60  # noise, text pages and drawings, on each side
+MADE_PER_KIND = 60  # images made from frontal films per way of making them (and drawn: noise, text, drawings)
+MADE_SHARE = 4  # ... but at most a quarter as many as the frontal films they are made from
 
 
 @dataclass(frozen=True)
@@ -215,10 +216,18 @@ def gate_images(
         made.add(0, image.kind, _from_file(image.path, limits, _as_it_is, rng))
         for _ in range(variations):
             made.add(0, image.kind, _from_file(image.path, limits, as_films_come, rng))
+    per_kind = made_per_kind(len(frontal))
     for kind, way in FROM_FILMS.items():
-        for index in rng.choice(len(frontal), min(MADE_PER_KIND, len(frontal)), replace=False):
+        for index in rng.choice(len(frontal), per_kind, replace=False):
             made.add(0, kind, _from_file(frontal[index].path, limits, way, rng))
     for kind, draw in DRAWINGS.items():
-        for _ in range(DRAWN // len(DRAWINGS)):
+        for _ in range(math.ceil(per_kind / len(DRAWINGS))):
             made.add(0, kind, _drawn(draw, rng))
     return made
+
+
+def made_per_kind(films: int) -> int:
+    """60 images per way of making them from a release's thousands of films; a quarter of the films for a small run
+    (a night's labels), which would otherwise spend more passes of the network on the gate's made images (7 ways
+    and the drawn ones: 480 a side) than on its own films."""
+    return min(MADE_PER_KIND, math.ceil(films / MADE_SHARE))

@@ -18,7 +18,6 @@ import numpy as np
 from screening.model.artifact import ArtifactError, read_manifest
 from screening.model.preprocessing import PreprocessSpec, named_spec
 from screening.training.labelled import LabelledDataError, labelled_folder
-from screening.training.metrics import binary_metrics
 from screening.vocabulary import Population
 
 if TYPE_CHECKING:
@@ -100,6 +99,7 @@ class ReferenceCheck:
 
 def _figures(classifier: Classifier, spec: PreprocessSpec, population: Population, required: bool) -> ReferenceFigures:
     from screening.training.evaluate import score_labelled_folder
+    from screening.training.metrics import binary_metrics  # scikit-learn: a second on every command's start
 
     folder = REFERENCE_FILMS / population.value
     label_of = {path.name: label for path, label in labelled_folder(folder)}

@@ -22,8 +22,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from screening.cli.context import AppContext, import_backend_quietly, loads_backend, pass_app
+from screening.cli.context import AppContext, loads_backend, pass_app
 from screening.cli.tables import add_row, make_table, print_table
+from screening.model.device import import_backend_quietly
 from screening.usecases.enqueue import EnqueueEvents, enqueue_folders, requeue
 from screening.usecases.explain import write_explanation
 from screening.usecases.preview import write_preview

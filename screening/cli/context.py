@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,6 +11,7 @@ from typing import Any, TypeVar, cast
 import click
 
 from screening.config import Settings, load_settings
+from screening.model.device import import_backend_quietly
 from screening.usecases.context import Services, bootstrap
 
 
@@ -31,23 +30,6 @@ pass_app = click.make_pass_decorator(AppContext)
 
 def make_context() -> AppContext:
     return AppContext(load_settings())
-
-
-def import_backend_quietly() -> str:
-    """Import Keras and its backend now, with the lines TensorFlow's native runtime writes straight to file
-    descriptor 2 as it loads (absl, oneDNN) silenced: TF_CPP_MIN_LOG_LEVEL does not stop them, and they break
-    the output and progress bars of the command that loads a model. Python's own errors still raise. The
-    backend's name."""
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import keras
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-    return keras.backend.backend()
 
 
 Command = TypeVar("Command", bound=Callable[..., Any])

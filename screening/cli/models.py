@@ -76,7 +76,6 @@ def _cell(value: object) -> object:
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False))
 @click.option("--activate", is_flag=True, help="Make it the active version.")
 @pass_app
-@loads_backend
 def models_register(app: AppContext, artifact: str, activate: bool) -> None:
     """Register a model artifact as a candidate (or the active) version.
 

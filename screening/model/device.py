@@ -1,7 +1,10 @@
-"""Which Keras backend and which device this process computes on, said out loud at worker start."""
+"""Which Keras backend and which device this process computes on, said out loud at worker start; the backend
+loaded without the lines its native runtime writes."""
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 
 
@@ -12,6 +15,23 @@ class Device:
 
     def describe(self) -> str:
         return f"Keras backend {self.backend} on {self.accelerator or 'the CPU'}"
+
+
+def import_backend_quietly() -> str:
+    """Import Keras and its backend now, with the lines TensorFlow's native runtime writes straight to file
+    descriptor 2 as it loads (absl, oneDNN) silenced: TF_CPP_MIN_LOG_LEVEL does not stop them, and they break
+    the output and progress bars of the command that loads a model. Python's own errors still raise. The
+    backend's name."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import keras
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return str(keras.backend.backend())
 
 
 def current_device() -> Device:

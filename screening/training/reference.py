@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from screening.model.artifact import ArtifactError, read_manifest
+from screening.model.artifact import ArtifactError, policy_of, read_age_estimate, read_manifest
+from screening.model.device import import_backend_quietly
 from screening.model.preprocessing import PreprocessSpec, named_spec
 from screening.training.labelled import LabelledDataError, labelled_folder
 from screening.vocabulary import Population
@@ -128,12 +129,15 @@ def _figures(classifier: Classifier, spec: PreprocessSpec, population: Populatio
 def check_reference_films(path: Path) -> ReferenceCheck:
     """Load the artifact as a worker would and score the reference films; ArtifactError (one line) when it cannot
     be loaded, its preprocessing is not a named spec, or it fails a population it is required to serve."""
-    from screening.model.infer import Classifier  # loads a Keras backend: only when a version is checked
-
     try:
-        spec = named_spec(read_manifest(path).preprocessing)
+        manifest = read_manifest(path)
+        spec = named_spec(manifest.preprocessing)
     except ValueError as problem:
         raise ArtifactError(f"{path.name}: {problem}") from None
+    policy_of(manifest, read_age_estimate(path, manifest))  # unusable operating points: ArtifactError
+    import_backend_quietly()  # only now: what is no model is refused without the seconds a backend takes to load
+    from screening.model.infer import Classifier
+
     try:
         classifier = Classifier.load(path, None)
     except ArtifactError:

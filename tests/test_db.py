@@ -10,6 +10,7 @@ from helpers import REPOSITORY
 
 from screening.db.batches import add_items, batch_progress, create_batch
 from screening.db.engine import make_engine, make_session_factory
+from screening.db.leases import Holder, take_results
 from screening.db.migrate import current_revision, head_revision, upgrade
 from screening.db.registry import NoActiveModel, RegistryError, active_version, promote, register_version, rollback
 from screening.db.results import (
@@ -231,10 +232,14 @@ def test_a_study_none_of_whose_images_could_be_screened_is_listed_with_the_reaso
 
 
 def test_an_image_whose_last_outcome_failed_is_screened_again_by_a_later_batch(sessions):
+    """At once: the lease of the screening that failed it is not carried over to the new batch's row (it was, and
+    the row waited a minute, SCREEN_WORK_LEASE, for that lease to lapse)."""
+    screener, next_worker = (Holder(name, AN_HOUR, 10) for name in ("screener", "next worker"))
     with sessions.begin() as session:
         version = register(session)
         first = new_batch(session, version)
         (row,) = claim_images(session, version.id, first, items(session, first, ("1" * 64, None, None)), AN_HOUR)
+        assert take_results(session, [row], screener, "token") == [row]
         record_outcomes(session, [outcome(row, 0, "failed", "file changed since it was enqueued")])
         second = new_batch(session, version)
         assert claim_images(session, version.id, second, items(session, second, ("1" * 64, None, None)), AN_HOUR) == [
@@ -243,6 +248,7 @@ def test_an_image_whose_last_outcome_failed_is_screened_again_by_a_later_batch(s
         again = session.get(Result, row)
         session.refresh(again)
         assert (again.status, again.batch_id, again.reason) == ("queued", second, None)
+        assert take_results(session, [row], next_worker, "other token") == [row]
         record_outcomes(session, [outcome(row, 0.4)])
         third = new_batch(session, version)  # done stays done
         assert claim_images(session, version.id, third, items(session, third, ("1" * 64, None, None)), AN_HOUR) == []

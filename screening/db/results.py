@@ -59,7 +59,20 @@ class Outcome:
 OUTCOME_FIELDS = tuple(name for name in Outcome.__dataclass_fields__ if name != "result_id")
 # what a scored row says of its image: the score, and the operating point it was compared with and why
 SCORE_FIELDS = ("probability", "flagged", "threshold", "population", "population_basis", "adult_score")
-RESET_FIELDS = {name: None for name in ("reason", *SCORE_FIELDS, "pixel_sha256", "screened_at")}
+# what a failed row queued again starts without: its outcome, and the lease of the screening that failed it (which
+# would keep every worker off the row until it lapsed)
+RESET_FIELDS = {
+    name: None
+    for name in (
+        "reason",
+        *SCORE_FIELDS,
+        "pixel_sha256",
+        "screened_at",
+        "lease_holder",
+        "lease_token",
+        "lease_expires_at",
+    )
+}
 
 
 def insert_ignoring_conflict(session: Session, table: type) -> Insert:

@@ -334,7 +334,6 @@ def models_rollback(app: AppContext) -> None:
     "else the version's age-group estimate decides.",
 )
 @pass_app
-@loads_backend
 def evaluate(
     app: AppContext, version_id: int, data_dir: str, bootstrap: int, output: str, population: str | None
 ) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from screening.db.registry import get_version
+from screening.model.device import import_backend_quietly
 from screening.model.figures import CheckFigures
 from screening.model.registered import RegisteredVersion
 from screening.training.labelled import labelled_folder
@@ -31,6 +32,7 @@ def evaluate_version(
     with services.sessions() as session:
         version = RegisteredVersion.of(get_version(session, version_id))
     labelled_folder(folder, minimum_per_class=1)
+    import_backend_quietly()
     from screening.training.evaluate import folder_metrics
 
     classifier = process_runtime(services).classifier_for(version)  # as the worker loads it

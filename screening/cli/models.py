@@ -431,7 +431,6 @@ def _population_table(by_population: dict[str, PopulationCheck]) -> Any:
     "--register/--no-register", default=True, show_default=True, help="Register the result as a candidate version."
 )
 @pass_app
-@loads_backend
 def train_command(
     app: AppContext,
     data_dir: str | None,

@@ -11,6 +11,7 @@ from pathlib import Path
 from screening.db.schema import utcnow
 from screening.errors import ScreeningError
 from screening.hashing import sha256_hex
+from screening.model.device import import_backend_quietly
 from screening.model.manifest import DataManifest, RunNotes
 from screening.model.preprocessing import SPECS
 from screening.model.recipe import TrainingConfig
@@ -82,6 +83,7 @@ def train_candidate(
         raise ArtifactTaken(f"{artifact} is the artifact of registered model version {taken.id}: choose another --out")
     split = multi_source_split(sources, config.validation_fraction, config.seed, config.commercial_use_only)
     checkpoints = _checkpoints(artifact, config, split.manifest(), resume)
+    import_backend_quietly()
     from screening.training.train import train_network
 
     notes = RunNotes(out_of_scope_dir=str(out_of_scope.resolve()) if out_of_scope is not None else None)

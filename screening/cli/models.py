@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from screening.cli.context import AppContext, loads_backend, pass_app
+from screening.cli.context import AppContext, pass_app
 from screening.cli.tables import add_row, make_table, print_table
 from screening.model.figures import Metrics, PopulationCheck
 from screening.usecases.add_gate import add_gate
@@ -125,7 +125,6 @@ def _trained_on(function: Callable[..., None]) -> Callable[..., None]:
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where the gated artifact goes.")
 @pass_app
-@loads_backend
 def models_gate(
     app: AppContext,
     artifact: str,
@@ -157,7 +156,6 @@ def models_gate(
 @_trained_on
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where the ensemble's artifact goes.")
 @pass_app
-@loads_backend
 def models_ensemble(
     app: AppContext,
     artifacts: tuple[str, ...],
@@ -248,7 +246,6 @@ def _sensitivity(text: str) -> float:
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where the new artifact goes.")
 @pass_app
-@loads_backend
 def models_operating_points(
     app: AppContext,
     artifact: str,

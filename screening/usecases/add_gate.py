@@ -7,6 +7,7 @@ from pathlib import Path
 
 from screening.hashing import sha256_hex
 from screening.model.artifact import read_manifest
+from screening.model.device import import_backend_quietly
 from screening.training.sources import SourceSpec
 from screening.usecases.candidates import TrainedCandidate, carded, refuse_taken_out, trained_split
 from screening.usecases.context import Services
@@ -29,6 +30,7 @@ def add_gate(
     manifest = read_manifest(artifact)
     split, config = trained_split(artifact, manifest, sources, check_dirs)
     refuse_taken_out(services, out, [artifact])
+    import_backend_quietly()  # only once everything that can be refused was
     from screening.model.infer import Classifier
     from screening.model.network import save_classifier
     from screening.training.consistency import flag_consistency

@@ -8,6 +8,7 @@ from pathlib import Path
 from screening.errors import InvalidRequest
 from screening.hashing import sha256_hex
 from screening.model.artifact import read_manifest
+from screening.model.device import import_backend_quietly
 from screening.model.manifest import Member, RunNotes
 from screening.training.sources import SourceSpec
 from screening.usecases.candidates import TrainedCandidate, carded, refuse_taken_out, trained_split, training_run
@@ -39,6 +40,7 @@ def assemble_ensemble(
             raise InvalidRequest(f"{artifact.name} was validated on other films than {artifacts[0].name}")
     split, config = trained_split(artifacts[0], first, sources, check_dirs)
     refuse_taken_out(services, out, artifacts)
+    import_backend_quietly()  # only once everything that can be refused was
     from screening.model.infer import Classifier
     from screening.training.train import assemble
 

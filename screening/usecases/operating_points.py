@@ -9,6 +9,7 @@ from screening.db.schema import utcnow
 from screening.errors import InvalidRequest
 from screening.hashing import sha256_hex
 from screening.model.artifact import read_manifest
+from screening.model.device import import_backend_quietly
 from screening.model.figures import Metrics
 from screening.model.manifest import ModelManifest, RunNotes
 from screening.training.sources import SourceSpec
@@ -66,6 +67,7 @@ def add_operating_points(
             f"{seen[0]}): operating points must be chosen on films it never trained on"
         )
     refuse_taken_out(services, out, [artifact])
+    import_backend_quietly()  # only once everything that can be refused was
     from screening.model.infer import Classifier
     from screening.model.network import build_ensemble, save_classifier
     from screening.training.evaluate import folder_metrics

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from screening.cli.context import AppContext, loads_backend, pass_app
+from screening.cli.context import AppContext, pass_app
 from screening.usecases.label import Truth, read_label_csv, record_labels
 from screening.usecases.retrain import retrain_active
 
@@ -50,7 +50,6 @@ def label(app: AppContext, image: str | None, truth: str | None, csv_file: str |
     "--tolerance", default=0.0, show_default=True, help="How much lower AUC/sensitivity still counts as not worse."
 )
 @pass_app
-@loads_backend
 def retrain(app: AppContext, data_dir: str | None, tolerance: float) -> None:
     """Retrain the active model with radiologists' labels; promote the result only if it is not worse."""
     click.echo(retrain_active(app.services, Path(data_dir) if data_dir else None, tolerance).describe())

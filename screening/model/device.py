@@ -22,6 +22,8 @@ def import_backend_quietly() -> str:
     descriptor 2 as it loads (absl, oneDNN) silenced: TF_CPP_MIN_LOG_LEVEL does not stop them, and they break
     the output and progress bars of the command that loads a model. Python's own errors still raise. The
     backend's name."""
+    if "keras" in sys.modules:  # loaded already: other threads' lines on fd 2 are not to be swallowed
+        return str(sys.modules["keras"].backend.backend())
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)

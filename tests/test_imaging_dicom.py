@@ -135,3 +135,19 @@ def test_grey_levels_looked_up_per_stored_value_equal_those_worked_out_per_pixel
     per_pixel, per_pixel_note = display_values(dataset, stored)
     assert note == per_pixel_note
     np.testing.assert_array_equal(looked_up, per_pixel)
+
+
+def test_a_voi_lut_that_puts_the_darkest_and_brightest_pixels_at_one_grey_is_kept_for_the_pixels_between():
+    # A tent-shaped VOI LUT: stored 0 and 255 both become grey 0, the values between do not. The table path decides
+    # from the film's pixels, as the per-pixel path does, not from its two extremes alone.
+    dataset = pydicom.Dataset()
+    dataset.PhotometricInterpretation, dataset.BitsStored, dataset.PixelRepresentation = "MONOCHROME2", 8, 0
+    lut = pydicom.Dataset()
+    lut.LUTDescriptor, lut.LUTData = [256, 0, 8], [min(value, 255 - value) for value in range(256)]
+    dataset.VOILUTSequence = [lut]
+    stored = np.array([[0, 255], [100, 30]], np.uint8)
+    looked_up, note = display(dataset, stored)
+    per_pixel, per_pixel_note = display_values(dataset, stored)
+    assert note is None and per_pixel_note is None
+    np.testing.assert_array_equal(looked_up, per_pixel)
+    assert looked_up[0, 0] == looked_up[0, 1] < looked_up[1, 1]

@@ -233,26 +233,36 @@ def lossless_pixels(ds: pydicom.Dataset) -> np.ndarray | None:
 
 
 def display(ds: pydicom.Dataset, stored: np.ndarray, voi: int = 0) -> tuple[np.ndarray, str | None]:
-    """The film's grey levels: the rules below worked out once per stored value the film can hold between its
-    darkest and brightest pixel, then looked up per pixel (the same pixels as working them out per pixel, at a
-    fraction of the time for a 2,000-px film)."""
+    """The film's grey levels: the rules below worked out once per stored value up to its brightest pixel (from its
+    darkest where it has negative ones), then looked up per pixel (the same pixels as working them out per pixel, at
+    a fraction of the time for a 2,000-px film)."""
     if not np.issubdtype(stored.dtype, np.integer):
         return display_values(ds, stored, voi)
-    offset = int(stored.min())
-    values = np.arange(offset, int(stored.max()) + 1).astype(stored.dtype)
+    darkest, brightest = int(stored.min()), int(stored.max())
+    offset = min(darkest, 0)  # an unsigned film indexes the table with its own values, unconverted
+    values = np.arange(offset, brightest + 1).astype(stored.dtype)
     index = stored if offset == 0 else stored.astype(np.int32) - offset
-    used = np.bincount(index.ravel(), minlength=len(values)) > 0
-    table, note = display_values(ds, values, voi, used)
+
+    def constant_on_the_film(table: np.ndarray) -> bool:
+        first = table[darkest - offset]
+        if table[brightest - offset] != first:  # the usual answer, without a pass over the pixels
+            return False
+        return not np.any((table != first)[index])
+
+    table, note = display_values(ds, values, voi, constant_on_the_film)
     return table[index], note
 
 
 def display_values(
-    ds: pydicom.Dataset, values: np.ndarray, voi: int = 0, used: np.ndarray | None = None
+    ds: pydicom.Dataset,
+    values: np.ndarray,
+    voi: int = 0,
+    constant_on_the_film: Callable[[np.ndarray], bool] = lambda grey: bool(np.ptp(grey) == 0),
 ) -> tuple[np.ndarray, str | None]:
     """Modality LUT, then the VOI window unless it is unusable: one of width 0, or one that puts every pixel at
     the same grey although the stored values differ, is ignored (and said so); only a constant image is blank.
-    `values`: the stored values to work out; `used`: which of them the film's pixels hold (default: all)."""
-    used = np.ones(values.shape, bool) if used is None else used
+    `values`: the stored values to work out (the film's pixels, or a table of them with `constant_on_the_film`
+    saying whether a rendering of the table puts every pixel of the film at one grey)."""
     modality = apply_modality_lut(values, ds)
     modality_range = apply_modality_lut(_stored_range(ds), ds)
     pixels, (low, high), note = modality.astype(np.float32), np.sort(modality_range.astype(np.float32)), None
@@ -264,7 +274,7 @@ def display_values(
                 warnings.simplefilter("ignore")
                 windowed = apply_voi_lut(modality, ds, voi).astype(np.float32)
                 window_range = apply_voi_lut(modality_range, ds, voi).astype(np.float32)
-            if np.ptp(windowed[used]) > 0 or np.ptp(values[used]) == 0:
+            if not constant_on_the_film(windowed) or constant_on_the_film(values):
                 pixels, (low, high) = windowed, np.sort(window_range)
             else:
                 note = "its VOI window excludes every stored pixel value; shown over the stored range instead"

@@ -97,7 +97,8 @@ def enqueue(app: AppContext, paths: tuple[str, ...], wait: bool, population: str
         if in_process:  # loaded only now: a folder with nothing to screen is answered without waiting for it
             backend = import_backend_quietly()
             console.print(
-                f"No broker configured (SCREEN_BROKER_URL unset): screening in this process (Keras backend {backend}).",
+                "No broker configured (SCREEN_BROKER_URL unset): screening in this process "
+                f"(Keras backend {backend}, dtype policy {app.settings.dtype_policy}).",
                 soft_wrap=True,
             )
         bar.start()

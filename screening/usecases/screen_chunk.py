@@ -131,12 +131,14 @@ def _release(runtime: WorkerRuntime, token: str) -> None:
 
 
 def announce_worker_process(settings: Settings) -> None:
-    """Log the backend and device this process computes on; a GPU asked for and not found is a warning."""
-    from screening.model.device import current_device
+    """Log the backend and device this process computes on; a GPU asked for and not found is a warning (half
+    precision asks for one, but for bfloat16 on a CPU that computes it)."""
+    from screening.model.device import cpu_computes_bfloat16, current_device
 
     device = current_device()
     logger.info("worker process %s: %s, dtype policy %s", os.getpid(), device.describe(), settings.dtype_policy)
-    wants_gpu = settings.device == "gpu" or settings.dtype_policy != "float32"
+    half_on_this_cpu = settings.dtype_policy == "mixed_bfloat16" and cpu_computes_bfloat16()
+    wants_gpu = settings.device == "gpu" or (settings.dtype_policy != "float32" and not half_on_this_cpu)
     if wants_gpu and device.accelerator is None:
         logger.warning(
             "no GPU found: this worker runs on the CPU although SCREEN_DEVICE=%s and SCREEN_DTYPE_POLICY=%s ask for "

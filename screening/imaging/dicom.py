@@ -123,7 +123,7 @@ def read_xray_dicom(data: bytes, max_pixels: int, voi: int = 0) -> DicomRadiogra
         raise Unreadable("not a readable DICOM file (no transfer syntax in its meta header)")
     _check_screenable(ds, max_pixels)
     _check_jpeg_baseline(ds)
-    stored = lossless_pixels(ds)
+    stored = fast_pixels(ds)
     if stored is None:
         try:
             with warnings.catch_warnings():
@@ -204,30 +204,34 @@ def _check_jpeg_baseline(ds: pydicom.Dataset) -> None:
     decode_jpeg_strict(frame)
 
 
-# The lossless (and JPEG-LS near-lossless) syntaxes of CR/DX archives, decoded by libjpeg-turbo 3 and CharLS
-# through imagecodecs at three to four times the speed of pydicom's plugins, to the same pixels (the standards
-# leave the decoder no choice; tests/test_imaging.py compares them). Anything else goes through pydicom.
-FAST_LOSSLESS: dict[str, Callable[[bytes], np.ndarray]] = {
+# The syntaxes of CR/DX archives that imagecodecs decodes to the same pixels as pydicom's plugins
+# (tests/test_imaging_dicom.py compares them): the lossless ones and JPEG-LS near-lossless, whose standards leave the
+# decoder no choice, at three to four times their speed (libjpeg-turbo 3, CharLS); and JPEG 2000, lossy too, with
+# the same OpenJPEG, which pydicom's plugin runs holding the GIL (two decode threads took turns; here they share the
+# cores). Anything else goes through pydicom.
+FAST_DECODERS: dict[str, Callable[[bytes], np.ndarray]] = {
     pydicom.uid.JPEGLosslessSV1: imagecodecs.jpeg8_decode,
     pydicom.uid.JPEGLossless: imagecodecs.jpeg8_decode,
     pydicom.uid.JPEGLSLossless: imagecodecs.jpegls_decode,
     pydicom.uid.JPEGLSNearLossless: imagecodecs.jpegls_decode,
+    pydicom.uid.JPEG2000Lossless: imagecodecs.jpeg2k_decode,
+    pydicom.uid.JPEG2000: imagecodecs.jpeg2k_decode,
 }
 
 
-def lossless_pixels(ds: pydicom.Dataset) -> np.ndarray | None:
-    """The stored pixels of an unsigned single-frame film in one of FAST_LOSSLESS, as pydicom would give them; None
+def fast_pixels(ds: pydicom.Dataset) -> np.ndarray | None:
+    """The stored pixels of an unsigned single-frame film in one of FAST_DECODERS, as pydicom would give them; None
     where pydicom must decode (another syntax, signed pixels, or a stream these decoders refuse: pydicom's own
     decoder then says why)."""
-    decode = FAST_LOSSLESS.get(ds.file_meta.TransferSyntaxUID)
-    if decode is None or int(ds.get("PixelRepresentation", 0)) != 0 or int(ds.BitsAllocated) not in (8, 16):
+    decode = FAST_DECODERS.get(ds.file_meta.TransferSyntaxUID)
+    if decode is None or int(ds.get("PixelRepresentation", 0)) != 0 or int(ds.get("BitsAllocated", 0)) not in (8, 16):
         return None
     try:
         frame = next(generate_frames(ds.PixelData, number_of_frames=1))
         pixels = decode(frame)
     except Exception:  # broken encapsulation or stream: pydicom's decoder gives the reason
         return None
-    if pixels.shape != (int(ds.Rows), int(ds.Columns)):
+    if pixels.shape != (int(ds.Rows), int(ds.Columns)) or pixels.dtype.kind != "u":  # a signed stream: pydicom's
         return None
     return pixels.astype(f"uint{int(ds.BitsAllocated)}", copy=False)
 

@@ -105,6 +105,8 @@ def test_dicom_pixels_scale_to_unit_range_from_the_stored_bit_depth():
         ("RG3_J2KI.dcm", True),  # 10 bits
         ("MR2_J2KR.dcm", True),  # 12 bits
         ("J2K_pixelrep_mismatch.dcm", False),  # signed
+        ("OBXXXX1A_rle.dcm", True),  # RLE, 8 bits
+        ("MR_small_RLE.dcm", False),  # signed
         ("JPEG-LL.dcm", False),  # signed: pydicom decodes it
         ("MR_small_jpeg_ls_lossless.dcm", False),  # signed
         ("cr_chest_pa_monochrome2_jpeg_baseline.dcm", False),  # lossy: pydicom's decoder, as the model was measured
@@ -156,3 +158,20 @@ def test_a_voi_lut_that_puts_the_darkest_and_brightest_pixels_at_one_grey_is_kep
     assert note is None and per_pixel_note is None
     np.testing.assert_array_equal(looked_up, per_pixel)
     assert looked_up[0, 0] == looked_up[0, 1] < looked_up[1, 1]
+
+
+def test_the_chest_film_in_rle_decodes_fast_to_the_stored_pixels():
+    dataset = pydicom.dcmread(DICOM / "cr_chest_pa_monochrome1_jpeg_lossless.dcm")
+    stored = dataset.pixel_array
+    dataset.compress(pydicom.uid.RLELossless, stored)  # 16 bits allocated: two byte segments to interleave
+    dataset = pydicom.dcmread(pydicom.filebase.DicomBytesIO(dataset_bytes(dataset)))
+    pixels = fast_pixels(dataset)
+    assert pixels is not None and pixels.dtype == stored.dtype
+    np.testing.assert_array_equal(pixels, stored)
+    np.testing.assert_array_equal(pixels, dataset.pixel_array)
+
+
+def dataset_bytes(dataset: pydicom.Dataset) -> bytes:
+    written = pydicom.filebase.DicomBytesIO()
+    dataset.save_as(written, enforce_file_format=True)
+    return written.getvalue()

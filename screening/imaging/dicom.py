@@ -204,18 +204,24 @@ def _check_jpeg_baseline(ds: pydicom.Dataset) -> None:
     decode_jpeg_strict(frame)
 
 
+def _dicom_rle(frame: bytes, ds: pydicom.Dataset) -> np.ndarray:
+    dtype = np.dtype(f"<u{int(ds.BitsAllocated) // 8}")
+    return np.frombuffer(imagecodecs.dicomrle_decode(frame, dtype), dtype).reshape(int(ds.Rows), int(ds.Columns))
+
+
 # The syntaxes of CR/DX archives that imagecodecs decodes to the same pixels as pydicom's plugins
 # (tests/test_imaging_dicom.py compares them): the lossless ones and JPEG-LS near-lossless, whose standards leave the
-# decoder no choice, at three to four times their speed (libjpeg-turbo 3, CharLS); and JPEG 2000, lossy too, with
-# the same OpenJPEG, which pydicom's plugin runs holding the GIL (two decode threads took turns; here they share the
-# cores). Anything else goes through pydicom.
-FAST_DECODERS: dict[str, Callable[[bytes], np.ndarray]] = {
-    pydicom.uid.JPEGLosslessSV1: imagecodecs.jpeg8_decode,
-    pydicom.uid.JPEGLossless: imagecodecs.jpeg8_decode,
-    pydicom.uid.JPEGLSLossless: imagecodecs.jpegls_decode,
-    pydicom.uid.JPEGLSNearLossless: imagecodecs.jpegls_decode,
-    pydicom.uid.JPEG2000Lossless: imagecodecs.jpeg2k_decode,
-    pydicom.uid.JPEG2000: imagecodecs.jpeg2k_decode,
+# decoder no choice, at two to four times their speed (libjpeg-turbo 3, CharLS, its RLE); and JPEG 2000, lossy too,
+# with the same OpenJPEG, which pydicom's plugin runs holding the GIL (two decode threads took turns; here they share
+# the cores). Anything else goes through pydicom.
+FAST_DECODERS: dict[str, Callable[[bytes, pydicom.Dataset], np.ndarray]] = {
+    pydicom.uid.JPEGLosslessSV1: lambda frame, _: imagecodecs.jpeg8_decode(frame),
+    pydicom.uid.JPEGLossless: lambda frame, _: imagecodecs.jpeg8_decode(frame),
+    pydicom.uid.JPEGLSLossless: lambda frame, _: imagecodecs.jpegls_decode(frame),
+    pydicom.uid.JPEGLSNearLossless: lambda frame, _: imagecodecs.jpegls_decode(frame),
+    pydicom.uid.JPEG2000Lossless: lambda frame, _: imagecodecs.jpeg2k_decode(frame),
+    pydicom.uid.JPEG2000: lambda frame, _: imagecodecs.jpeg2k_decode(frame),
+    pydicom.uid.RLELossless: _dicom_rle,
 }
 
 
@@ -228,7 +234,7 @@ def fast_pixels(ds: pydicom.Dataset) -> np.ndarray | None:
         return None
     try:
         frame = next(generate_frames(ds.PixelData, number_of_frames=1))
-        pixels = decode(frame)
+        pixels = decode(frame, ds)
     except Exception:  # broken encapsulation or stream: pydicom's decoder gives the reason
         return None
     if pixels.shape != (int(ds.Rows), int(ds.Columns)) or pixels.dtype.kind != "u":  # a signed stream: pydicom's

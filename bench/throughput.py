@@ -32,6 +32,7 @@ from screening.db.leases import Holder
 from screening.db.migrate import upgrade
 from screening.db.schema import Result
 from screening.imaging.pipeline import prepare_file
+from screening.model.device import cpu_computes_bfloat16
 from screening.model.preprocessing import PreprocessSpec
 from screening.model.registered import RegisteredVersion
 from screening.model.released import ensure_active_model, register_artifact
@@ -197,7 +198,8 @@ def main() -> None:
     classifier.model.predict(np.zeros((1, side, side, 3), np.float32), verbose=0)
 
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+        f"{' with bfloat16 arithmetic' if cpu_computes_bfloat16() else ''}; "
         f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND', 'tensorflow')}; batch {settings.inference_batch_size}, "
         f"chunk {settings.chunk_size}, decode threads {settings.decode_threads}, dtype {settings.dtype_policy}; "
         f"model version {version.id} ({version.artifact_path.name[:12]}…, {version.name})"

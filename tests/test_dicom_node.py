@@ -15,7 +15,7 @@ import pytest
 from faults import held_by, screenings
 from helpers import DICOM, ScreenProcess, free_port, own_errors, run_screen, wait_until
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import generate_uid
+from pydicom.uid import RLELossless, generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
@@ -158,6 +158,26 @@ def test_a_study_sent_to_the_listener_comes_back_as_a_report_and_heatmaps_in_its
     answers = re.findall(r"Received Store Response \(Status: (0x\w+)", pushed.stderr + pushed.stdout)
     assert pushed.returncode == 0 and answers == ["0x0000"] * (len(received(archive_dir)) + 1), answers
     assert not list((Path(env["SCREEN_DATA_DIR"]) / "spool" / "incoming").glob(f"{chest_study}*"))  # none spooled
+
+
+def test_a_film_sent_in_rle_is_accepted_and_screened(node, tmp_path):
+    env, _, start = node
+    port = free_port()
+    (film,) = study_of(tmp_path / "rle", ["cr_chest_pa_monochrome1_jpeg_lossless.dcm"])
+    dataset = pydicom.dcmread(film)
+    dataset.compress(RLELossless, dataset.pixel_array)  # as older archives keep CR films
+    dataset.save_as(film)
+    start(port)
+    sent = storescu(port, [film])  # proposes the film's own syntax only
+    assert sent.returncode == 0 and "Status: 0x0000" in sent.stderr + sent.stdout, sent.stderr
+
+    def screened() -> list[dict] | None:
+        found = re.search(r"batch (\w+): 1 instance", (tmp_path / "listener-0.log").read_text())
+        rows = json.loads(run_screen(env, "results", found.group(1), "--format", "json").stdout) if found else []
+        return rows if rows and all(row["status"] != "queued" for row in rows) else None
+
+    rows = wait_until(screened, 180, 1, "the study settled and screened")
+    assert [(row["status"], 0 <= row["probability"] <= 1) for row in rows] == [("done", True)], rows
 
 
 class RefusingArchive:
